@@ -1,0 +1,95 @@
+"""`medfake synth` and `medfake train synth`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app, fail, train_app
+
+
+@app.command("synth")
+def synth_cmd(
+    modality: str = typer.Option(..., "--modality", "-m", help="brain_mri, chest_xray, lung_ct, kidney_ct, breast_us, knee_xray"),
+    label: Optional[str] = typer.Option(None, "--label", "-l", help="class label (default: drawn from the training prior)"),
+    n: int = typer.Option(16, "-n", help="number of images"),
+    sampler: str = typer.Option("ddim", help="ddpm (ancestral, 1000 steps) or ddim"),
+    steps: Optional[int] = typer.Option(None, help="sampling steps (ddim default 50, ddpm default 1000)"),
+    eta: float = typer.Option(0.0, help="DDIM eta"),
+    guidance: float = typer.Option(1.0, help="classifier-free guidance scale (1 = conditional, >1 stronger)"),
+    seed: int = typer.Option(0),
+    model: str = typer.Option("ddpm", help="generator name in models/ (ddpm, dcgan)"),
+    fmt: str = typer.Option("png", "--format", help="png or dicom"),
+    bits: int = typer.Option(8, help="bit depth of the written files (8 or 16)"),
+    out: Path = typer.Option(Path("synth_out"), "--out", "-o"),
+):
+    """Sample synthetic images from a shipped generator."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ..data.modalities import check_label, check_modality
+    from ..io.errors import MedfakeError
+    from ..synthesis.generate import load_generator
+    from ..synthesis.io import save_images
+
+    if fmt not in ("png", "dicom"):
+        fail(f"unknown format {fmt!r}; choose png or dicom")
+    if sampler not in ("ddpm", "ddim"):
+        fail(f"unknown sampler {sampler!r}; choose ddpm or ddim")
+    try:
+        check_modality(modality)
+        check_label(modality, label)
+        gen = load_generator(model)
+    except (MedfakeError, ValueError) as e:
+        fail(str(e))
+    with Progress(transient=True) as prog:
+        task = prog.add_task(f"{model} {sampler} {modality}", total=1.0)
+        imgs = gen.sample(modality, label, n, sampler=sampler, steps=steps, eta=eta, guidance=guidance, seed=seed,
+                          progress=lambda i, t: prog.update(task, completed=i / max(t, 1)))
+    paths = save_images(imgs, out, gen.provenance(sampler if gen.family == "ddpm" else None), fmt=fmt, bits=bits,
+                        prefix=f"{modality}_{model}")
+    Console().print(f"wrote {len(paths)} {fmt.upper()} file(s) to [bold]{out}[/]")
+
+
+@train_app.command("synth")
+def train_synth_cmd(
+    model: str = typer.Option("ddpm", "--model", help="ddpm or dcgan"),
+    data: Path = typer.Option(..., "--data", help="manifest.csv or folder root/<modality>/<label>/*"),
+    split: str = typer.Option("train", help="manifest split to train on ('' = all rows)"),
+    out: Path = typer.Option(Path("runs/synth"), "--out"),
+    name: Optional[str] = typer.Option(None, help="model name (default: the family)"),
+    steps: int = typer.Option(5000),
+    batch_size: int = typer.Option(32),
+    lr: Optional[float] = typer.Option(None),
+    ema: float = typer.Option(0.999, help="EMA decay"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    ckpt_every: int = typer.Option(500),
+    resume: bool = typer.Option(True, help="resume from <out>/<name>.ckpt.pt if present"),
+    max_minutes: Optional[float] = typer.Option(None, help="stop (and export) after this many minutes"),
+    config: Optional[str] = typer.Option(None, help="JSON object of architecture config overrides"),
+    limit_per_class: Optional[int] = typer.Option(None, help="use at most N images per (modality, label)"),
+):
+    """Train the class-conditional DDPM or the DCGAN on a manifest split."""
+    import json
+
+    from rich.console import Console
+
+    from ..data.manifest import filter_records, read_manifest
+    from ..synthesis.train import train_generator
+
+    recs = filter_records(read_manifest(data), split or None, limit_per_class=limit_per_class)
+    if not recs:
+        fail(f"no images in {data} (split {split!r})")
+    card = train_generator(
+        model, recs, out, name=name, config=json.loads(config) if config else None, steps=steps,
+        batch_size=batch_size, lr=lr, ema_decay=ema, seed=seed, device=device, ckpt_every=ckpt_every,
+        resume=resume, max_minutes=max_minutes, data_desc=f"{data} split={split or 'all'} ({len(recs)} images)",
+        command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    Console().print(f"trained {card['name']}: {card['steps']} steps in {card['training_minutes']} min on "
+                    f"{card['hardware']}; loss {card['loss_first']} → {card['loss_last']}; wrote {out}/{card['name']}.json")

@@ -1,0 +1,375 @@
+"""Readers: DICOM (pydicom + pylibjpeg), NIfTI (nibabel), raster (Pillow). Every reader returns Image(s).
+
+Each failure is one ImageReadError naming the file and the reason. Declared sizes are checked against the
+pixel limit before any pixel data is decoded (decompression-bomb guard).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io as _io
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .errors import ImageReadError, ImageTooLargeError, UnsupportedFormatError
+from .image import Image, Meta
+
+DEFAULT_MAX_PIXELS = 64_000_000
+
+# CT window presets: (centre, width) in Hounsfield units
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (50.0, 350.0),
+    "soft_tissue": (40.0, 400.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+}
+
+RASTER_EXT = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+DICOM_EXT = {".dcm", ".dicom", ".ima"}
+NIFTI_EXT = {".nii", ".nii.gz"}
+
+
+def parse_window(window) -> tuple[float, float] | None:
+    """`None`, a preset name, 'C,W' or a (centre, width) tuple → (centre, width)."""
+    if window is None or window == "":
+        return None
+    if isinstance(window, str):
+        key = window.strip().lower().replace("-", "_").replace(" ", "_")
+        if key in WINDOW_PRESETS:
+            return WINDOW_PRESETS[key]
+        try:
+            c, w = (float(v) for v in window.split(","))
+        except ValueError:
+            raise ValueError(
+                f"window {window!r}: use a preset ({', '.join(WINDOW_PRESETS)}) or 'CENTRE,WIDTH'"
+            ) from None
+    else:
+        c, w = (float(v) for v in window)
+    if w <= 0:
+        raise ValueError(f"window width must be > 0, got {w}")
+    return c, w
+
+
+def sniff_format(path: Path, head: bytes) -> str:
+    name = path.name.lower()
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if name.endswith(".nii") or name.endswith(".nii.gz"):
+        return "nifti"
+    if len(head) >= 4 and int.from_bytes(head[:4], "little") == 348:
+        return "nifti"
+    if path.suffix.lower() in DICOM_EXT:
+        return "dicom"  # DICOM without preamble; pydicom will judge
+    return "unknown"
+
+
+def read_images(
+    path: str | Path,
+    *,
+    window=None,
+    frames: str | int = "all",
+    axis: int = 2,
+    slice_index: int | str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    data: bytes | None = None,
+) -> list[Image]:
+    """Read one file into one or more Images (multi-frame DICOM: one per frame; NIfTI: the chosen slice(s)).
+
+    `data` lets a caller pass bytes already in memory (uploads); `path` is then only a name.
+    """
+    path = Path(path)
+    try:
+        if data is None:
+            if not path.exists():
+                raise ImageReadError(path, "file not found")
+            if path.is_dir():
+                raise ImageReadError(path, "is a folder, not a file")
+            data = path.read_bytes()
+        if len(data) == 0:
+            raise ImageReadError(path, "empty file")
+        fmt = sniff_format(path, data[:132])
+        win = parse_window(window)
+        if fmt == "dicom":
+            return _read_dicom(path, data, win, frames, max_pixels)
+        if fmt == "nifti":
+            return _read_nifti(path, data, win, axis, slice_index, max_pixels)
+        if fmt in ("png", "jpeg", "tiff", "bmp"):
+            return [_read_raster(path, data, fmt, max_pixels)]
+        raise UnsupportedFormatError(
+            path, "unsupported or unrecognised format (expected DICOM, NIfTI, PNG, JPEG, TIFF or BMP)"
+        )
+    except ImageReadError:
+        raise
+    except ValueError as e:  # bad options
+        raise ImageReadError(path, str(e)) from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure becomes one clear error
+        raise ImageReadError(path, f"cannot decode ({type(e).__name__}: {e})") from None
+
+
+def read_image(path: str | Path, **kwargs) -> Image:
+    """Read a file and return its first image (first frame / chosen slice)."""
+    return read_images(path, **kwargs)[0]
+
+
+def iter_image_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Files as given, and folders searched recursively for image-like files (sorted)."""
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                n = f.name.lower()
+                if f.is_file() and (
+                    f.suffix.lower() in RASTER_EXT | DICOM_EXT or n.endswith(".nii") or n.endswith(".nii.gz")
+                ):
+                    yield f
+        else:
+            yield p
+
+
+# ---------------------------------------------------------------- raster
+def _read_raster(path: Path, data: bytes, fmt: str, max_pixels: int) -> Image:
+    from PIL import Image as PILImage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        old = PILImage.MAX_IMAGE_PIXELS
+        try:
+            PILImage.MAX_IMAGE_PIXELS = max_pixels
+            im = PILImage.open(_io.BytesIO(data))
+            w, h = im.size
+            if w * h > max_pixels or w <= 0 or h <= 0:
+                raise ImageTooLargeError(path, f"declared size {w}×{h} exceeds the limit of {max_pixels} pixels")
+            im.load()
+        except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as e:
+            raise ImageTooLargeError(path, f"refused as a decompression bomb ({e})") from None
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = old
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im).astype(np.float64)
+        bits = 16
+        top = 65535.0
+        if mode == "I" and arr.max(initial=0) > 65535:
+            top = float(arr.max())
+        a = np.clip(arr / top, 0, 1)
+        dtype = "uint16"
+    elif mode == "F":
+        arr = np.asarray(im).astype(np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise ImageReadError(path, "contains NaN or infinite values")
+        lo, hi = float(arr.min()), float(arr.max())
+        a = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+        bits, dtype = 32, "float32"
+    else:
+        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            bg = PILImage.new("RGBA", im.size, (0, 0, 0, 255))
+            im = PILImage.alpha_composite(bg, im)
+        a = np.asarray(im.convert("L")).astype(np.float32) / 255.0
+        bits, dtype = 8, "uint8"
+    return Image(
+        a.astype(np.float32),
+        Meta(
+            source=str(path),
+            original_shape=(h, w),
+            original_dtype=dtype,
+            bits=bits,
+            value_range=(0.0, float(2**bits - 1)) if bits in (8, 16) else None,
+            photometric=mode,
+            format=fmt,
+        ),
+    )
+
+
+# ---------------------------------------------------------------- DICOM
+def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[Image]:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(_io.BytesIO(data), force=True)
+    except Exception as e:  # noqa: BLE001
+        raise ImageReadError(path, f"not a readable DICOM file ({e})") from None
+    if "PixelData" not in ds and "FloatPixelData" not in ds:
+        raise ImageReadError(path, "DICOM file has no pixel data")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    if rows <= 0 or cols <= 0:
+        raise ImageReadError(path, "DICOM file declares no image size (Rows/Columns)")
+    if rows * cols * nframes > max_pixels:
+        raise ImageTooLargeError(
+            path, f"declared size {nframes}×{rows}×{cols} exceeds the limit of {max_pixels} pixels"
+        )
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    try:
+        arr = ds.pixel_array
+    except Exception as e:  # noqa: BLE001
+        raise ImageReadError(path, f"cannot decode DICOM pixel data ({type(e).__name__}: {e})") from None
+    bits_stored = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)) or 8)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    # normalise to (frames, H, W[, C])
+    if nframes > 1:
+        stack = arr
+    else:
+        stack = arr[None]
+    if spp > 1 and stack.ndim == 4:
+        if photometric.startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            stack = np.stack([convert_color_space(f, photometric, "RGB") for f in stack])
+        stack = stack.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        photometric_eff = "RGB→L"
+    else:
+        photometric_eff = photometric
+    indices = range(stack.shape[0]) if frames in ("all", None) else [int(frames)]
+    spacing = ds.get("PixelSpacing", None) or ds.get("ImagerPixelSpacing", None)
+    spacing_t = (float(spacing[0]), float(spacing[1])) if spacing is not None and len(spacing) == 2 else None
+    out: list[Image] = []
+    for i in indices:
+        if not 0 <= i < stack.shape[0]:
+            raise ImageReadError(path, f"frame {i} out of range (0..{stack.shape[0] - 1})")
+        frame = stack[i]
+        if spp == 1:
+            vals = apply_modality_lut(frame, ds).astype(np.float64)
+        else:
+            vals = frame.astype(np.float64)
+        if not np.all(np.isfinite(vals)):
+            raise ImageReadError(path, "pixel data contains NaN or infinite values")
+        used_window = None
+        if win is not None:
+            c, w = win
+            lo, hi = c - w / 2.0, c + w / 2.0
+            used_window = (c, w)
+        elif spp == 1 and "WindowCenter" in ds and "WindowWidth" in ds and photometric_eff != "RGB→L":
+            wc, ww = ds.WindowCenter, ds.WindowWidth
+            c = float(wc[0] if isinstance(wc, pydicom.multival.MultiValue) else wc)
+            w = float(ww[0] if isinstance(ww, pydicom.multival.MultiValue) else ww)
+            if w > 1:
+                lo, hi = c - w / 2.0, c + w / 2.0
+                used_window = (c, w)
+            else:
+                lo, hi = float(vals.min()), float(vals.max())
+        else:
+            lo, hi = float(vals.min()), float(vals.max())
+        if hi <= lo:
+            hi = lo + 1.0
+        a = np.clip((vals - lo) / (hi - lo), 0.0, 1.0)
+        if photometric == "MONOCHROME1":
+            a = 1.0 - a
+        _ = apply_voi_lut  # VOI LUT sequences are rare in our inputs; explicit windows cover CT
+        meta_ds = ds.copy()
+        if "PixelData" in meta_ds:
+            del meta_ds.PixelData
+        out.append(
+            Image(
+                a.astype(np.float32),
+                Meta(
+                    source=str(path),
+                    frame=i if stack.shape[0] > 1 else None,
+                    original_shape=(rows, cols),
+                    original_dtype=str(arr.dtype),
+                    bits=bits_stored,
+                    value_range=(lo, hi),
+                    dicom_modality=str(ds.get("Modality", "")) or None,
+                    pixel_spacing=spacing_t,
+                    window=used_window,
+                    photometric=photometric,
+                    format="dicom",
+                    dicom=meta_ds,
+                    extra={
+                        "rescale_slope": float(ds.get("RescaleSlope", 1) or 1),
+                        "rescale_intercept": float(ds.get("RescaleIntercept", 0) or 0),
+                        "pixel_representation": int(ds.get("PixelRepresentation", 0) or 0),
+                        "stored_min": float(vals.min()),
+                        "stored_max": float(vals.max()),
+                        "samples_per_pixel": spp,
+                        "number_of_frames": nframes,
+                    },
+                ),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------- NIfTI
+def _read_nifti(path: Path, data: bytes, win, axis: int, slice_index, max_pixels: int) -> list[Image]:
+    import nibabel as nib
+
+    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    try:
+        img = nib.Nifti1Image.from_bytes(raw)
+    except Exception:  # noqa: BLE001
+        try:
+            img = nib.Nifti2Image.from_bytes(raw)
+        except Exception as e:  # noqa: BLE001
+            raise ImageReadError(path, f"not a readable NIfTI file ({e})") from None
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) < 2:
+        raise ImageReadError(path, f"NIfTI has {len(shape)} dimension(s); need at least 2")
+    if int(np.prod(shape)) > max_pixels:
+        raise ImageTooLargeError(path, f"declared size {shape} exceeds the limit of {max_pixels} pixels")
+    vol = np.asarray(img.dataobj, dtype=np.float64)
+    while vol.ndim > 3:
+        vol = vol[..., 0]
+    if vol.ndim == 2:
+        vol = vol[:, :, None]
+    if not 0 <= axis < 3:
+        raise ImageReadError(path, f"axis must be 0, 1 or 2, got {axis}")
+    if not np.all(np.isfinite(vol)):
+        raise ImageReadError(path, "NIfTI contains NaN or infinite values")
+    n = vol.shape[axis]
+    if slice_index in (None, "middle"):
+        idx = [n // 2]
+    elif slice_index == "all":
+        idx = list(range(n))
+    else:
+        idx = [int(slice_index)]
+        if not 0 <= idx[0] < n:
+            raise ImageReadError(path, f"slice {idx[0]} out of range (0..{n - 1}) on axis {axis}")
+    if win is not None:
+        c, w = win
+        lo, hi = c - w / 2.0, c + w / 2.0
+    else:
+        lo, hi = float(vol.min()), float(vol.max())
+        if hi <= lo:
+            hi = lo + 1.0
+    zooms = img.header.get_zooms()
+    others = [d for d in range(3) if d != axis]
+    spacing = (float(zooms[others[0]]), float(zooms[others[1]])) if len(zooms) >= 3 else None
+    out = []
+    for i in idx:
+        sl = np.take(vol, i, axis=axis)
+        sl = np.rot90(sl)  # radiological display orientation (rows = anterior→posterior)
+        a = np.clip((sl - lo) / (hi - lo), 0, 1).astype(np.float32)
+        out.append(
+            Image(
+                np.ascontiguousarray(a),
+                Meta(
+                    source=str(path),
+                    frame=i if len(idx) > 1 else None,
+                    original_shape=shape,
+                    original_dtype=str(img.get_data_dtype()),
+                    bits=16 if np.dtype(img.get_data_dtype()).itemsize >= 2 else 8,
+                    value_range=(lo, hi),
+                    pixel_spacing=spacing,
+                    window=win,
+                    format="nifti",
+                    extra={"axis": axis, "slice": i},
+                ),
+            )
+        )
+    return out

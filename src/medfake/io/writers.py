@@ -1,0 +1,195 @@
+"""Writers: PNG (8/16-bit) and DICOM (Secondary Capture for synthetic images; derived copies of a source
+DICOM for manipulated ones). Every DICOM written here carries provenance."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io as _io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .image import Image, to_uint
+
+SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
+
+
+@dataclass
+class Provenance:
+    """What made an image: written into every DICOM (and JSON sidecars) the project produces."""
+
+    kind: str  # "synthetic" | "manipulated"
+    generator: str  # e.g. "ddpm", "dcgan", "repaint"
+    model_version: str = "unknown"
+    details: dict = field(default_factory=dict)
+
+    def description(self) -> str:
+        extra = "; ".join(f"{k}={v}" for k, v in self.details.items())
+        text = f"MEDFAKE {self.kind.upper()} IMAGE: generator={self.generator} model={self.model_version} medfake={__version__}"
+        if extra:
+            text += "; " + extra
+        return text[:1024]  # Derivation Description is ST (≤ 1024 chars)
+
+
+def png_bytes(image: Image | np.ndarray, bits: int = 8) -> bytes:
+    from PIL import Image as PILImage
+
+    arr = image.array if isinstance(image, Image) else np.asarray(image, dtype=np.float32)
+    if bits not in (8, 16):
+        raise ValueError(f"PNG bit depth must be 8 or 16, got {bits}")
+    u = to_uint(arr, bits)
+    im = PILImage.fromarray(u, mode="L") if bits == 8 else PILImage.fromarray(u.astype(np.uint16))
+    buf = _io.BytesIO()
+    im.save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def write_png(image: Image | np.ndarray, path: str | Path, bits: int = 8) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(image, bits))
+    return path
+
+
+def _now():
+    now = _dt.datetime.now()
+    return now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+
+
+def _mark(ds, prov: Provenance) -> None:
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.DerivationDescription = prov.description()
+    ds.ImageComments = f"{prov.kind.upper()} by medfake {__version__} ({prov.generator}, {prov.model_version})"[:10240]
+    ds.BurnedInAnnotation = "NO"
+    ds.Manufacturer = "medfake"
+    ds.SoftwareVersions = __version__
+    ds.ConversionType = "SYN" if prov.kind == "synthetic" else "WSD"
+    # Derivation Code Sequence: DCM 113040 "Lossy Compression" is wrong here; use DCM 113076 "Segmentation"? No:
+    # the closest standard code for an edited image is (DCM, 121329, "Source image for image processing operation")
+    # on the source reference; we record the free-text description above, which every viewer shows.
+
+
+def dicom_secondary_capture(image: Image, prov: Provenance, *, bits: int = 8, patient_id: str = "MEDFAKE-SYNTHETIC"):
+    """A new DICOM Secondary Capture dataset holding `image` (for synthetic images)."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    if bits not in (8, 16):
+        raise ValueError(f"DICOM bit depth must be 8 or 16, got {bits}")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SC_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    date, time = _now()
+    ds.SOPClassUID = SC_IMAGE_STORAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientName = "SYNTHETIC^MEDFAKE"
+    ds.PatientID = patient_id
+    ds.StudyDate = ds.ContentDate = ds.SeriesDate = date
+    ds.StudyTime = ds.ContentTime = ds.SeriesTime = time
+    ds.Modality = "OT"
+    ds.SeriesDescription = f"medfake synthetic {image.meta.modality or ''} {image.meta.label or ''}".strip()[:64]
+    ds.StudyID = "1"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = 1
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = image.shape
+    ds.BitsAllocated = bits
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    _mark(ds, prov)
+    ds.PixelData = to_uint(image.array, bits).tobytes()
+    return ds
+
+
+def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = None):
+    """A copy of the source DICOM (image.meta.dicom) with new pixel data, same geometry and study/series
+    context, a new SOP Instance UID and provenance marking it derived (manipulated)."""
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    src = image.meta.dicom
+    if src is None:
+        raise ValueError("dicom_derived needs an image read from DICOM")
+    ds = src.copy()
+    for tag in ("NumberOfFrames", "FrameIncrementPointer", "PerFrameFunctionalGroupsSequence"):
+        if tag in ds:
+            delattr(ds, tag)
+    if stored is None:
+        stored = native_stored_values(image)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if "SourceImageSequence" not in ds:
+        from pydicom.dataset import Dataset
+        from pydicom.sequence import Sequence
+
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = src.get("SOPClassUID", SC_IMAGE_STORAGE)
+        ref.ReferencedSOPInstanceUID = src.get("SOPInstanceUID", "")
+        ds.SourceImageSequence = Sequence([ref])
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if "SOPClassUID" in ds:
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.SamplesPerPixel = 1
+    if str(ds.get("PhotometricInterpretation", "")) not in ("MONOCHROME1", "MONOCHROME2"):
+        ds.PhotometricInterpretation = "MONOCHROME2"
+    if "PlanarConfiguration" in ds:
+        del ds.PlanarConfiguration
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsAllocated = stored.dtype.itemsize * 8
+    ds.BitsStored = int(src.get("BitsStored", ds.BitsAllocated)) if ds.BitsAllocated > 8 else 8
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
+    ds.InstanceCreationDate, ds.InstanceCreationTime = _now()
+    _mark(ds, prov)
+    ds.PixelData = stored.tobytes()
+    if "LossyImageCompression" in src:
+        ds.LossyImageCompression = src.LossyImageCompression
+    return ds
+
+
+def native_stored_values(image: Image) -> np.ndarray:
+    """Invert the reader's mapping: [0, 1] → modality-LUT units → stored pixel values in the source dtype."""
+    m = image.meta
+    lo, hi = m.value_range or (0.0, 255.0)
+    a = image.array
+    if m.photometric == "MONOCHROME1":
+        a = 1.0 - a
+    vals = a.astype(np.float64) * (hi - lo) + lo
+    slope = float(m.extra.get("rescale_slope", 1.0))
+    inter = float(m.extra.get("rescale_intercept", 0.0))
+    stored = (vals - inter) / slope
+    signed = int(m.extra.get("pixel_representation", 0)) == 1
+    bits = int(m.bits or 8)
+    dtype = np.dtype(m.original_dtype) if m.original_dtype and m.original_dtype.startswith(("int", "uint")) else None
+    if dtype is None:
+        dtype = np.int16 if signed else (np.uint8 if bits <= 8 else np.uint16)
+    info = np.iinfo(dtype)
+    smin = -(2 ** (bits - 1)) if signed else 0
+    smax = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+    return np.clip(np.round(stored), max(info.min, smin), min(info.max, smax)).astype(dtype)
+
+
+def write_dicom(image: Image, path: str | Path, prov: Provenance, *, bits: int = 8, stored: np.ndarray | None = None) -> Path:
+    """Derived copy when the image came from DICOM, else a new Secondary Capture."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.meta.dicom is not None:
+        ds = dicom_derived(image, prov, stored)
+    else:
+        ds = dicom_secondary_capture(image, prov, bits=bits)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def dicom_bytes(image: Image, prov: Provenance, *, bits: int = 8) -> bytes:
+    buf = _io.BytesIO()
+    ds = dicom_derived(image, prov) if image.meta.dicom is not None else dicom_secondary_capture(image, prov, bits=bits)
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

@@ -1,0 +1,1 @@
+"""Detector architectures (filled in by the detection work)."""

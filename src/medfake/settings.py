@@ -1,0 +1,53 @@
+"""One settings object for limits, paths and keys; the only place that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_ROOT.parents[1]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"MEDFAKE_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    models_dir: Path = field(default_factory=lambda: Path(_env("MODELS_DIR", str(PROJECT_ROOT / "models"))))
+    shared_data: Path = field(
+        default_factory=lambda: Path(_env("DATA", str(PROJECT_ROOT.parent / "shared" / "datasets" / "medimg128")))
+    )
+    # decoding limits (decompression bombs)
+    max_pixels: int = field(default_factory=lambda: int(_env("MAX_PIXELS", str(64_000_000))))
+    max_frames: int = field(default_factory=lambda: int(_env("MAX_FRAMES", "1024")))
+    # service limits
+    max_upload_bytes: int = field(default_factory=lambda: int(_env("MAX_UPLOAD_BYTES", str(32 * 1024 * 1024))))
+    max_files_per_request: int = field(default_factory=lambda: int(_env("MAX_FILES", "64")))
+    max_synthesis_images: int = field(default_factory=lambda: int(_env("MAX_SYNTH_IMAGES", "64")))
+    job_workers: int = field(default_factory=lambda: int(_env("JOB_WORKERS", "1")))
+    job_queue: int = field(default_factory=lambda: int(_env("JOB_QUEUE", "16")))
+    job_timeout_s: float = field(default_factory=lambda: float(_env("JOB_TIMEOUT_S", "900")))
+    request_timeout_s: float = field(default_factory=lambda: float(_env("REQUEST_TIMEOUT_S", "60")))
+    result_ttl_s: float = field(default_factory=lambda: float(_env("RESULT_TTL_S", "3600")))
+    api_keys: tuple[str, ...] = field(
+        default_factory=lambda: tuple(k for k in _env("API_KEYS", "").split(",") if k.strip())
+    )
+    cors_origins: tuple[str, ...] = field(
+        default_factory=lambda: tuple(o for o in _env("CORS_ORIGINS", "").split(",") if o.strip())
+    )
+    device: str = field(default_factory=lambda: _env("DEVICE", "auto"))
+
+
+def get_settings() -> Settings:
+    return Settings()
+
+
+def torch_device(name: str = "auto"):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -1,0 +1,222 @@
+"""Training loops for the DDPM and the DCGAN: progress bar, EMA, checkpoints and resume, bf16 autocast on a
+GPU, works on the CPU. Output: <out>/<name>.safetensors (EMA weights, fp16) + <out>/<name>.json (model card)."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from .. import __version__
+from ..data.datasets import ImageDataset, train_transforms
+from ..data.manifest import Record
+from ..models.cards import write_card
+from ..models.registry import create, make_config
+from ..models.weights import save_weights
+
+
+def _loader(records, batch_size: int, seed: int, augment: bool = True):
+    ds = ImageDataset(records, train_transforms(augment=augment))
+    g = torch.Generator().manual_seed(seed)
+    return ds, torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=len(ds) >= batch_size,
+                                           generator=g, num_workers=0)
+
+
+def _forever(loader):
+    while True:
+        yield from loader
+
+
+def label_prior(records: list[Record]) -> dict:
+    c = Counter((r.modality, r.label) for r in records)
+    out: dict = {}
+    for (m, lab), k in c.items():
+        out.setdefault(m, {})[lab] = k
+    return {m: {lab: v / sum(d.values()) for lab, v in d.items()} for m, d in out.items()}
+
+
+def _hardware(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _progress(total: int, desc: str, initial: int = 0):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    p = Progress(TextColumn(desc), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                 TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+    task = p.add_task(desc, total=total, completed=initial, info="")
+    return p, task
+
+
+def train_generator(
+    family: str,
+    records: list[Record],
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    config: dict | None = None,
+    steps: int = 1000,
+    batch_size: int = 32,
+    lr: float | None = None,
+    ema_decay: float = 0.999,
+    seed: int = 0,
+    device: str = "auto",
+    ckpt_every: int = 500,
+    resume: bool = True,
+    max_minutes: float | None = None,
+    cfg_dropout: float = 0.1,
+    data_desc: str = "",
+    command: str | None = None,
+    log_every: int = 50,
+) -> dict:
+    """Train `family` ('ddpm' or 'dcgan') for `steps` optimizer steps; returns the model card."""
+    from ..settings import torch_device
+
+    if family not in ("ddpm", "dcgan"):
+        raise ValueError(f"unknown generator family {family!r}; choose ddpm or dcgan")
+    if not records:
+        raise ValueError("no training images")
+    dev = torch_device(device)
+    torch.manual_seed(seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = name or family
+    arch = "ddpm-unet" if family == "ddpm" else "dcgan"
+    cfg = make_config(arch, config or {})
+    model = create(arch, cfg).to(dev)
+    amp = dev.type == "cuda"
+    _, loader = _loader(records, batch_size, seed)
+    it = _forever(loader)
+    ckpt = out_dir / f"{name}.ckpt.pt"
+    losses: list[float] = []
+
+    if family == "ddpm":
+        from monai.networks.schedulers import DDPMScheduler
+
+        sched = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule)
+        alphas = sched.alphas_cumprod.to(dev)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr or 2e-4, weight_decay=0.0)
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+        opts = {"opt": opt}
+    else:
+        G, D = model.generator, model.discriminator
+        opt_g = torch.optim.Adam(G.parameters(), lr=lr or 2e-4, betas=(0.0, 0.99))
+        opt_d = torch.optim.Adam(D.parameters(), lr=lr or 2e-4, betas=(0.0, 0.99))
+        ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        opts = {"opt_g": opt_g, "opt_d": opt_d}
+
+    start, elapsed0 = 0, 0.0
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=dev, weights_only=True)
+        if state.get("config") != dataclasses.asdict(cfg):
+            raise ValueError(f"{ckpt}: checkpoint config differs from the requested config; use a new --out or --no-resume")
+        model.load_state_dict(state["model"], strict=True)
+        ema.load_state_dict(state["ema"], strict=True)
+        for k, o in opts.items():
+            o.load_state_dict(state[k])
+        start, elapsed0 = int(state["step"]), float(state.get("elapsed", 0.0))
+        losses = list(state.get("losses", []))
+
+    def save_ckpt(step, elapsed):
+        state = {"model": model.state_dict(), "ema": ema.state_dict(), "step": step, "elapsed": elapsed,
+                 "config": dataclasses.asdict(cfg), "losses": losses[-2000:]}
+        state.update({k: o.state_dict() for k, o in opts.items()})
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(ckpt)
+
+    t0 = time.time()
+    step = start
+    prog, task = _progress(steps, f"train {name}", initial=start)
+    with prog:
+        while step < steps:
+            batch = next(it)
+            x = batch["image"].to(dev)
+            cls = torch.as_tensor(batch["cls"]).to(dev).long()
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
+                if family == "ddpm":
+                    drop = torch.rand(cls.shape, device=dev) < cfg_dropout
+                    cls_in = torch.where(drop, torch.full_like(cls, cfg.num_classes), cls)
+                    t = torch.randint(0, cfg.num_train_timesteps, (x.shape[0],), device=dev)
+                    noise = torch.randn_like(x)
+                    a = alphas[t].view(-1, 1, 1, 1)
+                    xt = a.sqrt() * x + (1 - a).sqrt() * noise
+                    loss = torch.nn.functional.mse_loss(model(xt, t, cls_in).float(), noise)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                    ema.update_parameters(model)
+                else:
+                    z = torch.randn(x.shape[0], cfg.z_dim, device=dev)
+                    fake = G(z, cls)
+                    d_loss = torch.relu(1 - D(x, cls)).mean() + torch.relu(1 + D(fake.detach(), cls)).mean()
+                    opt_d.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    opt_d.step()
+                    g_loss = -D(fake, cls).mean()
+                    opt_g.zero_grad(set_to_none=True)
+                    g_loss.backward()
+                    opt_g.step()
+                    ema.update_parameters(G)
+                    loss = g_loss + d_loss
+            losses.append(float(loss.detach()))
+            step += 1
+            elapsed = elapsed0 + time.time() - t0
+            if step % log_every == 0 or step == steps:
+                recent = losses[-log_every:]
+                prog.update(task, completed=step, info=f"loss {sum(recent) / len(recent):.4f}")
+            else:
+                prog.update(task, completed=step)
+            if step % ckpt_every == 0:
+                save_ckpt(step, elapsed)
+            if max_minutes is not None and elapsed > max_minutes * 60:
+                break
+    elapsed = elapsed0 + time.time() - t0
+    save_ckpt(step, elapsed)
+
+    # export EMA weights as the shipped model
+    if family == "ddpm":
+        export = create(arch, cfg)
+        export.load_state_dict(ema.module.state_dict(), strict=True)
+    else:
+        export = create(arch, cfg)
+        export.load_state_dict(model.state_dict(), strict=True)
+        export.generator.load_state_dict(ema.module.state_dict(), strict=True)
+    weights = save_weights(export, out_dir / f"{name}.safetensors", fp16=True)
+    n_first = max(1, min(100, len(losses) // 10))
+    card = {
+        "name": name,
+        "family": family,
+        "architecture": arch,
+        "version": time.strftime("%Y%m%d") + f"-s{step}",
+        "config": dataclasses.asdict(cfg),
+        "weights": weights.name,
+        "dtype": "float16",
+        "parameters": sum(p.numel() for p in export.parameters()),
+        "data": data_desc or f"{len(records)} images",
+        "train_images": len(records),
+        "label_prior": label_prior(records),
+        "steps": step,
+        "batch_size": batch_size,
+        "ema_decay": ema_decay,
+        "cfg_dropout": cfg_dropout if family == "ddpm" else None,
+        "seed": seed,
+        "hardware": _hardware(dev),
+        "training_minutes": round(elapsed / 60, 1),
+        "command": command or " ".join(sys.argv),
+        "loss_first": round(sum(losses[:n_first]) / n_first, 5),
+        "loss_last": round(sum(losses[-n_first:]) / n_first, 5),
+        "medfake_version": __version__,
+        "metrics": {},
+    }
+    write_card(out_dir / f"{name}.json", card)
+    return card
