@@ -1,0 +1,406 @@
+"""Forensic data-set builder: reals re-written through the canonical writer, synthetic images from the
+shipped generators, manipulated images from the manipulation stage, one manifest, no split leakage, and a
+shortcut audit that fails the build when file-level features give the answer away.
+
+Layout of a built data set DIR:
+
+    DIR/images/<kind>/<generator-or-method>/<modality>/<id>.png   (kind: real | synthetic | manipulated)
+    DIR/masks/manipulated/<method>/<modality>/<id>.png            (0/255, 128 px)
+    DIR/manifest.csv   DIR/audit.json   DIR/build.json   DIR/items.jsonl (resume log)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..data.canonical import write_canonical
+from ..data.manifest import Record, read_manifest, write_manifest
+from ..data.modalities import HEALTHY, IMAGE_SIZE, MODALITIES, check_modality
+from ..io.errors import MedfakeError
+
+SYNTHETIC = ("ddpm", "ddim", "dcgan")
+MANIPULATIONS = ("repaint", "repaint-ddim", "copy-move", "splice", "retouch")
+DIFFUSION_METHODS = ("repaint", "repaint-ddim")
+SPLITS = ("train", "val", "test")
+DEFAULT_SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
+# builder generator name → (model card name, sampler)
+GENERATOR_MODELS = {"ddpm": ("ddpm", "ddpm"), "ddim": ("ddpm", "ddim"), "dcgan": ("dcgan", None)}
+MANIFEST_COLUMNS = ["path", "modality", "label", "split", "kind", "generator", "source", "mask", "seed",
+                    "model_version", "donor", "source_label", "sha256_pixels"]
+
+
+class BuildError(MedfakeError):
+    pass
+
+
+# ---------------------------------------------------------------- planning (pure, deterministic)
+
+def _rng(seed: int, *keys) -> np.random.Generator:
+    return np.random.default_rng([int(seed)] + [zlib.crc32(str(k).encode()) for k in keys])
+
+
+def _item_seed(seed: int, key: str) -> int:
+    return int(np.random.SeedSequence([int(seed), zlib.crc32(key.encode())]).generate_state(1)[0] % (2**31))
+
+
+def _file_id(key: str) -> str:
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def assign_splits(n: int, fractions: dict[str, float], rng: np.random.Generator) -> list[str]:
+    """n splits in the given proportions (largest remainder), shuffled by rng."""
+    names = [s for s in SPLITS if fractions.get(s, 0) > 0] or list(SPLITS[:1])
+    total = sum(fractions[s] for s in names)
+    raw = np.array([fractions[s] / total * n for s in names])
+    counts = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]:
+        counts[i] += 1
+    out = [s for s, c in zip(names, counts) for _ in range(c)]
+    return [out[i] for i in rng.permutation(n)]
+
+
+def random_mask_geometry(rng: np.random.Generator, size: int = IMAGE_SIZE, lo: float = 0.10, hi: float = 0.35) -> dict:
+    """A rectangle or ellipse whose height and width are each 10–35 % of the side, placed at random."""
+    shape = "rect" if rng.random() < 0.5 else "ellipse"
+    h, w = (int(round(rng.uniform(lo, hi) * size)) for _ in range(2))
+    y0, x0 = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+    return {"shape": shape, "y0": y0, "x0": x0, "h": h, "w": w}
+
+
+def mask_from_geometry(g: dict, size: int = IMAGE_SIZE) -> np.ndarray:
+    m = np.zeros((size, size), dtype=bool)
+    y0, x0, h, w = g["y0"], g["x0"], g["h"], g["w"]
+    if g["shape"] == "rect":
+        m[y0 : y0 + h, x0 : x0 + w] = True
+    else:
+        yy, xx = np.mgrid[0:size, 0:size]
+        cy, cx = y0 + (h - 1) / 2, x0 + (w - 1) / 2
+        m |= ((yy - cy) / max(h / 2, 0.5)) ** 2 + ((xx - cx) / max(w / 2, 0.5)) ** 2 <= 1.0
+    return m
+
+
+def _load_reals(real: str | Path, modalities: Sequence[str] | None, seed: int) -> list[Record]:
+    path = Path(real)
+    if not path.exists():
+        raise BuildError(f"real data {path} does not exist (give a manifest CSV or a folder <modality>/<label>/*)")
+    recs = read_manifest(path)
+    if not recs:
+        raise BuildError(f"no real images found in {path}")
+    unknown = sorted({r.modality for r in recs} - set(MODALITIES))
+    if unknown:
+        raise BuildError(f"{path}: unknown modality/modalities {unknown}; expected some of {list(MODALITIES)}")
+    if modalities:
+        for m in modalities:
+            check_modality(m)
+        recs = [r for r in recs if r.modality in modalities]
+    bad = sorted({r.split for r in recs if r.split and r.split not in SPLITS})
+    if bad:
+        raise BuildError(f"{path}: unknown split(s) {bad}; expected {SPLITS}")
+    # a folder (or a manifest without splits): assign 70/15/15 per modality, deterministically
+    by_mod: dict[str, list[Record]] = defaultdict(list)
+    for r in recs:
+        by_mod[r.modality].append(r)
+    for m, rs in by_mod.items():
+        unsplit = sorted((r for r in rs if not r.split), key=lambda r: str(r.path))
+        for r, s in zip(unsplit, assign_splits(len(unsplit), DEFAULT_SPLIT_FRACTIONS, _rng(seed, "split", m))):
+            r.split = s
+    return recs
+
+
+def _source_name(r: Record, root: Path) -> str:
+    try:
+        return str(Path(r.path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(Path(r.path).resolve())
+
+
+def plan_build(records: list[Record], real_root: Path, *, synthetic: Sequence[str], manipulated: Sequence[str],
+               per_modality: int, real_per_modality: int | None, seed: int) -> list[dict]:
+    """Every item of the data set, deterministic in the seed. Items are plain dicts (picklable)."""
+    items: list[dict] = []
+    by_mod: dict[str, list[Record]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: str(r.path)):
+        by_mod[r.modality].append(r)
+    mods = [m for m in MODALITIES if m in by_mod]
+    chosen: dict[str, list[dict]] = {}
+    for m in mods:
+        rs = by_mod[m]
+        order = _rng(seed, "real", m).permutation(len(rs))
+        if real_per_modality is not None:
+            order = order[:real_per_modality]
+        chosen[m] = []
+        for i in sorted(order):
+            r = rs[i]
+            src = _source_name(r, real_root)
+            key = f"real:{src}"
+            it = {"key": key, "kind": "real", "generator": "real", "modality": m, "label": r.label,
+                  "split": r.split, "source": src, "source_abs": str(r.path), "seed": "", "mask": "",
+                  "path": f"images/real/real/{m}/{_file_id(key)}.png"}
+            chosen[m].append(it)
+            items.append(it)
+
+    for g in synthetic:
+        if g not in GENERATOR_MODELS:
+            raise BuildError(f"unknown generator {g!r}; choose from {', '.join(GENERATOR_MODELS)}")
+        for m in mods:
+            fr = Counter(r.split for r in by_mod[m])
+            rng = _rng(seed, "synthetic", g, m)
+            splits = assign_splits(per_modality, {s: fr.get(s, 0) for s in SPLITS}, rng)
+            labels = list(MODALITIES[m])
+            # balanced labels, shuffled
+            labs = [labels[i % len(labels)] for i in range(per_modality)]
+            labs = [labs[i] for i in rng.permutation(per_modality)]
+            for i in range(per_modality):
+                key = f"synthetic:{g}:{m}:{i:06d}"
+                items.append({"key": key, "kind": "synthetic", "generator": g, "modality": m, "label": labs[i],
+                              "split": splits[i], "source": "", "mask": "", "seed": _item_seed(seed, key),
+                              "path": f"images/synthetic/{g}/{m}/{_file_id(key)}.png"})
+
+    for meth in manipulated:
+        if meth not in MANIPULATIONS:
+            raise BuildError(f"unknown manipulation {meth!r}; choose from {', '.join(MANIPULATIONS)}")
+        for m in mods:
+            pool = chosen[m]
+            if not pool:
+                continue
+            rng = _rng(seed, "manipulated", meth, m)
+            for i in range(per_modality):
+                src = pool[int(rng.integers(len(pool)))]
+                key = f"manipulated:{meth}:{m}:{i:06d}"
+                fid = _file_id(key)
+                it = {"key": key, "kind": "manipulated", "generator": meth, "modality": m, "label": src["label"],
+                      "source_label": src["label"], "split": src["split"], "source": src["source"],
+                      "source_abs": src["source_abs"], "seed": _item_seed(seed, key),
+                      "geometry": random_mask_geometry(rng),
+                      "path": f"images/manipulated/{meth}/{m}/{fid}.png",
+                      "mask": f"masks/manipulated/{meth}/{m}/{fid}.png"}
+                if meth in DIFFUSION_METHODS:
+                    lesions = [lab for lab in MODALITIES[m] if lab != HEALTHY[m]]
+                    if rng.random() < 0.5 or not lesions:
+                        it["label"] = HEALTHY[m]  # remove: paint healthy tissue
+                    else:
+                        it["label"] = lesions[int(rng.integers(len(lesions)))]  # inject a lesion
+                if meth == "splice":
+                    donors = [d for d in pool if d["split"] == src["split"] and d["source"] != src["source"]]
+                    if not donors:
+                        donors = [d for d in pool if d["split"] == src["split"]]
+                    d = donors[int(rng.integers(len(donors)))]
+                    it["donor"], it["donor_abs"] = d["source"], d["source_abs"]
+                items.append(it)
+    return items
+
+
+# ---------------------------------------------------------------- doing one item
+
+def _sha_pixels(path: Path) -> str:
+    from PIL import Image as PILImage
+
+    with PILImage.open(path) as im:
+        return hashlib.sha256(np.asarray(im).tobytes()).hexdigest()
+
+
+def _row(item: dict, root: Path, **extra) -> dict:
+    row = {k: item.get(k, "") for k in MANIFEST_COLUMNS if k != "sha256_pixels"}
+    row.update(extra)
+    row["key"] = item["key"]
+    row["sha256_pixels"] = _sha_pixels(root / item["path"])
+    return row
+
+
+def _canonical_image(path: str, modality: str, label: str):
+    from ..data.canonical import to_canonical
+    from ..io.image import Image, Meta
+    from ..io.readers import read_image
+
+    return Image(to_canonical(read_image(path)), Meta(source=path, modality=modality, label=label, format="png"))
+
+
+def _do_real(item: dict, root: Path) -> dict:
+    from ..io.readers import read_image
+
+    write_canonical(read_image(item["source_abs"]), root / item["path"])
+    return _row(item, root, model_version="")
+
+
+def _do_manipulated(item: dict, root: Path, models_dir: str | None, params: dict) -> dict:
+    from PIL import Image as PILImage
+
+    from ..io.writers import write_png
+    from ..manipulation import manipulate
+
+    img = _canonical_image(item["source_abs"], item["modality"], item["source_label"])
+    mask = mask_from_geometry(item["geometry"], img.shape[0])
+    kw = dict(params)
+    if item["generator"] == "splice":
+        kw["donor"] = _canonical_image(item["donor_abs"], item["modality"], "")
+    if item["generator"] in DIFFUSION_METHODS:
+        kw["label"] = item["label"]
+    res = manipulate(img, mask, item["generator"], seed=int(item["seed"]), models_dir=models_dir, **kw)
+    out_mask = np.asarray(res.mask, dtype=bool)
+    if out_mask.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        out_mask = np.asarray(PILImage.fromarray(out_mask.astype(np.uint8) * 255).resize(
+            (IMAGE_SIZE, IMAGE_SIZE), PILImage.Resampling.NEAREST)) > 127
+    write_canonical(res.image, root / item["path"])
+    write_png(out_mask.astype(np.float32), root / item["mask"])
+    rec = res.record if isinstance(res.record, dict) else {}
+    return _row(item, root, model_version=str(rec.get("model_version", "") or ""))
+
+
+def _worker_init():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _do_cpu_item(item: dict, root: str, models_dir: str | None, params: dict) -> dict:
+    root_p = Path(root)
+    if item["kind"] == "real":
+        return _do_real(item, root_p)
+    return _do_manipulated(item, root_p, models_dir, params)
+
+
+def _run_synthetic(items: list[dict], root: Path, models_dir, steps: dict, chunk: int, on_row: Callable) -> None:
+    from ..synthesis import load_generator
+
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for it in items:
+        groups[(it["generator"], it["modality"], it["label"])].append(it)
+    for (g, m, lab), its in groups.items():
+        card, sampler = GENERATOR_MODELS[g]
+        gen = load_generator(card, models_dir=models_dir)
+        for start in range(0, len(its), chunk):
+            part = its[start : start + chunk]
+            kw = {"sampler": sampler, "steps": steps.get(g)} if sampler else {}
+            imgs = gen.sample(m, lab, len(part), seed=int(part[0]["seed"]), chunk=len(part), **kw)
+            for it, img in zip(part, imgs):
+                write_canonical(img, root / it["path"])
+                on_row(_row(it, root, model_version=f"{gen.name}-{gen.version}"))
+
+
+# ---------------------------------------------------------------- the builder
+
+def _read_log(log: Path, root: Path) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    if not log.exists():
+        return done
+    for line in log.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by an interrupted run
+        if (root / row["path"]).exists() and (not row.get("mask") or (root / row["mask"]).exists()):
+            done[row["key"]] = row
+    return done
+
+
+def build_dataset(
+    real: str | Path,
+    out: str | Path,
+    *,
+    synthetic: Sequence[str] = SYNTHETIC,
+    manipulated: Sequence[str] = MANIPULATIONS,
+    per_modality: int = 100,
+    real_per_modality: int | None = None,
+    modalities: Sequence[str] | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    models_dir: str | Path | None = None,
+    ddpm_steps: int | None = None,
+    ddim_steps: int | None = None,
+    repaint_steps: int | None = None,
+    chunk: int = 16,
+    audit: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Build (or resume) a forensic data set in `out`; returns a summary. See the module docstring.
+
+    Raises BuildError on bad arguments, LeakageError on split leakage and ShortcutAuditError when the
+    file-level shortcut audit reaches AUC >= 0.6 (audit.json is written either way)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .audit import audit_manifest
+    from .leakage import check_leakage
+
+    if per_modality < 0 or (real_per_modality is not None and real_per_modality < 1):
+        raise BuildError("--per-modality must be >= 0 and --real-per-modality >= 1")
+    if workers < 1:
+        raise BuildError("--workers must be >= 1")
+    synthetic, manipulated = list(synthetic), list(manipulated)
+    real_path = Path(real)
+    records = _load_reals(real_path, modalities, seed)
+    real_root = real_path if real_path.is_dir() else real_path.parent
+    items = plan_build(records, real_root, synthetic=synthetic, manipulated=manipulated, per_modality=per_modality,
+                       real_per_modality=real_per_modality, seed=seed)
+    if synthetic and per_modality:
+        from ..models.cards import card_path
+
+        for card in sorted({GENERATOR_MODELS[g][0] for g in synthetic}):
+            card_path(card, Path(models_dir) if models_dir else None)  # MedfakeError naming what is available
+
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    config = {"real": str(real_path.resolve()), "synthetic": synthetic, "manipulated": manipulated,
+              "per_modality": per_modality, "real_per_modality": real_per_modality,
+              "modalities": list(modalities) if modalities else None, "seed": seed, "ddpm_steps": ddpm_steps,
+              "ddim_steps": ddim_steps, "repaint_steps": repaint_steps, "chunk": chunk}
+    cfg_file = root / "build.json"
+    if cfg_file.exists():
+        old = json.loads(cfg_file.read_text())
+        if old != config:
+            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+            raise BuildError(f"{root} holds a build with different settings ({', '.join(diff)}); "
+                             "use a new --out or the same settings to resume")
+    cfg_file.write_text(json.dumps(config, indent=2) + "\n")
+
+    log = root / "items.jsonl"
+    done = _read_log(log, root)
+    todo = [it for it in items if it["key"] not in done]
+    params = {"steps": repaint_steps} if repaint_steps else {}
+    steps = {"ddpm": ddpm_steps, "ddim": ddim_steps}
+
+    with log.open("a") as fh, Progress(TextColumn("build {task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
+                                       TimeElapsedColumn(), TimeRemainingColumn(), disable=not progress) as prog:
+        task = prog.add_task("build", total=len(items), completed=len(items) - len(todo), what="")
+
+        def on_row(row: dict) -> None:
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+            done[row["key"]] = row
+            prog.update(task, advance=1, what=f"{row['kind']}/{row['generator']}")
+
+        cpu = [it for it in todo if it["kind"] == "real" or
+               (it["kind"] == "manipulated" and it["generator"] not in DIFFUSION_METHODS)]
+        diffusion = [it for it in todo if it["kind"] == "manipulated" and it["generator"] in DIFFUSION_METHODS]
+        synth = [it for it in todo if it["kind"] == "synthetic"]
+        md = str(models_dir) if models_dir else None
+        if workers > 1 and len(cpu) > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
+                futs = [ex.submit(_do_cpu_item, it, str(root), md, params) for it in cpu]
+                for f in futs:
+                    on_row(f.result())
+        else:
+            for it in cpu:
+                on_row(_do_cpu_item(it, str(root), md, params))
+        for it in diffusion:  # one process: the generator is loaded once (on the GPU when there is one)
+            on_row(_do_manipulated(it, root, md, params))
+        _run_synthetic(synth, root, md, steps, chunk, on_row)
+
+    rows = [{k: v for k, v in done[it["key"]].items() if k != "key"} for it in items]
+    check_leakage(rows)
+    write_manifest(root / "manifest.csv", rows, MANIFEST_COLUMNS)
+    summary = {"out": str(root), "n": len(rows), "resumed": len(items) - len(todo),
+               "counts": dict(Counter(f"{r['kind']}/{r['generator']}" for r in rows)),
+               "splits": dict(Counter(r["split"] for r in rows))}
+    if audit and any(r["kind"] == "real" for r in rows) and any(r["kind"] != "real" for r in rows):
+        summary["audit"] = audit_manifest(rows, root, out=root / "audit.json", seed=seed)
+    return summary
