@@ -227,10 +227,7 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[I
     else:
         stack = arr[None]
     if spp > 1 and stack.ndim == 4:
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
-
-            stack = np.stack([convert_color_space(f, photometric, "RGB") for f in stack])
+        # pydicom 3's pixel_array already converts YBR_FULL(_422) to RGB
         stack = stack.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         photometric_eff = "RGB→L"
     else:

@@ -106,6 +106,7 @@ def dicom_secondary_capture(image: Image, prov: Provenance, *, bits: int = 8, pa
     ds.PixelRepresentation = 0
     _mark(ds, prov)
     ds.PixelData = to_uint(image.array, bits).tobytes()
+    ds["PixelData"].VR = "OB" if bits == 8 else "OW"
     return ds
 
 
@@ -149,6 +150,7 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     ds.InstanceCreationDate, ds.InstanceCreationTime = _now()
     _mark(ds, prov)
     ds.PixelData = stored.tobytes()
+    ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"
     if "LossyImageCompression" in src:
         ds.LossyImageCompression = src.LossyImageCompression
     return ds

@@ -173,7 +173,10 @@ def train_generator(
             elapsed = elapsed0 + time.time() - t0
             if step % log_every == 0 or step == steps:
                 recent = losses[-log_every:]
-                prog.update(task, completed=step, info=f"loss {sum(recent) / len(recent):.4f}")
+                info = f"loss {sum(recent) / len(recent):.4f}"
+                prog.update(task, completed=step, info=info)
+                if not prog.console.is_terminal:  # plain log lines when writing to a file
+                    prog.console.log(f"{name} step {step}/{steps} {info} {elapsed / 60:.1f} min")
             else:
                 prog.update(task, completed=step)
             if step % ckpt_every == 0:

@@ -1,0 +1,67 @@
+"""Shared fixtures: the real data set (skipped when absent) and tiny real generators trained in the test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "medimg128"
+TINY_DDPM = {"channels": [16, 16, 32], "attention_levels": [False, False, True], "norm_num_groups": 8,
+             "num_head_channels": 8}
+TINY_DCGAN = {"ngf": 8, "ndf": 8}
+
+
+@pytest.fixture(scope="session")
+def tiny_configs() -> dict:
+    """Architecture overrides that make generators tiny: {"ddpm": {...}, "dcgan": {...}}."""
+    return {"ddpm": TINY_DDPM, "dcgan": TINY_DCGAN}
+
+
+@pytest.fixture(scope="session")
+def shared_manifest() -> Path:
+    m = SHARED / "manifest.csv"
+    if not m.exists():
+        pytest.skip("../shared/datasets/medimg128 not present (a fresh clone has no ../shared)")
+    return m
+
+
+def blob_image(rng: np.random.Generator, size: int = 128, label_shift: float = 0.0) -> np.ndarray:
+    """A smooth synthetic 'scan': a bright disc with texture, values in [0, 1]."""
+    yy, xx = np.mgrid[:size, :size] / size
+    cy, cx = 0.5 + rng.normal(0, 0.05, 2)
+    r = 0.3 + rng.normal(0, 0.03)
+    disc = ((yy - cy) ** 2 + (xx - cx) ** 2 < r**2).astype(np.float32)
+    tex = rng.normal(0, 0.05, (size, size)).astype(np.float32)
+    return np.clip(0.15 + 0.6 * disc + label_shift * 0.2 * xx + tex, 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory) -> Path:
+    """root/<modality>/<label>/*.png with 3 images per class for two modalities."""
+    from medfake.io import write_png
+
+    root = tmp_path_factory.mktemp("tinyreal")
+    rng = np.random.default_rng(0)
+    for mod, labels in {"brain_mri": ["glioma", "notumor"], "chest_xray": ["NORMAL", "PNEUMONIA"]}.items():
+        for j, lab in enumerate(labels):
+            for i in range(3):
+                write_png(blob_image(rng, label_shift=j), root / mod / lab / f"{lab}_{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, tiny_folder) -> Path:
+    """A models dir holding tiny real 'ddpm' and 'dcgan' trained a few steps (card + safetensors)."""
+    from medfake.data import read_folder
+    from medfake.synthesis.train import train_generator
+
+    out = tmp_path_factory.mktemp("tinymodels")
+    recs = read_folder(tiny_folder)
+    train_generator("ddpm", recs, out, config=TINY_DDPM, steps=3, batch_size=4, ckpt_every=100, log_every=1)
+    train_generator("dcgan", recs, out, config=TINY_DCGAN, steps=3, batch_size=4, ckpt_every=100, log_every=1)
+    return out

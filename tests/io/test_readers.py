@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from pydicom.data import get_testdata_file
+
+from medfake.io import ImageReadError, ImageTooLargeError, parse_window, read_image, read_images
+
+
+def dcm(name: str) -> str:
+    return get_testdata_file(name, download=False)
+
+
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("CT_small.dcm", (128, 128)),  # uncompressed, signed, rescale slope/intercept
+        ("MR_small.dcm", (64, 64)),
+        ("MR_small_RLE.dcm", (64, 64)),  # RLE lossless
+        ("JPEG2000.dcm", (1024, 256)),  # JPEG 2000
+        ("JPGExtended.dcm", (1024, 256)),  # JPEG extended 12-bit
+        ("SC_rgb_jpeg_dcmtk.dcm", (100, 100)),  # JPEG baseline, YBR_FULL colour
+        ("US1_J2KR.dcm", (480, 640)),  # JPEG 2000 lossless, colour ultrasound
+        ("MR_small_jpeg_ls_lossless.dcm", (64, 64)),  # JPEG-LS
+    ],
+)
+def test_dicom_transfer_syntaxes(name, shape):
+    img = read_image(dcm(name))
+    assert img.shape == shape
+    assert img.array.dtype == np.float32
+    assert 0.0 <= img.array.min() < img.array.max() <= 1.0
+    assert img.meta.format == "dicom" and img.meta.dicom is not None
+    assert "PixelData" not in img.meta.dicom  # the meta copy never carries the pixels twice
+
+
+def test_ct_rescale_and_windows():
+    raw = read_image(dcm("CT_small.dcm"))
+    assert raw.meta.extra["rescale_intercept"] == -1024.0
+    lung = read_image(dcm("CT_small.dcm"), window="lung")
+    bone = read_image(dcm("CT_small.dcm"), window="bone")
+    explicit = read_image(dcm("CT_small.dcm"), window="40,400")
+    assert lung.meta.window == (-600.0, 1500.0)
+    assert explicit.meta.window == (40.0, 400.0)
+    assert not np.allclose(lung.array, bone.array)
+    # HU values: with the soft-tissue window, pixels of HU <= -160 are black
+    import pydicom
+
+    ds = pydicom.dcmread(dcm("CT_small.dcm"))
+    hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    assert np.all(explicit.array[hu <= -160] == 0.0)
+    assert np.all(explicit.array[hu >= 240] == 1.0)
+
+
+def test_monochrome1_is_inverted(tmp_path):
+    import pydicom
+
+    ds = pydicom.dcmread(dcm("MR_small.dcm"))
+    a = read_image(dcm("MR_small.dcm"), window="600,1200").array
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    p = tmp_path / "m1.dcm"
+    ds.save_as(p)
+    b = read_image(p, window="600,1200").array
+    np.testing.assert_allclose(a, 1.0 - b, atol=1e-6)
+
+
+def test_multiframe_one_image_per_frame():
+    imgs = read_images(dcm("emri_small.dcm"))
+    assert len(imgs) == 10
+    assert [i.meta.frame for i in imgs] == list(range(10))
+    assert imgs[3].name.endswith("#3")
+    assert len(read_images(dcm("emri_small.dcm"), frames=2)) == 1
+
+
+def test_rgb_dicom_becomes_grey():
+    img = read_image(dcm("SC_rgb.dcm"))
+    assert img.array.ndim == 2
+    frames = read_images(dcm("SC_rgb_rle_2frame.dcm"))
+    assert len(frames) == 2 and frames[0].shape == (100, 100)
+
+
+@pytest.mark.parametrize("mode, bits", [("L", 8), ("I;16", 16), ("RGB", 8), ("RGBA", 8)])
+def test_raster_modes(tmp_path, mode, bits):
+    rng = np.random.default_rng(0)
+    if mode == "I;16":
+        arr = rng.integers(0, 65536, (40, 30), dtype=np.uint16)
+        im = PILImage.fromarray(arr)
+    elif mode == "L":
+        arr = rng.integers(0, 256, (40, 30), dtype=np.uint8)
+        im = PILImage.fromarray(arr, mode="L")
+    else:
+        arr = rng.integers(0, 256, (40, 30, len(mode)), dtype=np.uint8)
+        im = PILImage.fromarray(arr, mode=mode)
+    p = tmp_path / "x.png"
+    im.save(p)
+    img = read_image(p)
+    assert img.shape == (40, 30)
+    assert img.meta.bits == bits
+    if mode == "I;16":
+        np.testing.assert_allclose(img.array, arr / 65535.0, atol=1e-6)
+    if mode == "L":
+        np.testing.assert_allclose(img.array, arr / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "BMP"])
+def test_other_raster_formats(tmp_path, fmt):
+    p = tmp_path / f"x.{fmt.lower()}"
+    PILImage.fromarray(np.full((20, 24), 100, np.uint8), mode="L").save(p, format=fmt)
+    assert read_image(p).shape == (20, 24)
+
+
+def test_nifti_slices(tmp_path):
+    import nibabel as nib
+
+    vol = np.arange(10 * 12 * 7, dtype=np.int16).reshape(10, 12, 7)
+    p = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(vol, np.diag([0.8, 0.9, 2.5, 1])), p)
+    mid = read_image(p)
+    assert mid.meta.extra == {"axis": 2, "slice": 3}
+    assert mid.shape == (12, 10)  # rotated for display
+    assert mid.meta.pixel_spacing == pytest.approx((0.8, 0.9))
+    assert len(read_images(p, slice_index="all")) == 7
+    assert read_images(p, axis=0, slice_index=2)[0].shape == (7, 12)
+    with pytest.raises(ImageReadError, match="out of range"):
+        read_images(p, slice_index=99)
+
+
+def _png_header_only(w: int, h: int) -> bytes:
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path):
+    p = tmp_path / "bomb.png"
+    p.write_bytes(_png_header_only(100_000, 100_000))
+    with pytest.raises(ImageTooLargeError, match="bomb.png.*(exceeds|bomb)"):
+        read_image(p)
+
+
+def test_dicom_bomb_refused(tmp_path):
+    import pydicom
+
+    ds = pydicom.dcmread(dcm("CT_small.dcm"))
+    ds.Rows = ds.Columns = 60000
+    p = tmp_path / "big.dcm"
+    ds.save_as(p)
+    with pytest.raises(ImageTooLargeError, match="exceeds the limit"):
+        read_image(p)
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty file"),
+        (b"hello world, not an image at all", "unsupported"),
+        (None, "cannot decode|not a readable|truncated"),
+    ],
+)
+def test_bad_files_give_one_clear_error(tmp_path, content, reason):
+    p = tmp_path / "bad.png"
+    if content is None:  # truncated PNG
+        good = tmp_path / "good.png"
+        PILImage.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(good)
+        content = good.read_bytes()[:200]
+        p = tmp_path / "trunc.png"
+    p.write_bytes(content)
+    with pytest.raises(ImageReadError) as e:
+        read_image(p)
+    assert str(p) in str(e.value)
+    assert e.match(reason)
+
+
+def test_truncated_dicom(tmp_path):
+    data = open(dcm("CT_small.dcm"), "rb").read()
+    p = tmp_path / "t.dcm"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match="t.dcm"):
+        read_image(p)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(ImageReadError, match="not found"):
+        read_image(tmp_path / "nope.png")
+    with pytest.raises(ImageReadError, match="folder"):
+        read_image(tmp_path)
+
+
+def test_nan_float_tiff(tmp_path):
+    a = np.ones((8, 8), np.float32)
+    a[2, 2] = np.nan
+    p = tmp_path / "nan.tif"
+    PILImage.fromarray(a, mode="F").save(p)
+    with pytest.raises(ImageReadError, match="NaN"):
+        read_image(p)
+
+
+def test_window_parsing():
+    assert parse_window("brain") == (40.0, 80.0)
+    assert parse_window("50,350") == (50.0, 350.0)
+    with pytest.raises(ValueError, match="preset"):
+        parse_window("bogus")
+    with pytest.raises(ValueError, match="width"):
+        parse_window((0, -5))
+
+
+def test_gzip_nifti_named_plainly(tmp_path):
+    import nibabel as nib
+
+    p = tmp_path / "v.nii"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 3), np.float32), np.eye(4)), p)
+    gz = tmp_path / "w.nii.gz"
+    gz.write_bytes(gzip.compress(p.read_bytes()))
+    assert read_image(gz).shape == (4, 4)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from medfake.io import Image, Meta, Provenance, native_stored_values, read_image, write_dicom, write_png
+
+
+def test_png_16bit_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    u16 = rng.integers(0, 65536, (33, 47), dtype=np.uint16)
+    img = Image(u16 / 65535.0)
+    p = write_png(img, tmp_path / "a.png", bits=16)
+    back = read_image(p)
+    assert back.meta.bits == 16
+    np.testing.assert_array_equal(np.round(back.array * 65535).astype(np.uint16), u16)
+
+
+def test_png_8bit_round_trip(tmp_path):
+    u8 = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    p = write_png(Image(u8 / 255.0), tmp_path / "a.png")
+    np.testing.assert_array_equal(read_image(p).to_uint8(), u8)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_secondary_capture_carries_provenance(tmp_path, bits):
+    img = Image(np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64), Meta(modality="brain_mri", label="glioma"))
+    prov = Provenance("synthetic", "ddpm", "ddpm-test", {"sampler": "ddim"})
+    p = write_dicom(img, tmp_path / "s.dcm", prov, bits=bits)
+    ds = pydicom.dcmread(p)
+    assert list(ds.ImageType) == ["DERIVED", "SECONDARY"]
+    assert "SYNTHETIC" in ds.DerivationDescription and "ddpm-test" in ds.DerivationDescription
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"
+    assert ds.BitsAllocated == bits
+    back = read_image(p)
+    assert back.shape == (64, 64)
+    top = 2**bits - 1
+    np.testing.assert_allclose(back.array, np.round(img.array * top) / top, atol=1.5 / top)
+    # two writes → distinct UIDs
+    ds2 = pydicom.dcmread(write_dicom(img, tmp_path / "t.dcm", prov))
+    assert ds2.SOPInstanceUID != ds.SOPInstanceUID and ds2.SeriesInstanceUID != ds.SeriesInstanceUID
+
+
+def test_derived_dicom_keeps_geometry_and_stored_values(tmp_path):
+    src = get_testdata_file("CT_small.dcm", download=False)
+    img = read_image(src)
+    orig = pydicom.dcmread(src)
+    stored = native_stored_values(img)
+    np.testing.assert_array_equal(stored, orig.pixel_array)  # exact inverse of the reader's mapping
+    p = write_dicom(img, tmp_path / "d.dcm", Provenance("manipulated", "copy-move", "n/a", {"mask_bounds": "1,2,3,4"}))
+    ds = pydicom.dcmread(p)
+    assert ds.StudyInstanceUID == orig.StudyInstanceUID
+    assert ds.SOPInstanceUID != orig.SOPInstanceUID
+    assert ds.PixelSpacing == orig.PixelSpacing and ds.Rows == orig.Rows
+    assert "MANIPULATED" in ds.DerivationDescription and "mask_bounds=1,2,3,4" in ds.DerivationDescription
+    np.testing.assert_array_equal(ds.pixel_array, orig.pixel_array)
+    assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == orig.SOPInstanceUID
+
+
+def test_image_rejects_bad_arrays():
+    with pytest.raises(ValueError, match="NaN"):
+        Image(np.array([[np.nan, 0.0]]))
+    with pytest.raises(ValueError, match="2-D"):
+        Image(np.zeros((2, 2, 3)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        Image(np.full((2, 2), 3.0))
