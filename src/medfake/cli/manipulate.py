@@ -1,1 +1,110 @@
-"""(filled in by its stage)."""
+"""`medfake manipulate`: a thin shell over medfake.manipulation (read → mask → manipulate → save)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import app, fail
+
+
+@app.command("manipulate")
+def manipulate_cmd(
+    image: Path = typer.Argument(..., help="input image: DICOM, PNG (8/16-bit), JPEG, TIFF, BMP or NIfTI"),
+    method: str = typer.Option(..., "--method", help="repaint, repaint-ddim, copy-move, splice or retouch"),
+    out: Path = typer.Option(..., "--out", "-o", help="output folder"),
+    rect: Optional[str] = typer.Option(None, "--rect", help="X1,Y1,X2,Y2 (input pixels, X2/Y2 exclusive)"),
+    ellipse: Optional[str] = typer.Option(None, "--ellipse", help="CX,CY,RX,RY"),
+    polygon: Optional[str] = typer.Option(None, "--polygon", help="X,Y,X,Y,... (at least 3 points)"),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="mask image of the same size (white = edit)"),
+    feather: float = typer.Option(0.0, "--feather", help="soft edge: alpha falls to 0 over this many px outside the mask"),
+    label: Optional[str] = typer.Option(None, "--label", "-l", help="target class (diffusion: lesion injects, healthy removes)"),
+    modality: Optional[str] = typer.Option(None, "--modality", "-m", help="brain_mri, chest_xray, lung_ct, kidney_ct, breast_us, knee_xray"),
+    donor: Optional[Path] = typer.Option(None, "--donor", help="donor image for splice (same modality)"),
+    donor_modality: Optional[str] = typer.Option(None, "--donor-modality", help="donor's modality (default: --modality)"),
+    blend: str = typer.Option("poisson", "--blend", help="splice blending: poisson or alpha"),
+    offset: Optional[str] = typer.Option(None, "--offset", help="copy-move: DX,DY from source to target (default: random)"),
+    mode: str = typer.Option("blur", "--mode", help="retouch: blur or noise"),
+    sigma: float = typer.Option(3.0, "--sigma", help="retouch blur sigma in input pixels"),
+    noise_std: float = typer.Option(0.05, "--noise-std", help="retouch noise std (fraction of the value range)"),
+    seed: int = typer.Option(0, "--seed"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="diffusion steps (repaint 250, repaint-ddim 50)"),
+    jump_length: Optional[int] = typer.Option(None, "--jump-length", help="RePaint jump length (repaint 10, ddim 5)"),
+    jump_n_sample: Optional[int] = typer.Option(None, "--jump-n-sample", help="RePaint resamplings (repaint 10, ddim 2)"),
+    eta: float = typer.Option(0.0, "--eta", help="repaint-ddim: DDIM eta"),
+    guidance: float = typer.Option(1.0, "--guidance", help="classifier-free guidance scale"),
+    context: Optional[float] = typer.Option(None, "--context", help="crop margin around the mask, × the mask's extent"),
+    generator: str = typer.Option("ddpm", "--generator", help="DDPM model name in the models folder"),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="models folder (default: settings)"),
+    window: Optional[str] = typer.Option(None, "--window", help="CT window preset or C,W used to read DICOM/NIfTI"),
+    stem: Optional[str] = typer.Option(None, "--stem", help="output file stem (default: <input>_<method>)"),
+):
+    """Manipulate IMAGE inside a mask; writes the image (same format), <stem>_mask.png and <stem>.json to --out."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ..data.modalities import check_modality
+    from ..io.errors import MedfakeError
+    from ..io.readers import read_image
+    from ..manipulation import DIFFUSION_METHODS, METHODS, make_mask, manipulate, save_result
+
+    if method not in METHODS:
+        fail(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    params: dict = {}
+    try:
+        if modality is not None:
+            check_modality(modality)
+        if donor_modality is not None:
+            check_modality(donor_modality)
+        img = read_image(image, window=window)
+        if modality is not None:
+            img.meta.modality = modality
+        if method in DIFFUSION_METHODS and img.meta.modality is None:
+            fail(f"{method} needs the image's modality: pass --modality (one of brain_mri, chest_xray, lung_ct, "
+                 "kidney_ct, breast_us, knee_xray)")
+        m = make_mask(img.shape, rect=rect, ellipse=ellipse, polygon=polygon,
+                      mask_image=mask, feather=feather)
+        donor_img = None
+        if method == "splice":
+            if donor is None:
+                fail("splice needs --donor IMAGE")
+            donor_img = read_image(donor, window=window)
+            donor_img.meta.modality = donor_modality or modality
+        elif donor is not None:
+            fail(f"--donor is only used by splice, not {method}")
+        if method in DIFFUSION_METHODS:
+            for k, v in (("steps", steps), ("jump_length", jump_length), ("jump_n_sample", jump_n_sample)):
+                if v is not None:
+                    params[k] = v
+            params["guidance"] = guidance
+            if method == "repaint-ddim":
+                params["eta"] = eta
+        elif method == "copy-move" and offset is not None:
+            parts = offset.split(",")
+            if len(parts) != 2:
+                fail(f"--offset must be DX,DY, got {offset!r}")
+            params["offset"] = tuple(parts)
+        elif method == "splice":
+            params["blend"] = blend
+        elif method == "retouch":
+            params.update(mode=mode, sigma=sigma, noise_std=noise_std)
+        if context is not None:
+            params["context"] = context
+        if method in DIFFUSION_METHODS:
+            with Progress(transient=True) as prog:
+                task = prog.add_task(f"{method} {img.meta.modality} → {label}", total=1.0)
+                params["progress"] = lambda i, t: prog.update(task, completed=i / max(t, 1))
+                res = manipulate(img, m, method, label=label, seed=seed, generator=generator, models_dir=models_dir,
+                                 **params)
+        else:
+            res = manipulate(img, m, method, label=label, donor=donor_img, seed=seed, **params)
+        res.record["params"].pop("progress", None)
+        paths = save_result(res, out, stem or f"{image.name.split('.')[0]}_{method}")
+    except (MedfakeError, ValueError) as e:
+        fail(str(e))
+    b = res.record["mask_bounds"]
+    Console().print(f"{method}: {res.record['mask_pixels']} px changed-region in ({b['x1']},{b['y1']})–({b['x2']},"
+                    f"{b['y2']}) in {res.record['timings_s']['total']:.2f} s; wrote {paths['image']}, "
+                    f"{paths['mask'].name}, {paths['sidecar'].name}")

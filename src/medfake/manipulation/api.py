@@ -1,0 +1,431 @@
+"""Public manipulation API: one function per method, all through one crop → 128 px → manipulate → resize back →
+paste-inside-the-mask path, a dispatcher, and `save_result`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import __version__
+from ..data.modalities import HEALTHY, MODALITIES, check_label, check_modality
+from ..io.image import Image
+from .classical import poisson_blend, retouch_image, shift_image
+from .masks import ManipulationError, as_alpha, mask_bounds
+from .pasteback import WORK_SIZE, Native, crop, crop_box, mask_to_work, native_of, paste_back, resize, uncrop_into
+
+METHODS: tuple[str, ...] = ("repaint", "repaint-ddim", "copy-move", "splice", "retouch")
+DIFFUSION_METHODS = ("repaint", "repaint-ddim")
+
+
+@dataclass
+class ManipulationResult:
+    image: Image  # the manipulated image (same size; meta of the input, so DICOM stays DICOM)
+    mask: np.ndarray  # bool H×W: exactly the pixels that may differ from the input
+    record: dict  # what was done (method, parameters, seed, model, bounds, timings, input hash)
+    stored: np.ndarray | None = None  # the output's stored pixel values in the input's dtype
+    alpha: np.ndarray | None = field(default=None, repr=False)  # float blending weights (feathering)
+
+
+# ------------------------------------------------------------------ shared path
+@dataclass
+class _Work:
+    """What a method core sees: the 128 px working copy of the crop and its geometry."""
+
+    image: np.ndarray  # float [0, 1], WORK_SIZE²
+    mask: np.ndarray  # bool WORK_SIZE², pixels to change
+    scale: float  # working px per native px
+    box: object  # CropBox
+
+
+def _file_sha256(path) -> str | None:
+    if path and Path(path).is_file():
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+    return None
+
+
+def _check_image(image) -> None:
+    if not isinstance(image, Image):
+        raise ManipulationError(f"expected a medfake Image (from medfake.io.read_image), got {type(image).__name__}")
+
+
+def _apply(
+    image: Image,
+    mask,
+    method: str,
+    core: Callable[[_Work], np.ndarray],
+    *,
+    working: str,
+    params: dict,
+    seed: int | None,
+    context: float,
+    min_side: int,
+    original: np.ndarray | None = None,
+    extra_bounds: tuple[int, int, int, int] | None = None,
+    model: dict | None = None,
+    extra_record: dict | None = None,
+) -> ManipulationResult:
+    t0 = time.perf_counter()
+    alpha = as_alpha(mask, image.shape)
+    support = alpha > 0
+    nat: Native = native_of(image, original)
+    units = nat.units()
+    lo, hi, invert = nat.working_range(working)
+    b = mask_bounds(support)
+    cb = b
+    if extra_bounds is not None:
+        e = extra_bounds
+        cb = (min(b[0], e[0]), min(b[1], e[1]), max(b[2], e[2]), max(b[3], e[3]))
+    box = crop_box(cb, image.shape, context=context, min_side=min_side)
+
+    def to_work(u):
+        a = np.clip((u - lo) / (hi - lo), 0.0, 1.0)
+        return 1.0 - a if invert else a
+
+    def from_work(a):
+        a = np.clip(a, 0.0, 1.0)
+        a = 1.0 - a if invert else a
+        return a * (hi - lo) + lo
+
+    work = resize(to_work(crop(units, box)).astype(np.float32), WORK_SIZE)
+    work_mask = mask_to_work(crop(support, box))
+    t1 = time.perf_counter()
+    out_work = np.asarray(core(_Work(work, work_mask, box.scale, box)), np.float64)
+    t2 = time.perf_counter()
+    back = np.clip(resize(out_work.astype(np.float32), box.side), 0.0, 1.0)
+    new_units = uncrop_into(units, from_work(back.astype(np.float64)), box)
+    stored = paste_back(nat, units, new_units, alpha)
+    t3 = time.perf_counter()
+
+    out_image = Image(nat.to_display(stored.astype(np.float64) * nat.slope + nat.intercept),
+                      replace(image.meta, extra={**image.meta.extra, "manipulated": method}))
+    m = image.meta
+    record = {
+        "kind": "manipulated",
+        "method": method,
+        "params": params,
+        "seed": seed,
+        "model": (model or {}).get("name"),
+        "model_version": (model or {}).get("version", "classical"),
+        "modality": m.modality,
+        "label": m.label,
+        "mask_bounds": dict(zip(("x1", "y1", "x2", "y2"), mask_bounds(support))),
+        "mask_pixels": int(support.sum()),
+        "feathered": bool(((alpha > 0) & (alpha < 1)).any()),
+        "crop_box": box.as_dict(),
+        "work_size": WORK_SIZE,
+        "working_range": {"kind": working, "lo": lo, "hi": hi},
+        "input": {
+            "path": m.source,
+            "frame": m.frame,
+            "sha256": _file_sha256(m.source),
+            "format": m.format,
+            "shape": list(image.shape),
+            "dtype": str(nat.stored.dtype),
+            "stored_source": nat.stored_source,
+        },
+        "output": {"format": nat.out_format, "dtype": str(stored.dtype), "bits": nat.bits,
+                   "shape": list(stored.shape)},
+        "timings_s": {"prepare": round(t1 - t0, 4), "manipulate": round(t2 - t1, 4),
+                      "paste_back": round(t3 - t2, 4), "total": round(t3 - t0, 4)},
+        "medfake_version": __version__,
+    }
+    if extra_record:
+        record.update(extra_record)
+    return ManipulationResult(out_image, support, record, stored, alpha)
+
+
+# ------------------------------------------------------------------ diffusion methods
+def _diffusion_target(image: Image, label, modality) -> tuple[str, str]:
+    modality = modality or image.meta.modality
+    if modality is None:
+        raise ManipulationError(
+            f"the image's modality is unknown; pass modality= (CLI: --modality), one of: {', '.join(MODALITIES)}"
+        )
+    check_modality(modality)
+    if label is None:
+        raise ManipulationError(
+            f"RePaint needs a target label for {modality}: a lesion label injects, {HEALTHY[modality]!r} removes; "
+            f"choose one of: {', '.join(MODALITIES[modality])}"
+        )
+    return modality, check_label(modality, str(label))
+
+
+def _load_ddpm(generator, models_dir):
+    if isinstance(generator, str):
+        from ..synthesis import load_generator
+
+        generator = load_generator(generator, models_dir)
+    if getattr(generator, "family", None) != "ddpm":
+        raise ManipulationError(f"RePaint needs a DDPM generator; {getattr(generator, 'name', generator)!r} is "
+                                f"{getattr(generator, 'family', '?')}")
+    return generator
+
+
+def _repaint_common(image, mask, method, *, label, modality, seed, steps, jump_length, jump_n_sample, eta, guidance,
+                    generator, models_dir, context, min_side, original, progress, sampler):
+    import torch
+
+    from ..data.modalities import class_index
+    from .repaint import count_model_calls, jump_schedule, repaint_loop
+
+    _check_image(image)
+    modality, label = _diffusion_target(image, label, modality)
+    for name, v in (("steps", steps), ("jump_length", jump_length), ("jump_n_sample", jump_n_sample)):
+        if int(v) < 1:
+            raise ManipulationError(f"{name} must be ≥ 1, got {v}")
+    as_alpha(mask, image.shape)  # validate before loading a model
+    gen = _load_ddpm(generator, models_dir)
+    T = int(gen.module.cfg.num_train_timesteps)
+    if int(steps) > T:
+        raise ManipulationError(f"steps must be ≤ the model's {T} training timesteps, got {steps}")
+    jump_schedule(int(steps), int(jump_length), int(jump_n_sample))
+    cls = torch.tensor([class_index(modality, label)], dtype=torch.long)
+    device = next(gen.module.parameters()).device
+
+    def core(w: _Work) -> np.ndarray:
+        known = torch.from_numpy(w.image * 2.0 - 1.0).float()[None, None]
+        keep = torch.from_numpy((~w.mask).astype(np.float32))[None, None]
+        g = torch.Generator(device=device).manual_seed(int(seed))
+        x = repaint_loop(gen.module, known, keep, cls, sampler=sampler, steps=int(steps), jump_length=int(jump_length),
+                         jump_n_sample=int(jump_n_sample), eta=float(eta), guidance=float(guidance), generator=g,
+                         progress=progress)
+        return ((x[0, 0].float().cpu().numpy() + 1.0) / 2.0).clip(0, 1)
+
+    params = {"sampler": sampler, "steps": int(steps), "jump_length": int(jump_length),
+              "jump_n_sample": int(jump_n_sample), "guidance": float(guidance), "context": context,
+              "min_side": min_side, "model_calls": count_model_calls(int(steps), int(jump_length), int(jump_n_sample))}
+    if sampler == "ddim":
+        params["eta"] = float(eta)
+    img = replace(image, meta=replace(image.meta, modality=modality))
+    res = _apply(img, mask, method, core, working="display", params=params, seed=int(seed), context=context,
+                 min_side=min_side, original=original,
+                 model={"name": gen.name, "version": f"{gen.name}-{gen.version}"},
+                 extra_record={"label": label, "source_label": image.meta.label,
+                               "operation": "remove" if label == HEALTHY[modality] else "inject"})
+    return res
+
+
+def repaint(image: Image, mask, *, label: str | None = None, modality: str | None = None, seed: int = 0,
+            steps: int = 250, jump_length: int = 10, jump_n_sample: int = 10, guidance: float = 1.0,
+            generator="ddpm", models_dir=None, context: float = 1.0, min_side: int = 64,
+            original: np.ndarray | None = None, progress=None) -> ManipulationResult:
+    """RePaint with ancestral DDPM steps (paper defaults: 250 steps, jump 10 × 10; use steps=50 on a CPU).
+    `label` (required) is the target class: a lesion label injects, data.HEALTHY[modality] removes."""
+    return _repaint_common(image, mask, "repaint", label=label, modality=modality, seed=seed, steps=steps,
+                           jump_length=jump_length, jump_n_sample=jump_n_sample, eta=1.0, guidance=guidance,
+                           generator=generator, models_dir=models_dir, context=context, min_side=min_side,
+                           original=original, progress=progress, sampler="ddpm")
+
+
+def repaint_ddim(image: Image, mask, *, label: str | None = None, modality: str | None = None, seed: int = 0,
+                 steps: int = 50, jump_length: int = 5, jump_n_sample: int = 2, eta: float = 0.0,
+                 guidance: float = 1.0, generator="ddpm", models_dir=None, context: float = 1.0,
+                 min_side: int = 64, original: np.ndarray | None = None, progress=None) -> ManipulationResult:
+    """The fast variant: RePaint's merge/resample loop on DDIM steps (default 50 steps, jump 5 × 2)."""
+    return _repaint_common(image, mask, "repaint-ddim", label=label, modality=modality, seed=seed, steps=steps,
+                           jump_length=jump_length, jump_n_sample=jump_n_sample, eta=eta, guidance=guidance,
+                           generator=generator, models_dir=models_dir, context=context, min_side=min_side,
+                           original=original, progress=progress, sampler="ddim")
+
+
+# ------------------------------------------------------------------ classical methods
+def _check_label_if_known(image: Image, label) -> None:
+    if label is not None and image.meta.modality is not None:
+        check_label(image.meta.modality, str(label))
+
+
+def _pick_offset(support: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+    h, w = support.shape
+    x1, y1, x2, y2 = mask_bounds(support)
+    bw, bh = x2 - x1, y2 - y1
+    ext = max(bw, bh)
+
+    def ok(dx, dy):  # source box = target box − offset, inside the image and not overlapping the target
+        sx1, sy1 = x1 - dx, y1 - dy
+        inside = sx1 >= 0 and sy1 >= 0 and sx1 + bw <= w and sy1 + bh <= h
+        apart = abs(dx) >= bw or abs(dy) >= bh
+        return inside and apart and (dx, dy) != (0, 0)
+
+    for _ in range(500):
+        ang = rng.uniform(0, 2 * np.pi)
+        r = rng.uniform(1.1, 2.5) * ext
+        dx, dy = int(round(r * np.cos(ang))), int(round(r * np.sin(ang)))
+        if ok(dx, dy):
+            return dx, dy
+    cands = [(dx, dy) for dy in range(-y1, h - y2 + 1, max(1, bh // 4)) for dx in range(-x1 + 0, w - x2 + 1, max(1, bw // 4))
+             if ok(-dx, -dy)]
+    if not cands:
+        raise ManipulationError("copy-move: the mask is too large to find a non-overlapping source region inside "
+                                "the image; give offset=(dx, dy) (CLI: --offset DX,DY)")
+    dx, dy = cands[int(rng.integers(len(cands)))]
+    return -dx, -dy
+
+
+def copy_move(image: Image, mask, *, offset: tuple[float, float] | None = None, seed: int = 0, context: float = 0.25,
+              min_side: int = 64, original: np.ndarray | None = None, label: str | None = None) -> ManipulationResult:
+    """Copy the image content from (mask − offset) into the mask. offset = (dx, dy) in input pixels from the source
+    region to the target; drawn at random (seeded) if None, so that the source lies inside and apart."""
+    _check_image(image)
+    _check_label_if_known(image, label)
+    alpha = as_alpha(mask, image.shape)
+    support = alpha > 0
+    rng = np.random.default_rng(int(seed))
+    if offset is None:
+        dx, dy = _pick_offset(support, rng)
+    else:
+        try:
+            dx, dy = (int(round(float(v))) for v in offset)
+        except (TypeError, ValueError):
+            raise ManipulationError(f"offset must be two numbers DX,DY, got {offset!r}") from None
+    x1, y1, x2, y2 = mask_bounds(support)
+    h, w = image.shape
+    src = (x1 - dx, y1 - dy, x2 - dx, y2 - dy)
+    if src[0] < 0 or src[1] < 0 or src[2] > w or src[3] > h:
+        raise ManipulationError(f"copy-move: offset ({dx}, {dy}) puts the source region {src} outside the image "
+                                f"({w}×{h})")
+    if (dx, dy) == (0, 0):
+        raise ManipulationError("copy-move: offset (0, 0) copies the region onto itself")
+
+    def core(wk: _Work) -> np.ndarray:
+        return shift_image(wk.image, dx * wk.scale, dy * wk.scale)
+
+    return _apply(image, mask, "copy-move", core, working="full",
+                  params={"offset": [dx, dy], "source_bounds": dict(zip(("x1", "y1", "x2", "y2"), src)),
+                          "context": context, "min_side": min_side},
+                  seed=int(seed), context=context, min_side=min_side, original=original, extra_bounds=src,
+                  extra_record={"label": label if label is not None else image.meta.label})
+
+
+def splice(image: Image, mask, donor: Image, *, blend: str = "poisson", seed: int = 0, context: float = 1.0,
+           min_side: int = 64, original: np.ndarray | None = None, label: str | None = None) -> ManipulationResult:
+    """Paste the donor's content at the same relative position into the mask, with alpha blending
+    (blend='alpha', the mask/feather alpha only) or Poisson blending (blend='poisson', gradients of the donor,
+    boundary values of the target)."""
+    _check_image(image)
+    _check_label_if_known(image, label)
+    if donor is None:
+        raise ManipulationError("splice needs a donor image (CLI: --donor IMAGE)")
+    if not isinstance(donor, Image):
+        raise ManipulationError(f"donor must be a medfake Image, got {type(donor).__name__}")
+    if blend not in ("alpha", "poisson"):
+        raise ManipulationError(f"unknown blend {blend!r}; choose alpha or poisson")
+    mi, md = image.meta.modality, donor.meta.modality
+    if mi != md:
+        raise ManipulationError(
+            f"splice donor must be of the same modality as the image: image is {mi or 'unknown'}, donor is "
+            f"{md or 'unknown'} (set meta.modality on both; CLI: --modality / --donor-modality)"
+        )
+    h, w = image.shape
+    dh, dw = donor.shape
+    donor_arr = donor.array
+
+    def core(wk: _Work) -> np.ndarray:
+        from PIL import Image as PILImage
+
+        b = wk.box
+        sy, sx = dh / h, dw / w  # same relative position in the donor
+        box = (b.x0 * sx, b.y0 * sy, (b.x0 + b.side) * sx, (b.y0 + b.side) * sy)
+        pad = int(np.ceil(max(b.side * sx, b.side * sy))) + 1
+        padded = np.pad(donor_arr, pad, mode="edge")
+        im = PILImage.fromarray(padded.astype(np.float32), mode="F")
+        d = np.asarray(im.resize((WORK_SIZE, WORK_SIZE), PILImage.Resampling.LANCZOS,
+                                 box=tuple(v + pad for v in box)), np.float64).clip(0, 1)
+        if blend == "alpha":
+            return d
+        return poisson_blend(wk.image, d, wk.mask)
+
+    return _apply(image, mask, "splice", core, working="display",
+                  params={"blend": blend, "donor": donor.meta.source, "donor_shape": list(donor.shape),
+                          "context": context, "min_side": min_side},
+                  seed=int(seed), context=context, min_side=min_side, original=original,
+                  extra_record={"label": label if label is not None else image.meta.label,
+                                "donor_sha256": _file_sha256(donor.meta.source)})
+
+
+def retouch(image: Image, mask, *, mode: str = "blur", sigma: float = 3.0, noise_std: float = 0.05, seed: int = 0,
+            context: float = 0.5, min_side: int = 64, original: np.ndarray | None = None,
+            label: str | None = None) -> ManipulationResult:
+    """Local retouch inside the mask: Gaussian blur (sigma in input pixels) or additive Gaussian noise
+    (noise_std as a fraction of the image's value range), via scipy.ndimage / numpy with a seeded generator."""
+    _check_image(image)
+    _check_label_if_known(image, label)
+    if mode not in ("blur", "noise"):
+        raise ManipulationError(f"unknown retouch mode {mode!r}; choose blur or noise")
+    if not (float(sigma) > 0 and float(noise_std) >= 0):
+        raise ManipulationError(f"retouch needs sigma > 0 and noise_std ≥ 0, got {sigma}, {noise_std}")
+    rng = np.random.default_rng(int(seed))
+
+    def core(wk: _Work) -> np.ndarray:
+        return retouch_image(wk.image, mode, sigma=float(sigma) * wk.scale, noise_std=float(noise_std), rng=rng)
+
+    return _apply(image, mask, "retouch", core, working="full",
+                  params={"mode": mode, "sigma": float(sigma), "noise_std": float(noise_std), "context": context,
+                          "min_side": min_side},
+                  seed=int(seed), context=context, min_side=min_side, original=original,
+                  extra_record={"label": label if label is not None else image.meta.label})
+
+
+# ------------------------------------------------------------------ dispatcher and output
+def manipulate(image: Image, mask, method: str, *, label: str | None = None, donor: Image | None = None, seed: int = 0,
+               generator="ddpm", models_dir=None, **params) -> ManipulationResult:
+    """Run `method` (one of METHODS) on `image` inside `mask` (bool, or float alpha from make_mask(feather>0))."""
+    _check_image(image)
+    if method not in METHODS:
+        raise ManipulationError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    if method in DIFFUSION_METHODS:
+        fn = repaint if method == "repaint" else repaint_ddim
+        return fn(image, mask, label=label, seed=seed, generator=generator, models_dir=models_dir, **params)
+    if method == "copy-move":
+        return copy_move(image, mask, seed=seed, label=label, **params)
+    if method == "splice":
+        return splice(image, mask, donor, seed=seed, label=label, **params)
+    return retouch(image, mask, seed=seed, label=label, **params)
+
+
+def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated") -> dict[str, Path]:
+    """Write <stem>.png|.dcm (same format family and bit depth as the input), <stem>_mask.png (0/255, same size)
+    and <stem>.json (the record). Returns {"image", "mask", "sidecar"} paths."""
+    from PIL import Image as PILImage
+
+    from ..io.writers import Provenance, write_dicom
+
+    out_dir = Path(out_dir)
+    rec = result.record
+    stored = result.stored
+    fmt = rec["output"]["format"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    paths: dict[str, Path] = {}
+    if fmt == "dicom":
+        b = rec["mask_bounds"]
+        prov = Provenance("manipulated", rec["method"], str(rec["model_version"]), {
+            "mask_bounds": f"{b['x1']},{b['y1']},{b['x2']},{b['y2']}", "seed": rec["seed"],
+            "label": rec.get("label"), "operation": rec.get("operation", "edit"),
+        })
+        paths["image"] = write_dicom(result.image, out_dir / f"{stem}.dcm", prov, stored=stored)
+    else:
+        p = out_dir / f"{stem}.png"
+        arr = np.ascontiguousarray(stored)
+        im = PILImage.fromarray(arr, mode="L") if arr.dtype == np.uint8 else PILImage.fromarray(arr.astype(np.uint16))
+        im.save(p, format="PNG")
+        paths["image"] = p
+    mp = out_dir / f"{stem}_mask.png"
+    PILImage.fromarray((result.mask.astype(np.uint8) * 255), mode="L").save(mp, format="PNG")
+    paths["mask"] = mp
+    side = out_dir / f"{stem}.json"
+    rec = dict(rec)
+    rec["timings_s"] = {**rec.get("timings_s", {}), "write": round(time.perf_counter() - t0, 4)}
+    rec["files"] = {k: v.name for k, v in paths.items()}
+    side.write_text(json.dumps(rec, indent=2, default=str) + "\n")
+    paths["sidecar"] = side
+    return paths

@@ -1,0 +1,220 @@
+"""Any size in, same size out: native values, the square crop around the mask, 128 px working copy, and the
+paste-back that touches only the mask's support.
+
+Value spaces
+------------
+* *stored*: the exact pixel values of the input in its own dtype — uint8/uint16 for PNG (and other rasters),
+  the DICOM stored values (e.g. int16 CT) for DICOM. Unmasked output pixels are copied from here, bit for bit.
+* *units*: stored × RescaleSlope + RescaleIntercept (Hounsfield units for CT); identity for rasters.
+* *working*: units mapped linearly to [0, 1] over a range that depends on the method: the display window the
+  reader used (``"display"``, what the generators were trained on — diffusion methods and splicing) or the
+  image's full value range (``"full"``, nothing clipped — copy-move and retouch). MONOCHROME1 is inverted in
+  the display space so the working copy looks like the training images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io.image import Image, to_uint
+from ..io.writers import native_stored_values
+
+WORK_SIZE = 128
+
+
+@dataclass
+class Native:
+    """The input's exact stored pixels and the mapping stored ↔ units ↔ display."""
+
+    stored: np.ndarray
+    slope: float = 1.0
+    intercept: float = 0.0
+    smin: float = 0.0
+    smax: float = 255.0
+    display: tuple[float, float] = (0.0, 255.0)  # units range that display [0, 1] spans
+    invert: bool = False  # MONOCHROME1
+    out_format: str = "png"  # "png" or "dicom"
+    bits: int = 8
+    stored_source: str = "pixels"  # where `stored` came from: pixels | file | reconstructed | given
+
+    def units(self) -> np.ndarray:
+        return self.stored.astype(np.float64) * self.slope + self.intercept
+
+    def from_units(self, units: np.ndarray) -> np.ndarray:
+        s = np.round((np.asarray(units, np.float64) - self.intercept) / self.slope)
+        return np.clip(s, self.smin, self.smax).astype(self.stored.dtype)
+
+    def to_display(self, units: np.ndarray) -> np.ndarray:
+        lo, hi = self.display
+        a = np.clip((units - lo) / (hi - lo), 0.0, 1.0)
+        return (1.0 - a if self.invert else a).astype(np.float32)
+
+    def working_range(self, kind: str) -> tuple[float, float, bool]:
+        if kind == "display":
+            lo, hi = self.display
+            return lo, hi, self.invert
+        if kind == "full":
+            u = self.units()
+            lo, hi = float(u.min()), float(u.max())
+            return lo, (hi if hi > lo else lo + 1.0), False
+        raise ValueError(f"unknown working range {kind!r}")
+
+
+def _dtype_limits(dtype: np.dtype, bits: int, signed: bool) -> tuple[float, float]:
+    info = np.iinfo(dtype)
+    smin = -(2 ** (bits - 1)) if signed else 0
+    smax = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+    return float(max(info.min, smin)), float(min(info.max, smax))
+
+
+def native_of(image: Image, original: np.ndarray | None = None) -> Native:
+    """The exact stored pixels of `image` and their value mapping.
+
+    Rasters (PNG/JPEG/TIFF/BMP), NIfTI and in-memory images: the 8- or 16-bit integers of the image as read
+    (``to_uint(array, bits)``, exact for 8/16-bit files). DICOM: ``original`` if given, else the frame re-read
+    from ``meta.source`` when it still matches the in-memory image, else ``io.native_stored_values`` (exact
+    inside the display window; values outside it come back clipped to the window)."""
+    m = image.meta
+    if m.format == "dicom" and m.dicom is not None and int(m.extra.get("samples_per_pixel", 1)) == 1:
+        slope = float(m.extra.get("rescale_slope", 1.0)) or 1.0
+        inter = float(m.extra.get("rescale_intercept", 0.0))
+        signed = int(m.extra.get("pixel_representation", 0)) == 1
+        bits = int(m.bits or 16)
+        lo, hi = m.value_range or (float(m.extra.get("stored_min", 0.0)), float(m.extra.get("stored_max", 1.0)))
+        nat = Native(np.zeros((1, 1), np.int16), slope, inter, 0, 0, (float(lo), float(hi)),
+                     m.photometric == "MONOCHROME1", "dicom", bits)
+        stored, source = None, "given"
+        if original is not None:
+            stored = np.asarray(original)
+            if stored.shape != image.shape or stored.dtype.kind not in "iu":
+                raise ValueError(f"original stored array must be integer with shape {image.shape}, got "
+                                 f"{stored.dtype} {stored.shape}")
+        else:
+            stored = _reread_dicom(m)
+            source = "file"
+            if stored is not None:
+                nat.stored = stored
+                if stored.shape != image.shape or np.abs(nat.to_display(nat.units()) - image.array).max() > 2e-3:
+                    stored = None  # the file no longer matches the in-memory image
+        if stored is None:
+            stored, source = native_stored_values(image), "reconstructed"
+        nat.stored, nat.stored_source = stored, source
+        nat.smin, nat.smax = _dtype_limits(stored.dtype, bits, signed)
+        return nat
+    bits = 16 if (m.bits or 8) > 8 else 8
+    stored = to_uint(image.array, bits)
+    top = float(2**bits - 1)
+    return Native(stored, 1.0, 0.0, 0.0, top, (0.0, top), False, "png", bits, "pixels")
+
+
+def _reread_dicom(meta) -> np.ndarray | None:
+    if not meta.source or not Path(meta.source).is_file():
+        return None
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(meta.source, force=True)
+        if "TransferSyntaxUID" not in ds.file_meta:
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        arr = ds.pixel_array
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            arr = arr[meta.frame or 0]
+        return np.asarray(arr) if arr.ndim == 2 else None
+    except Exception:  # noqa: BLE001 - fall back to reconstructing from the in-memory image
+        return None
+
+
+# ------------------------------------------------------------------ crop geometry
+@dataclass(frozen=True)
+class CropBox:
+    """Square box (may extend past the image; that part is edge-padded) in native pixels."""
+
+    y0: int
+    x0: int
+    side: int
+
+    @property
+    def scale(self) -> float:  # working (128 px) pixels per native pixel
+        return WORK_SIZE / self.side
+
+    def as_dict(self) -> dict:
+        return {"x1": self.x0, "y1": self.y0, "x2": self.x0 + self.side, "y2": self.y0 + self.side}
+
+
+def crop_box(bounds: tuple[int, int, int, int], shape: tuple[int, int], *, context: float = 1.0,
+             min_side: int = 64) -> CropBox:
+    """Square around `bounds` (x1, y1, x2, y2): side = extent × (1 + 2·context), at least min_side (or the image),
+    at most the larger image side; shifted to stay inside the image where it fits."""
+    if context < 0:
+        raise ValueError(f"context must be ≥ 0, got {context}")
+    h, w = shape
+    x1, y1, x2, y2 = bounds
+    ext = max(x2 - x1, y2 - y1)
+    side = int(np.ceil(ext * (1.0 + 2.0 * context)))
+    side = max(side, min(int(min_side), max(h, w)), ext, 1)
+    side = min(side, max(h, w))
+    side = max(side, ext)
+    cy, cx = (y1 + y2) / 2.0, (x1 + x2) / 2.0
+
+    def place(c, n):
+        if side <= n:
+            return int(np.clip(round(c - side / 2.0), 0, n - side))
+        return (n - side) // 2
+
+    return CropBox(place(cy, h), place(cx, w), side)
+
+
+def crop(array: np.ndarray, box: CropBox) -> np.ndarray:
+    h, w = array.shape
+    y0, x0, s = box.y0, box.x0, box.side
+    pt, pl = max(0, -y0), max(0, -x0)
+    pb, pr = max(0, y0 + s - h), max(0, x0 + s - w)
+    a = np.pad(array, ((pt, pb), (pl, pr)), mode="edge") if (pt or pb or pl or pr) else array
+    return a[y0 + pt : y0 + pt + s, x0 + pl : x0 + pl + s]
+
+
+def uncrop_into(full: np.ndarray, part: np.ndarray, box: CropBox) -> np.ndarray:
+    """Write `part` (side×side) back into a copy of `full` where the box overlaps the image."""
+    out = full.copy()
+    h, w = full.shape
+    y0, x0, s = box.y0, box.x0, box.side
+    ya, xa = max(0, y0), max(0, x0)
+    yb, xb = min(h, y0 + s), min(w, x0 + s)
+    out[ya:yb, xa:xb] = part[ya - y0 : yb - y0, xa - x0 : xb - x0]
+    return out
+
+
+def resize(array: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Float resize with Pillow (mode F, Lanczos: antialiased when shrinking)."""
+    from PIL import Image as PILImage
+
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    a = np.asarray(array, np.float32)
+    if a.shape == hw:
+        return a.copy()
+    im = PILImage.fromarray(a, mode="F").resize((hw[1], hw[0]), PILImage.Resampling.LANCZOS)
+    return np.asarray(im, np.float32)
+
+
+def mask_to_work(support_crop: np.ndarray) -> np.ndarray:
+    """Native support (side×side bool) → 128 px bool: any coverage counts, plus a 1 px safety ring so every
+    native support pixel's resampling kernel sees regenerated content."""
+    from scipy import ndimage
+
+    cov = resize(support_crop.astype(np.float32), WORK_SIZE)
+    m = cov > 0.02
+    if support_crop.shape[0] > WORK_SIZE:  # shrinking: the Lanczos kernel spans more native pixels
+        m = ndimage.binary_dilation(m, iterations=1)
+    return m
+
+
+def paste_back(native: Native, units: np.ndarray, new_units: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Stored output: the input's stored values everywhere, blended new values only where alpha > 0."""
+    support = alpha > 0
+    out = native.stored.copy()
+    a = alpha[support].astype(np.float64)
+    out[support] = native.from_units(a * new_units[support] + (1.0 - a) * units[support])
+    return out
