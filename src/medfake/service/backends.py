@@ -1,0 +1,153 @@
+"""The service's view of models: names from the model cards in Settings.models_dir, never a client path.
+
+Stage packages are imported lazily through their public functions (synthesis.load_generator,
+detection.load_detector, manipulation.manipulate), so the service starts even when one is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from fastapi import HTTPException
+
+from ..io.errors import MedfakeError
+from ..settings import Settings
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MODEL_PATH_REFUSED = "model paths are not accepted; choose a model by name from GET /v1/models"
+_KINDS = {"ddpm": "generator", "dcgan": "generator"}
+
+
+def _registry_kind(arch: str | None) -> str | None:
+    if not arch:
+        return None
+    try:
+        from ..models.registry import entry
+
+        return entry(arch).kind
+    except MedfakeError:
+        return None
+
+
+def list_models(settings: Settings) -> list[dict[str, Any]]:
+    """One row per model card in models_dir: name, version, kind, modalities, metrics (+ the card)."""
+    from ..data.modalities import MODALITY_NAMES
+    from ..models.cards import list_cards
+
+    d = Path(settings.models_dir)
+    if not d.is_dir():
+        return []
+    rows = []
+    for card in list_cards(d):
+        name = card.get("name") or Path(card["_path"]).stem
+        stem = Path(card["_path"]).stem
+        kind = card.get("kind") or _registry_kind(card.get("architecture")) or _KINDS.get(card.get("family", ""), "unknown")
+        mods = card.get("modalities") or sorted(card.get("label_prior", {})) or list(MODALITY_NAMES)
+        public = {k: v for k, v in card.items() if not k.startswith("_") and k not in ("command",)}
+        rows.append({"name": stem, "card_name": name, "version": str(card.get("version", "0")), "kind": kind,
+                     "family": card.get("family"), "architecture": card.get("architecture"), "modalities": mods,
+                     "metrics": card.get("metrics", {}), "card": public})
+    return rows
+
+
+def model_check(settings: Settings) -> list[dict]:
+    """Readiness: each card names a registered architecture with a valid config and its weights file exists."""
+    from ..models.cards import list_cards
+    from ..models.registry import make_config
+
+    out = []
+    d = Path(settings.models_dir)
+    for card in list_cards(d) if d.is_dir() else []:
+        p = Path(card["_path"])
+        row = {"name": p.stem, "ok": True, "problem": None}
+        try:
+            if card.get("architecture"):
+                make_config(card["architecture"], card.get("config", {}))
+            w = p.with_name(card.get("weights", p.stem + ".safetensors"))
+            if not w.is_file():
+                raise MedfakeError("weights file missing")
+        except (MedfakeError, TypeError, ValueError) as e:
+            row.update(ok=False, problem=str(e).replace(str(d), "models"))
+        out.append(row)
+    return out
+
+
+def check_name(name: str | None, settings: Settings, kind: str | None = None, what: str = "model") -> str:
+    """A model name from a client → the card stem in models_dir. Anything path-like is refused."""
+    if name is None or name == "":
+        raise HTTPException(422, f"{what}: a model name is required")
+    if not NAME.match(name) or name.endswith(".json") or ".." in name:
+        raise HTTPException(400, MODEL_PATH_REFUSED)
+    models = {m["name"]: m for m in list_models(settings)}
+    if name not in models:
+        avail = ", ".join(sorted(n for n, m in models.items() if kind is None or m["kind"] == kind)) or "none"
+        raise HTTPException(404, f"unknown {what} {name!r}; available: {avail} (see GET /v1/models)")
+    if kind is not None and models[name]["kind"] != kind:
+        raise HTTPException(422, f"{name!r} is a {models[name]['kind']}, not a {kind}")
+    return name
+
+
+def default_model(settings: Settings, kind: str, preferred: tuple[str, ...]) -> str | None:
+    models = [m for m in list_models(settings) if m["kind"] == kind]
+    names = [m["name"] for m in models]
+    for p in preferred:
+        if p in names:
+            return p
+    return names[0] if names else None
+
+
+# ------------------------------------------------------------------ loaders (lazy, cached, thread-safe)
+_lock = threading.Lock()
+_detectors: dict[tuple[str, str], Any] = {}
+infer_lock = threading.Lock()  # one inference at a time per process: CPU-bound, keeps memory flat
+
+
+def generator(name: str, settings: Settings):
+    from ..synthesis import load_generator
+
+    with _lock:
+        return load_generator(name, models_dir=settings.models_dir)
+
+
+def detector(name: str | None, settings: Settings):
+    """The detector by card name (None → the detection package's default)."""
+    try:
+        from ..detection import load_detector
+    except ImportError:
+        raise HTTPException(503, "detection is not available in this installation") from None
+    key = (name or "default", str(settings.models_dir))
+    with _lock:
+        if key not in _detectors:
+            try:
+                _detectors[key] = load_detector(name or "default", models_dir=settings.models_dir)
+            except MedfakeError as e:
+                raise HTTPException(503, f"detector {name or 'default'!r} cannot be loaded: "
+                                         f"{str(e).replace(str(settings.models_dir), 'models')}") from None
+        return _detectors[key]
+
+
+def manipulation():
+    try:
+        from .. import manipulation as m
+
+        m.manipulate  # noqa: B018 - the public function must exist
+    except (ImportError, AttributeError):
+        raise HTTPException(503, "manipulation is not available in this installation") from None
+    return m
+
+
+def method_names(m) -> list[str]:
+    methods = getattr(m, "METHODS", ())
+    return list(methods.keys()) if isinstance(methods, dict) else list(methods)
+
+
+def is_diffusion(method: str) -> bool:
+    return "repaint" in method or "diffusion" in method or "ddpm" in method
+
+
+def clear_caches() -> None:
+    with _lock:
+        _detectors.clear()

@@ -1,0 +1,318 @@
+"""What the routes do, as plain functions shared by /v1 and the MedXFake-compatible endpoints: read uploads,
+run detection inline, build and run synthesis / manipulation jobs. Routes stay thin."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+from fastapi import HTTPException, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from ..io.image import Image
+from ..settings import Settings
+from . import backends
+from .encode import b64, data_url, png_of, png_url
+from .jobs import Job, JobManager, QueueFullError
+from .limits import check_count, decode_image, read_upload, safe_name
+
+log = logging.getLogger("medfake.service")
+SAMPLERS = ("ddim", "ddpm")
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def jobs_of(request: Request) -> JobManager:
+    return request.app.state.jobs
+
+
+async def refuse_model_path(request: Request) -> None:
+    """Router dependency: any `model_path` (query, form or JSON field) is refused with 400."""
+    if "model_path" in request.query_params:
+        raise HTTPException(400, backends.MODEL_PATH_REFUSED)
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()  # cached by Starlette; FastAPI has parsed it already
+        if "model_path" in form:
+            raise HTTPException(400, backends.MODEL_PATH_REFUSED)
+    elif ctype.startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            return  # the route's own validation reports bad JSON
+        if isinstance(body, dict) and "model_path" in body:
+            raise HTTPException(400, backends.MODEL_PATH_REFUSED)
+
+
+async def with_timeout(fn, *args, timeout: float, **kw):
+    try:
+        return await asyncio.wait_for(run_in_threadpool(fn, *args, **kw), timeout)
+    except asyncio.TimeoutError:
+        raise HTTPException(504, f"request took longer than {timeout:g} s") from None
+
+
+def submit(jobs: JobManager, kind: str, fn, params: dict) -> Job:
+    try:
+        return jobs.submit(kind, fn, params)
+    except QueueFullError as e:
+        raise HTTPException(429, str(e), headers={"Retry-After": "5"}) from None
+
+
+async def wait_job(job: Job, timeout: float) -> Job:
+    """Await a job's completion without blocking the loop (compat endpoints answer synchronously)."""
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(job.future), timeout)
+    except asyncio.TimeoutError:
+        raise HTTPException(504, f"job {job.id} still running after {timeout:g} s; poll GET /v1/jobs/{job.id}") from None
+    if job.state != "done":
+        raise HTTPException(422 if job.error and "internal" not in job.error else 500, job.error or "job failed")
+    return job
+
+
+# ------------------------------------------------------------------ uploads
+async def read_one(upload: UploadFile, settings: Settings, what: str = "image") -> tuple[str, Image]:
+    if upload is None or not hasattr(upload, "read"):
+        raise HTTPException(422, f"{what}: a file upload is required")
+    name = safe_name(upload.filename, what)
+    data = await read_upload(upload, settings.max_upload_bytes)
+    if not data:
+        raise HTTPException(422, f"{name}: empty file")
+    img = await run_in_threadpool(decode_image, data, name, settings.max_pixels)
+    return name, img
+
+
+async def read_many(uploads: list, settings: Settings) -> list[dict]:
+    """Each upload → {"name", "image"} or {"name", "status", "error"}; one bad file never fails the others."""
+    uploads = [u for u in (uploads or []) if hasattr(u, "read")]
+    if not uploads:
+        raise HTTPException(422, "no files: send one or more images in the multipart field 'files'")
+    check_count(len(uploads), settings.max_files_per_request)
+    out = []
+    for i, u in enumerate(uploads):
+        try:
+            name, img = await read_one(u, settings)
+            out.append({"name": name, "image": img})
+        except HTTPException as e:
+            out.append({"name": safe_name(u.filename, f"file{i}"), "status": e.status_code, "error": e.detail})
+    return out
+
+
+# ------------------------------------------------------------------ detection
+def _heat_png(a: np.ndarray | None) -> str | None:
+    if a is None:
+        return None
+    return png_url(np.asarray(a, dtype=np.float32))
+
+
+def detect_images(images: list[Image], settings: Settings, model: str | None, explain: bool = True) -> list[dict]:
+    det = backends.detector(model, settings)
+    with backends.infer_lock:
+        preds = det.predict(images, explain=explain)
+    rows = []
+    for p in preds:
+        rows.append({
+            "modality": p.modality, "p_synthetic": float(p.p_synthetic), "p_manipulated": float(p.p_manipulated),
+            "verdict": p.verdict, "scores": _jsonable(p.scores),
+            "heatmap": _heat_png(p.heatmap) if explain else None,
+            "mask": _heat_png(None if p.mask is None else np.asarray(p.mask, dtype=bool)) if explain else None,
+            "detector": getattr(det, "name", None), "detector_version": str(getattr(det, "version", "")),
+        })
+    return rows
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist() if o.size <= 64 else None
+    if isinstance(o, (str, int, float, bool)) or o is None:
+        return o
+    return str(o)
+
+
+# ------------------------------------------------------------------ synthesis
+def synthesis_params(settings: Settings, *, modality: str, label: str | None, n: int, sampler: str,
+                     steps: int | None, seed: int, model: str | None, guidance: float = 1.0) -> dict:
+    from ..data.modalities import UnknownChoiceError, check_label, check_modality
+
+    try:
+        check_modality(modality)
+        label = None if label in (None, "", "any", "random") else check_label(modality, label)
+    except UnknownChoiceError as e:
+        raise HTTPException(422, str(e)) from None
+    if not 1 <= n <= settings.max_synthesis_images:
+        raise HTTPException(422 if n < 1 else 413, f"n must be between 1 and {settings.max_synthesis_images}")
+    if sampler not in SAMPLERS:
+        raise HTTPException(422, f"unknown sampler {sampler!r}; choose ddim or ddpm")
+    if steps is not None and not 1 <= steps <= 1000:
+        raise HTTPException(422, "steps must be between 1 and 1000")
+    if not 0 <= seed < 2**31:
+        raise HTTPException(422, "seed must be between 0 and 2^31-1")
+    if not 0.0 <= guidance <= 20.0:
+        raise HTTPException(422, "guidance must be between 0 and 20")
+    if model in (None, ""):
+        model = backends.default_model(settings, "generator", ("ddpm", "dcgan"))
+        if model is None:
+            raise HTTPException(503, "no generator is installed (GET /v1/models lists the models)")
+    model = backends.check_name(model, settings, kind="generator", what="generator")
+    return {"modality": modality, "label": label, "n": n, "sampler": sampler, "steps": steps, "seed": seed,
+            "model": model, "guidance": guidance}
+
+
+def synthesis_job(settings: Settings, params: dict):
+    def run(job: Job) -> dict:
+        from ..synthesis.io import save_images
+
+        gen = backends.generator(params["model"], settings)
+        job.set_progress(0.0)
+        imgs = gen.sample(params["modality"], params["label"], params["n"], sampler=params["sampler"],
+                          steps=params["steps"], seed=params["seed"], guidance=params["guidance"],
+                          progress=job.set_progress)
+        prov = gen.provenance(params["sampler"] if gen.family == "ddpm" else None, seed=params["seed"])
+        prefix = f"{params['modality']}_{params['model']}"
+        pngs = save_images(imgs, job.dir / "png", prov, fmt="png", prefix=prefix)
+        dcms = save_images(imgs, job.dir / "dicom", prov, fmt="dicom", prefix=prefix)
+        return {"kind": "synthesis", "params": params, "model": gen.name, "model_version": gen.version,
+                "images": [{"png": p.relative_to(job.dir).as_posix(), "dicom": d.relative_to(job.dir).as_posix(),
+                            "modality": im.meta.modality, "label": im.meta.label}
+                           for p, d, im in zip(pngs, dcms, imgs)]}
+
+    return run
+
+
+def job_images(job: Job) -> list[dict]:
+    """The PNGs of a finished synthesis job as base64 + labels (for the page's gallery and /synthesis)."""
+    out = []
+    for row in (job.summary or {}).get("images", []):
+        p = job.dir / row["png"]
+        if p.is_file():
+            out.append({"label": row["label"], "modality": row["modality"], "png": b64(p.read_bytes()),
+                        "file": Path(row["png"]).name})
+    return out
+
+
+# ------------------------------------------------------------------ manipulation
+def build_mask(image: Image, mask_img: Image | None, rect: str | None, ellipse: str | None,
+               polygon: str | None = None, feather: float = 0.0):
+    """The edit mask at the image's pixel grid from exactly one of: a mask image (non-zero = edit), rect
+    'x1,y1,x2,y2' (half-open), ellipse 'cx,cy,rx,ry' or polygon 'x,y,x,y,...' — pixels of the uploaded image.
+    Shapes are drawn by medfake.manipulation.make_mask; anything outside the image is a 422."""
+    h, w = image.shape
+    given = {k: v for k, v in (("rect", rect), ("ellipse", ellipse), ("polygon", polygon)) if v not in (None, "")}
+    if mask_img is not None:
+        if mask_img.shape != (h, w):
+            raise HTTPException(422, f"mask is {mask_img.shape[1]}×{mask_img.shape[0]} but the image is {w}×{h}")
+        given["mask_image"] = mask_img.array
+    if len(given) != 1:
+        raise HTTPException(422, "give exactly one of: a mask image, rect 'x1,y1,x2,y2', ellipse 'cx,cy,rx,ry' "
+                                 "or polygon 'x,y,x,y,...'" + (f" (got {', '.join(given)})" if given else ""))
+    for k in ("rect", "ellipse", "polygon"):
+        if k in given and len(given[k]) > 20000:
+            raise HTTPException(413, f"{k} is too long")
+    m = backends.manipulation()
+    try:
+        mask = m.make_mask((h, w), feather=feather, **given)
+    except ValueError as ex:
+        raise HTTPException(422, str(ex)) from None
+    mask = np.asarray(mask)
+    if not (mask > 0).any():
+        raise HTTPException(422, "the mask is empty (it covers no pixel of the image)")
+    return mask
+
+
+def manipulation_params(settings: Settings, *, method: str, label: str | None, modality: str | None, seed: int,
+                        generator: str | None, steps: int | None = None) -> dict:
+    m = backends.manipulation()
+    methods = backends.method_names(m)
+    if method not in methods:
+        raise HTTPException(422, f"unknown method {method!r}; choose one of: {', '.join(methods)}")
+    if modality not in (None, ""):
+        from ..data.modalities import UnknownChoiceError, check_label, check_modality
+
+        try:
+            check_modality(modality)
+            check_label(modality, label or None)
+        except UnknownChoiceError as e:
+            raise HTTPException(422, str(e)) from None
+    if not 0 <= seed < 2**31:
+        raise HTTPException(422, "seed must be between 0 and 2^31-1")
+    diffusion = backends.is_diffusion(method)
+    if steps is not None and not 1 <= steps <= 1000:
+        raise HTTPException(422, "steps must be between 1 and 1000")
+    if diffusion:
+        generator = backends.check_name(generator or backends.default_model(settings, "generator", ("ddpm",)) or "ddpm",
+                                        settings, kind="generator", what="generator")
+    return {"method": method, "label": label or None, "modality": modality or None, "seed": seed,
+            "generator": generator if diffusion else None, "diffusion": diffusion,
+            "steps": steps if diffusion else None}
+
+
+def run_manipulation(image: Image, mask: np.ndarray, params: dict, settings: Settings, donor: Image | None = None,
+                     progress=None):
+    m = backends.manipulation()
+    if params.get("modality"):
+        image = dataclasses.replace(image, meta=dataclasses.replace(image.meta, modality=params["modality"]))
+    kw = {"label": params["label"], "donor": donor, "seed": params["seed"]}
+    if params["diffusion"]:
+        kw.update(generator=params["generator"], models_dir=settings.models_dir)
+        if params.get("modality"):
+            kw["modality"] = params["modality"]
+        if params.get("steps"):
+            kw["steps"] = params["steps"]
+        if progress is not None:
+            kw["progress"] = progress
+    with backends.infer_lock if not params["diffusion"] else _nolock():
+        return m.manipulate(image, mask, params["method"], **kw)
+
+
+class _nolock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def dicom_of(result, params: dict) -> bytes:
+    import io as _io
+
+    from ..io.writers import Provenance, dicom_derived, dicom_secondary_capture
+
+    rec = getattr(result, "record", {}) or {}
+    prov = Provenance("manipulated", params["method"], str(rec.get("model_version") or params.get("generator") or "classical"),
+                      {"seed": params["seed"], "label": rec.get("label", params.get("label"))})
+    img = result.image
+    ds = dicom_derived(img, prov, getattr(result, "stored", None)) if img.meta.dicom is not None \
+        else dicom_secondary_capture(img, prov)
+    buf = _io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def manipulation_payload(original: Image, result, params: dict) -> dict:
+    return {"method": params["method"], "original": png_url(original),
+            "mask": png_url(np.asarray(result.mask, dtype=bool)), "result": png_url(result.image),
+            "dicom": data_url(dicom_of(result, params), "application/dicom"),
+            "record": _jsonable(getattr(result, "record", {}))}
+
+
+def manipulation_job(settings: Settings, image: Image, mask: np.ndarray, params: dict, donor: Image | None):
+    def run(job: Job) -> dict:
+        res = run_manipulation(image, mask, params, settings, donor, progress=job.set_progress)
+        (job.dir / "original.png").write_bytes(png_of(image))
+        (job.dir / "mask.png").write_bytes(png_of(np.asarray(res.mask, dtype=bool)))
+        (job.dir / "result.png").write_bytes(png_of(res.image))
+        (job.dir / "result.dcm").write_bytes(dicom_of(res, params))
+        return {"kind": "manipulation", "params": params, "record": _jsonable(getattr(res, "record", {})),
+                "files": ["original.png", "mask.png", "result.png", "result.dcm"]}
+
+    return run

@@ -1,0 +1,171 @@
+"""Versioned API: /v1/detect, /v1/manipulate, /v1/synthesize, /v1/jobs/{id}, /v1/jobs/{id}/result, /v1/models."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from . import backends
+from .encode import png_url
+from .pipelines import (
+    build_mask, detect_images, jobs_of, manipulation_job, manipulation_params, manipulation_payload, read_many,
+    read_one, refuse_model_path, run_manipulation, settings_of, submit, synthesis_job, synthesis_params,
+    with_timeout,
+)
+
+router = APIRouter(prefix="/v1", tags=["v1"], dependencies=[Depends(refuse_model_path)])
+
+
+@router.post("/detect")
+async def detect(request: Request, files: list[UploadFile] = File(..., description="one or more images (repeat the field)"),
+                 model: Optional[str] = Form(None, description="detector name from GET /v1/models (default: the shipped one)"),
+                 explain: bool = Form(True, description="include heatmap and mask PNGs"),
+                 include_image: bool = Form(False, description="echo each decoded image as a PNG data URL")):
+    """Detect synthetic and manipulated images. One row per file; a bad file gives a row with verdict 'error'.
+    A request whose every file is bad is answered 4xx (413 too large, 422 undecodable)."""
+    settings = settings_of(request)
+    items = await read_many(files, settings)
+    good = [it for it in items if "image" in it]
+    if not good:
+        first = items[0]
+        if len(items) == 1:
+            raise HTTPException(first["status"], first["error"])
+        raise HTTPException(max(it["status"] for it in items) if all(it["status"] == 413 for it in items) else 422,
+                            "no readable image: " + "; ".join(it["error"] for it in items[:5]))
+    if model is not None:
+        model = backends.check_name(model, settings, kind="detector", what="detector")
+    rows = await with_timeout(detect_images, [it["image"] for it in good], settings, model, explain,
+                              timeout=settings.request_timeout_s)
+    it_rows = iter(rows)
+    results = []
+    for it in items:
+        if "image" in it:
+            h, w = it["image"].shape
+            row = {"filename": it["name"], "width": w, "height": h, **next(it_rows)}
+            if include_image:
+                row["image"] = png_url(it["image"])
+            results.append(row)
+        else:
+            results.append({"filename": it["name"], "verdict": "error", "status": it["status"], "message": it["error"],
+                            "modality": None, "p_synthetic": None, "p_manipulated": None, "heatmap": None, "mask": None})
+    return {"results": results, "count": len(results), "errors": sum(r["verdict"] == "error" for r in results)}
+
+
+@router.post("/preview")
+async def preview(request: Request, file: UploadFile = File(..., description="any supported image (DICOM, NIfTI, PNG, ...)")):
+    """Decode an upload as the service sees it (first frame / middle slice, windowed) → 8-bit PNG data URL at
+    its own pixel size. The web page draws masks on this."""
+    name, img = await read_one(file, settings_of(request))
+    h, w = img.shape
+    return {"filename": name, "width": w, "height": h, "format": img.meta.format, "image": png_url(img)}
+
+
+@router.post("/manipulate")
+async def manipulate(request: Request, image: UploadFile = File(..., description="image to edit"),
+                     mask: Optional[UploadFile] = File(None, description="mask PNG at the image's size (non-zero = edit)"),
+                     donor: Optional[UploadFile] = File(None, description="donor image (splice)"),
+                     rect: Optional[str] = Form(None, description="x1,y1,x2,y2 in image pixels (half-open)"),
+                     ellipse: Optional[str] = Form(None, description="cx,cy,rx,ry in image pixels"),
+                     polygon: Optional[str] = Form(None, description="x,y,x,y,... (≥ 3 points) in image pixels"),
+                     feather: float = Form(0.0, ge=0.0, le=64.0),
+                     method: str = Form(..., description="see GET /v1/models → manipulation_methods"),
+                     label: Optional[str] = Form(None), modality: Optional[str] = Form(None),
+                     seed: int = Form(0), generator: Optional[str] = Form(None),
+                     steps: Optional[int] = Form(None, description="diffusion methods: sampling steps")):
+    """Edit a region. Classical methods answer inline (PNG + DICOM data URLs); diffusion methods return a job."""
+    settings = settings_of(request)
+    name, img = await read_one(image, settings)
+    mask_img = None
+    if mask is not None and hasattr(mask, "read") and (mask.filename or mask.size):
+        _, mask_img = await read_one(mask, settings, "mask")
+    donor_img = None
+    if donor is not None and hasattr(donor, "read") and (donor.filename or donor.size):
+        _, donor_img = await read_one(donor, settings, "donor")
+    params = manipulation_params(settings, method=method, label=label, modality=modality, seed=seed, generator=generator,
+                                 steps=steps)
+    m = await run_in_threadpool(build_mask, img, mask_img, rect, ellipse, polygon, feather)
+    if params["diffusion"]:
+        job = submit(jobs_of(request), "manipulation", manipulation_job(settings, img, m, params, donor_img),
+                     {k: v for k, v in params.items()} | {"filename": name})
+        return JSONResponse({"job_id": job.id, "state": job.state, "status_url": f"/v1/jobs/{job.id}"}, status_code=202)
+    res = await with_timeout(run_manipulation, img, m, params, settings, donor_img, timeout=settings.request_timeout_s)
+    return {"filename": name, **manipulation_payload(img, res, params)}
+
+
+class SynthesisRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    modality: str
+    label: Optional[str] = None
+    n: int = Field(4, description="number of images")
+    sampler: Literal["ddim", "ddpm"] = "ddim"
+    steps: Optional[int] = Field(None, description="sampling steps (ddim default 50, ddpm 1000)")
+    seed: int = 0
+    guidance: float = 1.0
+    model: Optional[str] = Field(None, description="generator name from GET /v1/models")
+
+
+@router.post("/synthesize", status_code=202)
+async def synthesize(request: Request, body: SynthesisRequest):
+    """Queue a synthesis job; poll GET /v1/jobs/{id}, then download GET /v1/jobs/{id}/result (zip)."""
+    settings = settings_of(request)
+    params = synthesis_params(settings, **body.model_dump())
+    job = submit(jobs_of(request), "synthesis", synthesis_job(settings, params), params)
+    return {"job_id": job.id, "state": job.state, "status_url": f"/v1/jobs/{job.id}"}
+
+
+def _job_or_404(request: Request, job_id: str):
+    job = jobs_of(request).get(job_id)
+    if job is None:
+        raise HTTPException(404, "no such job (ids are 32 hex characters; results expire)")
+    return job
+
+
+@router.get("/jobs/{job_id}")
+async def job_status(request: Request, job_id: str, images: bool = False):
+    """State queued|running|done|failed|expired, progress 0..1, error. `images=true` adds the PNGs (base64)."""
+    job = _job_or_404(request, job_id)
+    body = job.public()
+    if images and job.state == "done":
+        from .pipelines import job_images
+
+        body["images"] = await run_in_threadpool(job_images, job)
+        if job.kind == "manipulation":
+            from .encode import data_url
+
+            body["files"] = {f: data_url((job.dir / f).read_bytes(), "application/dicom" if f.endswith(".dcm") else "image/png")
+                             for f in (job.summary or {}).get("files", []) if (job.dir / f).is_file()}
+    return body
+
+
+@router.get("/jobs/{job_id}/result", response_class=Response,
+            responses={200: {"content": {"application/zip": {}}, "description": "zip of PNGs, DICOMs and result.json"}})
+async def job_result(request: Request, job_id: str):
+    job = _job_or_404(request, job_id)
+    if job.state == "expired":
+        raise HTTPException(410, "the job's results have expired and were deleted")
+    if job.state != "done":
+        raise HTTPException(409, f"job is {job.state}" + (f": {job.error}" if job.error else ""))
+    data = await run_in_threadpool(jobs_of(request).result_zip, job)
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="medfake-{job.kind}-{job.id[:8]}.zip"'})
+
+
+@router.get("/models")
+async def models(request: Request):
+    """Every model card in the models folder (name, version, kind, modalities, metrics), plus what the
+    service can do with them."""
+    settings = settings_of(request)
+    rows = await run_in_threadpool(backends.list_models, settings)
+    from ..data.modalities import MODALITIES
+
+    try:
+        methods = backends.method_names(backends.manipulation())
+    except HTTPException:
+        methods = []
+    return {"models": rows, "modalities": {k: list(v) for k, v in MODALITIES.items()},
+            "manipulation_methods": [{"name": m, "diffusion": backends.is_diffusion(m)} for m in methods],
+            "samplers": ["ddim", "ddpm"]}
