@@ -124,3 +124,27 @@ class PixelStatsDetector(Detector):
 @pytest.fixture()
 def pixel_detector_cls():
     return PixelStatsDetector
+
+
+def manipulation_methods() -> list[str]:
+    """Classical manipulations plus the fast diffusion one, when the manipulation stage is importable."""
+    try:
+        from medfake.manipulation import manipulate  # noqa: F401
+    except ImportError:
+        return []
+    return ["copy-move", "splice", "retouch", "repaint-ddim"]
+
+
+BUILD_KW = dict(synthetic=["ddpm", "ddim", "dcgan"], per_modality=8, ddpm_steps=3, ddim_steps=3, repaint_steps=4,
+                seed=7)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, real_folder, tiny_models) -> Path:
+    """A small built data set (16 reals, 48 synthetic, up to 64 manipulated) shared by the tests."""
+    from medfake.evaluation import build_dataset
+
+    out = tmp_path_factory.mktemp("built")
+    build_dataset(real_folder, out, manipulated=manipulation_methods(), models_dir=tiny_models, progress=False,
+                  **BUILD_KW)
+    return out

@@ -72,7 +72,7 @@ def eval_cmd(
     robustness: bool = typer.Option(True, help="JPEG/resize/noise/blur/16-bit conditions"),
     adversarial: bool = typer.Option(True, help="FGSM/PGD at 1, 2, 4 /255"),
     logo: bool = typer.Option(False, "--logo", help="also run the leave-one-generator-out protocol (trains detectors)"),
-    logo_config: str = typer.Option("default", help="detector config trained by --logo"),
+    logo_config: str = typer.Option("resnet18-12", help="detector architecture trained by --logo"),
     logo_steps: int = typer.Option(50, help="training steps per LOGO detector"),
     threshold: Optional[float] = typer.Option(None, help="decision threshold (default: the detector card's, else 0.5)"),
     seed: int = typer.Option(0),

@@ -237,7 +237,7 @@ def _do_manipulated(item: dict, root: Path, models_dir: str | None, params: dict
 
     img = _canonical_image(item["source_abs"], item["modality"], item["source_label"])
     mask = mask_from_geometry(item["geometry"], img.shape[0])
-    kw = dict(params)
+    kw = dict(params) if item["generator"] in DIFFUSION_METHODS else {}  # e.g. steps: diffusion only
     if item["generator"] == "splice":
         kw["donor"] = _canonical_image(item["donor_abs"], item["modality"], "")
     if item["generator"] in DIFFUSION_METHODS:
@@ -266,7 +266,10 @@ def _do_cpu_item(item: dict, root: str, models_dir: str | None, params: dict) ->
     return _do_manipulated(item, root_p, models_dir, params)
 
 
-def _run_synthetic(items: list[dict], root: Path, models_dir, steps: dict, chunk: int, on_row: Callable) -> None:
+def _run_synthetic(items: list[dict], done: set, root: Path, models_dir, steps: dict, chunk: int,
+                   on_row: Callable) -> None:
+    """Sample in fixed chunks of the planned items (so a resumed build draws the very same images) and write the
+    items of each chunk that are not done yet."""
     from ..synthesis import load_generator
 
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -274,12 +277,16 @@ def _run_synthetic(items: list[dict], root: Path, models_dir, steps: dict, chunk
         groups[(it["generator"], it["modality"], it["label"])].append(it)
     for (g, m, lab), its in groups.items():
         card, sampler = GENERATOR_MODELS[g]
-        gen = load_generator(card, models_dir=models_dir)
         for start in range(0, len(its), chunk):
             part = its[start : start + chunk]
+            if all(it["key"] in done for it in part):
+                continue
+            gen = load_generator(card, models_dir=models_dir)
             kw = {"sampler": sampler, "steps": steps.get(g)} if sampler else {}
             imgs = gen.sample(m, lab, len(part), seed=int(part[0]["seed"]), chunk=len(part), **kw)
             for it, img in zip(part, imgs):
+                if it["key"] in done:
+                    continue
                 write_canonical(img, root / it["path"])
                 on_row(_row(it, root, model_version=f"{gen.name}-{gen.version}"))
 
@@ -378,7 +385,7 @@ def build_dataset(
         cpu = [it for it in todo if it["kind"] == "real" or
                (it["kind"] == "manipulated" and it["generator"] not in DIFFUSION_METHODS)]
         diffusion = [it for it in todo if it["kind"] == "manipulated" and it["generator"] in DIFFUSION_METHODS]
-        synth = [it for it in todo if it["kind"] == "synthetic"]
+        synth = [it for it in items if it["kind"] == "synthetic"]  # all planned: chunks are fixed
         md = str(models_dir) if models_dir else None
         if workers > 1 and len(cpu) > 1:
             import multiprocessing as mp
@@ -393,7 +400,7 @@ def build_dataset(
                 on_row(_do_cpu_item(it, str(root), md, params))
         for it in diffusion:  # one process: the generator is loaded once (on the GPU when there is one)
             on_row(_do_manipulated(it, root, md, params))
-        _run_synthetic(synth, root, md, steps, chunk, on_row)
+        _run_synthetic(synth, set(done), root, md, steps, chunk, on_row)
 
     rows = [{k: v for k, v in done[it["key"]].items() if k != "key"} for it in items]
     check_leakage(rows)

@@ -19,17 +19,22 @@ from ..io.errors import MedfakeError
 TrainFn = Callable[[list, Path, int], object]  # (train records, out dir, seed) -> Detector
 
 
-def detection_trainer(config: str = "default", steps: int = 50, batch_size: int = 32, device: str = "auto",
+DEFAULT_CONFIG = "resnet18-12"
+
+
+def detection_trainer(config: str = DEFAULT_CONFIG, steps: int = 50, batch_size: int = 32, device: str = "auto",
                       **kw) -> TrainFn:
-    """A TrainFn over medfake.detection.train_detector (small step counts on the CPU)."""
+    """A TrainFn over medfake.detection.train_detector(config, records, out_dir, ...) — a registered detector
+    architecture trained for `steps` (small on the CPU) — loaded back with load_detector."""
 
     def train(records: list, out_dir: Path, seed: int):
         from ..detection import load_detector, train_detector
+        from ..settings import get_settings, torch_device
 
-        card = train_detector(records, out_dir, name="logo", config=config, steps=steps, batch_size=batch_size,
-                              seed=seed, device=device, **kw)
-        name = card.get("name", "logo") if isinstance(card, dict) else "logo"
-        return load_detector(name, models_dir=out_dir)
+        card = train_detector(config, records, out_dir, name="logo", steps=steps, batch_size=batch_size, seed=seed,
+                              device=device, **kw)
+        dev = str(torch_device(device if device != "auto" else get_settings().device))
+        return load_detector(card.get("name", "logo"), models_dir=out_dir, device=dev)
 
     return train
 
@@ -40,7 +45,7 @@ def leave_one_generator_out(
     work_dir: str | Path,
     generators: Sequence[str] | None = None,
     train_fn: TrainFn | None = None,
-    detector_config: str = "default",
+    detector_config: str = DEFAULT_CONFIG,
     steps: int = 50,
     models_dir=None,  # accepted for symmetry with evaluate(); training writes into work_dir
     seed: int = 0,
@@ -53,7 +58,15 @@ def leave_one_generator_out(
 
     from .run import fake_scores, load_images
 
-    recs = list(read_manifest(data)) if isinstance(data, (str, Path)) else list(data)
+    if isinstance(data, (str, Path)):
+        root = Path(data) if Path(data).is_dir() else Path(data).parent
+        recs = list(read_manifest(data))
+        for r in recs:  # mask paths relative to the manifest → absolute, as the trainer reads them
+            m = (r.extra.get("mask") or "").strip()
+            if m and not Path(m).is_absolute():
+                r.extra["mask"] = str(root / m)
+    else:
+        recs = list(data)
     if any("kind" not in r.extra or not r.split for r in recs):
         raise MedfakeError("the LOGO protocol needs a built manifest with kind, generator and split columns")
     gen_of = [r.extra.get("generator") or r.extra["kind"] for r in recs]

@@ -1,0 +1,124 @@
+"""The data-set builder on a tiny real set with tiny generators trained 2 steps in the session."""
+
+import csv
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from medfake.evaluation import BuildError, build_dataset, check_leakage
+from medfake.evaluation.build import MANIFEST_COLUMNS, assign_splits, mask_from_geometry, random_mask_geometry
+
+from .conftest import BUILD_KW, manipulation_methods
+
+
+def _rows(root):
+    with (root / "manifest.csv").open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_layout_manifest_and_formats(built):
+    rows = _rows(built)
+    assert set(MANIFEST_COLUMNS) <= set(rows[0])
+    kinds = Counter((r["kind"], r["generator"]) for r in rows)
+    assert kinds[("real", "real")] == 16
+    for g in ("ddpm", "ddim", "dcgan"):
+        assert kinds[("synthetic", g)] == 16  # 8 per modality × 2 modalities
+    for m in manipulation_methods():
+        assert kinds[("manipulated", m)] == 16
+    for r in rows:
+        p = built / r["path"]
+        assert p.parts[-5:-1] == ("images", r["kind"], r["generator"], r["modality"])
+        with PILImage.open(p) as im:  # every image, real or fake, is the canonical 128 px 8-bit PNG
+            assert (im.format, im.mode, im.size) == ("PNG", "L", (128, 128))
+            assert not im.info  # no text/gamma/... chunks
+        if r["kind"] == "synthetic":
+            assert r["model_version"] and r["seed"] and not r["source"]
+        if r["kind"] == "real":
+            assert r["source"] and not r["mask"]
+        if r["kind"] == "manipulated":
+            assert r["source"] and r["mask"]
+            with PILImage.open(built / r["mask"]) as mk:
+                a = np.asarray(mk)
+            assert a.shape == (128, 128) and set(np.unique(a)) <= {0, 255} and (a == 255).any()
+    audit = json.loads((built / "audit.json").read_text())
+    assert audit["passed"] and audit["auc"] < 0.6
+
+
+def test_no_leakage_and_split_proportions(built):
+    rows = _rows(built)
+    check_leakage(rows)
+    real_split = {r["source"]: r["split"] for r in rows if r["kind"] == "real"}
+    for r in rows:
+        if r["kind"] == "manipulated":
+            assert r["split"] == real_split[r["source"]]
+            if r["generator"] == "splice":
+                assert r["donor"] and real_split[r["donor"]] == r["split"]
+    # the folder had 8 reals per modality → 70/15/15 → 6/1/1; 8 synthetic per modality follow 6/1/1 too
+    for m in ("chest_xray", "lung_ct"):
+        real = Counter(r["split"] for r in rows if r["kind"] == "real" and r["modality"] == m)
+        assert real == {"train": 6, "val": 1, "test": 1}
+        for g in ("ddpm", "dcgan"):
+            syn = Counter(r["split"] for r in rows if r["generator"] == g and r["modality"] == m)
+            assert syn == real
+
+
+def test_diffusion_manipulations_inject_or_remove(built):
+    rows = [r for r in _rows(built) if r["generator"] == "repaint-ddim"]
+    if not rows:
+        pytest.skip("medfake.manipulation not available")
+    healthy = {"chest_xray": "NORMAL", "lung_ct": "NonCOVID"}
+    ops = Counter("remove" if r["label"] == healthy[r["modality"]] else "inject" for r in rows)
+    assert ops["remove"] > 0 and ops["inject"] > 0
+
+
+def test_deterministic_and_resumable(built, real_folder, tiny_models, tmp_path):
+    kw = dict(BUILD_KW, manipulated=["copy-move"] if manipulation_methods() else [], per_modality=4,
+              synthetic=["dcgan", "ddim"])
+    a = build_dataset(real_folder, tmp_path / "a", models_dir=tiny_models, progress=False, **kw)
+    b = build_dataset(real_folder, tmp_path / "b", models_dir=tiny_models, progress=False, workers=2, **kw)
+    ra, rb = _rows(tmp_path / "a"), _rows(tmp_path / "b")
+    assert [(r["path"], r["split"], r["sha256_pixels"]) for r in ra] == [(r["path"], r["split"], r["sha256_pixels"]) for r in rb]
+    assert a["resumed"] == 0
+    # interrupt: lose two finished files and the last log line; the rerun makes exactly what is missing
+    lost = [r for r in ra if r["kind"] != "real"][:2]
+    for r in lost:
+        (tmp_path / "a" / r["path"]).unlink()
+    log = tmp_path / "a" / "items.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:10])  # a half-written line
+    c = build_dataset(real_folder, tmp_path / "a", models_dir=tiny_models, progress=False, **kw)
+    assert c["resumed"] == len(ra) - 3
+    assert [r["sha256_pixels"] for r in _rows(tmp_path / "a")] == [r["sha256_pixels"] for r in ra]
+    # a different seed in the same folder is refused, not mixed in
+    with pytest.raises(BuildError, match="different settings.*seed"):
+        build_dataset(real_folder, tmp_path / "a", models_dir=tiny_models, progress=False, **dict(kw, seed=8))
+
+
+def test_bad_input_is_one_clear_error(tmp_path, real_folder, tiny_models):
+    with pytest.raises(BuildError, match="does not exist"):
+        build_dataset(tmp_path / "nope", tmp_path / "o")
+    with pytest.raises(BuildError, match="unknown generator 'gan'"):
+        build_dataset(real_folder, tmp_path / "o", synthetic=["gan"], manipulated=[], models_dir=tiny_models)
+    with pytest.raises(BuildError, match="unknown manipulation"):
+        build_dataset(real_folder, tmp_path / "o", synthetic=[], manipulated=["blur"])
+    from medfake.io.errors import MedfakeError
+
+    with pytest.raises(MedfakeError, match="unknown model 'ddpm'"):
+        build_dataset(real_folder, tmp_path / "o2", synthetic=["ddpm"], manipulated=[], models_dir=tmp_path)
+    assert not (tmp_path / "o2" / "manifest.csv").exists()
+
+
+def test_assign_splits_and_masks():
+    rng = np.random.default_rng(0)
+    s = assign_splits(20, {"train": 1500, "val": 200, "test": 200}, rng)
+    assert Counter(s) == {"train": 16, "val": 2, "test": 2}
+    for _ in range(50):
+        g = random_mask_geometry(rng)
+        assert 12 <= g["h"] <= 45 and 12 <= g["w"] <= 45  # 10–35 % of 128
+        m = mask_from_geometry(g)
+        assert m.any() and m.shape == (128, 128)
+        ys, xs = np.nonzero(m)
+        assert ys.min() >= g["y0"] and ys.max() < g["y0"] + g["h"] and xs.max() < g["x0"] + g["w"]
