@@ -1,1 +1,112 @@
-"""(filled in by its stage)."""
+"""`medfake detect` and `medfake train detector` (thin shells over medfake.detection)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ._app import app, fail, train_app
+
+
+@app.command("detect")
+def detect_cmd(
+    paths: List[Path] = typer.Argument(..., help="image files and/or folders (searched recursively): PNG, JPEG, "
+                                                 "TIFF, DICOM, NIfTI"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write a CSV here (default: a table on the terminal)"),
+    heatmaps: Optional[Path] = typer.Option(None, "--heatmaps", help="write Grad-CAM overlays and predicted "
+                                                                     "manipulation masks (PNG) to this folder"),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="few-shot references: DIR/real/*, "
+                                                                       "DIR/synthetic/* (or fake/), DIR/manipulated/*"),
+    detector: str = typer.Option("default", "--detector", help="detector card name in the models folder "
+                                                               "('default' = detector-default.json)"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="models folder (default: settings)"),
+):
+    """Score images: p_synthetic, p_manipulated and a verdict per image (per frame for multi-frame files)."""
+    from ..detection import detect_paths, write_csv
+    from ..io.errors import MedfakeError
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing and len(missing) == len(paths):
+        fail(f"no such file or folder: {', '.join(missing)}")
+    try:
+        rows = detect_paths(paths, detector=detector, models_dir=models_dir, reference=reference,
+                            batch_size=batch_size, heatmaps=heatmaps, progress=out is not None)
+    except (MedfakeError, ValueError) as e:
+        fail(str(e))
+    if not rows:
+        fail("no image files found")
+    from rich.console import Console
+
+    console = Console()
+    if out is not None:
+        write_csv(rows, out)
+        counts: dict = {}
+        for r in rows:
+            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+        console.print(f"wrote {len(rows)} row(s) to [bold]{out}[/]: "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    else:
+        from rich.table import Table
+
+        table = Table("path", "modality", "p_synthetic", "p_manipulated", "verdict", "anomaly", "message")
+        colour = {"real": "green", "synthetic": "red", "manipulated": "magenta", "uncertain": "yellow",
+                  "error": "bold red"}
+        for r in rows:
+            f = lambda v: "" if v in (None, "") else f"{v:.3f}"  # noqa: E731
+            table.add_row(r["path"], r["modality"], f(r["p_synthetic"]), f(r["p_manipulated"]),
+                          f"[{colour.get(r['verdict'], 'white')}]{r['verdict']}[/]", f(r.get("anomaly")),
+                          r.get("message") or "")
+        console.print(table)
+
+
+@train_app.command("detector")
+def train_detector_cmd(
+    config: str = typer.Option("dual-srm", "--config", help="architecture: dual-srm, manip-supcon, resnet18-12, "
+                                                            "effnet-attn"),
+    data: Path = typer.Option(..., "--data", help="data-set manifest (path, modality, label, split, kind, generator, "
+                                                  "mask)"),
+    out: Path = typer.Option(Path("runs/detect"), "--out"),
+    name: Optional[str] = typer.Option(None, help="model name (default: the architecture)"),
+    steps: int = typer.Option(2000),
+    supcon_steps: Optional[int] = typer.Option(None, help="SupCon warm-up steps (default: steps/3 for "
+                                                          "manip-supcon, else 0)"),
+    batch_size: int = typer.Option(32),
+    lr: float = typer.Option(1e-3),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    ckpt_every: int = typer.Option(500),
+    resume: bool = typer.Option(True, help="resume from <out>/<name>.ckpt.pt if present"),
+    max_minutes: Optional[float] = typer.Option(None, help="stop (and calibrate/export) after this many minutes"),
+    overrides: Optional[str] = typer.Option(None, "--overrides", help="JSON object of architecture config overrides"),
+    retrieval_weight: float = typer.Option(0.3, help="weight w of the kNN score: p = (1-w)·p_clf + w·p_knn"),
+):
+    """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
+    import json
+
+    from rich.console import Console
+
+    from ..detection import train_detector
+    from ..io.errors import MedfakeError
+
+    if not data.exists():
+        fail(f"data-set manifest not found: {data}")
+    try:
+        cfg = json.loads(overrides) if overrides else None
+    except json.JSONDecodeError as e:
+        fail(f"--overrides is not valid JSON ({e})")
+    try:
+        card = train_detector(
+            config, data, out, name=name, config=cfg, steps=steps, supcon_steps=supcon_steps, batch_size=batch_size,
+            lr=lr, seed=seed, device=device, ckpt_every=ckpt_every, resume=resume, max_minutes=max_minutes,
+            retrieval_weight=retrieval_weight, command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    except (MedfakeError, ValueError) as e:
+        fail(str(e))
+    m = card["metrics"]
+    auc = {h: (m.get(h) or {}).get("auc") for h in ("synthetic", "manipulated")}
+    Console().print(f"trained {card['name']}: {card['steps']} steps in {card['minutes']} min on {card['hardware']}; "
+                    f"loss {card['loss_first']} → {card['loss_last']}; val AUC {auc}; wrote {out}/{card['name']}.json")

@@ -1,0 +1,92 @@
+"""Training augmentation for detectors: MONAI dictionary transforms plus two MONAI-style random transforms of our
+own (JPEG re-compression through Pillow, resize down-then-up). Applied identically to real and fake images, so a
+detector cannot learn "was re-compressed" as a shortcut. Keys: 'image' (1×H×W in [0, 1]) and 'mask' (1×H×W)."""
+
+from __future__ import annotations
+
+import io as _io
+
+import numpy as np
+from monai.transforms import MapTransform, RandomizableTransform
+
+
+def _np(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+class RandJPEGd(RandomizableTransform, MapTransform):
+    """Re-encode the image as JPEG at a random quality (Pillow) and decode it again."""
+
+    def __init__(self, keys="image", prob: float = 0.3, quality: tuple[int, int] = (50, 95)):
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.quality = quality
+        self._q = quality[1]
+
+    def randomize(self, data=None) -> None:
+        super().randomize(None)
+        self._q = int(self.R.randint(self.quality[0], self.quality[1] + 1))
+
+    def __call__(self, data):
+        from PIL import Image as PILImage
+
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for k in self.key_iterator(d):
+            a = _np(d[k])
+            buf = _io.BytesIO()
+            PILImage.fromarray(np.round(np.clip(a[0], 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG", quality=self._q)
+            d[k] = (np.asarray(PILImage.open(buf)).astype(np.float32) / 255.0)[None]
+        return d
+
+
+class RandResizeDownUpd(RandomizableTransform, MapTransform):
+    """Resize down by a random factor and back up (MONAI Resize, area down / bilinear up): resampling traces."""
+
+    def __init__(self, keys="image", prob: float = 0.3, scale: tuple[float, float] = (0.5, 0.9)):
+        MapTransform.__init__(self, keys)
+        RandomizableTransform.__init__(self, prob)
+        self.scale = scale
+        self._s = 1.0
+
+    def randomize(self, data=None) -> None:
+        super().randomize(None)
+        self._s = float(self.R.uniform(*self.scale))
+
+    def __call__(self, data):
+        from monai.transforms import Resize
+
+        d = dict(data)
+        self.randomize()
+        if not self._do_transform:
+            return d
+        for k in self.key_iterator(d):
+            a = _np(d[k])
+            h, w = a.shape[-2:]
+            small = Resize((max(8, int(h * self._s)), max(8, int(w * self._s))), mode="area")(a)
+            d[k] = _np(Resize((h, w), mode="bilinear", align_corners=False)(small)).astype(np.float32)
+        return d
+
+
+def detector_transforms(augment: bool = True):
+    """MONAI Compose over {'image', 'mask'}; output tensors. Flips act on both keys, intensity only on the image."""
+    from monai.transforms import (
+        Compose, RandAdjustContrastd, RandFlipd, RandGaussianNoised, RandScaleIntensityd, ScaleIntensityRanged,
+        ToTensord,
+    )
+
+    ts = []
+    if augment:
+        ts += [
+            RandFlipd(keys=("image", "mask"), prob=0.5, spatial_axis=1),
+            RandJPEGd("image", prob=0.25),
+            RandResizeDownUpd("image", prob=0.2),
+            RandGaussianNoised("image", prob=0.2, mean=0.0, std=0.02),
+            RandAdjustContrastd("image", prob=0.3, gamma=(0.75, 1.35)),
+            RandScaleIntensityd("image", prob=0.2, factors=0.1),
+            ScaleIntensityRanged("image", a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True),
+        ]
+    ts += [ToTensord(keys=("image", "mask"), track_meta=False)]
+    return Compose(ts)

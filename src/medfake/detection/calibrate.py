@@ -1,0 +1,79 @@
+"""Calibration: temperature scaling (Guo et al. 2017) for the binary heads, thresholds at a target false-positive
+rate on real images, and the verdict rule.
+
+Verdict rule (one place, used by every detector):
+
+1. ``manipulated`` if p_manipulated ≥ t_manipulated
+2. else ``synthetic`` if p_synthetic ≥ t_synthetic
+3. else ``real`` if p_synthetic < lower·t_synthetic and p_manipulated < lower·t_manipulated (lower = 0.5)
+4. else ``uncertain``
+
+Thresholds are chosen on validation data so that at most 1% of real images reach them (per head), with a floor
+of 0.05.
+
+A head that does not exist (e.g. the 12-class ResNet has no manipulation head) has threshold None and never
+fires.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+LOWER_FRACTION = 0.5
+
+
+def fit_temperature(logits, targets, max_iter: int = 100) -> float:
+    """Temperature T > 0 minimising the binary NLL of sigmoid(logits / T) on held-out data (LBFGS on log T)."""
+    z = torch.as_tensor(np.asarray(logits, dtype=np.float64))
+    y = torch.as_tensor(np.asarray(targets, dtype=np.float64))
+    if z.numel() == 0 or z.shape != y.shape:
+        raise ValueError("fit_temperature needs logits and targets of the same, non-zero length")
+    if y.min() == y.max():  # one class only: NLL is minimised by T → 0 or ∞; keep the identity
+        return 1.0
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    t = float(log_t.detach().exp())
+    return float(np.clip(t, 0.05, 20.0)) if np.isfinite(t) else 1.0
+
+
+def apply_temperature(logits, temperature: float) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64) / float(temperature)
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+MIN_THRESHOLD = 0.05
+
+
+def threshold_at_fpr(p_real, fpr: float = 0.01, floor: float = MIN_THRESHOLD) -> float:
+    """Smallest threshold t ≥ floor such that at most `fpr` of the real scores are ≥ t. The floor keeps a
+    detector whose real validation scores are all ~0 from flagging anything above 1e-9."""
+    p = np.sort(np.asarray(p_real, dtype=np.float64))[::-1]
+    if p.size == 0:
+        return 0.5
+    k = int(np.floor(fpr * p.size))  # number of real images allowed at or above t
+    if k >= p.size:
+        return 0.0
+    t = float(np.nextafter(p[k], np.inf))  # strictly above the (k+1)-th largest real score
+    return float(min(max(t, floor), 1.0))
+
+
+def verdict(p_synthetic: float, p_manipulated: float, t_synthetic: float | None, t_manipulated: float | None,
+            lower: float = LOWER_FRACTION) -> str:
+    syn_on = t_synthetic is not None and p_synthetic >= t_synthetic
+    man_on = t_manipulated is not None and p_manipulated >= t_manipulated
+    if man_on:
+        return "manipulated"
+    if syn_on:
+        return "synthetic"
+    syn_low = t_synthetic is None or p_synthetic < lower * t_synthetic
+    man_low = t_manipulated is None or p_manipulated < lower * t_manipulated
+    return "real" if syn_low and man_low else "uncertain"

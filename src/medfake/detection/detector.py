@@ -1,0 +1,260 @@
+"""The shipped detectors behind `detection.base.Detector`: model + card (temperatures, thresholds), retrieval bank,
+anomaly scorer, Grad-CAM (MONAI) and segmentation masks at each input image's own size.
+
+Name resolution (`load_detector`): "default" means the card `detector-default.json` in the models folder;
+any other name is a card `<name>.json` there (or a path to a card file).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.canonical import to_canonical
+from ..data.modalities import IMAGE_SIZE, MODALITY_NAMES
+from ..io.errors import MedfakeError
+from ..io.image import Image
+from ..models.cards import card_path, load_model
+from .anomaly import MahalanobisScorer
+from .base import Detector, Prediction
+from .calibrate import LOWER_FRACTION, verdict
+from .retrieval import LABELS, ReferenceBank
+
+DEFAULT_NAME = "detector-default"
+
+
+def _fake_logit(out: dict, t_syn: float, t_man: float | None) -> torch.Tensor:
+    """logit of p_fake = 1 - (1 - p_syn)(1 - p_man), temperatures applied (differentiable)."""
+    if out.get("manip") is None or t_man is None:
+        return out["syn"] / t_syn
+    log_not_fake = F.logsigmoid(-out["syn"] / t_syn) + F.logsigmoid(-out["manip"] / t_man)
+    log_fake = torch.log((-torch.expm1(log_not_fake)).clamp_min(1e-12))
+    return log_fake - log_not_fake
+
+
+class _FakeScoreView(nn.Module):
+    """(N, 1) fake-logit view of a detector network, the shape MONAI GradCAM expects."""
+
+    def __init__(self, model: nn.Module, t_syn: float, t_man: float | None, head: str):
+        super().__init__()
+        self.model = model
+        self.t_syn, self.t_man, self.head = t_syn, t_man, head
+
+    def forward(self, x):
+        out = self.model(x)
+        if self.head == "synthetic":
+            return (out["syn"] / self.t_syn)[:, None]
+        return _fake_logit(out, self.t_syn, self.t_man)[:, None]
+
+
+def _norm01(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(1)
+    lo, hi = flat.min(1)[0].view(-1, 1, 1, 1), flat.max(1)[0].view(-1, 1, 1, 1)
+    return torch.where(hi > lo, (x - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(x))
+
+
+def to_input_size(a128: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """Map a 128×128 map back onto an H×W input: `to_canonical` centre-cropped a square and resized it, so the map
+    is resized to the square and placed at the crop; outside the crop is 0."""
+    h, w = shape
+    s = min(h, w)
+    t = torch.as_tensor(np.asarray(a128, dtype=np.float32))[None, None]
+    if nearest:
+        r = F.interpolate(t, size=(s, s), mode="nearest")
+    else:
+        r = F.interpolate(t, size=(s, s), mode="bilinear", align_corners=False)
+    out = np.zeros((h, w), np.float32)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    out[y0:y0 + s, x0:x0 + s] = r[0, 0].numpy()
+    return out
+
+
+class ShippedDetector(Detector):
+    def __init__(self, module: nn.Module, card: dict, bank: ReferenceBank | None = None,
+                 anomaly: MahalanobisScorer | None = None, device: str | torch.device = "cpu"):
+        self.module = module.eval()
+        self.card = card
+        self.name = card.get("name", "detector")
+        self.version = str(card.get("version", "0"))
+        self.device = torch.device(device)
+        temps = card.get("temperature") or {}
+        thr = card.get("thresholds") or {}
+        self.t_syn = float(temps.get("synthetic") or 1.0)
+        self.t_man = float(temps["manipulated"]) if temps.get("manipulated") else None
+        heads = card.get("heads") or {}
+        self.has_syn = heads.get("synthetic", True)
+        self.has_man = heads.get("manipulated", True) and self.t_man is not None
+        self.thr_syn = thr.get("synthetic") if self.has_syn else None
+        self.thr_man = thr.get("manipulated") if self.has_man else None
+        self.lower = float(thr.get("lower_fraction", LOWER_FRACTION))
+        self.bank = bank
+        self.retrieval_weight = float((card.get("retrieval") or {}).get("weight", 0.0)) if bank is not None else 0.0
+        self.anomaly = anomaly
+        self._lock = threading.Lock()  # Grad-CAM registers hooks; one explain at a time
+
+    # ---------------------------------------------------------------- building blocks
+    def canonical_batch(self, images: Sequence[Image]) -> torch.Tensor:
+        return torch.as_tensor(np.stack([to_canonical(im) for im in images])[:, None])
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return self.module(x.to(self.device))
+
+    def score_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        return _fake_logit(self.module(x), self.t_syn, self.t_man if self.has_man else None)
+
+    @torch.no_grad()
+    def embed(self, images: Sequence[Image], batch_size: int = 64) -> np.ndarray:
+        outs = []
+        for i in range(0, len(images), batch_size):
+            outs.append(self.forward(self.canonical_batch(images[i:i + batch_size]))["emb"].float().cpu().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+
+    def with_references(self, images: Sequence[Image], labels: Sequence[str]) -> "ShippedDetector":
+        """A copy sharing the network whose retrieval bank also holds these labelled references."""
+        if self.has_man is False:
+            labels = ["synthetic" if lab == "manipulated" else lab for lab in labels]
+        bank = self.bank.copy() if self.bank is not None else ReferenceBank()
+        bank.add(self.embed(images), labels)
+        det = ShippedDetector(self.module, self.card, bank, self.anomaly, self.device)
+        if self.bank is None:  # no shipped bank: references alone, default weight
+            det.retrieval_weight = float((self.card.get("retrieval") or {}).get("weight", 0.3))
+        return det
+
+    # ---------------------------------------------------------------- the contract
+    def predict(self, images: Sequence[Image], *, explain: bool = False, batch_size: int = 64) -> list[Prediction]:
+        preds: list[Prediction] = []
+        for i in range(0, len(images), batch_size):
+            preds += self._predict_batch(images[i:i + batch_size], explain)
+        return preds
+
+    def _predict_batch(self, images: Sequence[Image], explain: bool) -> list[Prediction]:
+        if not images:
+            return []
+        x = self.canonical_batch(images)
+        with torch.no_grad():
+            out = self.forward(x)
+        emb = out["emb"].float().cpu().numpy()
+        p_syn = torch.sigmoid(out["syn"].float() / self.t_syn).cpu().numpy().astype(np.float64)
+        p_man = (torch.sigmoid(out["manip"].float() / self.t_man).cpu().numpy().astype(np.float64)
+                 if self.has_man else np.zeros(len(images)))
+        p_mod = torch.softmax(out["modality"].float(), 1).cpu().numpy()
+        scores_knn = None
+        if self.bank is not None and len(self.bank) and self.retrieval_weight > 0:
+            scores_knn = self.bank.knn(emb)
+            w = self.retrieval_weight
+            p_syn_f = (1 - w) * p_syn + w * scores_knn[:, LABELS.index("synthetic")]
+            p_man_f = (1 - w) * p_man + w * scores_knn[:, LABELS.index("manipulated")] if self.has_man else p_man
+        else:
+            p_syn_f, p_man_f = p_syn, p_man
+        anomaly = self.anomaly.score(emb) if self.anomaly is not None else None
+        heat = self._gradcam(x) if explain else None
+        seg = (torch.sigmoid(out["seg"].float()).cpu().numpy()[:, 0]
+               if explain and out.get("seg") is not None else None)
+        preds = []
+        for j, im in enumerate(images):
+            ps, pm = float(np.clip(p_syn_f[j], 0, 1)), float(np.clip(p_man_f[j], 0, 1))
+            scores = {"p_modality": float(p_mod[j].max()), "p_synthetic_classifier": float(p_syn[j])}
+            if self.has_man:
+                scores["p_manipulated_classifier"] = float(p_man[j])
+            if scores_knn is not None:
+                scores["knn_synthetic"] = float(scores_knn[j, 1])
+                scores["knn_manipulated"] = float(scores_knn[j, 2])
+            if anomaly is not None:
+                scores["anomaly"] = float(anomaly[j])
+            pred = Prediction(
+                modality=MODALITY_NAMES[int(p_mod[j].argmax())], p_synthetic=ps, p_manipulated=pm,
+                verdict=verdict(ps, pm, self.thr_syn, self.thr_man, self.lower), scores=scores)
+            if explain:
+                shape = im.array.shape
+                pred.heatmap = np.clip(to_input_size(heat[j], shape), 0, 1)
+                if seg is not None:
+                    pred.mask = to_input_size(seg[j], shape, nearest=True) >= 0.5
+                else:
+                    pred.mask = np.zeros(shape, bool)
+            preds.append(pred)
+        return preds
+
+    def _gradcam(self, x: torch.Tensor) -> np.ndarray:
+        from monai.visualize import GradCAM
+
+        with self._lock:
+            view = _FakeScoreView(self.module, self.t_syn, self.t_man if self.has_man else None,
+                                  "synthetic" if not self.has_man else "fake")
+            cam = GradCAM(nn_module=view, target_layers=f"model.{self.module.gradcam_layer}",
+                          postprocessing=_norm01)
+            # the hooks live on the wrapped network's layer: remove them after use
+            handles_before = _hook_ids(self.module)
+            try:
+                with torch.enable_grad():
+                    m = cam(x.to(self.device).clone().requires_grad_(True), class_idx=0)
+            finally:
+                _remove_new_hooks(self.module, handles_before)
+        return m.detach().float().cpu().numpy()[:, 0]
+
+
+def _hook_ids(module: nn.Module) -> dict:
+    return {id(m): (set(m._forward_hooks), set(m._backward_hooks)) for m in module.modules()}
+
+
+def _remove_new_hooks(module: nn.Module, before: dict) -> None:
+    for m in module.modules():
+        f0, b0 = before.get(id(m), (set(), set()))
+        for k in list(m._forward_hooks):
+            if k not in f0:
+                del m._forward_hooks[k]
+        for k in list(m._backward_hooks):
+            if k not in b0:
+                del m._backward_hooks[k]
+
+
+# ------------------------------------------------------------------ loading (cached)
+_CACHE: dict = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def resolve_card(name: str = "default", models_dir: str | Path | None = None) -> Path:
+    models_dir = Path(models_dir) if models_dir is not None else None
+    try:
+        return card_path(DEFAULT_NAME if name in ("default", "", None) else name, models_dir)
+    except MedfakeError as e:
+        if name in ("default", "", None):
+            raise MedfakeError(f"no default detector: {e} (the default is the card {DEFAULT_NAME}.json)") from None
+        raise
+
+
+def load_detector(name: str = "default", models_dir: str | Path | None = None, device: str = "cpu") -> ShippedDetector:
+    """Load (once per card file and modification time) a detector by card name; "default" → detector-default."""
+    p = resolve_card(name, models_dir).resolve()
+    key = (str(p), p.stat().st_mtime_ns, str(device))
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        module, card = load_model(p, device=device)
+        if card.get("kind") != "detector":
+            raise MedfakeError(f"{p}: not a detector model card (kind={card.get('kind')!r})")
+        bank = anomaly = None
+        r = (card.get("retrieval") or {}).get("file")
+        if r and (p.parent / r).exists():
+            bank = ReferenceBank.load(p.parent / r)
+        a = (card.get("anomaly") or {}).get("file")
+        if a and (p.parent / a).exists():
+            anomaly = MahalanobisScorer.load(p.parent / a)
+        for prm in module.parameters():
+            prm.requires_grad_(False)
+        det = ShippedDetector(module, card, bank, anomaly, device)
+        _CACHE[key] = det
+        return det
+
+
+def clear_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+__all__ = ["ShippedDetector", "load_detector", "resolve_card", "clear_cache", "to_input_size", "IMAGE_SIZE"]

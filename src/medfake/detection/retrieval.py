@@ -1,0 +1,110 @@
+"""Few-shot retrieval: a bank of L2-normalised encoder embeddings labelled real / synthetic / manipulated.
+
+The kNN score of a query is the similarity-weighted fraction of its k nearest references (cosine) that carry
+each fake label; the detector fuses it with its classifier: p = (1 - w)·p_classifier + w·p_knn, w from the card
+(`retrieval.weight`). The shipped bank holds a sample of training embeddings; `add` puts new examples in
+without retraining (CLI: `--reference DIR`).
+
+Reference folder layout (recursive, any readable image format):
+
+    DIR/real/...            real images
+    DIR/synthetic/...       fully generated images (alias: DIR/fake/...)
+    DIR/manipulated/...     locally edited images
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..io.errors import MedfakeError
+
+LABELS = ("real", "synthetic", "manipulated")
+FOLDER_ALIASES = {"real": "real", "synthetic": "synthetic", "fake": "synthetic", "manipulated": "manipulated"}
+
+
+def _normalise(e: np.ndarray) -> np.ndarray:
+    e = np.asarray(e, dtype=np.float32)
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-8)
+
+
+class ReferenceBank:
+    def __init__(self, embeddings: np.ndarray | None = None, labels: np.ndarray | None = None, k: int = 5,
+                 tau: float = 0.05):
+        self.emb = _normalise(embeddings) if embeddings is not None and len(embeddings) else np.zeros((0, 0), np.float32)
+        self.labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
+        self.k = k
+        self.tau = tau
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+    def copy(self) -> "ReferenceBank":
+        return ReferenceBank(self.emb.copy() if len(self) else None, self.labels.copy(), self.k, self.tau)
+
+    def add(self, embeddings: np.ndarray, labels) -> None:
+        e = _normalise(embeddings)
+        lab = np.asarray([LABELS.index(v) if isinstance(v, str) else int(v) for v in labels], dtype=np.int64)
+        if e.shape[0] != lab.size:
+            raise ValueError("embeddings and labels differ in length")
+        if len(self) and e.shape[1] != self.emb.shape[1]:
+            raise ValueError(f"embedding size {e.shape[1]} differs from the bank's {self.emb.shape[1]}")
+        self.emb = e if not len(self) else np.concatenate([self.emb, e])
+        self.labels = np.concatenate([self.labels, lab])
+
+    def knn(self, queries: np.ndarray) -> np.ndarray:
+        """(N, 3) similarity-weighted label fractions among the k nearest references (rows sum to 1)."""
+        q = _normalise(queries)
+        out = np.zeros((q.shape[0], len(LABELS)), dtype=np.float64)
+        if not len(self):
+            out[:, 0] = 1.0
+            return out
+        sim = q @ self.emb.T
+        k = min(self.k, len(self))
+        idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        s = np.take_along_axis(sim, idx, 1).astype(np.float64)
+        w = np.exp((s - s.max(1, keepdims=True)) / self.tau)
+        w /= w.sum(1, keepdims=True)
+        lab = self.labels[idx]
+        for j in range(len(LABELS)):
+            out[:, j] = (w * (lab == j)).sum(1)
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        import torch
+
+        from ..models.weights import save_weights
+
+        return save_weights({"embeddings": torch.as_tensor(self.emb), "labels": torch.as_tensor(self.labels)}, path,
+                            fp16=True, metadata={"k": self.k, "tau": self.tau})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ReferenceBank":
+        from safetensors import safe_open
+
+        from ..models.weights import load_state
+
+        sd = load_state(path)
+        with safe_open(str(path), "pt") as fh:
+            meta = fh.metadata() or {}
+        return cls(sd["embeddings"].float().numpy(), sd["labels"].numpy(), int(meta.get("k", 5)),
+                   float(meta.get("tau", 0.05)))
+
+
+def reference_files(root: str | Path) -> list[tuple[Path, str]]:
+    """(file, label) pairs from DIR/{real,synthetic|fake,manipulated}/** ; anything else is an error."""
+    from ..io.readers import iter_image_files
+
+    root = Path(root)
+    if not root.is_dir():
+        raise MedfakeError(f"reference folder not found: {root}")
+    out = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        label = FOLDER_ALIASES.get(sub.name.lower())
+        if label is None:
+            raise MedfakeError(f"{sub}: unknown reference label folder; use {', '.join(FOLDER_ALIASES)}")
+        out += [(f, label) for f in iter_image_files([sub])]
+    if not out:
+        raise MedfakeError(f"{root}: no reference images (expected {root}/real/*, {root}/synthetic/* ...)")
+    return out

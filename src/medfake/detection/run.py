@@ -1,0 +1,147 @@
+"""Batch detection over files and folders → rows (one per image / frame) → CSV. Used by the CLI and the service.
+
+CSV contract: the header starts exactly `path,modality,p_synthetic,p_manipulated,verdict`, followed by
+EXTRA_COLUMNS. `path` is the path as found (`path#frame` for the frames of a multi-frame file). An unreadable
+file gives one row with verdict `error` and the reason in `message`; the run continues.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..io.errors import ImageReadError
+from ..io.image import Image
+from ..io.readers import iter_image_files, read_images
+from .base import CSV_HEADER, Detector
+from .retrieval import reference_files
+
+EXTRA_COLUMNS = ("p_modality", "anomaly", "p_synthetic_classifier", "knn_synthetic", "heatmap", "mask", "message")
+COLUMNS = CSV_HEADER + EXTRA_COLUMNS
+
+
+def add_references(detector, reference_dir: str | Path):
+    """A detector whose retrieval bank also holds the images under reference_dir/{real,synthetic,manipulated}."""
+    pairs = reference_files(reference_dir)
+    images, labels = [], []
+    for f, label in pairs:
+        for im in read_images(f):  # an unreadable reference is an error: the user chose these files
+            images.append(im)
+            labels.append(label)
+    return detector.with_references(images, labels)
+
+
+def _safe_name(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)[-120:]
+
+
+def _save_maps(pred, image: Image, out_dir: Path, index: int, label: str) -> tuple[str, str]:
+    from PIL import Image as PILImage
+    import matplotlib
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{index:05d}_{_safe_name(Path(label).name)}"
+    rgb = matplotlib.colormaps["jet"](pred.heatmap)[..., :3]
+    base = np.repeat(image.array[..., None], 3, axis=2)
+    over = np.round((0.55 * base + 0.45 * rgb) * 255).astype(np.uint8)
+    hp = out_dir / f"{stem}_heatmap.png"
+    PILImage.fromarray(over).save(hp)
+    mp = out_dir / f"{stem}_mask.png"
+    PILImage.fromarray(pred.mask.astype(np.uint8) * 255).save(mp)
+    return str(hp), str(mp)
+
+
+def _row(label: str, pred=None, message: str = "") -> dict:
+    if pred is None:
+        return {"path": label, "modality": "", "p_synthetic": "", "p_manipulated": "", "verdict": "error",
+                "message": message}
+    s = pred.scores
+    return {"path": label, "modality": pred.modality, "p_synthetic": pred.p_synthetic,
+            "p_manipulated": pred.p_manipulated, "verdict": pred.verdict, "p_modality": s.get("p_modality"),
+            "anomaly": s.get("anomaly"), "p_synthetic_classifier": s.get("p_synthetic_classifier"),
+            "knn_synthetic": s.get("knn_synthetic"), "message": message}
+
+
+def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, heatmaps: str | Path | None = None,
+                  batch_size: int = 32, start_index: int = 0) -> list[dict]:
+    """(label, Image) pairs → rows, in order."""
+    rows = []
+    for i in range(0, len(items), batch_size):
+        chunk = items[i:i + batch_size]
+        preds = detector.predict([im for _, im in chunk], explain=heatmaps is not None)
+        for j, ((label, im), p) in enumerate(zip(chunk, preds)):
+            row = _row(label, p)
+            if heatmaps is not None:
+                row["heatmap"], row["mask"] = _save_maps(p, im, Path(heatmaps), start_index + i + j, label)
+            rows.append(row)
+    return rows
+
+
+def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "default", models_dir=None,
+                 reference: str | Path | None = None, batch_size: int = 32, heatmaps: str | Path | None = None,
+                 progress: bool = False) -> list[dict]:
+    """Files and folders (recursive) → one row per image/frame (see module doc). The model loads once; images are
+    decoded and scored in batches of `batch_size`."""
+    from ._progress import progress_bar
+    from .detector import load_detector
+
+    if batch_size < 1:
+        raise ValueError(f"batch size must be ≥ 1, got {batch_size}")
+    det = load_detector(detector, models_dir) if isinstance(detector, str) else detector
+    if reference is not None:
+        det = add_references(det, reference)
+    files = list(iter_image_files(paths))
+    rows: list[dict | None] = []
+    pending: list[tuple[int, str, Image]] = []
+
+    def flush():
+        if not pending:
+            return
+        out = detect_images(det, [(lab, im) for _, lab, im in pending], heatmaps=heatmaps, batch_size=batch_size,
+                            start_index=pending[0][0])
+        for (k, _, _), r in zip(pending, out):
+            rows[k] = r
+        pending.clear()
+
+    with progress_bar(len(files), "detect", enabled=progress) as advance:
+        for f in files:
+            shown = str(f)
+            try:
+                images = read_images(f)
+            except ImageReadError as e:
+                rows.append(_row(shown, message=e.reason))
+                advance()
+                continue
+            for n, im in enumerate(images):
+                frame = im.meta.frame if im.meta.frame is not None else n
+                label = f"{shown}#{frame}" if len(images) > 1 else shown
+                rows.append(None)
+                pending.append((len(rows) - 1, label, im))
+                if len(pending) >= batch_size:
+                    flush()
+            advance()
+        flush()
+    return [r for r in rows if r is not None]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6f}" if np.isfinite(v) else ""
+    return str(v)
+
+
+def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
+    """Rows → CSV with the fixed header (COLUMNS)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(COLUMNS)
+        for r in rows:
+            w.writerow([_fmt(r.get(c)) for c in COLUMNS])
+    return path

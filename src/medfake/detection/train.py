@@ -1,0 +1,442 @@
+"""Train a detector on a data-set manifest (columns path, modality, label, split, kind, generator, mask):
+train on split=train, calibrate on split=val (temperature scaling, thresholds at 1% FPR on real images), fit the
+anomaly scorer on real train embeddings, build the retrieval bank, export fp16 safetensors + model card.
+
+CPU-friendly: every image is decoded once into memory, num_workers=0, small batches. GPU: bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..data.canonical import to_canonical
+from ..data.manifest import Record, read_manifest
+from ..data.modalities import IMAGE_SIZE, MODALITY_NAMES
+from ..io.errors import MedfakeError
+from ..io.readers import read_image
+from ..models.cards import write_card
+from ..models.registry import create, entry, make_config
+from ..models.weights import save_weights
+from .anomaly import MahalanobisScorer
+from .augment import detector_transforms
+from .calibrate import LOWER_FRACTION, apply_temperature, fit_temperature, threshold_at_fpr
+from .losses import SegLoss, supcon_loss
+from .retrieval import LABELS, ReferenceBank
+
+KINDS = LABELS  # real=0, synthetic=1, manipulated=2
+TARGET_FPR = 0.01
+
+
+def heads_of(arch: str) -> dict:
+    """Which heads an architecture trains (manip-supcon is the manipulation detector: no synthetic head)."""
+    return {
+        "synthetic": arch != "manip-supcon",
+        "manipulated": arch != "resnet18-12",
+        "segmentation": arch in ("dual-srm", "manip-supcon"),
+    }
+
+
+# ------------------------------------------------------------------ data
+def load_records(manifest: str | Path) -> list[Record]:
+    """Manifest rows with `mask` paths resolved relative to the manifest's folder (as `path` is)."""
+    manifest = Path(manifest)
+    recs = read_manifest(manifest)
+    root = (manifest if manifest.is_dir() else manifest.parent)
+    for r in recs:
+        m = (r.extra.get("mask") or "").strip()
+        if m and not Path(m).is_absolute():
+            r.extra["mask"] = str(root / m)
+    return recs
+
+
+def _kind(r: Record) -> int:
+    k = (r.get("kind") or "").strip().lower()
+    if k == "fake":
+        k = "synthetic"
+    if k not in KINDS:
+        raise MedfakeError(f"{r.path}: manifest 'kind' must be one of {', '.join(KINDS)}, got {k!r}")
+    return KINDS.index(k)
+
+
+def _read_mask(path: str) -> np.ndarray:
+    from PIL import Image as PILImage
+
+    a = read_image(path).array
+    h, w = a.shape
+    s = min(h, w)
+    a = a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    im = PILImage.fromarray((a > 0.5).astype(np.uint8) * 255).resize((IMAGE_SIZE, IMAGE_SIZE), PILImage.Resampling.NEAREST)
+    return (np.asarray(im) > 127).astype(np.float32)
+
+
+@dataclasses.dataclass
+class CachedSet:
+    images: np.ndarray  # (N, 128, 128) float32 [0, 1]
+    masks: np.ndarray  # (N, 128, 128) float32 {0, 1}
+    has_mask: np.ndarray  # (N,) bool
+    kind: np.ndarray  # (N,) int
+    modality: np.ndarray  # (N,) int, -1 unknown
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+
+def cache_records(records: list[Record], desc: str = "load") -> CachedSet:
+    from ._progress import progress_bar
+
+    n = len(records)
+    images = np.zeros((n, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    masks = np.zeros((n, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    has_mask = np.zeros(n, bool)
+    kind = np.array([_kind(r) for r in records], np.int64)
+    modality = np.array([MODALITY_NAMES.index(r.modality) if r.modality in MODALITY_NAMES else -1 for r in records])
+    with progress_bar(n, desc) as advance:
+        for i, r in enumerate(records):
+            images[i] = to_canonical(read_image(r.path))
+            m = (r.get("mask") or "").strip()
+            if m:
+                masks[i] = _read_mask(m)
+                has_mask[i] = True
+            elif kind[i] == 0:
+                has_mask[i] = True  # a real image's mask is known: empty
+            advance()
+    return CachedSet(images, masks, has_mask, kind, modality)
+
+
+class _TorchSet(torch.utils.data.Dataset):
+    def __init__(self, data: CachedSet, augment: bool, views: int = 1):
+        self.d = data
+        self.t = detector_transforms(augment)
+        self.views = views
+
+    def __len__(self) -> int:
+        return len(self.d)
+
+    def _one(self, i):
+        out = self.t({"image": self.d.images[i][None].copy(), "mask": self.d.masks[i][None].copy()})
+        return out["image"].float(), out["mask"].float()
+
+    def __getitem__(self, i):
+        views = [self._one(i) for _ in range(self.views)]
+        img = torch.stack([v[0] for v in views]) if self.views > 1 else views[0][0]
+        mask = views[0][1]
+        return {"image": img, "mask": mask, "has_mask": bool(self.d.has_mask[i]), "kind": int(self.d.kind[i]),
+                "modality": int(self.d.modality[i])}
+
+
+def _loader(data: CachedSet, batch_size: int, seed: int, views: int = 1):
+    counts = np.bincount(data.kind, minlength=len(KINDS)).astype(np.float64)
+    w = 1.0 / counts[data.kind]  # balanced over kinds
+    g = torch.Generator().manual_seed(seed)
+    sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), num_samples=max(len(data), batch_size),
+                                                     replacement=True, generator=g)
+    return torch.utils.data.DataLoader(_TorchSet(data, True, views), batch_size=batch_size, sampler=sampler,
+                                       num_workers=0, drop_last=True)
+
+
+def _forever(loader):
+    while True:
+        yield from loader
+
+
+# ------------------------------------------------------------------ losses
+def detector_loss(arch: str, out: dict, batch: dict, seg_loss: SegLoss, heads: dict) -> torch.Tensor:
+    kind = batch["kind"]
+    mod = batch["modality"]
+    if arch == "resnet18-12":
+        target = torch.where(mod >= 0, 2 * mod + (kind > 0).long(), torch.full_like(mod, -100))
+        return F.cross_entropy(out["logits12"].float(), target, ignore_index=-100)
+    loss = F.cross_entropy(out["modality"].float(), torch.where(mod >= 0, mod, torch.full_like(mod, -100)),
+                           ignore_index=-100) * 0.5
+    if heads["synthetic"]:
+        loss = loss + F.binary_cross_entropy_with_logits(out["syn"].float(), (kind == 1).float())
+    if heads["manipulated"]:
+        loss = loss + F.binary_cross_entropy_with_logits(out["manip"].float(), (kind == 2).float())
+    if heads["segmentation"] and out["seg"] is not None:
+        # segmentation is supervised on real (empty mask) and manipulated images with a mask
+        weight = (batch["has_mask"] & (kind != 1)).float()
+        loss = loss + seg_loss(out["seg"].float(), batch["mask"], weight)
+    return loss
+
+
+# ------------------------------------------------------------------ inference helpers
+@torch.no_grad()
+def run_model(model, images: np.ndarray, device, batch_size: int = 64) -> dict:
+    """Eval-mode outputs over an (N, 128, 128) array: syn/manip logits, modality logits, embeddings, seg probs."""
+    model.eval()
+    keys = ("syn", "manip", "modality", "emb", "seg")
+    acc: dict = {k: [] for k in keys}
+    for i in range(0, len(images), batch_size):
+        x = torch.as_tensor(images[i:i + batch_size][:, None]).to(device)
+        out = model(x)
+        for k in keys:
+            if out.get(k) is not None:
+                v = out[k].float()
+                acc[k].append((torch.sigmoid(v) if k == "seg" else v).cpu().numpy())
+    return {k: (np.concatenate(v) if v else None) for k, v in acc.items()}
+
+
+def _auc(y, s) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y)
+    return float(roc_auc_score(y, s)) if 0 < y.sum() < y.size else None
+
+
+def _dice(pred: np.ndarray, target: np.ndarray) -> float:
+    inter = (pred & target).sum()
+    den = pred.sum() + target.sum()
+    return float(2 * inter / den) if den else 1.0
+
+
+# ------------------------------------------------------------------ main entry
+def train_detector(
+    config_name: str,
+    manifest_records: list[Record] | str | Path,
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    config: dict | None = None,
+    steps: int = 2000,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    device: str = "auto",
+    supcon_steps: int | None = None,
+    supcon_temperature: float = 0.1,
+    ckpt_every: int = 500,
+    resume: bool = True,
+    max_minutes: float | None = None,
+    bank_size: int = 2048,
+    retrieval_weight: float = 0.3,
+    target_fpr: float = TARGET_FPR,
+    data_desc: str = "",
+    command: str | None = None,
+    log_every: int = 20,
+) -> dict:
+    """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
+    of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). Returns the model card;
+    writes <out>/<name>.safetensors (+ .bank/.anomaly.safetensors) and <out>/<name>.json."""
+    from ._progress import progress_bar
+    from ..settings import torch_device
+
+    if entry(config_name).kind != "detector":
+        raise MedfakeError(f"{config_name!r} is not a detector architecture")
+    if isinstance(manifest_records, (str, Path)):
+        data_desc = data_desc or str(manifest_records)
+        manifest_records = load_records(manifest_records)
+    records = list(manifest_records)
+    train_recs = [r for r in records if r.split == "train"]
+    val_recs = [r for r in records if r.split == "val"]
+    if not train_recs:
+        raise MedfakeError("no split=train rows in the detector data set")
+    kinds_train = Counter(_kind(r) for r in train_recs)
+    heads = heads_of(config_name)
+    if kinds_train.get(0, 0) == 0:
+        raise MedfakeError("the training split has no real images")
+    if heads["synthetic"] and config_name != "resnet18-12" and not kinds_train.get(1):
+        raise MedfakeError(f"{config_name} needs synthetic images in the training split")
+    if heads["manipulated"] and not kinds_train.get(2):
+        raise MedfakeError(f"{config_name} needs manipulated images in the training split")
+    if supcon_steps is None:
+        supcon_steps = steps // 3 if config_name == "manip-supcon" else 0
+    name = name or config_name
+    dev = torch_device(device)
+    amp = dev.type == "cuda"
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    cfg = make_config(config_name, config or {})
+    model = create(config_name, cfg).to(dev)
+    train = cache_records(train_recs, "load train")
+    calib_on = "val"
+    if val_recs:
+        val = cache_records(val_recs, "load val")
+    else:
+        val, calib_on = train, "train (no val split)"
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    total = supcon_steps + steps
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.1)
+    seg_loss = SegLoss()
+    ckpt = out_dir / f"{name}.ckpt.pt"
+    losses: list[float] = []
+    step, elapsed0 = 0, 0.0
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, map_location=dev, weights_only=True)
+        if state.get("config") != dataclasses.asdict(cfg) or state.get("total") != total:
+            raise MedfakeError(f"{ckpt}: checkpoint differs from the requested run; use a new --out or --no-resume")
+        model.load_state_dict(state["model"], strict=True)
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        step, elapsed0, losses = int(state["step"]), float(state["elapsed"]), list(state["losses"])
+
+    def save_ckpt(elapsed):
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+                    "elapsed": elapsed, "losses": losses[-5000:], "config": dataclasses.asdict(cfg),
+                    "total": total}, tmp)
+        tmp.replace(ckpt)
+
+    supcon_it = _forever(_loader(train, batch_size, seed, views=2)) if supcon_steps else None
+    main_it = _forever(_loader(train, batch_size, seed + 1))
+    t0 = time.time()
+    model.train()
+    with progress_bar(total, f"train {name}", initial=step) as advance:
+        while step < total:
+            supcon_phase = step < supcon_steps
+            batch = next(supcon_it if supcon_phase else main_it)
+            batch = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in batch.items()}
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
+                if supcon_phase:
+                    x = batch["image"]  # (B, 2, 1, H, W)
+                    b = x.shape[0]
+                    out = model(x.flatten(0, 1))
+                    z = model.proj(out["emb"].float()).view(b, 2, -1)
+                    loss = supcon_loss(z.float(), batch["kind"], supcon_temperature)
+                else:
+                    loss = detector_loss(config_name, model(batch["image"]), batch, seg_loss, heads)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            elapsed = elapsed0 + time.time() - t0
+            recent = losses[-log_every:]
+            advance(info=f"{'supcon' if supcon_phase else 'loss'} {sum(recent) / len(recent):.4f}")
+            if step % ckpt_every == 0:
+                save_ckpt(elapsed)
+            if max_minutes is not None and elapsed > max_minutes * 60:
+                break
+    elapsed = elapsed0 + time.time() - t0
+    save_ckpt(elapsed)
+
+    # the shipped weights are fp16: calibrate the model exactly as it will be loaded
+    with torch.no_grad():
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    model.eval()
+    card_extra = calibrate_and_fit(model, config_name, train, val, dev, out_dir, name, heads, bank_size=bank_size,
+                                   retrieval_weight=retrieval_weight, target_fpr=target_fpr, seed=seed)
+    card_extra["metrics"]["calibrated_on"] = calib_on
+    weights = save_weights(model, out_dir / f"{name}.safetensors", fp16=True)
+    main_losses = losses[supcon_steps:] if len(losses) > supcon_steps else losses
+    n_first = max(1, min(50, len(main_losses) // 10))
+    card = {
+        "name": name,
+        "kind": "detector",
+        "architecture": config_name,
+        "version": time.strftime("%Y%m%d") + f"-s{step}",
+        "config": dataclasses.asdict(cfg),
+        "weights": weights.name,
+        "dtype": "float16",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "heads": heads,
+        **card_extra,
+        "data": data_desc or f"{len(records)} records",
+        "train_images": {KINDS[k]: int(v) for k, v in sorted(kinds_train.items())},
+        "val_images": {KINDS[k]: int(v) for k, v in sorted(Counter(val.kind.tolist()).items())},
+        "generators": sorted({str(r.get("generator") or "") for r in train_recs} - {""}),
+        "steps": step,
+        "supcon_steps": min(supcon_steps, step),
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "hardware": _hardware(dev),
+        "minutes": round(elapsed / 60, 2),
+        "command": command or " ".join(sys.argv),
+        "loss_first": round(float(np.mean(main_losses[:n_first])), 5),
+        "loss_last": round(float(np.mean(main_losses[-n_first:])), 5),
+        "loss_curve": [round(float(np.mean(c)), 5) for c in np.array_split(np.asarray(main_losses), 10) if len(c)],
+        "supcon_loss_curve": [round(float(np.mean(c)), 5) for c in
+                              np.array_split(np.asarray(losses[:supcon_steps]), 5) if len(c)],
+        "medfake_version": __version__,
+    }
+    write_card(out_dir / f"{name}.json", card)
+    return card
+
+
+def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, out_dir: Path, name: str,
+                      heads: dict, *, bank_size: int, retrieval_weight: float, target_fpr: float, seed: int) -> dict:
+    """Anomaly scorer (real train), retrieval bank (train sample), temperatures + thresholds + metrics (val)."""
+    rng = np.random.default_rng(seed)
+    tr = run_model(model, train.images, dev)
+    anomaly = MahalanobisScorer.fit(tr["emb"][train.kind == 0])
+    anomaly.save(out_dir / f"{name}.anomaly.safetensors")
+    # retrieval bank: a kind-balanced sample of training embeddings
+    idx = []
+    for k in range(len(KINDS)):
+        ik = np.flatnonzero(train.kind == k)
+        idx += list(rng.choice(ik, size=min(len(ik), bank_size // len(KINDS)), replace=False)) if len(ik) else []
+    idx = np.array(sorted(idx), dtype=np.int64)
+    bank = ReferenceBank()
+    bank_labels = train.kind[idx].copy()
+    if arch == "resnet18-12":  # one fake class: manipulated references count as fake (synthetic)
+        bank_labels[bank_labels == 2] = 1
+    bank.add(tr["emb"][idx], bank_labels)
+    bank.save(out_dir / f"{name}.bank.safetensors")
+
+    va = run_model(model, val.images, dev)
+    knn = bank.knn(va["emb"])
+    real = val.kind == 0
+    temps: dict = {"synthetic": None, "manipulated": None}
+    thr: dict = {"synthetic": None, "manipulated": None, "target_fpr": target_fpr, "lower_fraction": LOWER_FRACTION}
+    metrics: dict = {}
+    for head, key, kind_idx in (("synthetic", "syn", 1), ("manipulated", "manip", 2)):
+        if not heads[head] or va[key] is None:
+            continue
+        pos = (val.kind > 0) if arch == "resnet18-12" else (val.kind == kind_idx)
+        sel = real | pos
+        T = fit_temperature(va[key][sel], pos[sel].astype(float)) if sel.any() else 1.0
+        p_clf = apply_temperature(va[key], T)
+        p = (1 - retrieval_weight) * p_clf + retrieval_weight * knn[:, kind_idx]
+        t = threshold_at_fpr(p[real], target_fpr) if real.any() else 0.5
+        temps[head], thr[head] = round(T, 5), t
+        metrics[head] = {
+            "auc": _auc(pos[sel], p[sel]), "auc_classifier": _auc(pos[sel], p_clf[sel]),
+            "tpr_at_threshold": float((p[pos] >= t).mean()) if pos.any() else None,
+            "fpr_real_at_threshold": float((p[real] >= t).mean()) if real.any() else None,
+            "n_real": int(real.sum()), "n_positive": int(pos.sum()),
+        }
+    if va["modality"] is not None:
+        known = val.modality >= 0
+        metrics["modality_accuracy"] = float((va["modality"][known].argmax(1) == val.modality[known]).mean()) \
+            if known.any() else None
+    if va["seg"] is not None:
+        sel = (val.kind == 2) & val.has_mask
+        metrics["segmentation_dice"] = float(np.mean([_dice(va["seg"][i, 0] >= 0.5, val.masks[i] > 0.5)
+                                                      for i in np.flatnonzero(sel)])) if sel.any() else None
+    a_val = anomaly.score(va["emb"])
+    metrics["anomaly_auc_fake_vs_real"] = _auc(val.kind > 0, a_val)
+    return {
+        "temperature": temps,
+        "thresholds": thr,
+        "retrieval": {"file": f"{name}.bank.safetensors", "weight": retrieval_weight, "k": bank.k,
+                      "size": len(bank)},
+        "anomaly": {"file": f"{name}.anomaly.safetensors", "dim": int(anomaly.mean.size),
+                    "real_train_p99": anomaly.reference_p99},
+        "metrics": metrics,
+    }
+
+
+def _hardware(device) -> str:
+    import platform
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

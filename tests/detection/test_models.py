@@ -1,0 +1,113 @@
+"""Every detector architecture trains on the tiny generated set and its loss drops; strict loading; SupCon."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medfake.detection import load_detector, train_detector
+from medfake.detection.losses import SegLoss, supcon_loss
+from medfake.io.errors import MedfakeError
+from medfake.models import WeightsMismatchError, create, load_model, save_weights
+from medfake.models.detectors import SRMFilter, count_parameters
+
+from .conftest import TINY
+
+
+@pytest.mark.parametrize("arch,steps,supcon", [("resnet18-12", 30, 0), ("effnet-attn", 16, 0),
+                                                ("manip-supcon", 30, 10)])
+def test_architecture_trains_and_loss_drops(arch, steps, supcon, tiny_dataset, tmp_path):
+    card = train_detector(arch, tiny_dataset, tmp_path, config=TINY[arch], steps=steps, supcon_steps=supcon,
+                          batch_size=8, lr=3e-3, device="cpu", seed=1, bank_size=24)
+    curve = card["loss_curve"]
+    assert np.mean(curve[-3:]) < np.mean(curve[:3]), curve
+    assert card["kind"] == "detector" and card["architecture"] == arch
+    assert (tmp_path / f"{arch}.safetensors").exists() and (tmp_path / f"{arch}.json").exists()
+    for key in ("temperature", "thresholds", "metrics", "data", "steps", "command", "hardware", "minutes", "version"):
+        assert key in card
+    if arch == "manip-supcon":
+        assert card["supcon_steps"] == supcon and len(card["supcon_loss_curve"]) == 5
+        assert card["thresholds"]["synthetic"] is None and 0 < card["thresholds"]["manipulated"] <= 1
+    if arch == "resnet18-12":
+        assert card["thresholds"]["manipulated"] is None
+    # the exported model loads back strictly and predicts probabilities in [0, 1]
+    det = load_detector(arch, tmp_path)
+    from medfake.io.image import Image
+
+    preds = det.predict([Image(np.random.default_rng(0).random((128, 128)).astype(np.float32))])
+    assert 0 <= preds[0].p_synthetic <= 1 and 0 <= preds[0].p_manipulated <= 1
+
+
+def test_dual_srm_trained_default_loss_dropped(tiny_models_dir):
+    card = json.loads((tiny_models_dir / "tiny-dual.json").read_text())
+    curve = card["loss_curve"]
+    assert np.mean(curve[-3:]) < np.mean(curve[:3]), curve
+    assert card["metrics"]["synthetic"]["auc"] > 0.8  # the checkerboard is easy for the SRM stream
+
+
+def test_dual_srm_default_size_and_srm_is_fixed():
+    m = create("dual-srm")
+    n = count_parameters(m)
+    assert 0.5e6 <= n <= 1.5e6, n
+    srm = [mod for mod in m.modules() if isinstance(mod, SRMFilter)][0]
+    assert "weight" in dict(srm.named_buffers()) and not list(srm.parameters())
+    out = m.eval()(torch.rand(2, 1, 128, 128))
+    assert out["seg"].shape == (2, 1, 128, 128) and out["modality"].shape == (2, 6)
+    # SRM residuals of a constant image are zero (high-pass), of a checkerboard are not
+    assert srm(torch.full((1, 1, 32, 32), 0.5))[..., 4:-4, 4:-4].abs().max() < 1e-4
+    y, x = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    assert srm(((x + y) % 2).float()[None, None] * 0.1).abs().max() > 0.5
+
+
+def test_strict_loading_refuses_mismatched_checkpoint(tiny_models_dir, tmp_path):
+    card = json.loads((tiny_models_dir / "tiny-dual.json").read_text())
+    other = create("dual-srm", stem=4, widths=(8, 16, 32), seg_channels=4)  # a different width
+    save_weights(other, tmp_path / "bad.safetensors")
+    card.update(name="bad", weights="bad.safetensors")
+    (tmp_path / "bad.json").write_text(json.dumps(card))
+    with pytest.raises(WeightsMismatchError, match="does not match"):
+        load_model("bad", tmp_path)
+    with pytest.raises(WeightsMismatchError):
+        load_detector("bad", tmp_path)
+
+
+def test_unknown_detector_name_is_one_clear_error(tiny_models_dir, tmp_path):
+    with pytest.raises(MedfakeError, match="unknown model"):
+        load_detector("nope", tiny_models_dir)
+    with pytest.raises(MedfakeError, match="detector-default"):
+        load_detector("default", tmp_path)
+
+
+def test_train_rejects_bad_manifest(tmp_path):
+    (tmp_path / "m.csv").write_text("path,modality,label,split,kind\nx.png,brain_mri,,train,weird\n")
+    with pytest.raises(MedfakeError, match="kind"):
+        train_detector("dual-srm", tmp_path / "m.csv", tmp_path / "out", steps=1)
+    assert not (tmp_path / "out" / "dual-srm.safetensors").exists()
+
+
+def test_supcon_loss_prefers_label_clusters():
+    torch.manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    centres = torch.nn.functional.normalize(torch.randn(3, 16), dim=1)
+    clustered = torch.nn.functional.normalize(centres[labels][:, None].repeat(1, 2, 1)
+                                              + 0.01 * torch.randn(6, 2, 16), dim=2)
+    random = torch.nn.functional.normalize(torch.randn(6, 2, 16), dim=2)
+    assert supcon_loss(clustered, labels) < supcon_loss(random, labels)
+    # gradients flow
+    f = random.clone().requires_grad_(True)
+    supcon_loss(f, labels).backward()
+    assert f.grad.abs().sum() > 0
+
+
+def test_seg_loss_ignores_weight_zero_and_rewards_overlap():
+    loss = SegLoss()
+    target = torch.zeros(2, 1, 16, 16)
+    target[:, :, 4:12, 4:12] = 1
+    good = (target * 2 - 1) * 8
+    bad = -good
+    w = torch.tensor([1.0, 1.0])
+    assert loss(good, target, w) < loss(bad, target, w)
+    assert loss(bad, target, torch.zeros(2)) == 0
