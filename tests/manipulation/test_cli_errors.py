@@ -1,0 +1,102 @@
+"""`medfake manipulate` end to end, and every bad input: one clear error, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from medfake.cli import app
+from medfake.io import ImageReadError, read_image
+from medfake.manipulation import ManipulationError, make_mask, manipulate
+
+runner = CliRunner()
+
+
+def _run(args):
+    res = runner.invoke(app, [str(a) for a in args])
+    text = (res.output or "") + (getattr(res, "stderr", "") or "")
+    return res.exit_code, " ".join(text.split())
+
+
+def test_cli_end_to_end_dicom_copy_move(inputs, tmp_path):
+    out = tmp_path / "out"
+    code, text = _run(["manipulate", inputs["ct"], "--rect", "30,30,50,55", "--method", "copy-move",
+                       "--offset", "-40,20", "--feather", "2", "--seed", "4", "--out", out, "--stem", "ct"])
+    assert code == 0, text
+    assert sorted(p.name for p in out.iterdir()) == ["ct.dcm", "ct.json", "ct_mask.png"]
+    ds = pydicom.dcmread(out / "ct.dcm")
+    before = pydicom.dcmread(inputs["ct"]).pixel_array
+    mask = np.asarray(PILImage.open(out / "ct_mask.png")) == 255
+    assert mask[30:55, 30:50].all() and mask.sum() > 20 * 25  # feathered: support grew
+    assert np.array_equal(ds.pixel_array[~mask], before[~mask])
+    rec = json.loads((out / "ct.json").read_text())
+    assert rec["method"] == "copy-move" and rec["params"]["offset"] == [-40, 20] and rec["seed"] == 4
+    assert rec["feathered"] is True
+
+
+def test_cli_png16_retouch(inputs, tmp_path):
+    code, text = _run(["manipulate", inputs["png16"], "--polygon", "50,50,120,60,80,120", "--method", "retouch",
+                       "--mode", "noise", "--out", tmp_path / "o"])
+    assert code == 0, text
+    out = np.asarray(PILImage.open(tmp_path / "o" / "scan16_retouch.png"))
+    assert out.dtype == np.uint16 and out.shape == (150, 210)
+
+
+@pytest.fixture
+def bad_files(tmp_path, inputs):
+    (tmp_path / "garbage.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    PILImage.fromarray(np.full((10, 10), 255, np.uint8)).save(tmp_path / "small_mask.png")
+    PILImage.fromarray(np.zeros((128, 128), np.uint8)).save(tmp_path / "empty_mask.png")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["{png8}", "--rect", "100,100,140,120", "--method", "retouch"], "outside the image"),
+        (["{png8}", "--rect", "10,10,10,20", "--method", "retouch"], "empty mask"),
+        (["{png8}", "--mask", "{tmp}/empty_mask.png", "--method", "retouch"], "empty mask"),
+        (["{png8}", "--mask", "{tmp}/small_mask.png", "--method", "retouch"], "does not match the image size 128×128"),
+        (["{png8}", "--rect", "10,10,30,30", "--method", "repaint-ddim", "--modality", "kidney_ct", "--label",
+          "glioma"], "unknown label 'glioma' for kidney_ct; choose one of: Cyst, Normal, Stone, Tumor"),
+        (["{png8}", "--rect", "10,10,30,30", "--method", "repaint", "--label", "glioma"], "pass --modality"),
+        (["{png8}", "--rect", "10,10,30,30", "--method", "splice", "--donor", "{png16}", "--modality", "brain_mri",
+          "--donor-modality", "lung_ct"], "same modality"),
+        (["{png8}", "--rect", "10,10,30,30", "--method", "splice"], "needs --donor"),
+        (["{tmp}/garbage.png", "--rect", "10,10,30,30", "--method", "retouch"], "garbage.png"),
+        (["{tmp}/missing.dcm", "--rect", "10,10,30,30", "--method", "retouch"], "file not found"),
+        (["{png8}", "--rect", "10,10,30,30", "--method", "smudge"], "unknown method 'smudge'"),
+        (["{png8}", "--rect", "10,10,30,30", "--method", "copy-move", "--offset", "500,0"], "outside the image"),
+        (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--modality", "spleen"], "unknown modality"),
+    ],
+)
+def test_cli_bad_input_one_error_nothing_written(inputs, bad_files, args, words):
+    out = bad_files / "out"
+    fmt = {"png8": inputs["png8"], "png16": inputs["png16"], "tmp": bad_files}
+    code, text = _run(["manipulate", *[a.format(**fmt) for a in args], "--out", out])
+    assert code == 2, text
+    assert "error:" in text and words in text, text
+    assert not out.exists()
+
+
+def test_api_bad_inputs(inputs, tmp_path):
+    img = read_image(inputs["png8"])
+    mask = make_mask(img.shape, rect=(10, 10, 30, 30))
+    with pytest.raises(ManipulationError, match="does not match the image size"):
+        manipulate(img, np.ones((5, 5), bool), "retouch")
+    with pytest.raises(ManipulationError, match="empty mask"):
+        manipulate(img, np.zeros(img.shape, bool), "retouch")
+    donor = read_image(inputs["png16"])
+    img.meta.modality, donor.meta.modality = "brain_mri", "chest_xray"
+    with pytest.raises(ManipulationError, match="same modality"):
+        manipulate(img, mask, "splice", donor=donor)
+    with pytest.raises(ManipulationError, match="unknown method"):
+        manipulate(img, mask, "blur")
+    with pytest.raises(ImageReadError):
+        read_image(tmp_path / "nothing.png")
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,127 @@
+"""The shared crop → 128 px → paste-back path: unmasked pixels bit-identical, same size/dtype/format out, DICOM
+derived copies with provenance, sidecar contents."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+
+from medfake.io import read_image
+from medfake.manipulation import make_mask, manipulate, poisson_blend, save_result
+
+from .conftest import native_pixels, smooth_scan
+
+CLASSICAL = [("retouch", {}), ("retouch", {"mode": "noise", "noise_std": 0.2}), ("copy-move", {}),
+             ("splice", {"blend": "alpha"}), ("splice", {"blend": "poisson"})]
+
+
+def _donor(img):
+    from medfake.io import Image
+
+    d = Image(np.clip(smooth_scan((90, 70), 7)[::-1] * 0.6 + 0.3, 0, 1))
+    d.meta.modality = img.meta.modality
+    return d
+
+
+@pytest.mark.parametrize("kind", ["png8", "png16", "ct", "mr"])
+@pytest.mark.parametrize("method, params", CLASSICAL)
+@pytest.mark.parametrize("feather", [0, 3])
+def test_unmasked_pixels_bit_identical_same_size_and_dtype(inputs, tmp_path, kind, method, params, feather):
+    path = inputs[kind]
+    img = read_image(path)
+    h, w = img.shape
+    mask = make_mask(img.shape, ellipse=(w // 2, h // 2, w // 8, h // 10), feather=feather)
+    donor = _donor(img) if method == "splice" else None
+    res = manipulate(img, mask, method, donor=donor, seed=3, **params)
+    files = save_result(res, tmp_path, "out")
+    before = native_pixels(path)
+    after = native_pixels(files["image"])
+    assert files["image"].suffix == (".dcm" if kind in ("ct", "mr") else ".png")
+    assert after.shape == before.shape and after.dtype == before.dtype
+    assert np.array_equal(after, res.stored)
+    assert np.array_equal(after[~res.mask], before[~res.mask])  # bit-identical outside the mask
+    assert (after[res.mask] != before[res.mask]).mean() > 0.2  # and something really changed inside
+    # ground truth = exactly the pixels that may differ: the drawn mask, dilated by the feather
+    base = make_mask(img.shape, ellipse=(w // 2, h // 2, w // 8, h // 10))
+    assert np.all(res.mask[base]) and (res.mask.sum() > base.sum()) == (feather > 0)
+    saved_mask = native_pixels(files["mask"])
+    assert saved_mask.shape == before.shape and set(np.unique(saved_mask)) <= {0, 255}
+    assert np.array_equal(saved_mask == 255, res.mask)
+
+
+def test_dicom_out_is_derived_copy_with_provenance(inputs, tmp_path):
+    src = pydicom.dcmread(inputs["ct"])
+    img = read_image(inputs["ct"])
+    res = manipulate(img, make_mask(img.shape, rect=(40, 40, 70, 60)), "retouch", sigma=4)
+    files = save_result(res, tmp_path, "ct")
+    ds = pydicom.dcmread(files["image"])
+    assert list(ds.ImageType)[:2] == ["DERIVED", "SECONDARY"]
+    assert "MANIPULATED" in ds.DerivationDescription and "retouch" in ds.DerivationDescription
+    assert "mask_bounds=40,40,70,60" in ds.DerivationDescription
+    assert ds.SOPInstanceUID != src.SOPInstanceUID and ds.StudyInstanceUID == src.StudyInstanceUID
+    assert ds.SeriesInstanceUID == src.SeriesInstanceUID
+    assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+    # Hounsfield mapping preserved: same rescale, same signed 16-bit stored values
+    assert float(ds.RescaleIntercept) == float(src.RescaleIntercept) == -1024.0
+    assert ds.pixel_array.dtype == np.int16 and ds.PixelRepresentation == 1
+    back = read_image(files["image"])  # and medfake reads it back
+    assert back.shape == img.shape and back.meta.format == "dicom"
+
+
+def test_sidecar_records_what_was_done(inputs, tmp_path):
+    img = read_image(inputs["png16"])
+    res = manipulate(img, make_mask(img.shape, rect=(20, 30, 60, 70)), "copy-move", offset=(-80, 10), seed=5)
+    files = save_result(res, tmp_path, "s")
+    rec = json.loads(files["sidecar"].read_text())
+    assert rec["method"] == "copy-move" and rec["seed"] == 5 and rec["params"]["offset"] == [-80, 10]
+    assert rec["mask_bounds"] == {"x1": 20, "y1": 30, "x2": 60, "y2": 70}
+    assert rec["input"]["path"] == str(inputs["png16"]) and len(rec["input"]["sha256"]) == 64
+    assert rec["output"] == {"format": "png", "dtype": "uint16", "bits": 16, "shape": [150, 210]}
+    assert rec["model_version"] == "classical" and rec["timings_s"]["total"] >= 0
+    assert rec["files"] == {"image": "s.png", "mask": "s_mask.png"}
+
+
+def test_jpeg_in_gives_8bit_png_out(inputs, tmp_path):
+    img = read_image(inputs["jpeg"])
+    res = manipulate(img, make_mask(img.shape, rect=(5, 5, 40, 40)), "retouch")
+    files = save_result(res, tmp_path, "j")
+    assert files["image"].suffix == ".png" and native_pixels(files["image"]).dtype == np.uint8
+    assert np.array_equal(native_pixels(files["image"])[~res.mask], img.to_uint8()[~res.mask])
+
+
+def test_copy_move_source_offset_exact(inputs):
+    img = read_image(inputs["png8"])
+    res = manipulate(img, make_mask(img.shape, rect=(70, 70, 90, 90)), "copy-move", offset=(50, 40), min_side=128,
+                     context=2.0)
+    before = native_pixels(inputs["png8"]).astype(int)
+    assert np.abs(res.stored[70:90, 70:90].astype(int) - before[30:50, 20:40]).max() <= 1
+
+
+def test_large_and_tiny_images_round_trip(tmp_path):
+    from medfake.io import Image
+
+    for shape, rect in (((600, 400), (300, 500, 380, 590)), ((40, 48), (10, 10, 30, 30))):
+        img = Image(smooth_scan(shape, 3).astype(np.float32))
+        res = manipulate(img, make_mask(shape, rect=rect), "retouch", sigma=2)
+        assert res.stored.shape == shape and res.image.shape == shape
+        u = img.to_uint8()
+        assert np.array_equal(res.stored[~res.mask], u[~res.mask]) and not np.array_equal(res.stored, u)
+
+
+def test_poisson_blend_keeps_target_level_and_source_gradients():
+    t = smooth_scan((64, 64), 4)
+    s = np.clip(t * 0 + 0.2 + 0.3 * np.mgrid[:64, :64][1] / 64, 0, 1)  # a ramp
+    region = np.zeros((64, 64), bool)
+    region[20:40, 20:40] = True
+    out = poisson_blend(t, s + 0.3, region)
+    assert np.array_equal(out[~region], t[~region])
+    # constant offsets of the source do not matter (only its gradients do)
+    assert np.allclose(out, poisson_blend(t, s, region), atol=1e-9)
+    # with the target's own gradients the solution is the target itself
+    assert np.allclose(poisson_blend(t, t + 0.1, region), t, atol=1e-9)
+    # the ramp's horizontal gradient is imported into the region
+    g = np.diff(out[30, 22:38]).mean()
+    assert abs(g - 0.3 / 64) < 0.5 * 0.3 / 64 + abs(np.diff(t[30, 22:38]).mean())
