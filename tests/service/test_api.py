@@ -39,13 +39,16 @@ def test_health_ready_models_and_page(client):
     assert client.get("/healthz").json()["status"] == "ok"
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert [m["name"] for m in r.json()["models"]] == ["ddpm"]
+    assert sorted(m["name"] for m in r.json()["models"]) == ["ddpm", "detector-default"]
     models = client.get("/v1/models").json()
-    (m,) = models["models"]
+    by_name = {m["name"]: m for m in models["models"]}
+    assert by_name["detector-default"]["kind"] == "detector"
+    m = by_name["ddpm"]
     assert m["name"] == "ddpm" and m["kind"] == "generator" and m["version"].endswith("-s2")
     assert "brain_mri" in m["modalities"] and isinstance(m["metrics"], dict)
     assert "command" not in m["card"]  # no server command lines / paths
     assert models["modalities"]["chest_xray"] == ["NORMAL", "PNEUMONIA"]
+    assert {x["name"]: x["diffusion"] for x in models["manipulation_methods"]}["repaint-ddim"] is True
     page = client.get("/")
     assert page.status_code == 200 and "Synthesis" in page.text and "Detection" in page.text
     assert client.get("/static/app.js").status_code == 200

@@ -108,7 +108,10 @@ async def detect_synthesis8(request: Request, image: UploadFile = File(...), mod
     ps = float(row["p_synthetic"])
     pm = row.get("scores", {}).get("p_modality")
     if not isinstance(pm, dict) or not pm:
-        pm = {m: (1.0 if m == row["modality"] else 0.0) for m in MODALITIES}
+        # the detector reports only its top modality's probability q: the other modalities share 1 - q equally
+        q = float(pm) if isinstance(pm, (int, float)) else 1.0
+        rest = (1.0 - q) / (len(MODALITIES) - 1)
+        pm = {m: (q if m == row["modality"] else rest) for m in MODALITIES}
     probs = {}
     for m in MODALITIES:
         q = float(pm.get(m, 0.0))

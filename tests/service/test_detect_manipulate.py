@@ -1,0 +1,137 @@
+"""Detection and manipulation endpoints with a tiny real detector and the real manipulation package."""
+
+from __future__ import annotations
+
+import base64
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from .service_helpers import png_bytes_of, smooth_image, wait_job
+from .test_api import assert_json_error
+
+
+def from_data_url(url: str) -> bytes:
+    head, b64 = url.split(",", 1)
+    assert head.startswith("data:") and head.endswith(";base64")
+    return base64.b64decode(b64)
+
+
+def png_array(data: bytes) -> np.ndarray:
+    return np.asarray(PILImage.open(io.BytesIO(data)))
+
+
+def dicom_upload(a: np.ndarray) -> bytes:
+    from medfake.io import Image, Provenance, dicom_bytes
+
+    return dicom_bytes(Image(a), Provenance("synthetic", "test"))
+
+
+def test_v1_detect_rows_errors_and_maps(client):
+    odd = smooth_image(1, 96)[:, :80]  # 80 wide × 96 high: maps must come back at this size
+    files = [("files", ("odd.png", png_bytes_of(odd), "image/png")),
+             ("files", ("scan.dcm", dicom_upload(smooth_image(2)), "application/dicom")),
+             ("files", ("broken.png", png_bytes_of(smooth_image(3))[:60], "image/png"))]
+    r = client.post("/v1/detect", files=files, data={"include_image": "true"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["count"] == 3 and body["errors"] == 1
+    a, b, c = body["results"]
+    assert [a["filename"], b["filename"], c["filename"]] == ["odd.png", "scan.dcm", "broken.png"]
+    for row in (a, b):
+        assert 0.0 <= row["p_synthetic"] <= 1.0 and 0.0 <= row["p_manipulated"] <= 1.0
+        assert row["verdict"] in ("real", "synthetic", "manipulated", "uncertain")
+        assert row["modality"] in ("brain_mri", "chest_xray", "lung_ct", "kidney_ct", "breast_us", "knee_xray")
+    assert (a["width"], a["height"]) == (80, 96)
+    assert png_array(from_data_url(a["heatmap"])).shape == (96, 80)
+    assert png_array(from_data_url(a["mask"])).shape == (96, 80)
+    assert png_array(from_data_url(a["image"])).shape == (96, 80)
+    assert c["verdict"] == "error" and c["status"] == 422 and "broken.png" in c["message"]
+    assert c["p_synthetic"] is None
+
+
+def test_compat_detect_labels_match_probabilities(client):
+    img = png_bytes_of(smooth_image(5))
+    v1 = client.post("/v1/detect", files={"files": ("x.png", img, "image/png")}).json()["results"][0]
+    man = client.post("/detect/manipulated", files={"image": ("x.png", img, "image/png")}).json()
+    assert man["probability"] == pytest.approx(v1["p_manipulated"], abs=5e-3)  # explain=False path: tiny float drift
+    assert man["label"] == ("manipulated" if man["probability"] >= 0.5 else "real")
+    syn = client.post("/detect/synthesis8", files={"image": ("x.png", img, "image/png")}).json()
+    assert syn["p_synthetic"] == pytest.approx(v1["p_synthetic"], abs=5e-3)
+    assert syn["class"] == f"{v1['modality']}_{'fake' if v1['p_synthetic'] >= 0.5 else 'real'}"
+    assert sum(syn["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    mod = v1["modality"]
+    real, fake = syn["probabilities"][f"{mod}_real"], syn["probabilities"][f"{mod}_fake"]
+    assert (fake > real) == (v1["p_synthetic"] > 0.5)
+    assert_json_error(client.post("/detect/manipulated", files={"image": ("x.png", b"\x89PNG garbage", "image/png")}), 422)
+    assert_json_error(client.post("/detect/synthesis8", data={"model": "ddpm"},
+                                  files={"image": ("x.png", img, "image/png")}), 422)  # a generator is no detector
+
+
+def test_v1_manipulate_classical_inline(client):
+    a = smooth_image(7, 100)
+    r = client.post("/v1/manipulate", files={"image": ("in.png", png_bytes_of(a), "image/png")},
+                    data={"method": "retouch", "rect": "20,30,60,70", "seed": "3"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    orig, mask, out = (png_array(from_data_url(body[k])) for k in ("original", "mask", "result"))
+    assert orig.shape == mask.shape == out.shape == (100, 100)
+    inside = mask > 0
+    assert inside[30:70, 20:60].all() and not inside[:30].any() and not inside[:, :20].any()
+    assert np.array_equal(orig[~inside], out[~inside])  # nothing outside the mask changes
+    assert not np.array_equal(orig[inside], out[inside])
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(from_data_url(body["dicom"])))
+    assert "MANIPULATED" in ds.DerivationDescription and (ds.Rows, ds.Columns) == (100, 100)
+    assert body["record"]["method"] == "retouch"
+
+
+def test_v1_manipulate_mask_png_and_errors(client):
+    a = smooth_image(8, 64)
+    m = np.zeros((64, 64), np.float32)
+    m[10:30, 12:40] = 1
+    files = {"image": ("in.png", png_bytes_of(a), "image/png"), "mask": ("m.png", png_bytes_of(m), "image/png")}
+    r = client.post("/v1/manipulate", files=files, data={"method": "copy-move", "seed": "1"})
+    assert r.status_code == 200, r.text
+    got = png_array(from_data_url(r.json()["mask"])) > 0
+    assert got[10:30, 12:40].all()
+    img = {"image": ("in.png", png_bytes_of(a), "image/png")}
+    bad_mask = {**img, "mask": ("m.png", png_bytes_of(np.ones((32, 32), np.float32)), "image/png")}
+    assert_json_error(client.post("/v1/manipulate", files=bad_mask, data={"method": "retouch"}), 422)
+    assert_json_error(client.post("/v1/manipulate", files=img, data={"method": "retouch", "rect": "0,0,100,10"}), 422)
+    assert_json_error(client.post("/v1/manipulate", files=img, data={"method": "warp", "rect": "0,0,10,10"}), 422)
+    assert_json_error(client.post("/v1/manipulate", files=img, data={"method": "retouch"}), 422)
+    assert_json_error(client.post("/v1/manipulate", files=img, data={"method": "retouch", "rect": "a,b"}), 422)
+    empty = {**img, "mask": ("m.png", png_bytes_of(np.zeros((64, 64), np.float32)), "image/png")}
+    assert_json_error(client.post("/v1/manipulate", files=empty, data={"method": "retouch"}), 422)
+
+
+def test_v1_manipulate_diffusion_runs_as_job(client):
+    a = smooth_image(9)
+    r = client.post("/v1/manipulate", files={"image": ("in.png", png_bytes_of(a), "image/png")},
+                    data={"method": "repaint-ddim", "ellipse": "64,64,20,16", "modality": "brain_mri",
+                          "label": "glioma", "steps": "2", "seed": "0"})
+    assert r.status_code == 202, r.text
+    j = wait_job(client, r.json()["job_id"])
+    assert j["state"] == "done", j
+    z = zipfile.ZipFile(io.BytesIO(client.get(f"/v1/jobs/{j['id']}/result").content))
+    assert {"original.png", "mask.png", "result.png", "result.dcm", "result.json"} <= set(z.namelist())
+    out, orig = png_array(z.read("result.png")), png_array(z.read("original.png"))
+    mask = png_array(z.read("mask.png")) > 0
+    assert out.shape == (128, 128) and mask.any()
+    assert np.array_equal(out[~mask], orig[~mask])
+    files = client.get(f"/v1/jobs/{j['id']}?images=true").json()["files"]
+    assert files["result.png"].startswith("data:image/png;base64,")
+
+
+def test_compat_manipulate(client):
+    r = client.post("/manipulate", files={"image": ("in.png", png_bytes_of(smooth_image(4)), "image/png")},
+                    data={"rect": "10,10,50,50", "method": "retouch"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ok" and body["method"] == "retouch"
+    assert png_array(base64.b64decode(body["manipulated"])).shape == (128, 128)
