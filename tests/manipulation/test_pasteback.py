@@ -125,3 +125,38 @@ def test_poisson_blend_keeps_target_level_and_source_gradients():
     # the ramp's horizontal gradient is imported into the region
     g = np.diff(out[30, 22:38]).mean()
     assert abs(g - 0.3 / 64) < 0.5 * 0.3 / 64 + abs(np.diff(t[30, 22:38]).mean())
+
+
+def test_windowed_ct_keeps_values_outside_the_window(inputs):
+    """Read with a narrow brain window (most HU clipped in the display): stored values come from the file, so
+    unmasked pixels stay bit-identical and the copy-move/retouch working range is the full HU range."""
+    img = read_image(inputs["ct"], window="brain")
+    assert img.array.min() == 0.0 and img.array.max() == 1.0  # heavily clipped display
+    res = manipulate(img, make_mask(img.shape, rect=(40, 40, 70, 60)), "retouch")
+    before = native_pixels(inputs["ct"])
+    assert res.record["input"]["stored_source"] == "file"
+    assert np.array_equal(res.stored[~res.mask], before[~res.mask])
+    assert res.record["working_range"]["kind"] == "full" and res.record["working_range"]["lo"] == -896.0
+    # blurring in HU keeps the inside within the image's own HU range
+    assert before.min() <= res.stored[res.mask].min() and res.stored[res.mask].max() <= before.max()
+
+
+def test_multiframe_dicom_frame_and_nifti(tmp_path):
+    import nibabel as nib
+    from pydicom.data import get_testdata_file
+
+    f = get_testdata_file("emri_small.dcm")
+    img = read_image(f, frames=2)
+    res = manipulate(img, make_mask(img.shape, rect=(10, 10, 30, 30)), "retouch")
+    frame = pydicom.dcmread(f).pixel_array[2]
+    assert np.array_equal(res.stored[~res.mask], frame[~res.mask])
+    ds = pydicom.dcmread(save_result(res, tmp_path, "mf")["image"])
+    assert ds.pixel_array.shape == frame.shape and "NumberOfFrames" not in ds
+
+    vol = (np.random.default_rng(0).random((60, 70, 5)) * 1000).astype(np.int16)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "v.nii.gz")
+    img = read_image(tmp_path / "v.nii.gz")
+    res = manipulate(img, make_mask(img.shape, rect=(5, 5, 30, 30)), "retouch")
+    out = native_pixels(save_result(res, tmp_path, "v")["image"])
+    assert out.dtype == np.uint16 and out.shape == img.shape
+    assert np.array_equal(out[~res.mask], np.round(img.array * 65535).astype(np.uint16)[~res.mask])
