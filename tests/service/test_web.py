@@ -1,0 +1,110 @@
+"""Browser end-to-end: the page served by the live server, driven by Playwright on Debian chromium.
+Screenshots go to test-artifacts/ (git-ignored)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .service_helpers import png_bytes_of, smooth_image
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed at /usr/bin/chromium "
+                                                           "(run `make browser` or apt-get install chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless=new", "--no-sandbox", "--disable-gpu"])
+        pg = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(server.url + "/")
+        pg.wait_for_function("document.querySelector('#synth-modality').options.length > 0")
+        yield pg
+        browser.close()
+        assert not errors, errors
+
+
+def shot(page, name: str):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=False)
+
+
+def test_synthesis_job_in_browser(page):
+    page.click("#tab-synthesis")
+    page.select_option("#synth-modality", "brain_mri")
+    page.select_option("#synth-label", "glioma")
+    page.fill("#synth-steps", "3")
+    page.fill("#synth-n", "2")
+    page.click("#synth-run")
+    page.wait_for_selector("#synth-zip:not(.hidden)", timeout=60_000)
+    assert page.locator("#synth-gallery img").count() == 2
+    assert page.get_attribute("#synth-gallery img >> nth=0", "alt").startswith("Synthetic brain_mri")
+    assert page.eval_on_selector("#synth-progress", "e => e.value") == 1
+    assert page.get_attribute("#synth-zip", "href").startswith("blob:")
+    shot(page, "web-synthesis.png")
+
+
+def test_detection_in_browser(page, tmp_path):
+    real = tmp_path / "scan.png"
+    real.write_bytes(png_bytes_of(smooth_image(11)))
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"not an image")
+    page.click("#tab-detection")
+    page.set_input_files("#detect-files", [str(real), str(bad)])
+    page.wait_for_selector("#detect-csv:not([disabled])", timeout=30_000)
+    rows = page.locator("#detect-table tbody tr")
+    assert rows.count() == 2
+    verdict = rows.nth(0).locator("td").nth(4).inner_text()
+    assert verdict in ("real", "synthetic", "manipulated", "uncertain")
+    assert rows.nth(1).locator("td").nth(4).inner_text() == "error"
+    rows.nth(0).click()
+    page.wait_for_function("document.querySelector('#detect-detail').textContent.startsWith('scan.png')")
+    assert page.eval_on_selector("#detect-canvas", "c => [c.width, c.height]") == [128, 128]
+    shot(page, "web-detection.png")
+
+
+def test_draw_mask_and_manipulate(page, tmp_path):
+    from PIL import Image as PILImage
+
+    src = tmp_path / "knee.png"
+    src.write_bytes(png_bytes_of(smooth_image(12, 100)))
+    page.click("#tab-manipulation")
+    page.set_input_files("#manip-file", str(src))
+    page.wait_for_function("document.querySelector('#manip-canvas').width === 100")
+    box = page.locator("#manip-overlay").bounding_box()
+    assert box["width"] > 150  # displayed larger than its 100 px: coordinates must be scaled
+
+    def css(x, y):
+        return box["x"] + x * box["width"] / 100, box["y"] + y * box["height"] / 100
+
+    page.mouse.move(*css(20, 30))
+    page.mouse.down()
+    page.mouse.move(*css(40, 50), steps=4)
+    page.mouse.move(*css(60, 70), steps=4)
+    page.mouse.up()
+    page.select_option("#manip-method", "retouch")
+    page.click("#manip-run")
+    page.wait_for_selector("#manip-png:not(.hidden)", timeout=30_000)
+    mask_url = page.get_attribute("#manip-mask-out", "src")
+    mask = np.asarray(PILImage.open(io.BytesIO(base64.b64decode(mask_url.split(",", 1)[1])))) > 0
+    assert mask.shape == (100, 100)
+    ys, xs = np.nonzero(mask)
+    # the rectangle drawn from image pixel (20, 30) to (60, 70) lands on those pixels (±1 px of rounding)
+    assert abs(xs.min() - 20) <= 1 and abs(xs.max() - 59) <= 1 and abs(ys.min() - 30) <= 1 and abs(ys.max() - 69) <= 1
+    assert page.get_attribute("#manip-dcm", "href").startswith("data:application/dicom;base64,")
+    assert page.get_attribute("#manip-result", "src").startswith("data:image/png;base64,")
+    shot(page, "web-manipulation.png")
