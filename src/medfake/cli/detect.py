@@ -53,7 +53,10 @@ def detect_cmd(
     else:
         from rich.table import Table
 
-        table = Table("path", "modality", "p_synthetic", "p_manipulated", "verdict", "anomaly", "message")
+        from rich.table import Column
+
+        table = Table(Column("path", overflow="fold"), "modality", "p_synthetic", "p_manipulated", "verdict",
+                      "anomaly", Column("message", overflow="fold"))
         colour = {"real": "green", "synthetic": "red", "manipulated": "magenta", "uncertain": "yellow",
                   "error": "bold red"}
         for r in rows:

@@ -29,10 +29,13 @@ from .retrieval import LABELS, ReferenceBank
 DEFAULT_NAME = "detector-default"
 
 
-def _fake_logit(out: dict, t_syn: float, t_man: float | None) -> torch.Tensor:
-    """logit of p_fake = 1 - (1 - p_syn)(1 - p_man), temperatures applied (differentiable)."""
-    if out.get("manip") is None or t_man is None:
+def _fake_logit(out: dict, t_syn: float | None, t_man: float | None) -> torch.Tensor:
+    """logit of p_fake = 1 - (1 - p_syn)(1 - p_man) over the heads that exist (temperature None = no head);
+    differentiable."""
+    if t_man is None or out.get("manip") is None:
         return out["syn"] / t_syn
+    if t_syn is None:
+        return out["manip"] / t_man
     log_not_fake = F.logsigmoid(-out["syn"] / t_syn) + F.logsigmoid(-out["manip"] / t_man)
     log_fake = torch.log((-torch.expm1(log_not_fake)).clamp_min(1e-12))
     return log_fake - log_not_fake
@@ -41,16 +44,13 @@ def _fake_logit(out: dict, t_syn: float, t_man: float | None) -> torch.Tensor:
 class _FakeScoreView(nn.Module):
     """(N, 1) fake-logit view of a detector network, the shape MONAI GradCAM expects."""
 
-    def __init__(self, model: nn.Module, t_syn: float, t_man: float | None, head: str):
+    def __init__(self, model: nn.Module, t_syn: float | None, t_man: float | None):
         super().__init__()
         self.model = model
-        self.t_syn, self.t_man, self.head = t_syn, t_man, head
+        self.t_syn, self.t_man = t_syn, t_man
 
     def forward(self, x):
-        out = self.model(x)
-        if self.head == "synthetic":
-            return (out["syn"] / self.t_syn)[:, None]
-        return _fake_logit(out, self.t_syn, self.t_man)[:, None]
+        return _fake_logit(self.model(x), self.t_syn, self.t_man)[:, None]
 
 
 def _norm01(x: torch.Tensor) -> torch.Tensor:
@@ -88,7 +88,7 @@ class ShippedDetector(Detector):
         self.t_syn = float(temps.get("synthetic") or 1.0)
         self.t_man = float(temps["manipulated"]) if temps.get("manipulated") else None
         heads = card.get("heads") or {}
-        self.has_syn = heads.get("synthetic", True)
+        self.has_syn = bool(heads.get("synthetic", True))
         self.has_man = heads.get("manipulated", True) and self.t_man is not None
         self.thr_syn = thr.get("synthetic") if self.has_syn else None
         self.thr_man = thr.get("manipulated") if self.has_man else None
@@ -103,10 +103,12 @@ class ShippedDetector(Detector):
         return torch.as_tensor(np.stack([to_canonical(im) for im in images])[:, None])
 
     def forward(self, x: torch.Tensor) -> dict:
+        if self.module.training:
+            self.module.eval()
         return self.module(x.to(self.device))
 
     def score_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        return _fake_logit(self.module(x), self.t_syn, self.t_man if self.has_man else None)
+        return _fake_logit(self.module(x), self.t_syn if self.has_syn else None, self.t_man if self.has_man else None)
 
     @torch.no_grad()
     def embed(self, images: Sequence[Image], batch_size: int = 64) -> np.ndarray:
@@ -119,7 +121,8 @@ class ShippedDetector(Detector):
         """A copy sharing the network whose retrieval bank also holds these labelled references."""
         if self.has_man is False:
             labels = ["synthetic" if lab == "manipulated" else lab for lab in labels]
-        bank = self.bank.copy() if self.bank is not None else ReferenceBank()
+        bank = self.bank.copy() if self.bank is not None else ReferenceBank(
+            center=self.anomaly.mean if self.anomaly is not None else None)
         bank.add(self.embed(images), labels)
         det = ShippedDetector(self.module, self.card, bank, self.anomaly, self.device)
         if self.bank is None:  # no shipped bank: references alone, default weight
@@ -140,7 +143,8 @@ class ShippedDetector(Detector):
         with torch.no_grad():
             out = self.forward(x)
         emb = out["emb"].float().cpu().numpy()
-        p_syn = torch.sigmoid(out["syn"].float() / self.t_syn).cpu().numpy().astype(np.float64)
+        p_syn = (torch.sigmoid(out["syn"].float() / self.t_syn).cpu().numpy().astype(np.float64)
+                 if self.has_syn else np.zeros(len(images)))
         p_man = (torch.sigmoid(out["manip"].float() / self.t_man).cpu().numpy().astype(np.float64)
                  if self.has_man else np.zeros(len(images)))
         p_mod = torch.softmax(out["modality"].float(), 1).cpu().numpy()
@@ -148,7 +152,7 @@ class ShippedDetector(Detector):
         if self.bank is not None and len(self.bank) and self.retrieval_weight > 0:
             scores_knn = self.bank.knn(emb)
             w = self.retrieval_weight
-            p_syn_f = (1 - w) * p_syn + w * scores_knn[:, LABELS.index("synthetic")]
+            p_syn_f = (1 - w) * p_syn + w * scores_knn[:, LABELS.index("synthetic")] if self.has_syn else p_syn
             p_man_f = (1 - w) * p_man + w * scores_knn[:, LABELS.index("manipulated")] if self.has_man else p_man
         else:
             p_syn_f, p_man_f = p_syn, p_man
@@ -184,12 +188,12 @@ class ShippedDetector(Detector):
         from monai.visualize import GradCAM
 
         with self._lock:
-            view = _FakeScoreView(self.module, self.t_syn, self.t_man if self.has_man else None,
-                                  "synthetic" if not self.has_man else "fake")
+            view = _FakeScoreView(self.module, self.t_syn if self.has_syn else None,
+                                  self.t_man if self.has_man else None).eval()  # GradCAM restores this mode
+            # GradCAM registers hooks on the network's layer: remove them after use
+            handles_before = _hook_ids(self.module)
             cam = GradCAM(nn_module=view, target_layers=f"model.{self.module.gradcam_layer}",
                           postprocessing=_norm01)
-            # the hooks live on the wrapped network's layer: remove them after use
-            handles_before = _hook_ids(self.module)
             try:
                 with torch.enable_grad():
                     m = cam(x.to(self.device).clone().requires_grad_(True), class_idx=0)

@@ -1,5 +1,8 @@
 """Few-shot retrieval: a bank of L2-normalised encoder embeddings labelled real / synthetic / manipulated.
 
+Embeddings are centred (minus the training-embedding mean, stored with the bank) before L2 normalisation:
+pooled ReLU features are all positive, and uncentred cosine similarities crowd near 1.
+
 The kNN score of a query is the similarity-weighted fraction of its k nearest references (cosine) that carry
 each fake label; the detector fuses it with its classifier: p = (1 - w)·p_classifier + w·p_knn, w from the card
 (`retrieval.weight`). The shipped bank holds a sample of training embeddings; `add` puts new examples in
@@ -30,21 +33,29 @@ def _normalise(e: np.ndarray) -> np.ndarray:
 
 
 class ReferenceBank:
-    def __init__(self, embeddings: np.ndarray | None = None, labels: np.ndarray | None = None, k: int = 5,
-                 tau: float = 0.05):
-        self.emb = _normalise(embeddings) if embeddings is not None and len(embeddings) else np.zeros((0, 0), np.float32)
-        self.labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
+    """`emb` holds centred, L2-normalised embeddings; `center` is subtracted from raw embeddings first."""
+
+    def __init__(self, k: int = 5, tau: float = 0.05, center: np.ndarray | None = None):
+        self.emb = np.zeros((0, 0), np.float32)
+        self.labels = np.zeros(0, np.int64)
         self.k = k
         self.tau = tau
+        self.center = None if center is None else np.asarray(center, np.float32)
+
+    def _prep(self, e: np.ndarray) -> np.ndarray:
+        e = np.asarray(e, np.float32)
+        return _normalise(e - self.center if self.center is not None else e)
 
     def __len__(self) -> int:
         return int(self.labels.size)
 
     def copy(self) -> "ReferenceBank":
-        return ReferenceBank(self.emb.copy() if len(self) else None, self.labels.copy(), self.k, self.tau)
+        b = ReferenceBank(self.k, self.tau, self.center)
+        b.emb, b.labels = self.emb.copy(), self.labels.copy()
+        return b
 
     def add(self, embeddings: np.ndarray, labels) -> None:
-        e = _normalise(embeddings)
+        e = self._prep(embeddings)
         lab = np.asarray([LABELS.index(v) if isinstance(v, str) else int(v) for v in labels], dtype=np.int64)
         if e.shape[0] != lab.size:
             raise ValueError("embeddings and labels differ in length")
@@ -55,7 +66,7 @@ class ReferenceBank:
 
     def knn(self, queries: np.ndarray) -> np.ndarray:
         """(N, 3) similarity-weighted label fractions among the k nearest references (rows sum to 1)."""
-        q = _normalise(queries)
+        q = self._prep(queries)
         out = np.zeros((q.shape[0], len(LABELS)), dtype=np.float64)
         if not len(self):
             out[:, 0] = 1.0
@@ -76,8 +87,10 @@ class ReferenceBank:
 
         from ..models.weights import save_weights
 
-        return save_weights({"embeddings": torch.as_tensor(self.emb), "labels": torch.as_tensor(self.labels)}, path,
-                            fp16=True, metadata={"k": self.k, "tau": self.tau})
+        state = {"embeddings": torch.as_tensor(self.emb), "labels": torch.as_tensor(self.labels)}
+        if self.center is not None:
+            state["center"] = torch.as_tensor(self.center)
+        return save_weights(state, path, fp16=False, metadata={"k": self.k, "tau": self.tau})
 
     @classmethod
     def load(cls, path: str | Path) -> "ReferenceBank":
@@ -88,8 +101,10 @@ class ReferenceBank:
         sd = load_state(path)
         with safe_open(str(path), "pt") as fh:
             meta = fh.metadata() or {}
-        return cls(sd["embeddings"].float().numpy(), sd["labels"].numpy(), int(meta.get("k", 5)),
-                   float(meta.get("tau", 0.05)))
+        b = cls(int(meta.get("k", 5)), float(meta.get("tau", 0.05)),
+                sd["center"].float().numpy() if "center" in sd else None)
+        b.emb, b.labels = sd["embeddings"].float().numpy(), sd["labels"].numpy().astype(np.int64)
+        return b
 
 
 def reference_files(root: str | Path) -> list[tuple[Path, str]]:

@@ -67,6 +67,17 @@ def _kind(r: Record) -> int:
     return KINDS.index(k)
 
 
+def _resolve_mask(r: Record) -> str:
+    """Mask path of a record: absolute, or relative to the manifest folder (an ancestor of the image), or cwd."""
+    m = (r.get("mask") or "").strip()
+    if not m or Path(m).is_absolute():
+        return m
+    for parent in Path(r.path).parents:
+        if (parent / m).exists():
+            return str(parent / m)
+    return m
+
+
 def _read_mask(path: str) -> np.ndarray:
     from PIL import Image as PILImage
 
@@ -102,8 +113,8 @@ def cache_records(records: list[Record], desc: str = "load") -> CachedSet:
     with progress_bar(n, desc) as advance:
         for i, r in enumerate(records):
             images[i] = to_canonical(read_image(r.path))
-            m = (r.get("mask") or "").strip()
-            if m:
+            m = _resolve_mask(r)
+            if m and kind[i] == 2:
                 masks[i] = _read_mask(m)
                 has_mask[i] = True
             elif kind[i] == 0:
@@ -113,9 +124,10 @@ def cache_records(records: list[Record], desc: str = "load") -> CachedSet:
 
 
 class _TorchSet(torch.utils.data.Dataset):
-    def __init__(self, data: CachedSet, augment: bool, views: int = 1):
+    def __init__(self, data: CachedSet, augment: bool, views: int = 1, seed: int = 0):
         self.d = data
         self.t = detector_transforms(augment)
+        self.t.set_random_state(seed=seed)  # MONAI random transforms: reproducible augmentation
         self.views = views
 
     def __len__(self) -> int:
@@ -139,7 +151,7 @@ def _loader(data: CachedSet, batch_size: int, seed: int, views: int = 1):
     g = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), num_samples=max(len(data), batch_size),
                                                      replacement=True, generator=g)
-    return torch.utils.data.DataLoader(_TorchSet(data, True, views), batch_size=batch_size, sampler=sampler,
+    return torch.utils.data.DataLoader(_TorchSet(data, True, views, seed), batch_size=batch_size, sampler=sampler,
                                        num_workers=0, drop_last=True)
 
 
@@ -244,10 +256,16 @@ def train_detector(
     heads = heads_of(config_name)
     if kinds_train.get(0, 0) == 0:
         raise MedfakeError("the training split has no real images")
-    if heads["synthetic"] and config_name != "resnet18-12" and not kinds_train.get(1):
-        raise MedfakeError(f"{config_name} needs synthetic images in the training split")
-    if heads["manipulated"] and not kinds_train.get(2):
-        raise MedfakeError(f"{config_name} needs manipulated images in the training split")
+    if config_name == "resnet18-12":
+        if not (kinds_train.get(1) or kinds_train.get(2)):
+            raise MedfakeError("the training split has no fake (synthetic or manipulated) images")
+    else:  # a head without positive examples is not trained (and never fires): say so in the card
+        for head, k in (("synthetic", 1), ("manipulated", 2)):
+            if heads[head] and not kinds_train.get(k):
+                heads[head] = False
+        if not (heads["synthetic"] or heads["manipulated"]):
+            raise MedfakeError(f"{config_name}: the training split has no images for its heads")
+        heads["segmentation"] = heads["segmentation"] and heads["manipulated"]
     if supcon_steps is None:
         supcon_steps = steps // 3 if config_name == "manip-supcon" else 0
     name = name or config_name
@@ -351,7 +369,7 @@ def train_detector(
         "data": data_desc or f"{len(records)} records",
         "train_images": {KINDS[k]: int(v) for k, v in sorted(kinds_train.items())},
         "val_images": {KINDS[k]: int(v) for k, v in sorted(Counter(val.kind.tolist()).items())},
-        "generators": sorted({str(r.get("generator") or "") for r in train_recs} - {""}),
+        "generators": sorted({str(r.get("generator") or "") for r in train_recs if _kind(r) > 0} - {""}),
         "steps": step,
         "supcon_steps": min(supcon_steps, step),
         "batch_size": batch_size,
@@ -384,7 +402,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
         ik = np.flatnonzero(train.kind == k)
         idx += list(rng.choice(ik, size=min(len(ik), bank_size // len(KINDS)), replace=False)) if len(ik) else []
     idx = np.array(sorted(idx), dtype=np.int64)
-    bank = ReferenceBank()
+    bank = ReferenceBank(center=tr["emb"].mean(0))
     bank_labels = train.kind[idx].copy()
     if arch == "resnet18-12":  # one fake class: manipulated references count as fake (synthetic)
         bank_labels[bank_labels == 2] = 1

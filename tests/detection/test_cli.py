@@ -1,0 +1,113 @@
+"""`medfake detect` / `medfake train detector` contract: CSV header, one row per image and per frame, error rows."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from medfake.cli import app
+from medfake.detection import CSV_HEADER, detect_paths, write_csv
+
+from .conftest import make_example
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    from pydicom.data import get_testdata_file
+
+    d = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(5)
+    for i, kind in enumerate(["real", "synthetic", "real"]):
+        a, _ = make_example(kind, rng, size=96 + 32 * i)
+        PILImage.fromarray(np.round(a * 255).astype(np.uint8)).save(d / f"img{i}.png")
+    (d / "sub").mkdir()
+    a, _ = make_example("manipulated", rng)
+    PILImage.fromarray(np.round(a * 255).astype(np.uint8)).save(d / "sub" / "edit.jpg", quality=95)
+    shutil.copy(get_testdata_file("emri_small.dcm"), d / "sub" / "multi.dcm")  # 10 frames
+    (d / "sub" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
+    return d
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_detect_csv_contract(inputs, tiny_models_dir, tmp_path):
+    out = tmp_path / "res.csv"
+    r = runner.invoke(app, ["detect", str(inputs), "--out", str(out), "--models-dir", str(tiny_models_dir),
+                            "--batch-size", "4"])
+    assert r.exit_code == 0, r.output
+    header = out.read_text().splitlines()[0]
+    assert header.startswith("path,modality,p_synthetic,p_manipulated,verdict")
+    assert tuple(header.split(",")[:5]) == CSV_HEADER
+    rows = _rows(out)
+    # 3 PNGs + 1 JPEG + 10 DICOM frames + 1 broken file
+    assert len(rows) == 15
+    frames = [row["path"] for row in rows if "multi.dcm" in row["path"]]
+    assert frames == [f"{inputs / 'sub' / 'multi.dcm'}#{i}" for i in range(10)]
+    err = [row for row in rows if row["verdict"] == "error"]
+    assert len(err) == 1 and err[0]["path"] == str(inputs / "sub" / "broken.png") and err[0]["message"]
+    for row in rows:
+        if row["verdict"] != "error":
+            assert 0 <= float(row["p_synthetic"]) <= 1 and 0 <= float(row["p_manipulated"]) <= 1
+            assert row["verdict"] in ("real", "synthetic", "manipulated", "uncertain")
+            assert row["modality"] and float(row["anomaly"]) >= 0
+
+
+def test_detect_files_as_given_and_table_output(inputs, tiny_models_dir):
+    r = runner.invoke(app, ["detect", str(inputs / "img0.png"), str(inputs / "sub" / "broken.png"),
+                            "--models-dir", str(tiny_models_dir)])
+    assert r.exit_code == 0, r.output
+    assert "error" in r.output and any(v in r.output for v in ("real", "synthetic", "manipulated", "uncertain"))
+    assert "cannot" in r.output  # the reason is shown
+
+
+def test_detect_heatmaps_and_reference(inputs, tiny_models_dir, tmp_path):
+    ref = tmp_path / "ref"
+    rng = np.random.default_rng(9)
+    for sub, kind in (("real", "real"), ("fake", "synthetic")):
+        (ref / sub).mkdir(parents=True)
+        for i in range(3):
+            a, _ = make_example(kind, rng)
+            PILImage.fromarray(np.round(a * 255).astype(np.uint8)).save(ref / sub / f"{i}.png")
+    heat = tmp_path / "heat"
+    rows = detect_paths([inputs / "img1.png"], detector="default", models_dir=tiny_models_dir, reference=ref,
+                        heatmaps=heat)
+    assert len(rows) == 1 and rows[0]["knn_synthetic"] is not None
+    hm = PILImage.open(rows[0]["heatmap"])
+    assert hm.size == (128, 128)  # img1 is 128×128: maps have the input's size
+    assert PILImage.open(rows[0]["mask"]).size == (128, 128)
+    write_csv(rows, tmp_path / "x.csv")
+    assert _rows(tmp_path / "x.csv")[0]["heatmap"].endswith("_heatmap.png")
+
+
+def test_detect_bad_inputs_are_clear_errors(tiny_models_dir, tmp_path):
+    r = runner.invoke(app, ["detect", str(tmp_path / "nothing.png"), "--models-dir", str(tiny_models_dir)])
+    assert r.exit_code == 2 and "no such file" in r.output
+    r = runner.invoke(app, ["detect", str(tmp_path), "--detector", "missing", "--models-dir", str(tiny_models_dir)])
+    assert r.exit_code == 2 and "unknown model" in r.output
+    (tmp_path / "ref" / "weird").mkdir(parents=True)
+    (tmp_path / "a.png").write_bytes((tiny_models_dir / "tiny-dual.json").read_bytes())
+    r = runner.invoke(app, ["detect", str(tmp_path / "a.png"), "--reference", str(tmp_path / "ref"),
+                            "--models-dir", str(tiny_models_dir)])
+    assert r.exit_code == 2 and "weird" in r.output
+
+
+def test_train_detector_cli(tiny_dataset, tmp_path):
+    out = tmp_path / "m"
+    r = runner.invoke(app, ["train", "detector", "--config", "dual-srm", "--data", str(tiny_dataset), "--out", str(out),
+                            "--steps", "3", "--batch-size", "6", "--device", "cpu",
+                            "--overrides", '{"stem": 4, "widths": [8, 8], "seg_channels": 4}'])
+    assert r.exit_code == 0, r.output
+    assert (out / "dual-srm.json").exists() and (out / "dual-srm.safetensors").exists()
+    r = runner.invoke(app, ["train", "detector", "--config", "dual-srm", "--data", str(tiny_dataset), "--out",
+                            str(tmp_path / "x"), "--overrides", "{bad json"])
+    assert r.exit_code == 2 and "JSON" in r.output

@@ -1,0 +1,123 @@
+"""The shipped-detector wrapper: predictions, explanations at the input's size, score_tensor, retrieval, anomaly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medfake.detection import VERDICTS, Detector, load_detector
+from medfake.detection.anomaly import MahalanobisScorer
+from medfake.detection.detector import to_input_size
+from medfake.detection.retrieval import ReferenceBank
+from medfake.io.image import Image
+
+from .conftest import make_example
+
+
+@pytest.fixture(scope="module")
+def det(tiny_models_dir):
+    return load_detector("default", tiny_models_dir)
+
+
+def test_default_resolves_and_is_cached(det, tiny_models_dir):
+    assert isinstance(det, Detector)
+    assert det.name == "detector-default"
+    assert load_detector("default", tiny_models_dir) is det
+    assert det.card["thresholds"]["synthetic"] is not None and det.card["temperature"]["synthetic"] > 0
+
+
+def test_predict_rows_and_separation(det):
+    rng = np.random.default_rng(7)
+    reals = [Image(make_example("real", rng)[0]) for _ in range(6)]
+    fakes = [Image(make_example("synthetic", rng)[0]) for _ in range(6)]
+    preds = det.predict(reals + fakes)
+    assert len(preds) == 12
+    for p in preds:
+        assert 0 <= p.p_synthetic <= 1 and 0 <= p.p_manipulated <= 1
+        assert p.verdict in VERDICTS and p.heatmap is None and p.mask is None
+        assert "anomaly" in p.scores and "p_modality" in p.scores
+    # the tiny model separates the checkerboard fakes from the blobs
+    assert min(p.p_synthetic for p in preds[6:]) > max(p.p_synthetic for p in preds[:6])
+    assert sum(p.verdict == "synthetic" for p in preds[6:]) >= 5
+
+
+def test_explain_outputs_have_the_input_size(det):
+    rng = np.random.default_rng(3)
+    a, _ = make_example("manipulated", rng, size=200)
+    im = Image(a[:, :150].copy())  # 200×150, not square: to_canonical centre-crops
+    (p,) = det.predict([im], explain=True)
+    assert p.heatmap.shape == (200, 150) and p.mask.shape == (200, 150)
+    assert p.heatmap.dtype == np.float32 and 0 <= p.heatmap.min() and p.heatmap.max() <= 1
+    assert p.heatmap.max() > 0  # Grad-CAM is not empty
+    assert p.mask.dtype == bool
+    # outside the centre square (rows 0..24 and 175..199) the maps are zero
+    assert p.heatmap[:25].max() == 0 and not p.mask[-25:].any()
+    # hooks are removed: a second explain works and plain prediction still matches
+    (p2,) = det.predict([im], explain=True)
+    np.testing.assert_allclose(p2.heatmap, p.heatmap, atol=1e-5)
+    assert det.predict([im])[0].p_synthetic == pytest.approx(p.p_synthetic, abs=1e-6)
+
+
+def test_to_input_size_places_the_crop():
+    m = np.ones((128, 128), np.float32)
+    out = to_input_size(m, (100, 300))
+    assert out.shape == (100, 300)
+    assert out[:, 100:200].min() == pytest.approx(1.0) and out[:, :100].max() == 0 and out[:, 200:].max() == 0
+
+
+def test_score_tensor_is_differentiable(det):
+    x = torch.rand(3, 1, 128, 128, requires_grad=True)
+    s = det.score_tensor(x)
+    assert s.shape == (3,)
+    s.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    # consistent with predict: fake logit ≥ the synthetic head's logit alone
+    p = det.predict([Image(x[0, 0].detach().numpy())])[0]
+    assert torch.sigmoid(s[0]).item() >= p.scores["p_synthetic_classifier"] - 1e-5
+
+
+def test_references_shift_retrieval_scores(det):
+    rng = np.random.default_rng(11)
+    # a "new generator": blobs with a horizontal stripe pattern instead of the checkerboard
+    def stripes():
+        a, _ = make_example("real", rng)
+        a = a.copy()
+        a[::2] = np.clip(a[::2] + 0.15, 0, 1)
+        return Image(a)
+
+    refs = [stripes() for _ in range(10)]
+    # queries: near-duplicates of some references (re-quantised after slight noise), as a re-used generator would
+    queries = [Image(np.clip(r.array + rng.normal(0, 0.003, r.array.shape), 0, 1).astype(np.float32))
+               for r in refs[:4]]
+    before = [p.scores.get("knn_synthetic", 0.0) for p in det.predict(queries)]
+    det2 = det.with_references(refs, ["synthetic"] * 10)
+    after = [p.scores["knn_synthetic"] for p in det2.predict(queries)]
+    assert np.mean(after) > np.mean(before) + 0.3
+    assert len(det2.bank) == len(det.bank) + 10  # the cached detector's bank is untouched
+
+
+def test_reference_bank_knn_and_roundtrip(tmp_path):
+    e = np.eye(4, dtype=np.float32)
+    bank = ReferenceBank(k=1)
+    bank.add(e[:3], [0, 1, "manipulated"])
+    p = bank.knn(np.array([[0, 1, 0.1, 0]], np.float32))
+    assert p.argmax() == 1 and p.sum() == pytest.approx(1)
+    bank.save(tmp_path / "b.safetensors")
+    b2 = ReferenceBank.load(tmp_path / "b.safetensors")
+    assert len(b2) == 3 and b2.k == 1
+    with pytest.raises(ValueError):
+        bank.add(np.ones((1, 5)), ["real"])
+
+
+def test_mahalanobis_scores_outliers_higher(tmp_path):
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(300, 8))
+    scorer = MahalanobisScorer.fit(real)
+    inlier, outlier = scorer.score(rng.normal(size=(50, 8))), scorer.score(rng.normal(4, 1, size=(50, 8)))
+    assert outlier.min() > inlier.mean()
+    scorer.save(tmp_path / "a.safetensors")
+    s2 = MahalanobisScorer.load(tmp_path / "a.safetensors")
+    np.testing.assert_allclose(s2.score(real[:5]), scorer.score(real[:5]))
+    with pytest.raises(ValueError):
+        MahalanobisScorer.fit(real[:1])
