@@ -100,7 +100,6 @@ def manipulate_cmd(
                                  **params)
         else:
             res = manipulate(img, m, method, label=label, donor=donor_img, seed=seed, **params)
-        res.record["params"].pop("progress", None)
         paths = save_result(res, out, stem or f"{image.name.split('.')[0]}_{method}")
     except (MedfakeError, ValueError) as e:
         fail(str(e))
