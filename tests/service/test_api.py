@@ -55,12 +55,24 @@ def test_health_ready_models_and_page(client):
     assert client.get("/docs").status_code == 200 and client.get("/openapi.json").json()["paths"]["/v1/detect"]
 
 
-def test_readyz_without_models_is_503(tmp_path):
+def test_readyz_without_models_is_503(tmp_path, tiny_models):
+    import shutil
+
     with live(tmp_path) as (_, c):
         r = c.get("/readyz")
         assert r.status_code == 503 and r.json()["status"] == "not ready"
-        assert c.get("/healthz").status_code == 200
         assert_json_error(c.post("/v1/synthesize", json={"modality": "brain_mri"}), 503)
+        # a card whose weights do not fit its architecture is reported, by name, without server paths
+        shutil.copy(tiny_models / "ddpm.json", tmp_path / "broken.json")
+        shutil.copy(tiny_models / "detector-default.safetensors", tmp_path / "ddpm.safetensors")
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        (row,) = r.json()["models"]
+        assert row["name"] == "broken" and not row["ok"] and row["problem"] and str(tmp_path) not in row["problem"]
+        assert c.get("/healthz").status_code == 200
+        j = c.post("/v1/synthesize", json={"modality": "brain_mri", "model": "broken", "steps": 1}).json()
+        failed = wait_job(c, j["job_id"])
+        assert failed["state"] == "failed" and str(tmp_path) not in failed["error"]
 
 
 # ------------------------------------------------------------------ model_path is refused everywhere

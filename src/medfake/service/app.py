@@ -121,7 +121,10 @@ def _validation_detail(exc: RequestValidationError) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    jobs = JobManager(settings.job_workers, settings.job_queue, settings.job_timeout_s, settings.result_ttl_s)
+    from .backends import redact
+
+    jobs = JobManager(settings.job_workers, settings.job_queue, settings.job_timeout_s, settings.result_ttl_s,
+                      redact=lambda text: redact(text, settings))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -158,7 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(MedfakeError)
     async def medfake_error(request: Request, exc: MedfakeError):
-        return _json_error(422, str(exc).replace(str(settings.models_dir), "models"))
+        return _json_error(422, redact(str(exc), settings))
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception):

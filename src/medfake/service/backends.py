@@ -21,6 +21,16 @@ MODEL_PATH_REFUSED = "model paths are not accepted; choose a model by name from 
 _KINDS = {"ddpm": "generator", "dcgan": "generator"}
 
 
+_ABS_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:'\"]+/)+([^\s/:'\"]+)")
+
+
+def redact(text: str, settings: Settings | None = None) -> str:
+    """Error text for a client: the models folder becomes 'models', other absolute paths their file name."""
+    if settings is not None:
+        text = text.replace(str(settings.models_dir), "models")
+    return _ABS_PATH.sub(lambda m: m.group(1), text)
+
+
 def _registry_kind(arch: str | None) -> str | None:
     if not arch:
         return None
@@ -53,25 +63,40 @@ def list_models(settings: Settings) -> list[dict[str, Any]]:
     return rows
 
 
-def model_check(settings: Settings) -> list[dict]:
-    """Readiness: each card names a registered architecture with a valid config and its weights file exists."""
-    from ..models.cards import list_cards
-    from ..models.registry import make_config
+_ready_cache: dict[tuple[str, int, int], str | None] = {}
 
-    out = []
-    d = Path(settings.models_dir)
-    for card in list_cards(d) if d.is_dir() else []:
-        p = Path(card["_path"])
-        row = {"name": p.stem, "ok": True, "problem": None}
+
+def _loadable(card_file: Path) -> str | None:
+    """None when the card's network can be rebuilt and its weights load strictly; else the problem.
+    Cached per (card, card mtime, weights mtime), so /readyz loads each model once."""
+    import json
+
+    from ..models.cards import load_model
+
+    try:
+        card = json.loads(card_file.read_text())
+        w = card_file.with_name(card.get("weights", card_file.stem + ".safetensors"))
+        if not w.is_file():
+            return "weights file missing"
+        key = (str(card_file), card_file.stat().st_mtime_ns, w.stat().st_mtime_ns)
+    except (OSError, ValueError) as e:
+        return f"unreadable model card ({type(e).__name__})"
+    if key not in _ready_cache:
         try:
-            if card.get("architecture"):
-                make_config(card["architecture"], card.get("config", {}))
-            w = p.with_name(card.get("weights", p.stem + ".safetensors"))
-            if not w.is_file():
-                raise MedfakeError("weights file missing")
-        except (MedfakeError, TypeError, ValueError) as e:
-            row.update(ok=False, problem=str(e).replace(str(d), "models"))
-        out.append(row)
+            load_model(card_file, device="cpu")
+            _ready_cache[key] = None
+        except (MedfakeError, TypeError, ValueError, RuntimeError, OSError) as e:
+            _ready_cache[key] = redact(str(e).replace(str(card_file.parent), "models"))[:300]
+    return _ready_cache[key]
+
+
+def model_check(settings: Settings) -> list[dict]:
+    """Readiness: every model card in models_dir rebuilds its architecture and loads its weights strictly."""
+    d = Path(settings.models_dir)
+    out = []
+    for p in sorted(d.glob("*.json")) if d.is_dir() else []:
+        problem = _loadable(p)
+        out.append({"name": p.stem, "ok": problem is None, "problem": problem})
     return out
 
 
@@ -125,7 +150,7 @@ def detector(name: str | None, settings: Settings):
                 _detectors[key] = load_detector(name or "default", models_dir=settings.models_dir)
             except MedfakeError as e:
                 raise HTTPException(503, f"detector {name or 'default'!r} cannot be loaded: "
-                                         f"{str(e).replace(str(settings.models_dir), 'models')}") from None
+                                         f"{redact(str(e), settings)}") from None
         return _detectors[key]
 
 

@@ -74,7 +74,7 @@ class Job:
 
 class JobManager:
     def __init__(self, workers: int = 1, queue_size: int = 16, timeout_s: float = 900.0, ttl_s: float = 3600.0,
-                 root: str | Path | None = None):
+                 root: str | Path | None = None, redact: Callable[[str], str] = lambda s: s):
         if workers < 1 or queue_size < 1:
             raise ValueError("job_workers and job_queue must be ≥ 1")
         self.workers = workers
@@ -88,6 +88,7 @@ class JobManager:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._redact = redact
 
     # ------------------------------------------------------------ submit / query
     def pending(self) -> int:
@@ -144,7 +145,7 @@ class JobManager:
             job.summary, job.progress, job.state = summary, 1.0, "done"
             log.info("job %s done in %.1f s", job.id, time.time() - job.started)
         except (MedfakeError, ValueError, JobTimeout) as e:  # user-actionable: message is safe to show
-            job.state, job.error = "failed", str(e)
+            job.state, job.error = "failed", self._redact(str(e))
             shutil.rmtree(job.dir, ignore_errors=True)
             log.info("job %s failed: %s", job.id, type(e).__name__)
         except Exception as e:  # noqa: BLE001 - never leak internals; log type + frames (no values)
