@@ -13,9 +13,14 @@ def make_scheduler(model: DDPMDenoiser, sampler: str, steps: int | None = None):
     from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
     cfg = model.cfg
-    if sampler == "ddpm":
+    if sampler == "ddpm" and (steps or cfg.num_train_timesteps) >= cfg.num_train_timesteps:
         s = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True)
-        s.set_timesteps(steps or cfg.num_train_timesteps)
+        s.set_timesteps(cfg.num_train_timesteps)
+    elif sampler == "ddpm":
+        # MONAI's DDPMScheduler.step always goes t → t−1, so a respaced ancestral chain uses DDIM's update with
+        # eta = 1, which is the ancestral (DDPM) posterior on the respaced timesteps (Song et al. 2021, §4.1).
+        s = DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True)
+        s.set_timesteps(steps)
     elif sampler == "ddim":
         s = DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True)
         s.set_timesteps(steps or 50)
@@ -52,6 +57,8 @@ def sample_ddpm_model(
     progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Samples in [-1, 1], shape (N, 1, S, S), for class indices `cls` (N,)."""
+    from monai.networks.schedulers import DDIMScheduler
+
     device = next(model.parameters()).device
     size = model.cfg.image_size
     sched = make_scheduler(model, sampler, steps)
@@ -60,8 +67,8 @@ def sample_ddpm_model(
     timesteps = list(sched.timesteps)
     for i, t in enumerate(timesteps):
         eps = guided_eps(model, x, int(t), cls, guidance)
-        if sampler == "ddim":
-            x, _ = sched.step(eps, int(t), x, eta=eta, generator=generator)
+        if isinstance(sched, DDIMScheduler):
+            x, _ = sched.step(eps, int(t), x, eta=eta if sampler == "ddim" else 1.0, generator=generator)
         else:
             x, _ = sched.step(eps, int(t), x, generator=generator)
         if progress:
