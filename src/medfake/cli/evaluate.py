@@ -75,6 +75,7 @@ def eval_cmd(
     logo_config: str = typer.Option("resnet18-12", help="detector architecture trained by --logo"),
     logo_steps: int = typer.Option(50, help="training steps per LOGO detector"),
     threshold: Optional[float] = typer.Option(None, help="decision threshold (default: the detector card's, else 0.5)"),
+    adversarial_max: int = typer.Option(256, help="attack at most this many images (random, seeded)"),
     seed: int = typer.Option(0),
 ):
     """Evaluate a detector: metrics by modality/label/generator, localization, robustness, attacks, report."""
@@ -89,7 +90,7 @@ def eval_cmd(
         res = evaluate(data, out, split=split or None, detector=detector, models_dir=models_dir,
                        robustness=robustness, adversarial=adversarial, logo=logo,
                        logo_options={"detector_config": logo_config, "steps": logo_steps}, threshold=threshold,
-                       seed=seed)
+                       seed=seed, adversarial_max=adversarial_max)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     o = res["overall"]

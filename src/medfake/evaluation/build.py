@@ -345,6 +345,11 @@ def build_dataset(
     real_root = real_path if real_path.is_dir() else real_path.parent
     items = plan_build(records, real_root, synthetic=synthetic, manipulated=manipulated, per_modality=per_modality,
                        real_per_modality=real_per_modality, seed=seed)
+    if manipulated and per_modality:
+        try:
+            from ..manipulation import manipulate  # noqa: F401
+        except ImportError as e:
+            raise BuildError(f"manipulations requested but medfake.manipulation is unavailable ({e})") from None
     if synthetic and per_modality:
         from ..models.cards import card_path
 

@@ -113,7 +113,9 @@ def _resolve_detector(detector, models_dir):
             from ..detection import load_detector
         except ImportError as e:  # the detection stage is not installed/ready
             raise MedfakeError(f"cannot load detector {detector!r}: medfake.detection.load_detector unavailable ({e})") from None
-        return load_detector(detector, models_dir=models_dir)
+        from ..settings import get_settings, torch_device
+
+        return load_detector(detector, models_dir=models_dir, device=str(torch_device(get_settings().device)))
     return detector
 
 
