@@ -128,10 +128,22 @@ async def fire(url: str, png: bytes, n: int, concurrency: int, explain: bool, ap
             lat.append(time.perf_counter() - t0)
             status[code] = status.get(code, 0) + 1
 
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        wall = time.perf_counter() - t0
+    from rich.progress import Progress
+
+    with Progress(transient=True) as prog:
+        task = prog.add_task(f"{n} × /v1/detect @ {concurrency}", total=n)
+
+        async def ticker():
+            while len(lat) < n:
+                prog.update(task, completed=len(lat))
+                await asyncio.sleep(0.2)
+
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+            t0 = time.perf_counter()
+            tick = asyncio.create_task(ticker())
+            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+            wall = time.perf_counter() - t0
+            tick.cancel()
     return np.array(lat), status, wall
 
 

@@ -13,6 +13,8 @@ import pytest
 from .service_helpers import png_bytes_of, smooth_image
 from .test_api import assert_json_error, bomb_png, png_chunk
 
+pytestmark = pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
+
 
 def _png(ihdr: bytes, idat: bytes, iend: bool = True) -> bytes:
     out = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)

@@ -7,7 +7,11 @@ const state = { models: null, detectRows: [], manip: null };
 // ------------------------------------------------------------------ API helpers
 const keyInput = $("#api-key");
 keyInput.value = sessionStorage.getItem("medfake-key") || "";
-keyInput.addEventListener("change", () => sessionStorage.setItem("medfake-key", keyInput.value.trim()));
+keyInput.addEventListener("change", () => {
+  sessionStorage.setItem("medfake-key", keyInput.value.trim());
+  state.models = null;
+  loadModels(true).then((m) => { if (m) say("API key set; models loaded."); });
+});
 
 function headers(extra = {}) {
   const k = keyInput.value.trim();
