@@ -57,10 +57,10 @@ def test_compat_detect_labels_match_probabilities(client):
     img = png_bytes_of(smooth_image(5))
     v1 = client.post("/v1/detect", files={"files": ("x.png", img, "image/png")}).json()["results"][0]
     man = client.post("/detect/manipulated", files={"image": ("x.png", img, "image/png")}).json()
-    assert man["probability"] == pytest.approx(v1["p_manipulated"], abs=5e-3)  # explain=False path: tiny float drift
+    assert man["probability"] == pytest.approx(v1["p_manipulated"], abs=1e-6)
     assert man["label"] == ("manipulated" if man["probability"] >= 0.5 else "real")
     syn = client.post("/detect/synthesis8", files={"image": ("x.png", img, "image/png")}).json()
-    assert syn["p_synthetic"] == pytest.approx(v1["p_synthetic"], abs=5e-3)
+    assert syn["p_synthetic"] == pytest.approx(v1["p_synthetic"], abs=1e-6)
     assert syn["class"] == f"{v1['modality']}_{'fake' if v1['p_synthetic'] >= 0.5 else 'real'}"
     assert sum(syn["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     mod = v1["modality"]

@@ -126,7 +126,6 @@ def default_model(settings: Settings, kind: str, preferred: tuple[str, ...]) -> 
 
 # ------------------------------------------------------------------ loaders (lazy, cached, thread-safe)
 _lock = threading.Lock()
-_detectors: dict[tuple[str, str], Any] = {}
 infer_lock = threading.Lock()  # one inference at a time per process: CPU-bound, keeps memory flat
 
 
@@ -138,20 +137,16 @@ def generator(name: str, settings: Settings):
 
 
 def detector(name: str | None, settings: Settings):
-    """The detector by card name (None → the detection package's default)."""
+    """The detector by card name (None → the detection package's default). detection.load_detector caches
+    per card file and modification time, so a replaced model is picked up without a restart."""
     try:
         from ..detection import load_detector
     except ImportError:
         raise HTTPException(503, "detection is not available in this installation") from None
-    key = (name or "default", str(settings.models_dir))
-    with _lock:
-        if key not in _detectors:
-            try:
-                _detectors[key] = load_detector(name or "default", models_dir=settings.models_dir)
-            except MedfakeError as e:
-                raise HTTPException(503, f"detector {name or 'default'!r} cannot be loaded: "
-                                         f"{redact(str(e), settings)}") from None
-        return _detectors[key]
+    try:
+        return load_detector(name or "default", models_dir=settings.models_dir)
+    except MedfakeError as e:
+        raise HTTPException(503, f"detector {name or 'default'!r} cannot be loaded: {redact(str(e), settings)}") from None
 
 
 def manipulation():
@@ -171,8 +166,3 @@ def method_names(m) -> list[str]:
 
 def is_diffusion(method: str) -> bool:
     return "repaint" in method or "diffusion" in method or "ddpm" in method
-
-
-def clear_caches() -> None:
-    with _lock:
-        _detectors.clear()

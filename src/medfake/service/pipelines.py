@@ -113,11 +113,6 @@ def detect_images(images: list[Image], settings: Settings, model: str | None, ex
     det = backends.detector(model, settings)
     with backends.infer_lock:
         preds = det.predict(images, explain=explain)
-        # Grad-CAM (MONAI CAM restores the *wrapper's* training flag) can leave a shipped detector's network in
-        # train mode, which would let BatchNorm statistics drift between requests: put it back in eval mode.
-        module = getattr(det, "module", None)
-        if module is not None and hasattr(module, "eval"):
-            module.eval()
     rows = []
     for p in preds:
         rows.append({
