@@ -8,7 +8,13 @@ from .calibrate import apply_temperature, fit_temperature, threshold_at_fpr, ver
 from .detector import ShippedDetector, clear_cache, load_detector
 from .retrieval import ReferenceBank, reference_files
 from .run import COLUMNS, EXTRA_COLUMNS, add_references, detect_images, detect_paths, write_csv
-from .train import train_detector
+
+
+def train_detector(*args, **kwargs):
+    """See `medfake.detection.train.train_detector` (imported lazily: training pulls in MONAI transforms)."""
+    from .train import train_detector as _train
+
+    return _train(*args, **kwargs)
 
 __all__ = [
     "CSV_HEADER", "VERDICTS", "Detector", "Prediction", "apply_temperature", "fit_temperature", "threshold_at_fpr",
