@@ -288,7 +288,7 @@ def _run_synthetic(items: list[dict], done: set, root: Path, models_dir, steps: 
                 if it["key"] in done:
                     continue
                 write_canonical(img, root / it["path"])
-                on_row(_row(it, root, model_version=f"{gen.name}-{gen.version}"))
+                on_row(_row(it, root, model_version=f"{gen.name}-{gen.version}", seed=int(part[0]["seed"])))
 
 
 # ---------------------------------------------------------------- the builder
