@@ -122,6 +122,9 @@ def train_generator(
         ema.load_state_dict(state["ema"], strict=True)
         for k, o in opts.items():
             o.load_state_dict(state[k])
+            if lr is not None:  # an explicit --lr overrides the resumed optimizer's rate
+                for group in o.param_groups:
+                    group["lr"] = lr
         start, elapsed0 = int(state["step"]), float(state.get("elapsed", 0.0))
         losses = list(state.get("losses", []))
 
