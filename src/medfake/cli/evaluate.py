@@ -38,6 +38,7 @@ def build_cmd(
     repaint_steps: Optional[int] = typer.Option(None, help="diffusion steps for repaint manipulations"),
     steps: Optional[int] = typer.Option(None, help="shorthand: the same step count for ddpm, ddim and repaint"),
     audit: bool = typer.Option(True, help="run the shortcut audit (fails the build at AUC >= 0.6)"),
+    count: Optional[str] = typer.Option(None, "--count", help="per-generator/method overrides of --per-modality, e.g. repaint=20,ddpm=40"),
 ):
     """Build a forensic data set: DIR/images/<kind>/<generator>/<modality>/*.png, masks, manifest.csv, audit.json."""
     from rich.console import Console
@@ -48,11 +49,18 @@ def build_cmd(
     syn = _names(synthetic, SYNTHETIC, "generator(s)")
     man = _names(manipulated, MANIPULATIONS, "manipulation(s)")
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
+    counts = {}
+    for part in (count or "").split(","):
+        if part.strip():
+            name, _, num = part.partition("=")
+            if not num.strip().isdigit():
+                fail(f"--count expects NAME=N pairs, got {part!r}")
+            counts[name.strip()] = int(num)
     try:
         s = build_dataset(real, out, synthetic=syn, manipulated=man, per_modality=per_modality,
                           real_per_modality=real_per_modality, modalities=mods, seed=seed, workers=workers,
                           models_dir=models_dir, ddpm_steps=ddpm_steps or steps, ddim_steps=ddim_steps or steps,
-                          repaint_steps=repaint_steps or steps, audit=audit)
+                          repaint_steps=repaint_steps or steps, audit=audit, counts=counts or None)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     c = Console()

@@ -122,8 +122,11 @@ def _source_name(r: Record, root: Path) -> str:
 
 
 def plan_build(records: list[Record], real_root: Path, *, synthetic: Sequence[str], manipulated: Sequence[str],
-               per_modality: int, real_per_modality: int | None, seed: int) -> list[dict]:
-    """Every item of the data set, deterministic in the seed. Items are plain dicts (picklable)."""
+               per_modality: int, real_per_modality: int | None, seed: int,
+               counts: dict[str, int] | None = None) -> list[dict]:
+    """Every item of the data set, deterministic in the seed. Items are plain dicts (picklable).
+    `counts` overrides `per_modality` for single generators/methods (e.g. fewer slow RePaint edits on a CPU)."""
+    counts = dict(counts or {})
     items: list[dict] = []
     by_mod: dict[str, list[Record]] = defaultdict(list)
     for r in sorted(records, key=lambda r: str(r.path)):
@@ -149,15 +152,16 @@ def plan_build(records: list[Record], real_root: Path, *, synthetic: Sequence[st
     for g in synthetic:
         if g not in GENERATOR_MODELS:
             raise BuildError(f"unknown generator {g!r}; choose from {', '.join(GENERATOR_MODELS)}")
+        n_g = counts.get(g, per_modality)
         for m in mods:
             fr = Counter(r.split for r in by_mod[m])
             rng = _rng(seed, "synthetic", g, m)
-            splits = assign_splits(per_modality, {s: fr.get(s, 0) for s in SPLITS}, rng)
+            splits = assign_splits(n_g, {s: fr.get(s, 0) for s in SPLITS}, rng)
             labels = list(MODALITIES[m])
             # balanced labels, shuffled
-            labs = [labels[i % len(labels)] for i in range(per_modality)]
-            labs = [labs[i] for i in rng.permutation(per_modality)]
-            for i in range(per_modality):
+            labs = [labels[i % len(labels)] for i in range(n_g)]
+            labs = [labs[i] for i in rng.permutation(n_g)]
+            for i in range(n_g):
                 key = f"synthetic:{g}:{m}:{i:06d}"
                 items.append({"key": key, "kind": "synthetic", "generator": g, "modality": m, "label": labs[i],
                               "split": splits[i], "source": "", "mask": "", "seed": _item_seed(seed, key),
@@ -171,7 +175,7 @@ def plan_build(records: list[Record], real_root: Path, *, synthetic: Sequence[st
             if not pool:
                 continue
             rng = _rng(seed, "manipulated", meth, m)
-            for i in range(per_modality):
+            for i in range(counts.get(meth, per_modality)):
                 src = pool[int(rng.integers(len(pool)))]
                 key = f"manipulated:{meth}:{m}:{i:06d}"
                 fid = _file_id(key)
@@ -325,6 +329,7 @@ def build_dataset(
     chunk: int = 16,
     audit: bool = True,
     progress: bool = True,
+    counts: dict[str, int] | None = None,
 ) -> dict:
     """Build (or resume) a forensic data set in `out`; returns a summary. See the module docstring.
 
@@ -344,7 +349,10 @@ def build_dataset(
     records = _load_reals(real_path, modalities, seed)
     real_root = real_path if real_path.is_dir() else real_path.parent
     items = plan_build(records, real_root, synthetic=synthetic, manipulated=manipulated, per_modality=per_modality,
-                       real_per_modality=real_per_modality, seed=seed)
+                       real_per_modality=real_per_modality, seed=seed, counts=counts)
+    unknown = set(counts or {}) - set(synthetic) - set(manipulated)
+    if unknown:
+        raise BuildError(f"--count names {', '.join(sorted(unknown))}, which the build does not include")
     if manipulated and per_modality:
         try:
             from ..manipulation import manipulate  # noqa: F401
@@ -362,6 +370,8 @@ def build_dataset(
               "per_modality": per_modality, "real_per_modality": real_per_modality,
               "modalities": list(modalities) if modalities else None, "seed": seed, "ddpm_steps": ddpm_steps,
               "ddim_steps": ddim_steps, "repaint_steps": repaint_steps, "chunk": chunk}
+    if counts:
+        config["counts"] = dict(sorted(counts.items()))
     cfg_file = root / "build.json"
     if cfg_file.exists():
         old = json.loads(cfg_file.read_text())
