@@ -102,3 +102,18 @@ def test_train_cli_writes_card(tiny_folder, tmp_path, tiny_configs):
     card = json.loads((tmp_path / "dcgan.json").read_text())
     assert card["steps"] == 2 and card["config"]["ngf"] == 8 and "command" in card
     assert torch.is_tensor(torch.zeros(1))
+
+
+def test_export_checkpoint_matches_training_export(tiny_folder, tmp_path, tiny_configs):
+    from safetensors.torch import load_file
+
+    from medfake.synthesis.train import export_checkpoint
+
+    recs = read_folder(tiny_folder)
+    train_generator("ddpm", recs, tmp_path / "a", config=tiny_configs["ddpm"], steps=2, batch_size=4)
+    card = export_checkpoint(tmp_path / "a" / "ddpm.ckpt.pt", "ddpm", recs, tmp_path / "b")
+    assert card["steps"] == 2
+    a = load_file(str(tmp_path / "a" / "ddpm.safetensors"))
+    b = load_file(str(tmp_path / "b" / "ddpm.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    load_generator("ddpm", models_dir=tmp_path / "b").sample("brain_mri", None, 1, steps=2)

@@ -189,12 +189,18 @@ def train_generator(
     elapsed = elapsed0 + time.time() - t0
     save_ckpt(step, elapsed)
 
-    # export EMA weights as the shipped model
+    return _export(family, arch, cfg, model, ema, out_dir, name, records=records, step=step, losses=losses,
+                   batch_size=batch_size, ema_decay=ema_decay, cfg_dropout=cfg_dropout, seed=seed,
+                   hardware=_hardware(dev), minutes=elapsed / 60, data_desc=data_desc, command=command)
+
+
+def _export(family, arch, cfg, model, ema, out_dir: Path, name: str, *, records, step, losses, batch_size, ema_decay,
+            cfg_dropout, seed, hardware, minutes, data_desc, command) -> dict:
+    """Write the EMA weights (fp16 safetensors) and the model card."""
+    export = create(arch, cfg)
     if family == "ddpm":
-        export = create(arch, cfg)
         export.load_state_dict(ema.module.state_dict(), strict=True)
     else:
-        export = create(arch, cfg)
         export.load_state_dict(model.state_dict(), strict=True)
         export.generator.load_state_dict(ema.module.state_dict(), strict=True)
     weights = save_weights(export, out_dir / f"{name}.safetensors", fp16=True)
@@ -216,13 +222,32 @@ def train_generator(
         "ema_decay": ema_decay,
         "cfg_dropout": cfg_dropout if family == "ddpm" else None,
         "seed": seed,
-        "hardware": _hardware(dev),
-        "training_minutes": round(elapsed / 60, 1),
+        "hardware": hardware,
+        "training_minutes": round(minutes, 1),
         "command": command or " ".join(sys.argv),
-        "loss_first": round(sum(losses[:n_first]) / n_first, 5),
-        "loss_last": round(sum(losses[-n_first:]) / n_first, 5),
+        "loss_first": round(sum(losses[:n_first]) / n_first, 5) if losses else None,
+        "loss_last": round(sum(losses[-n_first:]) / n_first, 5) if losses else None,
         "medfake_version": __version__,
         "metrics": {},
     }
     write_card(out_dir / f"{name}.json", card)
     return card
+
+
+def export_checkpoint(ckpt: str | Path, family: str, records: list[Record], out_dir: str | Path, *, name: str | None = None,
+                      ema_decay: float = 0.999, batch_size: int = 0, data_desc: str = "", command: str | None = None,
+                      hardware: str | None = None) -> dict:
+    """Export a training checkpoint (e.g. of an interrupted run) as shipped weights + model card."""
+    ckpt = Path(ckpt)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    arch = "ddpm-unet" if family == "ddpm" else "dcgan"
+    cfg = make_config(arch, state["config"])
+    model = create(arch, cfg)
+    model.load_state_dict(state["model"], strict=True)
+    ema = AveragedModel(model if family == "ddpm" else model.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
+                        use_buffers=family != "ddpm")
+    ema.load_state_dict(state["ema"], strict=True)
+    return _export(family, arch, cfg, model, ema, Path(out_dir), name or family, records=records, step=int(state["step"]),
+                   losses=list(state.get("losses", [])), batch_size=batch_size, ema_decay=ema_decay, cfg_dropout=0.1,
+                   seed=0, hardware=hardware or _hardware(torch.device("cpu")), minutes=float(state.get("elapsed", 0)) / 60,
+                   data_desc=data_desc, command=command)
