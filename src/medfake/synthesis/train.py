@@ -203,6 +203,7 @@ def _export(family, arch, cfg, model, ema, out_dir: Path, name: str, *, records,
     else:
         export.load_state_dict(model.state_dict(), strict=True)
         export.generator.load_state_dict(ema.module.state_dict(), strict=True)
+        recalibrate_batchnorm(export.generator)
     weights = save_weights(export, out_dir / f"{name}.safetensors", fp16=True)
     n_first = max(1, min(100, len(losses) // 10))
     card = {
@@ -232,6 +233,25 @@ def _export(family, arch, cfg, model, ema, out_dir: Path, name: str, *, records,
     }
     write_card(out_dir / f"{name}.json", card)
     return card
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(generator, batches: int = 50, batch_size: int = 64, seed: int = 0) -> None:
+    """Recompute BatchNorm running statistics for the EMA generator's averaged weights (the EMA of the running
+    statistics does not match the averaged weights; without this, samples come out washed out)."""
+    gen = torch.Generator().manual_seed(seed)
+    bns = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    generator.train()
+    for _ in range(batches):
+        z = torch.randn(batch_size, generator.cfg.z_dim, generator=gen)
+        cls = torch.randint(0, generator.cfg.num_classes, (batch_size,), generator=gen)
+        generator(z, cls)
+    for m in bns:
+        m.momentum = 0.1
+    generator.eval()
 
 
 def export_checkpoint(ckpt: str | Path, family: str, records: list[Record], out_dir: str | Path, *, name: str | None = None,
