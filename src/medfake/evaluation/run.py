@@ -26,6 +26,31 @@ def fake_score(pred) -> float:
     return float(max(pred.p_synthetic, pred.p_manipulated))
 
 
+def task_metrics(kinds: list[str], modalities: list[str], preds, thresholds: dict) -> dict:
+    """The two detection tasks scored separately, as MedXFake reports them: synthetic (real vs synthetic images,
+    score p_synthetic) and manipulation (real vs manipulated images, score p_manipulated), each at the detector's
+    own threshold for that head (0.5 when the card has none); plus, per modality, the share of real images whose
+    verdict is not 'real' (false alarms at the shipped thresholds, 'uncertain' counted as an alarm)."""
+    from .metrics import binary_metrics
+
+    out: dict = {}
+    for task, attr in (("synthetic", "p_synthetic"), ("manipulated", "p_manipulated")):
+        sel = [i for i, k in enumerate(kinds) if k in ("real", task)]
+        y = np.array([int(kinds[i] == task) for i in sel])
+        if 0 < y.sum() < len(y):
+            sc = np.array([float(getattr(preds[i], attr)) for i in sel])
+            out[task] = binary_metrics(y, sc, float(thresholds.get(task, 0.5)))
+    fpr = {}
+    for m in sorted(set(modalities)):
+        reals = [i for i, (k, mm) in enumerate(zip(kinds, modalities)) if k == "real" and mm == m]
+        if reals:
+            fpr[m] = {"n_real": len(reals),
+                      "not_real": float(np.mean([preds[i].verdict != "real" for i in reals])),
+                      "called_fake": float(np.mean([preds[i].verdict in ("synthetic", "manipulated") for i in reals]))}
+    out["real_false_alarms"] = fpr
+    return out
+
+
 def predict_batched(detector, images, *, batch: int = 64, explain: bool = False, progress=None) -> list:
     out = []
     for s in range(0, len(images), batch):
@@ -174,6 +199,8 @@ def evaluate(
         }
         from sklearn.metrics import confusion_matrix, roc_curve
 
+        res["by_task"] = task_metrics(kinds, [r.modality for r in recs], preds,
+                                      (getattr(det, "card", None) or {}).get("thresholds") or {})
         verdicts = [p.verdict if p.verdict in KINDS else "other" for p in preds]
         res["confusion_verdict"] = {"classes": list(KINDS) + ["other"],
                                     "matrix": confusion_matrix(kinds, verdicts, labels=list(KINDS) + ["other"]).tolist()}
