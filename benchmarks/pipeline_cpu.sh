@@ -10,7 +10,7 @@ MED=.venv/bin/medfake
 
 # 1. forensic data set: all 9,480 reals + 3 generators + 5 manipulation methods (fewer slow diffusion edits on a CPU)
 time $MED dataset build --real $M --out $B --per-modality 100 \
-    --count ddpm=40,repaint=6,repaint-ddim=25 --ddpm-steps 50 --ddim-steps 25 --repaint-steps 25 --workers 2
+    --count ddpm=40,ddim=40,repaint=6,repaint-ddim=25 --ddpm-steps 50 --ddim-steps 25 --repaint-steps 25 --workers 2
 
 # 2. default detector (dual-stream spatial + SRM noise residual, with segmentation head)
 time $MED train detector --config dual-srm --name detector-default --data $B/manifest.csv --out runs/detect \
