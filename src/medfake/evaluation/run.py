@@ -39,7 +39,8 @@ def task_metrics(kinds: list[str], modalities: list[str], preds, thresholds: dic
         y = np.array([int(kinds[i] == task) for i in sel])
         if 0 < y.sum() < len(y):
             sc = np.array([float(getattr(preds[i], attr)) for i in sel])
-            out[task] = binary_metrics(y, sc, float(thresholds.get(task, 0.5)))
+            thr = thresholds.get(task)  # None when the detector has that head switched off
+            out[task] = binary_metrics(y, sc, 0.5 if thr is None else float(thr))
     fpr = {}
     for m in sorted(set(modalities)):
         reals = [i for i, (k, mm) in enumerate(zip(kinds, modalities)) if k == "real" and mm == m]
