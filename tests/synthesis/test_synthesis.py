@@ -101,7 +101,6 @@ def test_train_cli_writes_card(tiny_folder, tmp_path, tiny_configs):
     assert r.exit_code == 0, r.output
     card = json.loads((tmp_path / "dcgan.json").read_text())
     assert card["steps"] == 2 and card["config"]["ngf"] == 8 and "command" in card
-    assert torch.is_tensor(torch.zeros(1))
 
 
 def test_export_checkpoint_matches_training_export(tiny_folder, tmp_path, tiny_configs):

@@ -196,7 +196,7 @@ def _read_raster(path: Path, data: bytes, fmt: str, max_pixels: int) -> Image:
 # ---------------------------------------------------------------- DICOM
 def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[Image]:
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut
 
     try:
         ds = pydicom.dcmread(_io.BytesIO(data), force=True)
@@ -267,7 +267,6 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[I
         a = np.clip((vals - lo) / (hi - lo), 0.0, 1.0)
         if photometric == "MONOCHROME1":
             a = 1.0 - a
-        _ = apply_voi_lut  # VOI LUT sequences are rare in our inputs; explicit windows cover CT
         meta_ds = ds.copy()
         if "PixelData" in meta_ds:
             del meta_ds.PixelData

@@ -66,9 +66,6 @@ def _mark(ds, prov: Provenance) -> None:
     ds.Manufacturer = "medfake"
     ds.SoftwareVersions = __version__
     ds.ConversionType = "SYN" if prov.kind == "synthetic" else "WSD"
-    # Derivation Code Sequence: DCM 113040 "Lossy Compression" is wrong here; use DCM 113076 "Segmentation"? No:
-    # the closest standard code for an edited image is (DCM, 121329, "Source image for image processing operation")
-    # on the source reference; we record the free-text description above, which every viewer shows.
 
 
 def dicom_secondary_capture(image: Image, prov: Provenance, *, bits: int = 8, patient_id: str = "MEDFAKE-SYNTHETIC"):
