@@ -1,4 +1,5 @@
-"""Few-shot retrieval: do 10 reference images of a held-out generator raise the detector's AUC on that generator?
+"""Few-shot retrieval: do 10 reference images of a held-out generator (synthetic) or manipulation method raise the
+detector's AUC on it?
 
 Uses a detector trained WITHOUT the held-out generator (e.g. the leave-one-generator-out model), the builder's data
 set manifest (path, modality, label, split, kind, generator, mask), and compares AUC(real vs held-out synthetic)
@@ -93,10 +94,16 @@ def main(argv=None) -> dict:
     det = load_detector(args.detector, args.models_dir)
     if args.holdout in (det.card.get("generators") or []):
         print(f"warning: {det.name} was trained on {args.holdout!r}; the benchmark expects a held-out generator")
+    kinds = {r.get("kind") for r in recs if r.get("generator") == args.holdout and r.get("kind") != "real"}
+    if len(kinds) != 1:
+        raise SystemExit(f"{args.holdout!r}: expected the images of one fake kind, found {sorted(kinds) or 'none'}")
+    kind = kinds.pop()  # synthetic or manipulated: which score, threshold and reference label to use
+    if kind == "manipulated" and not det.has_man:
+        raise SystemExit(f"{det.name} has no manipulation head")
     test_real = [r for r in recs if r.split == args.split and r.get("kind") == "real"]
-    test_fake = [r for r in recs if r.split == args.split and r.get("kind") == "synthetic"
+    test_fake = [r for r in recs if r.split == args.split and r.get("kind") == kind
                  and r.get("generator") == args.holdout]
-    pool = [r for r in recs if r.split != args.split and r.get("kind") == "synthetic"
+    pool = [r for r in recs if r.split != args.split and r.get("kind") == kind
             and r.get("generator") == args.holdout]
     if not test_real or not test_fake or len(pool) < args.shots:
         raise SystemExit(f"need real and {args.holdout!r} images in split {args.split!r} and ≥{args.shots} "
@@ -105,28 +112,30 @@ def main(argv=None) -> dict:
     refs = [read_image(pool[i].path) for i in rng.choice(len(pool), args.shots, replace=False)]
     images = [read_image(r.path) for r in test_real + test_fake]
     y = np.r_[np.zeros(len(test_real)), np.ones(len(test_fake))]
+    thr = det.thr_syn if kind == "synthetic" else det.thr_man
 
     def aucs(d):
         preds = d.predict(images)
-        p = np.array([q.p_synthetic for q in preds])
-        knn = np.array([q.scores.get("knn_synthetic", 0.0) for q in preds])
+        p = np.array([q.p_synthetic if kind == "synthetic" else q.p_manipulated for q in preds])
+        knn = np.array([q.scores.get(f"knn_{kind}", 0.0) for q in preds])
         return float(roc_auc_score(y, p)), float(roc_auc_score(y, knn)) if len(set(knn)) > 1 else 0.5, p
 
     before, knn_before, pb = aucs(det)
-    det2 = det.with_references(refs, ["synthetic"] * args.shots)
+    det2 = det.with_references(refs, [kind] * args.shots)
     after, knn_after, pa = aucs(det2)
     res = {"detector": f"{det.name} ({det.card.get('architecture')}, {det.version})", "holdout": args.holdout,
-           "shots": args.shots, "n_real": len(test_real), "n_fake": len(test_fake),
+           "kind": kind, "shots": args.shots, "n_real": len(test_real), "n_fake": len(test_fake),
            "retrieval_weight": det2.retrieval_weight, "auc_before": round(before, 4), "auc_after": round(after, 4),
            "knn_auc_before": round(knn_before, 4), "knn_auc_after": round(knn_after, 4),
-           "tpr_before": float((pb[y == 1] >= det.thr_syn).mean()), "tpr_after": float((pa[y == 1] >= det.thr_syn).mean()),
-           "fpr_after": float((pa[y == 0] >= det.thr_syn).mean())}
+           "tpr_before": float((pb[y == 1] >= thr).mean()), "tpr_after": float((pa[y == 1] >= thr).mean()),
+           "fpr_after": float((pa[y == 0] >= thr).mean())}
     print(json.dumps(res, indent=2))
     if not args.no_record:
         line = (f"\n## detect_fewshot — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n\n"
                 f"- command: `python benchmarks/detect_fewshot.py {shlex.join(argv if argv is not None else sys.argv[1:])}`\n"
                 f"- machine: {platform.machine()} {platform.processor() or ''}\n"
-                f"- detector {res['detector']}, held-out generator `{args.holdout}`, {args.shots} references, "
+                f"- detector {res['detector']}, held-out {kind} generator `{args.holdout}` (score p_{kind}), "
+                f"{args.shots} references, "
                 f"{res['n_real']} real / {res['n_fake']} fake test images{' (tiny demo data)' if args.demo else ''}\n"
                 f"- AUC {res['auc_before']} → **{res['auc_after']}** (kNN alone {res['knn_auc_before']} → "
                 f"{res['knn_auc_after']}); TPR at the card threshold {res['tpr_before']:.3f} → {res['tpr_after']:.3f}, "

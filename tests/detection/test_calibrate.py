@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medfake.detection.calibrate import apply_temperature, fit_temperature, threshold_at_fpr, verdict
+from medfake.detection.calibrate import apply_temperature, fit_temperature, head_thresholds, threshold_at_fpr, verdict
 
 
 def test_temperature_recovers_overconfident_logits():
@@ -55,3 +55,28 @@ def test_verdict_rule(ps, pm, expected):
 def test_verdict_without_manipulation_head():
     assert verdict(0.1, 0.99, 0.8, None) == "real"
     assert verdict(0.9, 0.0, 0.8, None) == "synthetic"
+
+
+@pytest.mark.parametrize("ps,pm,expected", [
+    (0.70, 0.10, "uncertain"),  # ≥ u_synthetic
+    (0.55, 0.10, "real"),  # below the explicit u, though above the old 0.5·t default
+    (0.10, 0.45, "uncertain"),
+    (0.10, 0.39, "real"),
+])
+def test_verdict_with_explicit_uncertain_thresholds(ps, pm, expected):
+    assert verdict(ps, pm, 0.8, 0.6, u_synthetic=0.7, u_manipulated=0.4) == expected
+
+
+def test_head_thresholds_bound_fake_and_not_real_rates_over_all_heads():
+    rng = np.random.default_rng(2)
+    p_syn, p_man = rng.random(2000), rng.random(2000)  # independent heads: the union is the worst case
+    cuts = head_thresholds({"synthetic": p_syn, "manipulated": p_man}, target_fpr=0.01)
+    (ts, us), (tm, um) = cuts["synthetic"], cuts["manipulated"]
+    assert us <= ts and um <= tm
+    v = [verdict(a, b, ts, tm, u_synthetic=us, u_manipulated=um) for a, b in zip(p_syn, p_man)]
+    called_fake = np.mean([x in ("synthetic", "manipulated") for x in v])
+    not_real = np.mean([x != "real" for x in v])
+    assert called_fake <= 0.01 and not_real <= 0.015
+    assert not_real > called_fake > 0.005  # the bounds are used, not over-tightened
+    one = head_thresholds({"synthetic": p_syn}, target_fpr=0.01)["synthetic"]
+    assert (p_syn >= one[0]).mean() <= 0.01 and one[0] < ts  # one head gets the whole 1%

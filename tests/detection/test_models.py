@@ -111,3 +111,22 @@ def test_seg_loss_ignores_weight_zero_and_rewards_overlap():
     w = torch.tensor([1.0, 1.0])
     assert loss(good, target, w) < loss(bad, target, w)
     assert loss(bad, target, torch.zeros(2)) == 0
+
+
+def test_manipulation_head_reads_the_segmentation_map():
+    from medfake.models.detectors import seg_evidence
+
+    torch.manual_seed(0)
+    m = create("dual-srm", stem=4, widths=(8, 16, 16), seg_channels=4).eval()
+    assert m.head_manip.in_features == 16 + 2
+    x = torch.rand(2, 1, 128, 128)
+    out = m(x)
+    out["manip"].sum().backward()  # image-level manipulation loss reaches the segmentation decoder
+    assert m.seg_out[-1].weight.grad is not None and m.seg_out[-1].weight.grad.abs().sum() > 0
+    # a map that is hot on 2% of the pixels has top-1% evidence at its hot value, mean evidence near the base
+    seg = torch.full((1, 1, 128, 128), -4.0)
+    seg[..., :2, :] = 8.0  # 256 of 16,384 pixels
+    ev = seg_evidence(seg)[0] * 4
+    assert torch.isclose(ev[0], torch.tensor(8.0)) and -4.0 < ev[1] < -3.5
+    off = create("dual-srm", stem=4, widths=(8, 16, 16), seg_channels=4, manip_from_seg=False)
+    assert off.head_manip.in_features == 16

@@ -5,11 +5,13 @@ Verdict rule (one place, used by every detector):
 
 1. ``manipulated`` if p_manipulated ≥ t_manipulated
 2. else ``synthetic`` if p_synthetic ≥ t_synthetic
-3. else ``real`` if p_synthetic < lower·t_synthetic and p_manipulated < lower·t_manipulated (lower = 0.5)
+3. else ``real`` if p_synthetic < u_synthetic and p_manipulated < u_manipulated
 4. else ``uncertain``
 
-Thresholds are chosen on validation data so that at most 1% of real images reach them (per head), with a floor
-of 0.05.
+Thresholds are chosen on validation data (`head_thresholds`): with n heads, each head's fake threshold t lets at
+most target_fpr / n of the real images through (so at most target_fpr = 1% of reals are called fake in all), and
+its "uncertain" threshold u lets at most UNCERTAIN_FACTOR × that through (so at most 1.5% of reals get any verdict
+but real). Floors: t ≥ 0.05, u ≥ 0.025. Cards written before u existed use u = lower·t (lower_fraction = 0.5).
 
 A head that does not exist (e.g. the 12-class ResNet has no manipulation head) has threshold None and never
 fires.
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 LOWER_FRACTION = 0.5
+UNCERTAIN_FACTOR = 1.5
 
 
 def fit_temperature(logits, targets, max_iter: int = 100) -> float:
@@ -66,14 +69,30 @@ def threshold_at_fpr(p_real, fpr: float = 0.01, floor: float = MIN_THRESHOLD) ->
     return float(min(max(t, floor), 1.0))
 
 
+def head_thresholds(p_real_by_head: dict, target_fpr: float = 0.01,
+                    uncertain_factor: float = UNCERTAIN_FACTOR) -> dict:
+    """{head: (t, u)} for the heads given ({head: calibrated real validation scores}): t at target_fpr / n per
+    head, u (the start of "uncertain") at uncertain_factor × that, u ≤ t."""
+    n = max(1, len(p_real_by_head))
+    out = {}
+    for head, p in p_real_by_head.items():
+        t = threshold_at_fpr(p, target_fpr / n)
+        u = threshold_at_fpr(p, min(1.0, uncertain_factor * target_fpr / n), floor=MIN_THRESHOLD / 2)
+        out[head] = (t, min(u, t))
+    return out
+
+
 def verdict(p_synthetic: float, p_manipulated: float, t_synthetic: float | None, t_manipulated: float | None,
-            lower: float = LOWER_FRACTION) -> str:
+            lower: float = LOWER_FRACTION, u_synthetic: float | None = None, u_manipulated: float | None = None) -> str:
+    """The verdict rule above; u_* default to lower × t_* (a head whose t is None never fires)."""
     syn_on = t_synthetic is not None and p_synthetic >= t_synthetic
     man_on = t_manipulated is not None and p_manipulated >= t_manipulated
     if man_on:
         return "manipulated"
     if syn_on:
         return "synthetic"
-    syn_low = t_synthetic is None or p_synthetic < lower * t_synthetic
-    man_low = t_manipulated is None or p_manipulated < lower * t_manipulated
+    u_s = u_synthetic if u_synthetic is not None else (lower * t_synthetic if t_synthetic is not None else None)
+    u_m = u_manipulated if u_manipulated is not None else (lower * t_manipulated if t_manipulated is not None else None)
+    syn_low = u_s is None or p_synthetic < u_s
+    man_low = u_m is None or p_manipulated < u_m
     return "real" if syn_low and man_low else "uncertain"

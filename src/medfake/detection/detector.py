@@ -93,6 +93,8 @@ class ShippedDetector(Detector):
         self.thr_syn = thr.get("synthetic") if self.has_syn else None
         self.thr_man = thr.get("manipulated") if self.has_man else None
         self.lower = float(thr.get("lower_fraction", LOWER_FRACTION))
+        self.unc_syn = thr.get("synthetic_uncertain") if self.has_syn else None
+        self.unc_man = thr.get("manipulated_uncertain") if self.has_man else None
         self.bank = bank
         self.retrieval_weight = float((card.get("retrieval") or {}).get("weight", 0.0)) if bank is not None else 0.0
         self.anomaly = anomaly
@@ -173,7 +175,8 @@ class ShippedDetector(Detector):
                 scores["anomaly"] = float(anomaly[j])
             pred = Prediction(
                 modality=MODALITY_NAMES[int(p_mod[j].argmax())], p_synthetic=ps, p_manipulated=pm,
-                verdict=verdict(ps, pm, self.thr_syn, self.thr_man, self.lower), scores=scores)
+                verdict=verdict(ps, pm, self.thr_syn, self.thr_man, self.lower, self.unc_syn, self.unc_man),
+                scores=scores)
             if explain:
                 shape = im.array.shape
                 pred.heatmap = np.clip(to_input_size(heat[j], shape), 0, 1)

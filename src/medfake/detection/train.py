@@ -28,7 +28,7 @@ from ..models.registry import create, entry, make_config
 from ..models.weights import save_weights
 from .anomaly import MahalanobisScorer
 from .augment import detector_transforms
-from .calibrate import LOWER_FRACTION, apply_temperature, fit_temperature, threshold_at_fpr
+from .calibrate import UNCERTAIN_FACTOR, apply_temperature, fit_temperature, head_thresholds
 from .losses import SegLoss, supcon_loss
 from .retrieval import LABELS, ReferenceBank
 
@@ -413,8 +413,10 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     knn = bank.knn(va["emb"])
     real = val.kind == 0
     temps: dict = {"synthetic": None, "manipulated": None}
-    thr: dict = {"synthetic": None, "manipulated": None, "target_fpr": target_fpr, "lower_fraction": LOWER_FRACTION}
+    thr: dict = {"synthetic": None, "manipulated": None, "synthetic_uncertain": None, "manipulated_uncertain": None,
+                 "target_fpr": target_fpr, "uncertain_factor": UNCERTAIN_FACTOR}
     metrics: dict = {}
+    fused: dict = {}
     for head, key, kind_idx in (("synthetic", "syn", 1), ("manipulated", "manip", 2)):
         if not heads[head] or va[key] is None:
             continue
@@ -422,15 +424,28 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
         sel = real | pos
         T = fit_temperature(va[key][sel], pos[sel].astype(float)) if sel.any() else 1.0
         p_clf = apply_temperature(va[key], T)
-        p = (1 - retrieval_weight) * p_clf + retrieval_weight * knn[:, kind_idx]
-        t = threshold_at_fpr(p[real], target_fpr) if real.any() else 0.5
-        temps[head], thr[head] = round(T, 5), t
+        fused[head] = (pos, sel, p_clf, (1 - retrieval_weight) * p_clf + retrieval_weight * knn[:, kind_idx])
+        temps[head] = round(T, 5)
+    cuts = head_thresholds({h: v[3][real] for h, v in fused.items()}, target_fpr) if real.any() else \
+        {h: (0.5, 0.25) for h in fused}
+    for head, (pos, sel, p_clf, p) in fused.items():
+        t, u = cuts[head]
+        thr[head], thr[f"{head}_uncertain"] = t, u
         metrics[head] = {
             "auc": _auc(pos[sel], p[sel]), "auc_classifier": _auc(pos[sel], p_clf[sel]),
             "tpr_at_threshold": float((p[pos] >= t).mean()) if pos.any() else None,
             "fpr_real_at_threshold": float((p[real] >= t).mean()) if real.any() else None,
             "n_real": int(real.sum()), "n_positive": int(pos.sum()),
         }
+    if real.any() and fused:
+        from .calibrate import verdict
+
+        ps = fused["synthetic"][3] if "synthetic" in fused else np.zeros(len(real))
+        pm = fused["manipulated"][3] if "manipulated" in fused else np.zeros(len(real))
+        v = [verdict(ps[i], pm[i], thr["synthetic"], thr["manipulated"], u_synthetic=thr["synthetic_uncertain"],
+                     u_manipulated=thr["manipulated_uncertain"]) for i in np.flatnonzero(real)]
+        metrics["real_called_fake"] = float(np.mean([x in ("synthetic", "manipulated") for x in v]))
+        metrics["real_called_not_real"] = float(np.mean([x != "real" for x in v]))
     if va["modality"] is not None:
         known = val.modality >= 0
         metrics["modality_accuracy"] = float((va["modality"][known].argmax(1) == val.modality[known]).mean()) \

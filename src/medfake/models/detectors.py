@@ -10,7 +10,7 @@ Every detector returns the same dict from `forward(x)`:
 
 Registered names: ``resnet18-12`` (MONAI ResNet, 12 classes = modality × {real, fake}, MedXFake-style),
 ``effnet-attn`` (MONAI EfficientNet-B0 features + CBAM attention head), ``dual-srm`` (spatial stream + fixed
-SRM noise-residual stream, multi-head with segmentation; the intended default) and ``manip-supcon`` (the
+SRM noise-residual stream, multi-head with segmentation whose map also feeds p_manipulated; the default) and ``manip-supcon`` (the
 dual-srm network trained with a supervised-contrastive warm-up; same architecture, own name and card).
 """
 
@@ -186,6 +186,19 @@ class DualSRMConfig:
     srm_truncation: float = 3.0
     dropout: float = 0.1
     proj_dim: int = 64
+    # p_manipulated also reads the segmentation map (mean of its top 1% logits and its mean logit), so image-level
+    # manipulation evidence is where the per-pixel supervision put it (as in MVSS-Net's map-to-label fusion)
+    manip_from_seg: bool = True
+
+
+SEG_TOPK_FRACTION = 0.01
+
+
+def seg_evidence(seg: torch.Tensor) -> torch.Tensor:
+    """(N, 2) image-level statistics of per-pixel manipulation logits: mean of the top 1% and the mean, ÷ 4."""
+    flat = seg.flatten(1)
+    k = max(1, int(flat.shape[1] * SEG_TOPK_FRACTION))
+    return torch.stack([flat.topk(k, dim=1).values.mean(1), flat.mean(1)], 1) * 0.25
 
 
 class DualSRM(nn.Module):
@@ -211,7 +224,7 @@ class DualSRM(nn.Module):
         dim = cfg.widths[-1]
         self.drop = nn.Dropout(cfg.dropout)
         self.head_syn = nn.Linear(dim, 1)
-        self.head_manip = nn.Linear(dim, 1)
+        self.head_manip = nn.Linear(dim + (2 if cfg.manip_from_seg else 0), 1)
         self.head_modality = nn.Linear(dim, NUM_MODALITIES)
         s = cfg.seg_channels
         self.seg_a = Convolution(2, cfg.widths[0], s, kernel_size=1, act="relu", norm="batch")
@@ -233,7 +246,8 @@ class DualSRM(nn.Module):
         b = F.interpolate(self.seg_b(feats[1]), size=a.shape[-2:], mode="bilinear", align_corners=False)
         seg = F.interpolate(self.seg_out(torch.cat([a, b], 1)), size=x.shape[-2:], mode="bilinear",
                             align_corners=False)
-        return {"syn": self.head_syn(e).squeeze(1), "manip": self.head_manip(e).squeeze(1),
+        m = torch.cat([e, seg_evidence(seg.float()).to(e.dtype)], 1) if self.cfg.manip_from_seg else e
+        return {"syn": self.head_syn(e).squeeze(1), "manip": self.head_manip(m).squeeze(1),
                 "modality": self.head_modality(e), "seg": seg, "emb": emb}
 
 
