@@ -80,3 +80,18 @@ def test_head_thresholds_bound_fake_and_not_real_rates_over_all_heads():
     assert not_real > called_fake > 0.005  # the bounds are used, not over-tightened
     one = head_thresholds({"synthetic": p_syn}, target_fpr=0.01)["synthetic"]
     assert (p_syn >= one[0]).mean() <= 0.01 and one[0] < ts  # one head gets the whole 1%
+
+
+def test_threshold_moves_into_the_gap_before_the_positives_without_losing_tpr():
+    rng = np.random.default_rng(3)
+    p_real = rng.uniform(0.0, 0.04, 1000)  # all below the 0.05 floor
+    p_pos = rng.uniform(0.98, 1.0, 200)
+    t, u = head_thresholds({"synthetic": p_real}, 0.01, p_pos_by_head={"synthetic": p_pos})["synthetic"]
+    assert 0.5 < t < 0.98  # middle of 0.05 and ~0.98, not the floor
+    assert (p_pos >= t).all() and not (p_real >= t).any() and u <= 0.05
+    # overlapping scores: the FPR bound still holds and t never passes the lowest positive above the bound
+    p_real2, p_pos2 = rng.random(1000), rng.uniform(0.5, 1.0, 300)
+    t0, _ = head_thresholds({"m": p_real2}, 0.01)["m"]
+    t2, _ = head_thresholds({"m": p_real2}, 0.01, p_pos_by_head={"m": p_pos2})["m"]
+    assert t0 <= t2 <= p_pos2[p_pos2 >= t0].min() and (p_real2 >= t2).mean() <= 0.01
+    assert (p_pos2 >= t2).sum() == (p_pos2 >= t0).sum()

@@ -9,9 +9,11 @@ Verdict rule (one place, used by every detector):
 4. else ``uncertain``
 
 Thresholds are chosen on validation data (`head_thresholds`): with n heads, each head's fake threshold t lets at
-most target_fpr / n of the real images through (so at most target_fpr = 1% of reals are called fake in all), and
-its "uncertain" threshold u lets at most UNCERTAIN_FACTOR × that through (so at most 1.5% of reals get any verdict
-but real). Floors: t ≥ 0.05, u ≥ 0.025. Cards written before u existed use u = lower·t (lower_fraction = 0.5).
+most target_fpr / n of the real images through (so at most target_fpr = 1% of reals are called fake in all); given
+the positive validation scores, t then moves up to the middle of the gap to the lowest positive above it
+(same validation TPR, a larger margin to the reals). Each head's "uncertain" threshold u lets at most
+UNCERTAIN_FACTOR × target_fpr / n through (so at most 1.5% of reals get any verdict but real). Floors: t ≥ 0.05,
+u ≥ 0.025. Cards written before u existed use u = lower·t (lower_fraction = 0.5).
 
 A head that does not exist (e.g. the 12-class ResNet has no manipulation head) has threshold None and never
 fires.
@@ -69,15 +71,23 @@ def threshold_at_fpr(p_real, fpr: float = 0.01, floor: float = MIN_THRESHOLD) ->
     return float(min(max(t, floor), 1.0))
 
 
-def head_thresholds(p_real_by_head: dict, target_fpr: float = 0.01,
-                    uncertain_factor: float = UNCERTAIN_FACTOR) -> dict:
+def head_thresholds(p_real_by_head: dict, target_fpr: float = 0.01, uncertain_factor: float = UNCERTAIN_FACTOR,
+                    p_pos_by_head: dict | None = None) -> dict:
     """{head: (t, u)} for the heads given ({head: calibrated real validation scores}): t at target_fpr / n per
-    head, u (the start of "uncertain") at uncertain_factor × that, u ≤ t."""
+    head, u (the start of "uncertain") at uncertain_factor × that, u ≤ t.
+
+    With the head's positive validation scores (`p_pos_by_head`), t moves up from the FPR bound to the middle of
+    the gap between that bound and the lowest positive score above it: the validation TPR is the
+    same and the margin to the real images is larger, so fewer reals cross t when the test data shift a little."""
     n = max(1, len(p_real_by_head))
     out = {}
     for head, p in p_real_by_head.items():
         t = threshold_at_fpr(p, target_fpr / n)
         u = threshold_at_fpr(p, min(1.0, uncertain_factor * target_fpr / n), floor=MIN_THRESHOLD / 2)
+        pos = np.asarray((p_pos_by_head or {}).get(head, []), dtype=np.float64)
+        above = pos[pos >= t]
+        if above.size:
+            t = float(min(max(t, (t + above.min()) / 2), above.min()))
         out[head] = (t, min(u, t))
     return out
 

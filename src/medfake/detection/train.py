@@ -426,7 +426,8 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
         p_clf = apply_temperature(va[key], T)
         fused[head] = (pos, sel, p_clf, (1 - retrieval_weight) * p_clf + retrieval_weight * knn[:, kind_idx])
         temps[head] = round(T, 5)
-    cuts = head_thresholds({h: v[3][real] for h, v in fused.items()}, target_fpr) if real.any() else \
+    cuts = head_thresholds({h: v[3][real] for h, v in fused.items()}, target_fpr,
+                           p_pos_by_head={h: v[3][v[0]] for h, v in fused.items()}) if real.any() else \
         {h: (0.5, 0.25) for h in fused}
     for head, (pos, sel, p_clf, p) in fused.items():
         t, u = cuts[head]
