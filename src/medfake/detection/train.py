@@ -28,7 +28,7 @@ from ..models.registry import create, entry, make_config
 from ..models.weights import save_weights
 from .anomaly import MahalanobisScorer
 from .augment import detector_transforms
-from .calibrate import UNCERTAIN_FACTOR, apply_temperature, fit_temperature, head_thresholds
+from .calibrate import UNCERTAIN_FACTOR, apply_temperature, fit_temperature, head_thresholds, verdict
 from .losses import SegLoss, supcon_loss
 from .retrieval import LABELS, ReferenceBank
 
@@ -439,8 +439,6 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
             "n_real": int(real.sum()), "n_positive": int(pos.sum()),
         }
     if real.any() and fused:
-        from .calibrate import verdict
-
         ps = fused["synthetic"][3] if "synthetic" in fused else np.zeros(len(real))
         pm = fused["manipulated"][3] if "manipulated" in fused else np.zeros(len(real))
         v = [verdict(ps[i], pm[i], thr["synthetic"], thr["manipulated"], u_synthetic=thr["synthetic_uncertain"],

@@ -10,8 +10,9 @@ Every detector returns the same dict from `forward(x)`:
 
 Registered names: ``resnet18-12`` (MONAI ResNet, 12 classes = modality × {real, fake}, MedXFake-style),
 ``effnet-attn`` (MONAI EfficientNet-B0 features + CBAM attention head), ``dual-srm`` (spatial stream + fixed
-SRM noise-residual stream, multi-head with segmentation whose map also feeds p_manipulated; the default) and ``manip-supcon`` (the
-dual-srm network trained with a supervised-contrastive warm-up; same architecture, own name and card).
+SRM noise-residual stream, multi-head with segmentation whose map also feeds p_manipulated; the default) and
+``manip-supcon`` (the dual-srm network trained with a supervised-contrastive warm-up; same architecture, own name
+and card).
 """
 
 from __future__ import annotations
