@@ -304,7 +304,7 @@ def train_detector(
     def save_ckpt(elapsed):
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                    "elapsed": elapsed, "losses": losses[-5000:], "config": dataclasses.asdict(cfg),
+                    "elapsed": elapsed, "losses": losses[-200_000:], "config": dataclasses.asdict(cfg),
                     "total": total}, tmp)
         tmp.replace(ckpt)
 
