@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
            "retrieval_weight": det2.retrieval_weight, "auc_before": round(before, 4), "auc_after": round(after, 4),
            "knn_auc_before": round(knn_before, 4), "knn_auc_after": round(knn_after, 4),
            "tpr_before": float((pb[y == 1] >= thr).mean()), "tpr_after": float((pa[y == 1] >= thr).mean()),
-           "fpr_after": float((pa[y == 0] >= thr).mean())}
+           "fpr_before": float((pb[y == 0] >= thr).mean()), "fpr_after": float((pa[y == 0] >= thr).mean())}
     print(json.dumps(res, indent=2))
     if not args.no_record:
         line = (f"\n## detect_fewshot — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n\n"
@@ -139,7 +139,7 @@ def main(argv=None) -> dict:
                 f"{res['n_real']} real / {res['n_fake']} fake test images{' (tiny demo data)' if args.demo else ''}\n"
                 f"- AUC {res['auc_before']} → **{res['auc_after']}** (kNN alone {res['knn_auc_before']} → "
                 f"{res['knn_auc_after']}); TPR at the card threshold {res['tpr_before']:.3f} → {res['tpr_after']:.3f}, "
-                f"real FPR {res['fpr_after']:.3f}\n")
+                f"real FPR {res['fpr_before']:.3f} → {res['fpr_after']:.3f}\n")
         with (ROOT / "benchmarks" / "RESULTS.md").open("a") as fh:
             fh.write(line)
     return res

@@ -14,7 +14,14 @@ time $MED dataset build --real $M --out $B --per-modality 100 \
 
 # 2. default detector (dual-stream spatial + SRM noise residual, with segmentation head)
 time $MED train detector --config dual-srm --name detector-default --data $B/manifest.csv --out runs/detect \
-    --steps ${DETECT_STEPS:-3000} --batch-size 32 --max-minutes ${DETECT_MINUTES:-12}
+    --steps ${DETECT_STEPS:-7000} --batch-size 32 --max-minutes ${DETECT_MINUTES:-58}
 
 # 3. evaluation on the fixed test split (robustness + adversarial), HTML report
-time $MED eval --data $B/manifest.csv --out bench_out/eval --models-dir runs/detect --adversarial-max 128
+time $MED eval --data $B/manifest.csv --out bench_out/eval --models-dir runs/detect --adversarial-max 64
+
+# 4. generalisation: leave-one-generator-out (short folds on a CPU), few-shot on the held-out DCGAN fold,
+#    architecture comparison and the SupCon ablation (each appends to benchmarks/RESULTS.md)
+time .venv/bin/python benchmarks/logo.py --data $B/manifest.csv --config dual-srm --steps 400 --out bench_out/logo
+time .venv/bin/python benchmarks/detect_fewshot.py --data $B/manifest.csv --models-dir bench_out/logo/without_dcgan \
+    --detector logo --holdout dcgan
+time .venv/bin/python benchmarks/detect_compare.py --data $B/manifest.csv --minutes 3 --out bench_out/compare

@@ -20,3 +20,12 @@ def test_task_metrics_hand_computed():
     fa = out["real_false_alarms"]
     assert fa["brain_mri"] == {"n_real": 2, "not_real": 0.5, "called_fake": 0.5}
     assert fa["chest_xray"] == {"n_real": 1, "not_real": 1.0, "called_fake": 0.0}
+
+
+def test_task_metrics_leave_out_a_switched_off_head():
+    kinds = ["real", "real", "synthetic", "manipulated"]
+    preds = [_p(0.0, 0.1, "real"), _p(0.0, 0.2, "real"), _p(0.0, 0.3, "real"), _p(0.0, 0.9, "manipulated")]
+    out = task_metrics(kinds, ["brain_mri"] * 4, preds, {"synthetic": None, "manipulated": 0.5})
+    assert "synthetic" not in out and out["manipulated"]["f1"] == 1.0
+    # a detector that states no thresholds at all is scored at 0.5
+    assert task_metrics(kinds, ["brain_mri"] * 4, preds, {})["synthetic"]["recall"] == 0.0

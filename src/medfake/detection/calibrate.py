@@ -106,3 +106,12 @@ def verdict(p_synthetic: float, p_manipulated: float, t_synthetic: float | None,
     syn_low = u_s is None or p_synthetic < u_s
     man_low = u_m is None or p_manipulated < u_m
     return "real" if syn_low and man_low else "uncertain"
+
+
+def alarm_rates(verdicts) -> dict:
+    """Shares of (real) images called fake (synthetic or manipulated) and given any verdict but real."""
+    v = list(verdicts)
+    if not v:
+        return {"called_fake": None, "not_real": None}
+    return {"called_fake": float(np.mean([x in ("synthetic", "manipulated") for x in v])),
+            "not_real": float(np.mean([x != "real" for x in v]))}

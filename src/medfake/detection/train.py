@@ -28,7 +28,7 @@ from ..models.registry import create, entry, make_config
 from ..models.weights import save_weights
 from .anomaly import MahalanobisScorer
 from .augment import detector_transforms
-from .calibrate import UNCERTAIN_FACTOR, apply_temperature, fit_temperature, head_thresholds, verdict
+from .calibrate import UNCERTAIN_FACTOR, alarm_rates, apply_temperature, fit_temperature, head_thresholds, verdict
 from .losses import SegLoss, supcon_loss
 from .retrieval import LABELS, ReferenceBank
 
@@ -443,8 +443,8 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
         pm = fused["manipulated"][3] if "manipulated" in fused else np.zeros(len(real))
         v = [verdict(ps[i], pm[i], thr["synthetic"], thr["manipulated"], u_synthetic=thr["synthetic_uncertain"],
                      u_manipulated=thr["manipulated_uncertain"]) for i in np.flatnonzero(real)]
-        metrics["real_called_fake"] = float(np.mean([x in ("synthetic", "manipulated") for x in v]))
-        metrics["real_called_not_real"] = float(np.mean([x != "real" for x in v]))
+        rates = alarm_rates(v)
+        metrics["real_called_fake"], metrics["real_called_not_real"] = rates["called_fake"], rates["not_real"]
     if va["modality"] is not None:
         known = val.modality >= 0
         metrics["modality_accuracy"] = float((va["modality"][known].argmax(1) == val.modality[known]).mean()) \

@@ -29,25 +29,27 @@ def fake_score(pred) -> float:
 def task_metrics(kinds: list[str], modalities: list[str], preds, thresholds: dict) -> dict:
     """The two detection tasks scored separately, as MedXFake reports them: synthetic (real vs synthetic images,
     score p_synthetic) and manipulation (real vs manipulated images, score p_manipulated), each at the detector's
-    own threshold for that head (0.5 when the card has none); plus, per modality, the share of real images whose
-    verdict is not 'real' (false alarms at the shipped thresholds, 'uncertain' counted as an alarm)."""
+    own threshold for that head (0.5 when the detector states none; a head whose threshold is stated as None is
+    switched off and its task is left out); plus, per modality, the share of real images whose verdict is not
+    'real' (false alarms at the shipped thresholds, 'uncertain' counted as an alarm)."""
+    from ..detection.calibrate import alarm_rates
     from .metrics import binary_metrics
 
     out: dict = {}
     for task, attr in (("synthetic", "p_synthetic"), ("manipulated", "p_manipulated")):
         sel = [i for i, k in enumerate(kinds) if k in ("real", task)]
         y = np.array([int(kinds[i] == task) for i in sel])
+        if task in thresholds and thresholds[task] is None:  # the detector has no such head
+            continue
         if 0 < y.sum() < len(y):
             sc = np.array([float(getattr(preds[i], attr)) for i in sel])
-            thr = thresholds.get(task)  # None when the detector has that head switched off
-            out[task] = binary_metrics(y, sc, 0.5 if thr is None else float(thr))
+            out[task] = binary_metrics(y, sc, float(thresholds.get(task, 0.5)))
     fpr = {}
     for m in sorted(set(modalities)):
         reals = [i for i, (k, mm) in enumerate(zip(kinds, modalities)) if k == "real" and mm == m]
         if reals:
-            fpr[m] = {"n_real": len(reals),
-                      "not_real": float(np.mean([preds[i].verdict != "real" for i in reals])),
-                      "called_fake": float(np.mean([preds[i].verdict in ("synthetic", "manipulated") for i in reals]))}
+            rates = alarm_rates(preds[i].verdict for i in reals)
+            fpr[m] = {"n_real": len(reals), "not_real": rates["not_real"], "called_fake": rates["called_fake"]}
     out["real_false_alarms"] = fpr
     return out
 

@@ -241,6 +241,7 @@ def recalibrate_batchnorm(generator, batches: int = 50, batch_size: int = 64, se
     statistics does not match the averaged weights; without this, samples come out washed out)."""
     gen = torch.Generator().manual_seed(seed)
     bns = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the calibration batches
@@ -249,8 +250,8 @@ def recalibrate_batchnorm(generator, batches: int = 50, batch_size: int = 64, se
         z = torch.randn(batch_size, generator.cfg.z_dim, generator=gen)
         cls = torch.randint(0, generator.cfg.num_classes, (batch_size,), generator=gen)
         generator(z, cls)
-    for m in bns:
-        m.momentum = 0.1
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
     generator.eval()
 
 
