@@ -130,3 +130,29 @@ def test_manipulation_head_reads_the_segmentation_map():
     assert torch.isclose(ev[0], torch.tensor(8.0)) and -4.0 < ev[1] < -3.5
     off = create("dual-srm", stem=4, widths=(8, 16, 16), seg_channels=4, manip_from_seg=False)
     assert off.head_manip.in_features == 16
+
+
+def test_calibration_pool_includes_shifted_reals(tiny_models_dir):
+    card = json.loads((tiny_models_dir / "tiny-dual.json").read_text())
+    m = card["metrics"]
+    assert "shifted copies" in m["calibration_real_pool"]
+    for key in ("shifted_real_called_fake", "shifted_real_called_not_real"):
+        assert 0.0 <= m[key] <= 1.0
+
+
+def test_fine_tune_starts_from_the_given_weights(tiny_models_dir, tiny_dataset, tmp_path):
+    from .conftest import TINY as T
+
+    base = tiny_models_dir / "tiny-dual.json"
+    card = train_detector("dual-srm", tiny_dataset, tmp_path, name="ft", config=T["dual-srm"], steps=1, lr=1e-9,
+                          batch_size=8, device="cpu", bank_size=24, init_from=base, calibration_shifts=0)
+    assert card["init_from"]["name"] == "tiny-dual" and card["init_from"]["steps"] == 40
+    a, _ = load_model(base)
+    b, _ = load_model(tmp_path / "ft.json")
+    for (k, va), vb in zip(a.named_parameters(), b.parameters()):  # one step at lr 1e-9: the same weights
+        assert torch.allclose(va.float(), vb.float(), atol=1e-3), k
+    fresh = create("dual-srm", **T["dual-srm"])
+    assert not all(torch.allclose(p.float(), q.float(), atol=1e-3) for p, q in zip(fresh.parameters(), b.parameters()))
+    with pytest.raises(MedfakeError, match="same architecture and config"):
+        train_detector("dual-srm", tiny_dataset, tmp_path / "x", config={**T["dual-srm"], "seg_channels": 8},
+                       steps=1, batch_size=8, device="cpu", init_from=base)

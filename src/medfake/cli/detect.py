@@ -87,6 +87,10 @@ def train_detector_cmd(
     max_minutes: Optional[float] = typer.Option(None, help="stop (and calibrate/export) after this many minutes"),
     overrides: Optional[str] = typer.Option(None, "--overrides", help="JSON object of architecture config overrides"),
     retrieval_weight: float = typer.Option(0.3, help="weight w of the kNN score: p = (1-w)·p_clf + w·p_knn"),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="fine-tune: start from this model card's "
+                                                                       "weights (same architecture and config)"),
+    calibration_shifts: int = typer.Option(2, min=0, help="shifted (augmented) copies of each real val image "
+                                                          "added to the real pool the thresholds are set on"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
@@ -106,7 +110,8 @@ def train_detector_cmd(
         card = train_detector(
             config, data, out, name=name, config=cfg, steps=steps, supcon_steps=supcon_steps, batch_size=batch_size,
             lr=lr, seed=seed, device=device, ckpt_every=ckpt_every, resume=resume, max_minutes=max_minutes,
-            retrieval_weight=retrieval_weight, command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+            retrieval_weight=retrieval_weight, init_from=init_from, calibration_shifts=calibration_shifts,
+            command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     m = card["metrics"]

@@ -42,39 +42,54 @@ class RandJPEGd(RandomizableTransform, MapTransform):
         return d
 
 
-class RandResizeDownUpd(RandomizableTransform, MapTransform):
-    """Resize down by a random factor and back up (MONAI Resize, area down / bilinear up): resampling traces."""
+UP_MODES = ("bilinear", "bicubic", "lanczos")
 
-    def __init__(self, keys="image", prob: float = 0.3, scale: tuple[float, float] = (0.5, 0.9)):
+
+class RandResizeDownUpd(RandomizableTransform, MapTransform):
+    """Resize down by a random factor (MONAI Resize, area) and back up with a random kernel (bilinear, bicubic, or
+    Lanczos as in `to_canonical`, through Pillow): the resampling traces of images that reach the detector from a
+    smaller original (a 64 px MR, a down-sized export), for real and fake images alike."""
+
+    def __init__(self, keys="image", prob: float = 0.3, scale: tuple[float, float] = (0.3, 0.9)):
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, prob)
         self.scale = scale
         self._s = 1.0
+        self._mode = UP_MODES[0]
 
     def randomize(self, data=None) -> None:
         super().randomize(None)
         self._s = float(self.R.uniform(*self.scale))
+        self._mode = UP_MODES[int(self.R.randint(len(UP_MODES)))]
 
     def __call__(self, data):
         from monai.transforms import Resize
+        from PIL import Image as PILImage
 
         d = dict(data)
         self.randomize()
         if not self._do_transform:
             return d
+        filt = {"bilinear": PILImage.Resampling.BILINEAR, "bicubic": PILImage.Resampling.BICUBIC,
+                "lanczos": PILImage.Resampling.LANCZOS}[self._mode]
         for k in self.key_iterator(d):
             a = _np(d[k])
             h, w = a.shape[-2:]
-            small = Resize((max(8, int(h * self._s)), max(8, int(w * self._s))), mode="area")(a)
-            d[k] = _np(Resize((h, w), mode="bilinear", align_corners=False)(small)).astype(np.float32)
+            small = _np(Resize((max(8, int(h * self._s)), max(8, int(w * self._s))), mode="area")(a))[0]
+            up = PILImage.fromarray(small.astype(np.float32), mode="F").resize((w, h), filt)
+            d[k] = np.clip(np.asarray(up, dtype=np.float32), 0.0, 1.0)[None]
         return d
+
+
+def _quantise8(a):
+    return (np.round(_np(a) * 255.0) / 255.0).astype(np.float32)
 
 
 def detector_transforms(augment: bool = True):
     """MONAI Compose over {'image', 'mask'}; output tensors. Flips act on both keys, intensity only on the image."""
     from monai.transforms import (
-        Compose, RandAdjustContrastd, RandFlipd, RandGaussianNoised, RandScaleIntensityd, ScaleIntensityRanged,
-        ToTensord,
+        Compose, RandAdjustContrastd, RandFlipd, RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
+        Lambdad, ScaleIntensityRanged, ToTensord,
     )
 
     ts = []
@@ -82,11 +97,13 @@ def detector_transforms(augment: bool = True):
         ts += [
             RandFlipd(keys=("image", "mask"), prob=0.5, spatial_axis=1),
             RandJPEGd("image", prob=0.25),
-            RandResizeDownUpd("image", prob=0.2),
+            RandResizeDownUpd("image", prob=0.25),
+            RandGaussianSmoothd("image", prob=0.1, sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0)),
             RandGaussianNoised("image", prob=0.2, mean=0.0, std=0.02),
             RandAdjustContrastd("image", prob=0.3, gamma=(0.75, 1.35)),
             RandScaleIntensityd("image", prob=0.2, factors=0.1),
             ScaleIntensityRanged("image", a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0, clip=True),
+            Lambdad("image", _quantise8),  # what every image at detection time is: 8-bit after to_canonical
         ]
     ts += [ToTensord(keys=("image", "mask"), track_meta=False)]
     return Compose(ts)

@@ -23,9 +23,9 @@ from ..data.manifest import Record, read_manifest
 from ..data.modalities import IMAGE_SIZE, MODALITY_NAMES
 from ..io.errors import MedfakeError
 from ..io.readers import read_image
-from ..models.cards import write_card
+from ..models.cards import read_card, write_card
 from ..models.registry import create, entry, make_config
-from ..models.weights import save_weights
+from ..models.weights import load_weights, save_weights
 from .anomaly import MahalanobisScorer
 from .augment import detector_transforms
 from .calibrate import UNCERTAIN_FACTOR, alarm_rates, apply_temperature, fit_temperature, head_thresholds, verdict
@@ -181,6 +181,17 @@ def detector_loss(arch: str, out: dict, batch: dict, seg_loss: SegLoss, heads: d
 
 
 # ------------------------------------------------------------------ inference helpers
+def shifted_copies(images: np.ndarray, copies: int, seed: int = 0) -> np.ndarray:
+    """`copies` augmented versions of each (N, H, W) image, through the training augmentation (seeded)."""
+    if copies <= 0 or len(images) == 0:
+        return np.zeros((0,) + images.shape[1:], np.float32)
+    t = detector_transforms(True)
+    t.set_random_state(seed=seed + 7919)
+    zero = np.zeros((1,) + images.shape[1:], np.float32)
+    return np.stack([np.asarray(t({"image": im[None].copy(), "mask": zero})["image"])[0]
+                     for _ in range(copies) for im in images]).astype(np.float32)
+
+
 @torch.no_grad()
 def run_model(model, images: np.ndarray, device, batch_size: int = 64) -> dict:
     """Eval-mode outputs over an (N, 128, 128) array: syn/manip logits, modality logits, embeddings, seg probs."""
@@ -235,9 +246,12 @@ def train_detector(
     data_desc: str = "",
     command: str | None = None,
     log_every: int = 20,
+    init_from: str | Path | None = None,
+    calibration_shifts: int = 2,
 ) -> dict:
     """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
-    of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). Returns the model card;
+    of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
+    of the same architecture and config) starts from its weights: a fine-tune. Returns the model card;
     writes <out>/<name>.safetensors (+ .bank/.anomaly.safetensors) and <out>/<name>.json."""
     from ._progress import progress_bar
     from ..settings import torch_device
@@ -278,6 +292,13 @@ def train_detector(
 
     cfg = make_config(config_name, config or {})
     model = create(config_name, cfg).to(dev)
+    init_card = None
+    if init_from is not None:
+        init_card = read_card(init_from)
+        if init_card.get("architecture") != config_name or make_config(config_name, init_card.get("config", {})) != cfg:
+            raise MedfakeError(f"--init-from {init_from}: that model is {init_card.get('architecture')!r} with another "
+                               f"config; a fine-tune needs the same architecture and config")
+        load_weights(model, Path(init_card["_path"]).with_name(init_card["weights"]))
     train = cache_records(train_recs, "load train")
     calib_on = "val"
     if val_recs:
@@ -350,7 +371,8 @@ def train_detector(
                 t.copy_(t.half().float())
     model.eval()
     card_extra = calibrate_and_fit(model, config_name, train, val, dev, out_dir, name, heads, bank_size=bank_size,
-                                   retrieval_weight=retrieval_weight, target_fpr=target_fpr, seed=seed)
+                                   retrieval_weight=retrieval_weight, target_fpr=target_fpr, seed=seed,
+                                   calibration_shifts=calibration_shifts)
     card_extra["metrics"]["calibrated_on"] = calib_on
     weights = save_weights(model, out_dir / f"{name}.safetensors", fp16=True)
     main_losses = losses[supcon_steps:] if len(losses) > supcon_steps else losses
@@ -371,6 +393,8 @@ def train_detector(
         "val_images": {KINDS[k]: int(v) for k, v in sorted(Counter(val.kind.tolist()).items())},
         "generators": sorted({str(r.get("generator") or "") for r in train_recs if _kind(r) > 0} - {""}),
         "steps": step,
+        "init_from": ({"name": init_card.get("name"), "version": init_card.get("version"),
+                       "steps": init_card.get("steps"), "minutes": init_card.get("minutes")} if init_card else None),
         "supcon_steps": min(supcon_steps, step),
         "batch_size": batch_size,
         "lr": lr,
@@ -390,7 +414,8 @@ def train_detector(
 
 
 def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, out_dir: Path, name: str,
-                      heads: dict, *, bank_size: int, retrieval_weight: float, target_fpr: float, seed: int) -> dict:
+                      heads: dict, *, bank_size: int, retrieval_weight: float, target_fpr: float, seed: int,
+                      calibration_shifts: int = 2) -> dict:
     """Anomaly scorer (real train), retrieval bank (train sample), temperatures + thresholds + metrics (val)."""
     rng = np.random.default_rng(seed)
     tr = run_model(model, train.images, dev)
@@ -412,11 +437,17 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     va = run_model(model, val.images, dev)
     knn = bank.knn(va["emb"])
     real = val.kind == 0
+    # shifted copies of the real validation images (the training augmentation: JPEG, down-up resampling, blur,
+    # noise, gamma): the thresholds bound false alarms on reals that reach us through another pipeline too
+    shifted = shifted_copies(val.images[real], calibration_shifts, seed)
+    vs = run_model(model, shifted, dev) if len(shifted) else None
+    knn_s = bank.knn(vs["emb"]) if vs is not None else None
     temps: dict = {"synthetic": None, "manipulated": None}
     thr: dict = {"synthetic": None, "manipulated": None, "synthetic_uncertain": None, "manipulated_uncertain": None,
                  "target_fpr": target_fpr, "uncertain_factor": UNCERTAIN_FACTOR}
     metrics: dict = {}
     fused: dict = {}
+    shifted_p: dict = {}
     for head, key, kind_idx in (("synthetic", "syn", 1), ("manipulated", "manip", 2)):
         if not heads[head] or va[key] is None:
             continue
@@ -425,8 +456,12 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
         T = fit_temperature(va[key][sel], pos[sel].astype(float)) if sel.any() else 1.0
         p_clf = apply_temperature(va[key], T)
         fused[head] = (pos, sel, p_clf, (1 - retrieval_weight) * p_clf + retrieval_weight * knn[:, kind_idx])
+        if vs is not None:
+            shifted_p[head] = ((1 - retrieval_weight) * apply_temperature(vs[key], T)
+                               + retrieval_weight * knn_s[:, kind_idx])
         temps[head] = round(T, 5)
-    cuts = head_thresholds({h: v[3][real] for h, v in fused.items()}, target_fpr,
+    real_pool = {h: np.concatenate([v[3][real], shifted_p.get(h, np.zeros(0))]) for h, v in fused.items()}
+    cuts = head_thresholds(real_pool, target_fpr,
                            p_pos_by_head={h: v[3][v[0]] for h, v in fused.items()}) if real.any() else \
         {h: (0.5, 0.25) for h in fused}
     for head, (pos, sel, p_clf, p) in fused.items():
@@ -445,6 +480,16 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
                      u_manipulated=thr["manipulated_uncertain"]) for i in np.flatnonzero(real)]
         rates = alarm_rates(v)
         metrics["real_called_fake"], metrics["real_called_not_real"] = rates["called_fake"], rates["not_real"]
+        if shifted_p:
+            ps = shifted_p.get("synthetic", np.zeros(len(shifted)))
+            pm = shifted_p.get("manipulated", np.zeros(len(shifted)))
+            rates = alarm_rates(verdict(ps[i], pm[i], thr["synthetic"], thr["manipulated"],
+                                        u_synthetic=thr["synthetic_uncertain"],
+                                        u_manipulated=thr["manipulated_uncertain"]) for i in range(len(shifted)))
+            metrics["shifted_real_called_fake"] = rates["called_fake"]
+            metrics["shifted_real_called_not_real"] = rates["not_real"]
+        metrics["calibration_real_pool"] = (f"{int(real.sum())} real val images + {len(shifted)} shifted copies "
+                                            f"({calibration_shifts} per image, training augmentation)")
     if va["modality"] is not None:
         known = val.modality >= 0
         metrics["modality_accuracy"] = float((va["modality"][known].argmax(1) == val.modality[known]).mean()) \

@@ -1,0 +1,52 @@
+"""Training augmentation: shapes, range, 8-bit output, the resampling kernels; shifted copies for calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medfake.detection.augment import UP_MODES, RandResizeDownUpd, detector_transforms
+from medfake.detection.train import shifted_copies
+
+
+def _img(seed=0):
+    from .conftest import blobs
+
+    return blobs(np.random.default_rng(seed))[None]
+
+
+@pytest.mark.parametrize("mode", UP_MODES)
+def test_resize_down_up_keeps_shape_and_range_and_removes_detail(mode):
+    t = RandResizeDownUpd("image", prob=1.0, scale=(0.3, 0.3))
+    t.set_random_state(0)
+    t.randomize()
+    x = _img()
+    x[0, ::2] += 0.1  # row stripes: the finest detail, lost when resampled from 38 px
+    t.randomize = lambda data=None: None  # keep the chosen kernel for this call
+    t._do_transform, t._mode, t._s = True, mode, 0.3
+    y = t({"image": x.copy()})["image"]
+    assert y.shape == x.shape and y.dtype == np.float32 and 0 <= y.min() and y.max() <= 1
+    stripe = lambda a: np.abs(np.diff(a[0], axis=0)).mean()  # noqa: E731
+    assert stripe(y) < 0.5 * stripe(x)
+
+
+def test_transforms_output_8bit_values_and_keep_masks_binary():
+    t = detector_transforms(True)
+    t.set_random_state(seed=3)
+    mask = np.zeros((1, 128, 128), np.float32)
+    mask[0, 40:80, 30:90] = 1
+    for i in range(12):
+        out = t({"image": _img(i), "mask": mask.copy()})
+        x = out["image"].numpy()
+        assert x.shape == (1, 128, 128) and 0 <= x.min() and x.max() <= 1
+        assert np.abs(x * 255 - np.round(x * 255)).max() < 1e-4  # quantised as every image at detection time
+        assert set(np.unique(out["mask"].numpy())) <= {0.0, 1.0} and out["mask"].sum() == mask.sum()
+
+
+def test_shifted_copies_are_seeded_and_differ_from_the_originals():
+    ims = np.stack([_img(i)[0] for i in range(5)])
+    a, b = shifted_copies(ims, 2, seed=1), shifted_copies(ims, 2, seed=1)
+    assert a.shape == (10, 128, 128) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert np.mean([not np.allclose(a[i], ims[i % 5], atol=1 / 255) for i in range(10)]) >= 0.5
+    assert shifted_copies(ims, 0).shape == (0, 128, 128)
