@@ -49,6 +49,9 @@ def test_results_structure(evaluated, built):
     assert len(c12["classes"]) == 12 and np.array(c12["matrix"]).sum() + c12["unknown_predictions"] == res["n"]
     assert set(res["robustness"]) == set(DEGRADATIONS)
     assert {"clean", "fgsm@1", "pgd@4"} <= set(res["adversarial"]["conditions"])
+    ext = res["external_reals"]  # real images shipped inside pydicom(-data), matplotlib, nibabel
+    assert ext["n"] >= 100 and ext["files"] >= 15 and sum(ext["verdicts"].values()) == ext["n"]
+    assert 0 <= ext["called_fake"] <= ext["not_real"] <= 1 and len(ext["flagged"]) == ext["n"] - ext["verdicts"].get("real", 0)
 
 
 def test_localization_on_manipulated(evaluated):
@@ -76,7 +79,7 @@ def test_report_renders(evaluated):
     _, out = evaluated
     html = (out / "report.html").read_text()
     for sec in ('id="summary"', 'id="by-modality"', 'id="by-generator"', 'id="localization"', 'id="logo"',
-                'id="robustness"', 'id="adversarial"', 'id="galleries"', "False positives", "False negatives"):
+                'id="robustness"', 'id="adversarial"', 'id="external"', 'id="galleries"', "False positives", "False negatives"):
         assert sec in html
     assert html.count("data:image/png;base64,") >= 5  # ROC, confusion(s), LOGO, robustness, gallery
     assert "<script" not in html and "http://" not in html and "https://" not in html  # self-contained

@@ -79,6 +79,8 @@ def eval_cmd(
     models_dir: Optional[Path] = typer.Option(None),
     robustness: bool = typer.Option(True, help="JPEG/resize/noise/blur/16-bit conditions"),
     adversarial: bool = typer.Option(True, help="FGSM/PGD at 1, 2, 4 /255"),
+    external: bool = typer.Option(True, help="false alarms on real images from outside the data set (shipped "
+                                             "inside pydicom/pydicom-data, matplotlib, nibabel)"),
     logo: bool = typer.Option(False, "--logo", help="also run the leave-one-generator-out protocol (trains detectors)"),
     logo_config: str = typer.Option("resnet18-12", help="detector architecture trained by --logo"),
     logo_steps: int = typer.Option(50, help="training steps per LOGO detector"),
@@ -96,7 +98,7 @@ def eval_cmd(
         fail(f"{data} does not exist")
     try:
         res = evaluate(data, out, split=split or None, detector=detector, models_dir=models_dir,
-                       robustness=robustness, adversarial=adversarial, logo=logo,
+                       robustness=robustness, adversarial=adversarial, external=external, logo=logo,
                        logo_options={"detector_config": logo_config, "steps": logo_steps}, threshold=threshold,
                        seed=seed, adversarial_max=adversarial_max)
     except (MedfakeError, ValueError) as e:

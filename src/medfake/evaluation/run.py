@@ -156,6 +156,7 @@ def evaluate(
     models_dir: str | Path | None = None,
     robustness: bool = True,
     adversarial: bool = True,
+    external: bool = True,
     logo: bool = False,
     logo_options: dict | None = None,
     threshold: float | None = None,
@@ -253,6 +254,11 @@ def evaluate(
             dev = getattr(det, "device", None)
             res["adversarial"] = evaluate_adversarial(det, np.stack([images[i].array for i in idx]), y[idx],
                                                       seed=seed, device=dev)
+
+    if external and hasattr(det, "predict"):
+        from .external import external_real_alarms
+
+        res["external_reals"] = external_real_alarms(det, log=lambda m: None, batch=batch)
 
     if logo:
         from .protocols import leave_one_generator_out

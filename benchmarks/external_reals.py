@@ -1,0 +1,50 @@
+"""False alarms on real images from outside medimg128 (issue #5: at most 2% of real images from other hospitals
+and collections may be called anything but real). The image list and its rules are in
+`medfake.evaluation.external` (real clinical images shipped inside pydicom, pydicom-data, matplotlib and nibabel;
+no download, no ../shared); each image goes through `medfake detect`'s own path (read → canonical 128 px →
+detector). `medfake eval` reports the same numbers.
+
+    python benchmarks/external_reals.py [--detector default|CARD.json] [--no-append]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import append  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--detector", default="default")
+    ap.add_argument("--models-dir", default=None)
+    ap.add_argument("--no-append", action="store_true")
+    args = ap.parse_args()
+
+    from medfake.detection.detector import load_detector
+    from medfake.evaluation.external import external_real_alarms
+
+    det = load_detector(args.detector, args.models_dir)
+    r = external_real_alarms(det)
+    lines = ["| image | kind | modality guess | p_synthetic | p_manipulated | verdict |", "|---|---|---|---|---|---|"]
+    lines += [f"| {f['image']} | {f['kind']} | {f['modality']} | {f['p_synthetic']:.3f} | {f['p_manipulated']:.3f} | "
+              f"**{f['verdict']}** |" for f in r["flagged"]]
+    t = det.card.get("thresholds") or {}
+    body = (f"Detector `{args.detector}` (version {det.card.get('version')}; thresholds "
+            + ", ".join(f"{k} {v:.3g}" for k, v in t.items() if isinstance(v, float)) + ").\n\n"
+            f"{r['n']} real images ({r['files']} files) from outside medimg128: **{r['not_real']:.1%} called anything "
+            f"but real** (target ≤ 2%), {r['called_fake']:.1%} called fake; file-balanced {r['not_real_file_balanced']:.1%}; "
+            f"verdicts " + ", ".join(f"{k} {v}" for k, v in sorted(r["verdicts"].items()))
+            + f"; files with at least one alarm: {r['files_with_alarm']} of {r['files']}.\n\n"
+            + ("Images not called real:\n\n" + "\n".join(lines) if r["flagged"] else "All called real."))
+    if args.no_append:
+        print(body)
+    else:
+        append("External real images: false alarms outside medimg128", body)
+
+
+if __name__ == "__main__":
+    main()
