@@ -12,7 +12,9 @@ Thresholds are chosen on validation data (`head_thresholds`): with n heads, each
 most target_fpr / n of the real images through (so at most target_fpr = 1% of reals are called fake in all); given
 the positive validation scores, t then moves up to the middle of the gap to the lowest positive above it
 (same validation TPR, a larger margin to the reals). Each head's "uncertain" threshold u lets at most
-UNCERTAIN_FACTOR × target_fpr / n through (so at most 1.5% of reals get any verdict but real). Floors: t ≥ 0.05,
+UNCERTAIN_FACTOR × target_fpr / n through (so at most 1.5% of reals get any verdict but real), and is at least
+NEAR_FRACTION × t: "uncertain" means near the threshold, not merely above the real validation scores (a head whose
+reals all score ~0 would otherwise send every real image that scores 0.03 to review). Floors: t ≥ 0.05,
 u ≥ 0.025. Cards written before u existed use u = lower·t (lower_fraction = 0.5).
 
 A head that does not exist (e.g. the 12-class ResNet has no manipulation head) has threshold None and never
@@ -26,6 +28,7 @@ import torch
 
 LOWER_FRACTION = 0.5
 UNCERTAIN_FACTOR = 1.5
+NEAR_FRACTION = 0.5
 
 
 def fit_temperature(logits, targets, max_iter: int = 100) -> float:
@@ -74,7 +77,7 @@ def threshold_at_fpr(p_real, fpr: float = 0.01, floor: float = MIN_THRESHOLD) ->
 def head_thresholds(p_real_by_head: dict, target_fpr: float = 0.01, uncertain_factor: float = UNCERTAIN_FACTOR,
                     p_pos_by_head: dict | None = None) -> dict:
     """{head: (t, u)} for the heads given ({head: calibrated real validation scores}): t at target_fpr / n per
-    head, u (the start of "uncertain") at uncertain_factor × that, u ≤ t.
+    head, u (the start of "uncertain") at uncertain_factor × that but at least NEAR_FRACTION × t, u ≤ t.
 
     With the head's positive validation scores (`p_pos_by_head`), t moves up from the FPR bound to the middle of
     the gap between that bound and the lowest positive score above it: the validation TPR is the
@@ -88,7 +91,7 @@ def head_thresholds(p_real_by_head: dict, target_fpr: float = 0.01, uncertain_fa
         above = pos[pos >= t]
         if above.size:
             t = float(min(max(t, (t + above.min()) / 2), above.min()))
-        out[head] = (t, min(u, t))
+        out[head] = (t, min(max(u, NEAR_FRACTION * t), t))
     return out
 
 
