@@ -145,8 +145,10 @@ def test_fine_tune_starts_from_the_given_weights(tiny_models_dir, tiny_dataset, 
 
     base = tiny_models_dir / "tiny-dual.json"
     card = train_detector("dual-srm", tiny_dataset, tmp_path, name="ft", config=T["dual-srm"], steps=1, lr=1e-9,
-                          batch_size=8, device="cpu", bank_size=24, init_from=base, calibration_shifts=0)
+                          batch_size=8, device="cpu", bank_size=24, init_from=base, calibration_shifts=0,
+                          online_manipulations=0.5)
     assert card["init_from"]["name"] == "tiny-dual" and card["init_from"]["steps"] == 40
+    assert card["online_manipulations"] == 0.5
     a, _ = load_model(base)
     b, _ = load_model(tmp_path / "ft.json")
     for (k, va), vb in zip(a.named_parameters(), b.parameters()):  # one step at lr 1e-9: the same weights

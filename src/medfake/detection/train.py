@@ -28,6 +28,7 @@ from ..models.registry import create, entry, make_config
 from ..models.weights import load_weights, save_weights
 from .anomaly import MahalanobisScorer
 from .augment import detector_transforms
+from .pseudo import pseudo_manipulation
 from .calibrate import UNCERTAIN_FACTOR, alarm_rates, apply_temperature, fit_temperature, head_thresholds, verdict
 from .losses import SegLoss, supcon_loss
 from .retrieval import LABELS, ReferenceBank
@@ -124,35 +125,54 @@ def cache_records(records: list[Record], desc: str = "load") -> CachedSet:
 
 
 class _TorchSet(torch.utils.data.Dataset):
-    def __init__(self, data: CachedSet, augment: bool, views: int = 1, seed: int = 0):
+    """Cached images through the augmentation; with `online_p` > 0 a manipulated example is replaced, with that
+    probability, by a fresh pseudo-manipulation (`pseudo.py`) of a random real image (donor: another real image
+    of its modality)."""
+
+    def __init__(self, data: CachedSet, augment: bool, views: int = 1, seed: int = 0, online_p: float = 0.0):
         self.d = data
         self.t = detector_transforms(augment)
         self.t.set_random_state(seed=seed)  # MONAI random transforms: reproducible augmentation
         self.views = views
+        self.online_p = float(online_p)
+        self.rng = np.random.default_rng(seed + 104729)
+        self.reals = np.flatnonzero(data.kind == 0)
+        self.reals_by_modality = {int(m): self.reals[data.modality[self.reals] == m]
+                                  for m in np.unique(data.modality[self.reals])}
 
     def __len__(self) -> int:
         return len(self.d)
 
-    def _one(self, i):
-        out = self.t({"image": self.d.images[i][None].copy(), "mask": self.d.masks[i][None].copy()})
+    def _source(self, i):
+        """(image, mask, has_mask, modality) of example i, or of a pseudo-manipulation standing in for it."""
+        if self.online_p > 0 and self.d.kind[i] == 2 and len(self.reals) and self.rng.random() < self.online_p:
+            j = int(self.reals[self.rng.integers(len(self.reals))])
+            pool = self.reals_by_modality.get(int(self.d.modality[j]), self.reals)
+            donor = self.d.images[int(pool[self.rng.integers(len(pool))])]
+            img, mask = pseudo_manipulation(self.d.images[j], self.rng, donor)
+            return img, mask, True, int(self.d.modality[j])
+        return self.d.images[i], self.d.masks[i], bool(self.d.has_mask[i]), int(self.d.modality[i])
+
+    def _one(self, img, mask):
+        out = self.t({"image": img[None].copy(), "mask": mask[None].copy()})
         return out["image"].float(), out["mask"].float()
 
     def __getitem__(self, i):
-        views = [self._one(i) for _ in range(self.views)]
+        img0, mask0, has_mask, modality = self._source(i)
+        views = [self._one(img0, mask0) for _ in range(self.views)]
         img = torch.stack([v[0] for v in views]) if self.views > 1 else views[0][0]
         mask = views[0][1]
-        return {"image": img, "mask": mask, "has_mask": bool(self.d.has_mask[i]), "kind": int(self.d.kind[i]),
-                "modality": int(self.d.modality[i])}
+        return {"image": img, "mask": mask, "has_mask": has_mask, "kind": int(self.d.kind[i]), "modality": modality}
 
 
-def _loader(data: CachedSet, batch_size: int, seed: int, views: int = 1):
+def _loader(data: CachedSet, batch_size: int, seed: int, views: int = 1, online_p: float = 0.0):
     counts = np.bincount(data.kind, minlength=len(KINDS)).astype(np.float64)
     w = 1.0 / counts[data.kind]  # balanced over kinds
     g = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), num_samples=max(len(data), batch_size),
                                                      replacement=True, generator=g)
-    return torch.utils.data.DataLoader(_TorchSet(data, True, views, seed), batch_size=batch_size, sampler=sampler,
-                                       num_workers=0, drop_last=True)
+    return torch.utils.data.DataLoader(_TorchSet(data, True, views, seed, online_p), batch_size=batch_size,
+                                       sampler=sampler, num_workers=0, drop_last=True)
 
 
 def _forever(loader):
@@ -248,10 +268,13 @@ def train_detector(
     log_every: int = 20,
     init_from: str | Path | None = None,
     calibration_shifts: int = 2,
+    online_manipulations: float = 0.0,
 ) -> dict:
     """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
     of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
-    of the same architecture and config) starts from its weights: a fine-tune. Returns the model card;
+    of the same architecture and config) starts from its weights: a fine-tune. With
+    `online_manipulations` = p a drawn manipulated example is replaced, with probability p, by a fresh
+    pseudo-manipulation of a real training image (`pseudo.py`). Returns the model card;
     writes <out>/<name>.safetensors (+ .bank/.anomaly.safetensors) and <out>/<name>.json."""
     from ._progress import progress_bar
     from ..settings import torch_device
@@ -329,8 +352,9 @@ def train_detector(
                     "total": total}, tmp)
         tmp.replace(ckpt)
 
-    supcon_it = _forever(_loader(train, batch_size, seed, views=2)) if supcon_steps else None
-    main_it = _forever(_loader(train, batch_size, seed + 1))
+    supcon_it = _forever(_loader(train, batch_size, seed, views=2, online_p=online_manipulations)) \
+        if supcon_steps else None
+    main_it = _forever(_loader(train, batch_size, seed + 1, online_p=online_manipulations))
     t0 = time.time()
     model.train()
     with progress_bar(total, f"train {name}", initial=step) as advance:
@@ -396,6 +420,7 @@ def train_detector(
         "init_from": ({"name": init_card.get("name"), "version": init_card.get("version"),
                        "steps": init_card.get("steps"), "minutes": init_card.get("minutes")} if init_card else None),
         "supcon_steps": min(supcon_steps, step),
+        "online_manipulations": online_manipulations,
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
