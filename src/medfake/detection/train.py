@@ -28,9 +28,9 @@ from ..models.registry import create, entry, make_config
 from ..models.weights import load_weights, save_weights
 from .anomaly import MahalanobisScorer
 from .augment import detector_transforms
-from .pseudo import pseudo_manipulation
 from .calibrate import UNCERTAIN_FACTOR, alarm_rates, apply_temperature, fit_temperature, head_thresholds, verdict
 from .losses import SegLoss, supcon_loss
+from .pseudo import pseudo_manipulation
 from .retrieval import LABELS, ReferenceBank
 
 KINDS = LABELS  # real=0, synthetic=1, manipulated=2
