@@ -39,7 +39,8 @@ def main() -> None:
             f"but real** (target ≤ 2%), {r['called_fake']:.1%} called fake; file-balanced {r['not_real_file_balanced']:.1%}; "
             f"verdicts " + ", ".join(f"{k} {v}" for k, v in sorted(r["verdicts"].items()))
             + f"; files with at least one alarm: {r['files_with_alarm']} of {r['files']}.\n\n"
-            + ("Images not called real:\n\n" + "\n".join(lines) if r["flagged"] else "All called real."))
+            + ("Images not called real:\n\n" + "\n".join(lines) if r["flagged"] else "All called real.")
+            + ("\n\nNot read: " + "; ".join(r["skipped"]) if r["skipped"] else ""))
     if args.no_append:
         print(body)
     else:

@@ -51,6 +51,7 @@ def test_results_structure(evaluated, built):
     assert {"clean", "fgsm@1", "pgd@4"} <= set(res["adversarial"]["conditions"])
     ext = res["external_reals"]  # real images shipped inside pydicom(-data), matplotlib, nibabel
     assert ext["n"] >= 100 and ext["files"] >= 15 and sum(ext["verdicts"].values()) == ext["n"]
+    assert isinstance(ext["skipped"], list)
     assert 0 <= ext["called_fake"] <= ext["not_real"] <= 1 and len(ext["flagged"]) == ext["n"] - ext["verdicts"].get("real", 0)
 
 

@@ -499,18 +499,16 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
             "n_real": int(real.sum()), "n_positive": int(pos.sum()),
         }
     if real.any() and fused:
-        ps = fused["synthetic"][3] if "synthetic" in fused else np.zeros(len(real))
-        pm = fused["manipulated"][3] if "manipulated" in fused else np.zeros(len(real))
-        v = [verdict(ps[i], pm[i], thr["synthetic"], thr["manipulated"], u_synthetic=thr["synthetic_uncertain"],
-                     u_manipulated=thr["manipulated_uncertain"]) for i in np.flatnonzero(real)]
-        rates = alarm_rates(v)
+        def rates_on(p_by_head: dict, n: int) -> dict:  # verdicts at the chosen thresholds → alarm shares
+            ps, pm = (p_by_head.get(h, np.zeros(n)) for h in ("synthetic", "manipulated"))
+            return alarm_rates(verdict(ps[i], pm[i], thr["synthetic"], thr["manipulated"],
+                                       u_synthetic=thr["synthetic_uncertain"],
+                                       u_manipulated=thr["manipulated_uncertain"]) for i in range(n))
+
+        rates = rates_on({h: v[3][real] for h, v in fused.items()}, int(real.sum()))
         metrics["real_called_fake"], metrics["real_called_not_real"] = rates["called_fake"], rates["not_real"]
         if shifted_p:
-            ps = shifted_p.get("synthetic", np.zeros(len(shifted)))
-            pm = shifted_p.get("manipulated", np.zeros(len(shifted)))
-            rates = alarm_rates(verdict(ps[i], pm[i], thr["synthetic"], thr["manipulated"],
-                                        u_synthetic=thr["synthetic_uncertain"],
-                                        u_manipulated=thr["manipulated_uncertain"]) for i in range(len(shifted)))
+            rates = rates_on(shifted_p, len(shifted))
             metrics["shifted_real_called_fake"] = rates["called_fake"]
             metrics["shifted_real_called_not_real"] = rates["not_real"]
         metrics["calibration_real_pool"] = (f"{int(real.sum())} real val images + {len(shifted)} shifted copies "

@@ -82,14 +82,20 @@ def external_reals(log=print) -> list:
 
 
 def external_real_alarms(detector, log=print, batch: int = 64) -> dict:
-    """The detector's verdicts on external_reals(): per-image and file-balanced alarm rates, and each flagged
-    image."""
-    items = external_reals(log)
+    """The detector's verdicts on external_reals(): per-image and file-balanced alarm rates, each flagged image,
+    and the files that could not be read (`skipped`)."""
+    from .run import predict_batched
+
+    skipped: list[str] = []
+
+    def note(message: str) -> None:
+        skipped.append(message)
+        log(message)
+
+    items = external_reals(note)
     if not items:
-        return {"n": 0}
-    preds = []
-    for i in range(0, len(items), batch):
-        preds += detector.predict([im for _, _, im in items[i:i + batch]])
+        return {"n": 0, "skipped": skipped}
+    preds = predict_batched(detector, [im for _, _, im in items], batch=batch)
     verdicts = [p.verdict for p in preds]
     files = Counter(label.split("#")[0] for label, _, _ in items)
     bad = Counter(label.split("#")[0] for (label, _, _), v in zip(items, verdicts) if v != "real")
@@ -102,4 +108,5 @@ def external_real_alarms(detector, log=print, batch: int = 64) -> dict:
         "flagged": [{"image": label, "kind": kind, "modality": p.modality, "p_synthetic": float(p.p_synthetic),
                      "p_manipulated": float(p.p_manipulated), "verdict": p.verdict}
                     for (label, kind, _), p in zip(items, preds) if p.verdict != "real"],
+        "skipped": skipped,
     }
