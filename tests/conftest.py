@@ -14,12 +14,13 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "m
 TINY_DDPM = {"channels": [16, 16, 32], "attention_levels": [False, False, True], "norm_num_groups": 8,
              "num_head_channels": 8}
 TINY_DCGAN = {"ngf": 8, "ndf": 8}
+TINY_VAE = {"channels": [8, 8, 16], "norm_num_groups": 8}
 
 
 @pytest.fixture(scope="session")
 def tiny_configs() -> dict:
-    """Architecture overrides that make generators tiny: {"ddpm": {...}, "dcgan": {...}}."""
-    return {"ddpm": TINY_DDPM, "dcgan": TINY_DCGAN}
+    """Architecture overrides that make generators tiny: {"ddpm": {...}, "dcgan": {...}, "vae": {...}}."""
+    return {"ddpm": TINY_DDPM, "dcgan": TINY_DCGAN, "vae": TINY_VAE}
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +57,7 @@ def tiny_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, tiny_folder) -> Path:
-    """A models dir holding tiny real 'ddpm' and 'dcgan' trained a few steps (card + safetensors)."""
+    """A models dir holding tiny real 'ddpm', 'dcgan' and 'vae' trained a few steps (card + safetensors)."""
     from medfake.data import read_folder
     from medfake.synthesis.train import train_generator
 
@@ -64,4 +65,5 @@ def tiny_models(tmp_path_factory, tiny_folder) -> Path:
     recs = read_folder(tiny_folder)
     train_generator("ddpm", recs, out, config=TINY_DDPM, steps=3, batch_size=4, ckpt_every=100, log_every=1)
     train_generator("dcgan", recs, out, config=TINY_DCGAN, steps=3, batch_size=4, ckpt_every=100, log_every=1)
+    train_generator("vae", recs, out, config=TINY_VAE, steps=3, batch_size=4, ckpt_every=100, log_every=1)
     return out

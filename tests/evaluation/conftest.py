@@ -17,6 +17,7 @@ MODS = {"chest_xray": ("NORMAL", "PNEUMONIA"), "lung_ct": ("COVID", "NonCOVID")}
 TINY_DDPM = {"channels": [16, 16, 32], "attention_levels": [False, False, False], "norm_num_groups": 8,
              "num_head_channels": 8}
 TINY_DCGAN = {"ngf": 8, "ndf": 8}
+TINY_VAE = {"channels": [8, 8, 16], "norm_num_groups": 8}
 
 
 def smooth_image(rng: np.random.Generator, size: int = 128) -> np.ndarray:
@@ -46,7 +47,7 @@ def real_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, real_folder) -> Path:
-    """models dir with ddpm.json/.safetensors and dcgan.json/.safetensors trained 2 steps."""
+    """models dir with ddpm, dcgan and vae (.json + .safetensors) trained 2 steps."""
     from medfake.data import read_manifest
     from medfake.synthesis.train import train_generator
 
@@ -56,6 +57,8 @@ def tiny_models(tmp_path_factory, real_folder) -> Path:
     train_generator("ddpm", recs, out, name="ddpm", config=TINY_DDPM, steps=2, batch_size=4, device="cpu",
                     ckpt_every=1000, log_every=1)
     train_generator("dcgan", recs, out, name="dcgan", config=TINY_DCGAN, steps=2, batch_size=4, device="cpu",
+                    ckpt_every=1000, log_every=1)
+    train_generator("vae", recs, out, name="vae", config=TINY_VAE, steps=2, batch_size=4, device="cpu",
                     ckpt_every=1000, log_every=1)
     return out
 

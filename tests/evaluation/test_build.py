@@ -122,3 +122,31 @@ def test_assign_splits_and_masks():
         assert m.any() and m.shape == (128, 128)
         ys, xs = np.nonzero(m)
         assert ys.min() >= g["y0"] and ys.max() < g["y0"] + g["h"] and xs.max() < g["x0"] + g["w"]
+
+
+def test_extend_a_build_with_vae_reconstructions(real_folder, tiny_models, tmp_path):
+    """Adding a generator to a finished build keeps every built item and adds only the new ones; VAE
+    reconstructions come from real images of the same split and are new pixels."""
+    kw = dict(BUILD_KW, synthetic=["dcgan"], manipulated=[], per_modality=2)
+    build_dataset(real_folder, tmp_path / "x", models_dir=tiny_models, progress=False, **kw)
+    before = {r["path"]: r["sha256_pixels"] for r in _rows(tmp_path / "x")}
+    s = build_dataset(real_folder, tmp_path / "x", models_dir=tiny_models, progress=False,
+                      **dict(kw, synthetic=["dcgan", "vae"], counts={"vae": 3}))
+    rows = _rows(tmp_path / "x")
+    assert s["resumed"] == len(before)
+    assert {r["path"]: r["sha256_pixels"] for r in rows if r["path"] in before} == before
+    vae = [r for r in rows if r["generator"] == "vae"]
+    assert Counter(r["modality"] for r in vae) == {"chest_xray": 3, "lung_ct": 3}
+    reals = {r["source"]: r for r in rows if r["kind"] == "real"}
+    for r in vae:
+        assert r["kind"] == "synthetic" and r["model_version"].startswith("vae-")
+        src = reals[r["source"]]
+        assert src["split"] == r["split"] and src["label"] == r["label"]
+        assert src["sha256_pixels"] != r["sha256_pixels"]
+        with PILImage.open(tmp_path / "x" / r["path"]) as im:
+            assert im.size == (128, 128) and im.mode == "L"
+    check_leakage(rows)
+    # changing what was already built is still refused
+    with pytest.raises(BuildError, match="different settings.*counts"):
+        build_dataset(real_folder, tmp_path / "x", models_dir=tiny_models, progress=False,
+                      **dict(kw, synthetic=["dcgan", "vae"], counts={"vae": 3, "dcgan": 1}))

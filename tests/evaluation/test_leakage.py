@@ -50,3 +50,12 @@ def test_identical_pixels_in_two_splits():
 def test_rows_without_split_are_ignored():
     check_leakage([{"path": "x.png", "kind": "real", "split": None, "source": "x"},
                    {"path": "y.png", "kind": "manipulated", "split": "", "source": "x"}])
+
+
+def test_reconstruction_in_another_split_than_its_source():
+    rows = _clean() + [{"path": "images/synthetic/vae/chest_xray/r.png", "kind": "synthetic", "split": "train",
+                        "source": "chest_xray/b.png"}]  # a VAE reconstruction of a test image in train
+    with pytest.raises(LeakageError, match="chest_xray/b.png"):
+        check_leakage(rows)
+    rows[-1]["split"] = "test"
+    check_leakage(rows)

@@ -11,7 +11,8 @@ from .service_helpers import TINY_DDPM, LiveServer, make_settings, png_bytes_of,
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
-    """models/ with a tiny class-conditional DDPM ('ddpm') trained 2 steps on generated PNGs."""
+    """models/ with a tiny class-conditional DDPM ('ddpm') and a tiny KL autoencoder ('vae', which the service must
+    never offer as a generator) trained 2 steps on generated PNGs, and the tiny default detector."""
     import torch
 
     from medfake.data.manifest import Record
@@ -28,6 +29,8 @@ def tiny_models(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("service-models")
     train_generator("ddpm", recs, out, name="ddpm", config=TINY_DDPM, steps=2, batch_size=4, device="cpu",
                     ckpt_every=1000, log_every=1)
+    train_generator("vae", recs, out, name="vae", config={"channels": [8, 8, 16], "norm_num_groups": 8}, steps=2,
+                    batch_size=4, device="cpu", ckpt_every=1000, log_every=1)
     _tiny_detector(tmp_path_factory.mktemp("service-detds"), out)
     for p in out.glob("*.ckpt*"):
         p.unlink()

@@ -39,10 +39,11 @@ def test_health_ready_models_and_page(client):
     assert client.get("/healthz").json()["status"] == "ok"
     r = client.get("/readyz")
     assert r.status_code == 200, r.text
-    assert sorted(m["name"] for m in r.json()["models"]) == ["ddpm", "detector-default"]
+    assert sorted(m["name"] for m in r.json()["models"]) == ["ddpm", "detector-default", "vae"]
     models = client.get("/v1/models").json()
     by_name = {m["name"]: m for m in models["models"]}
     assert by_name["detector-default"]["kind"] == "detector"
+    assert by_name["vae"]["kind"] == "autoencoder"
     m = by_name["ddpm"]
     assert m["name"] == "ddpm" and m["kind"] == "generator" and m["version"].endswith("-s2")
     assert "brain_mri" in m["modalities"] and isinstance(m["metrics"], dict)
@@ -188,6 +189,9 @@ def test_synthesis_validation(client, server):
     assert_json_error(client.post("/v1/synthesize", json={"modality": "brain_mri", "n": too_many}), 413)
     assert_json_error(client.post("/v1/synthesize", json={"modality": "brain_mri", "n": 0}), 422)
     assert_json_error(client.post("/v1/synthesize", json={"modality": "brain_mri", "sampler": "euler"}), 422)
+    r = client.post("/v1/synthesize", json={"modality": "brain_mri", "model": "vae"})
+    assert_json_error(r, 422)
+    assert "not a generator" in r.json()["detail"]
     assert_json_error(client.post("/v1/synthesize", content=b"{not json", headers={"Content-Type": "application/json"}), 422)
     assert_json_error(client.get("/v1/jobs/not-a-job"), 404)
     assert_json_error(client.get("/v1/jobs/" + "a" * 32 + "/result"), 404)

@@ -26,6 +26,34 @@ def test_tiny_ddpm_loss_drops(tiny_folder, tmp_path, tiny_configs):
     assert (tmp_path / "ddpm.safetensors").exists()
 
 
+def test_tiny_vae_loss_drops_and_reconstructs(tiny_folder, tmp_path, tiny_configs, tiny_models):
+    from medfake.io.errors import MedfakeError
+
+    recs = read_folder(tiny_folder)
+    card = train_generator("vae", recs, tmp_path, config=tiny_configs["vae"], steps=40, batch_size=6, lr=3e-3, seed=0,
+                           ema_decay=0.8, ckpt_every=1000, log_every=10)
+    assert card["loss_last"] < card["loss_first"] * 0.8
+    assert card["architecture"] == "vae-kl" and card["conditional"] is False
+    gen = load_generator(str(tmp_path / "vae.json"))
+    srcs = [read_image(r.path) for r in recs[:3]]
+    srcs[0].meta.source = "x.png"
+    out = gen.reconstruct(srcs)
+    again = gen.reconstruct(srcs)
+    assert len(out) == 3
+    for src, rec, rec2 in zip(srcs, out, again):
+        assert rec.shape == (128, 128) and rec.array.dtype == np.float32
+        assert 0 <= rec.array.min() and rec.array.max() <= 1
+        assert rec.meta.modality == src.meta.modality and rec.meta.extra["sampler"] == "reconstruction"
+        np.testing.assert_array_equal(rec.array, rec2.array)  # deterministic: the latent mean, no sampling
+        # not a copy of its source, but nearer to it than to the other images (it was trained on these)
+        own = np.abs(rec.array - src.array).mean()
+        assert 0 < own < min(np.abs(rec.array - o.array).mean() for o in srcs if o is not src)
+    with pytest.raises(MedfakeError, match="autoencoder"):
+        gen.sample("brain_mri", None, 1)
+    with pytest.raises(MedfakeError, match="cannot reconstruct"):
+        load_generator("dcgan", models_dir=tiny_models).reconstruct(srcs)
+
+
 def test_training_resumes_from_checkpoint(tiny_folder, tmp_path, tiny_configs):
     recs = read_folder(tiny_folder)
     train_generator("dcgan", recs, tmp_path, config=tiny_configs["dcgan"], steps=2, batch_size=4, ckpt_every=1)
@@ -92,6 +120,9 @@ def test_synth_cli_png_and_dicom(tiny_models, tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["synth", "-m", "chest_xray", "-l", "nope", "--out", str(tmp_path / "x")])
     assert r.exit_code != 0 and "NORMAL, PNEUMONIA" in r.output
     assert not (tmp_path / "x").exists()
+    r = CliRunner().invoke(app, ["synth", "-m", "chest_xray", "--model", "vae", "--out", str(tmp_path / "v")])
+    assert r.exit_code != 0 and "autoencoder" in r.output
+    assert not (tmp_path / "v").exists()
 
 
 def test_train_cli_writes_card(tiny_folder, tmp_path, tiny_configs):

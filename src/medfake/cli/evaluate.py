@@ -24,8 +24,10 @@ def _names(text: str, allowed: tuple, what: str) -> list[str]:
 @dataset_app.command("build")
 def build_cmd(
     real: Path = typer.Option(..., "--real", help="manifest CSV or folder <modality>/<label>/*"),
-    out: Path = typer.Option(..., "--out", "-o", help="output directory (resumed when it holds the same build)"),
-    synthetic: str = typer.Option("ddpm,ddim,dcgan", help="generators: ddpm (ancestral), ddim (DDIM), dcgan; '' for none"),
+    out: Path = typer.Option(..., "--out", "-o", help="output directory (resumed when it holds the same build, "
+                             "extended when this one adds generators/methods)"),
+    synthetic: str = typer.Option("ddpm,ddim,dcgan,vae", help="generators: ddpm (ancestral), ddim (DDIM), dcgan, vae "
+                                  "(KL-autoencoder reconstructions of real images); '' for none"),
     manipulated: str = typer.Option("repaint,repaint-ddim,copy-move,splice,retouch", help="manipulation methods; '' for none"),
     per_modality: int = typer.Option(100, help="images per generator/method and modality"),
     real_per_modality: Optional[int] = typer.Option(None, help="real images per modality (default: all)"),
@@ -43,10 +45,10 @@ def build_cmd(
     """Build a forensic data set: DIR/images/<kind>/<generator>/<modality>/*.png, masks, manifest.csv, audit.json."""
     from rich.console import Console
 
-    from ..evaluation.build import MANIPULATIONS, SYNTHETIC, build_dataset
+    from ..evaluation.build import MANIPULATIONS, RECONSTRUCTION, SYNTHETIC, build_dataset
     from ..io.errors import MedfakeError
 
-    syn = _names(synthetic, SYNTHETIC, "generator(s)")
+    syn = _names(synthetic, SYNTHETIC + RECONSTRUCTION, "generator(s)")
     man = _names(manipulated, MANIPULATIONS, "manipulation(s)")
     mods = [m.strip() for m in modalities.split(",") if m.strip()] if modalities else None
     counts = {}

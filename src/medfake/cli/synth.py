@@ -44,6 +44,9 @@ def synth_cmd(
         check_modality(modality)
         check_label(modality, label)
         gen = load_generator(model)
+        if gen.family == "vae":
+            raise MedfakeError(f"{model!r} is an autoencoder: it reconstructs real images for the data-set builder "
+                               "(medfake dataset build --synthetic vae) and cannot sample; use ddpm or dcgan")
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     with Progress(transient=True) as prog:
@@ -57,7 +60,8 @@ def synth_cmd(
 
 @train_app.command("synth")
 def train_synth_cmd(
-    model: str = typer.Option("ddpm", "--model", help="ddpm or dcgan"),
+    model: str = typer.Option("ddpm", "--model", help="ddpm, dcgan or vae (the KL autoencoder whose reconstructions "
+                              "the data-set builder uses as latent-diffusion-style fakes)"),
     data: Path = typer.Option(..., "--data", help="manifest.csv or folder root/<modality>/<label>/*"),
     split: str = typer.Option("train", help="manifest split to train on ('' = all rows)"),
     out: Path = typer.Option(Path("runs/synth"), "--out"),
@@ -74,7 +78,7 @@ def train_synth_cmd(
     config: Optional[str] = typer.Option(None, help="JSON object of architecture config overrides"),
     limit_per_class: Optional[int] = typer.Option(None, help="use at most N images per (modality, label)"),
 ):
-    """Train the class-conditional DDPM or the DCGAN on a manifest split."""
+    """Train the class-conditional DDPM, the DCGAN or the KL autoencoder on a manifest split."""
     import json
 
     from rich.console import Console

@@ -26,12 +26,14 @@ from ..data.modalities import HEALTHY, IMAGE_SIZE, MODALITIES, check_modality
 from ..io.errors import MedfakeError
 
 SYNTHETIC = ("ddpm", "ddim", "dcgan")
+# reconstruction generators: each item re-synthesises one real image (its `source`, same split) through the model
+RECONSTRUCTION = ("vae",)
 MANIPULATIONS = ("repaint", "repaint-ddim", "copy-move", "splice", "retouch")
 DIFFUSION_METHODS = ("repaint", "repaint-ddim")
 SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
 # builder generator name → (model card name, sampler)
-GENERATOR_MODELS = {"ddpm": ("ddpm", "ddpm"), "ddim": ("ddpm", "ddim"), "dcgan": ("dcgan", None)}
+GENERATOR_MODELS = {"ddpm": ("ddpm", "ddpm"), "ddim": ("ddpm", "ddim"), "dcgan": ("dcgan", None), "vae": ("vae", None)}
 MANIFEST_COLUMNS = ["path", "modality", "label", "split", "kind", "generator", "source", "mask", "seed",
                     "model_version", "donor", "source_label", "sha256_pixels"]
 
@@ -153,6 +155,19 @@ def plan_build(records: list[Record], real_root: Path, *, synthetic: Sequence[st
         if g not in GENERATOR_MODELS:
             raise BuildError(f"unknown generator {g!r}; choose from {', '.join(GENERATOR_MODELS)}")
         n_g = counts.get(g, per_modality)
+        if g in RECONSTRUCTION:
+            for m in mods:
+                pool = chosen[m]
+                if not pool:
+                    continue
+                rng = _rng(seed, "reconstruction", g, m)
+                for i, j in enumerate(rng.choice(len(pool), size=min(n_g, len(pool)), replace=False)):
+                    src = pool[int(j)]
+                    key = f"synthetic:{g}:{m}:{i:06d}"
+                    items.append({"key": key, "kind": "synthetic", "generator": g, "modality": m, "label": src["label"],
+                                  "split": src["split"], "source": src["source"], "source_abs": src["source_abs"],
+                                  "mask": "", "seed": "", "path": f"images/synthetic/{g}/{m}/{_file_id(key)}.png"})
+            continue
         for m in mods:
             fr = Counter(r.split for r in by_mod[m])
             rng = _rng(seed, "synthetic", g, m)
@@ -286,6 +301,13 @@ def _run_synthetic(items: list[dict], done: set, root: Path, models_dir, steps: 
             if all(it["key"] in done for it in part):
                 continue
             gen = load_generator(card, models_dir=models_dir)
+            if g in RECONSTRUCTION:
+                todo = [it for it in part if it["key"] not in done]
+                srcs = [_canonical_image(it["source_abs"], m, lab) for it in todo]
+                for it, img in zip(todo, gen.reconstruct(srcs)):
+                    write_canonical(img, root / it["path"])
+                    on_row(_row(it, root, model_version=f"{gen.name}-{gen.version}"))
+                continue
             kw = {"sampler": sampler, "steps": steps.get(g)} if sampler else {}
             imgs = gen.sample(m, lab, len(part), seed=int(part[0]["seed"]), chunk=len(part), **kw)
             for it, img in zip(part, imgs):
@@ -296,6 +318,19 @@ def _run_synthetic(items: list[dict], done: set, root: Path, models_dir, steps: 
 
 
 # ---------------------------------------------------------------- the builder
+
+def _extends(old: dict, new: dict) -> bool:
+    """True when `new` is `old` plus more generators/methods (each planned independently of the others, so the
+    items already built stay exactly what `new` plans for them)."""
+    fixed = (set(old) | set(new)) - {"synthetic", "manipulated", "counts"}
+    if any(old.get(k) != new.get(k) for k in fixed):
+        return False
+    if not (set(old["synthetic"]) <= set(new["synthetic"]) and set(old["manipulated"]) <= set(new["manipulated"])):
+        return False
+    per = old.get("per_modality")
+    old_counts, new_counts = old.get("counts") or {}, new.get("counts") or {}
+    return all(old_counts.get(g, per) == new_counts.get(g, per) for g in [*old["synthetic"], *old["manipulated"]])
+
 
 def _read_log(log: Path, root: Path) -> dict[str, dict]:
     done: dict[str, dict] = {}
@@ -315,7 +350,7 @@ def build_dataset(
     real: str | Path,
     out: str | Path,
     *,
-    synthetic: Sequence[str] = SYNTHETIC,
+    synthetic: Sequence[str] = SYNTHETIC + RECONSTRUCTION,
     manipulated: Sequence[str] = MANIPULATIONS,
     per_modality: int = 100,
     real_per_modality: int | None = None,
@@ -375,10 +410,11 @@ def build_dataset(
     cfg_file = root / "build.json"
     if cfg_file.exists():
         old = json.loads(cfg_file.read_text())
-        if old != config:
+        if old != config and not _extends(old, config):
             diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
             raise BuildError(f"{root} holds a build with different settings ({', '.join(diff)}); "
-                             "use a new --out or the same settings to resume")
+                             "use a new --out, the same settings to resume, or the same settings plus more "
+                             "generators/methods to extend it")
     cfg_file.write_text(json.dumps(config, indent=2) + "\n")
 
     log = root / "items.jsonl"

@@ -21,8 +21,8 @@ def _get(row, key):
 def check_leakage(manifest_rows: Iterable) -> None:
     """Raise LeakageError when
 
-    * a source image appears in two splits (real rows are their own source; manipulated rows name theirs
-      in `source`; splice donors in `donor`),
+    * a source image appears in two splits (real rows are their own source; manipulated rows and
+      reconstructions name theirs in `source`; splice donors in `donor`),
     * a manipulated image's split differs from its source's split, or a splice donor's split from its
       image's,
     * the same pixels (`sha256_pixels`, when present) are in two splits.
@@ -41,7 +41,7 @@ def check_leakage(manifest_rows: Iterable) -> None:
         kind = _get(row, "kind") or "real"
         path = str(_get(row, "path") or "")
         source = _get(row, "source") or (path if kind == "real" else None)
-        if kind in ("real", "manipulated") and source:
+        if source:
             splits_of[str(source)].add(split)
             where[str(source)].append(f"{path} ({split})")
         donor = _get(row, "donor")

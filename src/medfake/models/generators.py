@@ -1,5 +1,6 @@
-"""Generator architectures: the class-conditional DDPM denoiser (MONAI DiffusionModelUNet) and a
-conditional DCGAN (generator + projection discriminator)."""
+"""Generator architectures: the class-conditional DDPM denoiser (MONAI DiffusionModelUNet), a
+conditional DCGAN (generator + projection discriminator) and a KL autoencoder (MONAI AutoencoderKL, the
+first stage of latent diffusion) whose reconstructions of real images are a third generator family."""
 
 from __future__ import annotations
 
@@ -132,3 +133,56 @@ class DCGAN(nn.Module):
 @register("dcgan", "generator", DCGANConfig)
 def build_dcgan(cfg: DCGANConfig) -> DCGAN:
     return DCGAN(cfg)
+
+
+# ------------------------------------------------------------------ KL autoencoder (latent-diffusion first stage)
+@dataclass(frozen=True)
+class VAEConfig:
+    # 2 down-samplings: 128 px → 32×32×4 latent (the 4× factor of MONAI's 2D medical LDMs); narrow so that it
+    # trains on 2 CPU cores (~1 s per batch of 8; (32, 64, 128) is ~4× slower)
+    channels: tuple[int, ...] = (16, 32, 64)
+    latent_channels: int = 4
+    num_res_blocks: int = 1
+    norm_num_groups: int = 16
+    image_size: int = IMAGE_SIZE
+    kl_weight: float = 1e-6
+
+
+class VAE(nn.Module):
+    """MONAI AutoencoderKL (the LDM/Stable-Diffusion autoencoder design, nearest-neighbour up-sampling in the
+    decoder). `reconstruct` maps an image through latent space and back: the decoder leaves the fingerprint that
+    every latent-diffusion model shares, on an image whose content is real (aligned training data, Rajan et al.
+    2025)."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        from monai.networks.nets import AutoencoderKL
+
+        self.cfg = cfg
+        n = len(cfg.channels)
+        self.ae = AutoencoderKL(
+            spatial_dims=2,
+            in_channels=1,
+            out_channels=1,
+            channels=tuple(cfg.channels),
+            latent_channels=cfg.latent_channels,
+            num_res_blocks=cfg.num_res_blocks,
+            attention_levels=(False,) * n,
+            norm_num_groups=cfg.norm_num_groups,
+            with_encoder_nonlocal_attn=False,
+            with_decoder_nonlocal_attn=False,
+        )
+
+    def forward(self, x: torch.Tensor):
+        """x in [-1, 1] → (reconstruction, z_mu, z_sigma)."""
+        return self.ae(x)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic reconstruction through the latent mean, in [-1, 1]."""
+        return self.ae.decode(self.ae.encode(x)[0]).clamp(-1, 1)
+
+
+@register("vae-kl", "autoencoder", VAEConfig)  # not a "generator": it cannot sample, so the service never offers it
+def build_vae(cfg: VAEConfig) -> VAE:
+    return VAE(cfg)

@@ -1,4 +1,5 @@
-"""Public synthesis API: load a shipped generator by name and sample Images."""
+"""Public synthesis API: load a shipped generator by name and sample Images (DDPM, DCGAN) or reconstruct real
+images through the KL autoencoder (VAE)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import numpy as np
 import torch
 
 from ..data.modalities import CLASS_INDEX, MODALITIES, check_label, check_modality
+from ..io.errors import MedfakeError
 from ..io.image import Image, Meta
 from ..io.writers import Provenance
 from ..models.cards import load_model
 
 # shipped model names (cards in models/)
-DEFAULT_MODELS = {"ddpm": "ddpm", "dcgan": "dcgan"}
+DEFAULT_MODELS = {"ddpm": "ddpm", "dcgan": "dcgan", "vae": "vae"}
 
 
 class Generator:
-    """A loaded generator (DDPM or DCGAN) and its card."""
+    """A loaded generator (DDPM, DCGAN or VAE) and its card."""
 
     def __init__(self, module, card: dict, device: torch.device):
         self.module = module
@@ -60,6 +62,9 @@ class Generator:
     ) -> list[Image]:
         check_modality(modality)
         check_label(modality, label)
+        if self.family == "vae":
+            raise MedfakeError(f"{self.name} is an autoencoder: it reconstructs given images (Generator.reconstruct, "
+                               "or the data-set builder's 'vae' generator) and does not sample from noise")
         if n < 1:
             raise ValueError("n must be ≥ 1")
         rng = np.random.default_rng(seed)
@@ -93,6 +98,28 @@ class Generator:
             done += len(labs)
             if progress and self.family != "ddpm":
                 progress(done, n)
+        return out
+
+
+    @torch.no_grad()
+    def reconstruct(self, images: list[Image], chunk: int = 32) -> list[Image]:
+        """VAE only: each image (any size; canonicalised to 128 px greyscale first) encoded to its latent mean and
+        decoded. The result has the source's content and the decoder's fingerprint."""
+        from ..data.canonical import to_canonical
+
+        if self.family != "vae":
+            raise MedfakeError(f"{self.name} ({self.family}) cannot reconstruct images; use a vae model")
+        out: list[Image] = []
+        for start in range(0, len(images), chunk):
+            part = images[start : start + chunk]
+            x = torch.from_numpy(np.stack([to_canonical(im) for im in part])[:, None] * 2.0 - 1.0).float()
+            y = self.module.reconstruct(x.to(self.device)).float().cpu().numpy()[:, 0]
+            for a, src in zip(((y + 1.0) / 2.0).clip(0, 1), part):
+                img = Image(a.astype(np.float32), Meta(modality=src.meta.modality, label=src.meta.label, bits=8,
+                                                       value_range=(0.0, 255.0), format="synthetic"))
+                img.meta.extra.update({"generator": self.name, "sampler": "reconstruction",
+                                       "model_version": self.version, "source": src.meta.source})
+                out.append(img)
         return out
 
 

@@ -1,4 +1,4 @@
-"""Training loops for the DDPM and the DCGAN: progress bar, EMA, checkpoints and resume, bf16 autocast on a
+"""Training loops for the DDPM, the DCGAN and the KL autoencoder (VAE): progress bar, EMA, checkpoints and resume, bf16 autocast on a
 GPU, works on the CPU. Output: <out>/<name>.safetensors (EMA weights, fp16) + <out>/<name>.json (model card)."""
 
 from __future__ import annotations
@@ -19,6 +19,18 @@ from ..data.manifest import Record
 from ..models.cards import write_card
 from ..models.registry import create, make_config
 from ..models.weights import save_weights
+
+
+# generator family → registered architecture
+FAMILIES = {"ddpm": "ddpm-unet", "dcgan": "dcgan", "vae": "vae-kl"}
+
+
+def vae_loss(model, x: torch.Tensor, kl_weight: float) -> torch.Tensor:
+    """L1 reconstruction + kl_weight · KL(q(z|x) || N(0, I)), the first-stage loss of latent diffusion without its
+    perceptual and adversarial terms (both need networks we cannot download)."""
+    recon, mu, sigma = model(x)
+    kl = 0.5 * (mu.float().pow(2) + sigma.float().pow(2) - torch.log(sigma.float().pow(2) + 1e-8) - 1).sum((1, 2, 3))
+    return torch.nn.functional.l1_loss(recon.float(), x.float()) + kl_weight * kl.mean()
 
 
 def _loader(records, batch_size: int, seed: int, augment: bool = True):
@@ -77,11 +89,11 @@ def train_generator(
     command: str | None = None,
     log_every: int = 50,
 ) -> dict:
-    """Train `family` ('ddpm' or 'dcgan') for `steps` optimizer steps; returns the model card."""
+    """Train `family` ('ddpm', 'dcgan' or 'vae') for `steps` optimizer steps; returns the model card."""
     from ..settings import torch_device
 
-    if family not in ("ddpm", "dcgan"):
-        raise ValueError(f"unknown generator family {family!r}; choose ddpm or dcgan")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown generator family {family!r}; choose {', '.join(FAMILIES)}")
     if not records:
         raise ValueError("no training images")
     dev = torch_device(device)
@@ -89,7 +101,7 @@ def train_generator(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = name or family
-    arch = "ddpm-unet" if family == "ddpm" else "dcgan"
+    arch = FAMILIES[family]
     cfg = make_config(arch, config or {})
     model = create(arch, cfg).to(dev)
     amp = dev.type == "cuda"
@@ -104,6 +116,10 @@ def train_generator(
         sched = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule)
         alphas = sched.alphas_cumprod.to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=lr or 2e-4, weight_decay=0.0)
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+        opts = {"opt": opt}
+    elif family == "vae":
+        opt = torch.optim.Adam(model.parameters(), lr=lr or 3e-4)
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
         opts = {"opt": opt}
     else:
@@ -158,6 +174,13 @@ def train_generator(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                     opt.step()
                     ema.update_parameters(model)
+                elif family == "vae":
+                    loss = vae_loss(model, x, cfg.kl_weight)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                    ema.update_parameters(model)
                 else:
                     z = torch.randn(x.shape[0], cfg.z_dim, device=dev)
                     fake = G(z, cls)
@@ -198,7 +221,7 @@ def _export(family, arch, cfg, model, ema, out_dir: Path, name: str, *, records,
             cfg_dropout, seed, hardware, minutes, data_desc, command) -> dict:
     """Write the EMA weights (fp16 safetensors) and the model card."""
     export = create(arch, cfg)
-    if family == "ddpm":
+    if family in ("ddpm", "vae"):
         export.load_state_dict(ema.module.state_dict(), strict=True)
     else:
         export.load_state_dict(model.state_dict(), strict=True)
@@ -222,6 +245,7 @@ def _export(family, arch, cfg, model, ema, out_dir: Path, name: str, *, records,
         "batch_size": batch_size,
         "ema_decay": ema_decay,
         "cfg_dropout": cfg_dropout if family == "ddpm" else None,
+        "conditional": family != "vae",
         "seed": seed,
         "hardware": hardware,
         "training_minutes": round(minutes, 1),
@@ -261,12 +285,12 @@ def export_checkpoint(ckpt: str | Path, family: str, records: list[Record], out_
     """Export a training checkpoint (e.g. of an interrupted run) as shipped weights + model card."""
     ckpt = Path(ckpt)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    arch = "ddpm-unet" if family == "ddpm" else "dcgan"
+    arch = FAMILIES[family]
     cfg = make_config(arch, state["config"])
     model = create(arch, cfg)
     model.load_state_dict(state["model"], strict=True)
-    ema = AveragedModel(model if family == "ddpm" else model.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
-                        use_buffers=family != "ddpm")
+    ema = AveragedModel(model.generator if family == "dcgan" else model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay),
+                        use_buffers=family == "dcgan")
     ema.load_state_dict(state["ema"], strict=True)
     return _export(family, arch, cfg, model, ema, Path(out_dir), name or family, records=records, step=int(state["step"]),
                    losses=list(state.get("losses", [])), batch_size=batch_size, ema_decay=ema_decay, cfg_dropout=0.1,
