@@ -148,6 +148,7 @@ def test_fine_tune_starts_from_the_given_weights(tiny_models_dir, tiny_dataset, 
                           batch_size=8, device="cpu", bank_size=24, init_from=base, calibration_shifts=0,
                           online_manipulations=0.5)
     assert card["init_from"]["name"] == "tiny-dual" and card["init_from"]["steps"] == 40
+    assert card["total_steps"] == 41 and card["version"].endswith("-s41")  # never the base's version again
     assert card["online_manipulations"] == 0.5
     a, _ = load_model(base)
     b, _ = load_model(tmp_path / "ft.json")

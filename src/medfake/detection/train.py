@@ -201,6 +201,17 @@ def detector_loss(arch: str, out: dict, batch: dict, seg_loss: SegLoss, heads: d
 
 
 # ------------------------------------------------------------------ inference helpers
+def total_steps(card: dict | None) -> int:
+    """Training steps since random initialisation of a detector card: its own plus those of the chain it was
+    fine-tuned from (cards before `total_steps` existed record only their direct base)."""
+    if not card:
+        return 0
+    if card.get("total_steps") is not None:
+        return int(card["total_steps"])
+    base = card.get("init_from") or {}
+    return int(card.get("steps") or 0) + int(base.get("total_steps") or base.get("steps") or 0)
+
+
 def shifted_copies(images: np.ndarray, copies: int, seed: int = 0) -> np.ndarray:
     """`copies` augmented versions of each (N, H, W) image, through the training augmentation (seeded)."""
     if copies <= 0 or len(images) == 0:
@@ -405,7 +416,8 @@ def train_detector(
         "name": name,
         "kind": "detector",
         "architecture": config_name,
-        "version": time.strftime("%Y%m%d") + f"-s{step}",
+        # the version counts every step since random initialisation, so a fine-tune never repeats its base's
+        "version": time.strftime("%Y%m%d") + f"-s{total_steps(init_card) + step}",
         "config": dataclasses.asdict(cfg),
         "weights": weights.name,
         "dtype": "float16",
@@ -417,8 +429,10 @@ def train_detector(
         "val_images": {KINDS[k]: int(v) for k, v in sorted(Counter(val.kind.tolist()).items())},
         "generators": sorted({str(r.get("generator") or "") for r in train_recs if _kind(r) > 0} - {""}),
         "steps": step,
+        "total_steps": total_steps(init_card) + step,
         "init_from": ({"name": init_card.get("name"), "version": init_card.get("version"),
-                       "steps": init_card.get("steps"), "minutes": init_card.get("minutes")} if init_card else None),
+                       "steps": init_card.get("steps"), "total_steps": total_steps(init_card),
+                       "minutes": init_card.get("minutes")} if init_card else None),
         "supcon_steps": min(supcon_steps, step),
         "online_manipulations": online_manipulations,
         "batch_size": batch_size,
