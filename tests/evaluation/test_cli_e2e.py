@@ -24,8 +24,9 @@ def test_dataset_build_cli(real_folder, tiny_models, tmp_path):
 
 def test_cli_errors_are_one_line(real_folder, tmp_path):
     r = runner.invoke(app, ["dataset", "build", "--real", str(real_folder), "--out", str(tmp_path / "o"),
-                            "--synthetic", "vae"])
-    assert r.exit_code == 2 and "unknown generator(s) vae" in r.output
+                            "--synthetic", "gan"])
+    assert r.exit_code == 2 and "unknown generator(s) gan" in r.output and "vae" in r.output
+    assert not (tmp_path / "o").exists()
     r = runner.invoke(app, ["eval", "--data", str(real_folder), "--out", str(tmp_path / "e")])
     assert r.exit_code == 2 and "kind" in r.output and "Traceback" not in r.output
     r = runner.invoke(app, ["eval", "--data", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "e")])

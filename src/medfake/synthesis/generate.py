@@ -100,7 +100,6 @@ class Generator:
                 progress(done, n)
         return out
 
-
     @torch.no_grad()
     def reconstruct(self, images: list[Image], chunk: int = 32) -> list[Image]:
         """VAE only: each image (any size; canonicalised to 128 px greyscale first) encoded to its latent mean and
