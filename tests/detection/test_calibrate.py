@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medfake.detection.calibrate import apply_temperature, fit_temperature, head_thresholds, threshold_at_fpr, verdict
+from medfake.detection.calibrate import (apply_temperature, fit_temperature, head_thresholds, modality_floors,
+                                        threshold_at_fpr, thresholds_for, verdict)
 
 
 def test_temperature_recovers_overconfident_logits():
@@ -96,3 +97,27 @@ def test_threshold_moves_into_the_gap_before_the_positives_without_losing_tpr():
     t2, _ = head_thresholds({"m": p_real2}, 0.01, p_pos_by_head={"m": p_pos2})["m"]
     assert t0 <= t2 <= p_pos2[p_pos2 >= t0].min() and (p_real2 >= t2).mean() <= 0.01
     assert (p_pos2 >= t2).sum() == (p_pos2 >= t0).sum()
+
+
+def test_per_modality_floors_bound_every_modality_and_never_lower_the_global():
+    """Two modalities: one's reals score like the other's fakes would. A global 1 % threshold lets 5 % of the hot
+    modality's reals through; its floor brings that modality back to the bound, the cool one is untouched."""
+    rng = np.random.default_rng(0)
+    cool, hot = rng.uniform(0.0, 0.3, 2000), rng.uniform(0.0, 0.6, 400)
+    hot[:20] = rng.uniform(0.6, 0.8, 20)  # 5 % of the hot modality's reals score high
+    cuts = head_thresholds({"synthetic": np.concatenate([cool, hot])}, 0.01)
+    glob = {"synthetic": cuts["synthetic"][0], "synthetic_uncertain": cuts["synthetic"][1],
+            "manipulated": None, "manipulated_uncertain": None}
+    assert (hot >= glob["synthetic"]).mean() > 0.01  # the global threshold breaks the per-modality bound
+    floors = {m: modality_floors(glob, head_thresholds({"synthetic": p}, 0.01)) for m, p in (("cool", cool), ("hot", hot))}
+    assert floors["cool"] == {}  # its own cut is below the global one: nothing is lowered
+    card = {**glob, "by_modality": {m: f for m, f in floors.items() if f}}
+    t_hot = thresholds_for(card, "hot")
+    assert t_hot["synthetic"] > glob["synthetic"] and (hot >= t_hot["synthetic"]).mean() <= 0.01
+    assert t_hot["synthetic_uncertain"] <= t_hot["synthetic"]
+    assert thresholds_for(card, "cool") == thresholds_for(card, None) == {k: glob[k] for k in t_hot}
+    # a verdict at the modality's thresholds: the same score is fake in the cool modality, real in the hot one
+    p = (glob["synthetic"] + t_hot["synthetic"]) / 2
+    t_c = thresholds_for(card, "cool")
+    assert verdict(p, 0.0, t_c["synthetic"], None, u_synthetic=t_c["synthetic_uncertain"]) == "synthetic"
+    assert verdict(p, 0.0, t_hot["synthetic"], None, u_synthetic=t_hot["synthetic_uncertain"]) in ("real", "uncertain")

@@ -121,3 +121,19 @@ def test_mahalanobis_scores_outliers_higher(tmp_path):
     np.testing.assert_allclose(s2.score(real[:5]), scorer.score(real[:5]))
     with pytest.raises(ValueError):
         MahalanobisScorer.fit(real[:1])
+
+
+def test_modality_floor_in_the_card_changes_only_that_modalitys_verdicts(det):
+    from medfake.detection.detector import ShippedDetector
+
+    thr = dict(det.card["thresholds"])
+    assert isinstance(thr.get("by_modality"), dict)  # the calibration writes the floors (maybe none)
+    thr["by_modality"] = {}
+    t = thr["synthetic"]
+    p = min(1.0, t + 0.01)
+    base = ShippedDetector(det.module, {**det.card, "thresholds": thr})
+    assert base.verdict_for(p, 0.0, "brain_mri") == base.verdict_for(p, 0.0, "chest_xray") == "synthetic"
+    thr["by_modality"] = {"brain_mri": {"synthetic": min(1.0, p + 0.01), "synthetic_uncertain": min(1.0, p + 0.01)}}
+    floored = ShippedDetector(det.module, {**det.card, "thresholds": thr})
+    assert floored.verdict_for(p, 0.0, "brain_mri") == "real"
+    assert floored.verdict_for(p, 0.0, "chest_xray") == "synthetic"

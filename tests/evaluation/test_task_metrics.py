@@ -29,3 +29,16 @@ def test_task_metrics_leave_out_a_switched_off_head():
     assert "synthetic" not in out and out["manipulated"]["f1"] == 1.0
     # a detector that states no thresholds at all is scored at 0.5
     assert task_metrics(kinds, ["brain_mri"] * 4, preds, {})["synthetic"]["recall"] == 0.0
+
+
+def test_task_metrics_apply_the_per_modality_floor_of_the_predicted_modality():
+    kinds = ["real", "real", "synthetic", "synthetic"]
+    preds = [_p(0.1, 0.0, "real"), _p(0.7, 0.0, "real"), _p(0.9, 0.0, "synthetic"), _p(0.75, 0.0, "synthetic")]
+    preds[1].modality = preds[3].modality = "breast_us"  # a hot modality: its floor is 0.8
+    thr = {"synthetic": 0.5, "manipulated": 0.5, "synthetic_uncertain": 0.3, "manipulated_uncertain": 0.3,
+           "by_modality": {"breast_us": {"synthetic": 0.8}}}
+    syn = task_metrics(kinds, ["brain_mri"] * 4, preds, thr)["synthetic"]
+    # brain_mri at 0.5: real 0.1 no, fake 0.9 yes; breast_us at 0.8: real 0.7 no, fake 0.75 no → TP 1, FP 0, FN 1
+    assert syn["confusion"] == [[2, 0], [1, 1]] and syn["threshold"] == 0.5
+    flat = task_metrics(kinds, ["brain_mri"] * 4, preds, {k: v for k, v in thr.items() if k != "by_modality"})
+    assert flat["synthetic"]["confusion"] == [[1, 1], [0, 2]]

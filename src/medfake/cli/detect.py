@@ -93,6 +93,8 @@ def train_detector_cmd(
                                                           "added to the real pool the thresholds are set on"),
     online_manipulations: float = typer.Option(0.0, min=0.0, max=1.0, help="probability that a drawn manipulated "
                                                "example is replaced by a fresh self-blend/splice of a real one"),
+    per_modality_thresholds: bool = typer.Option(True, help="raise the thresholds of a modality whose val reals "
+                                                            "score higher than the others (per-modality FPR bound)"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
@@ -113,7 +115,7 @@ def train_detector_cmd(
             config, data, out, name=name, config=cfg, steps=steps, supcon_steps=supcon_steps, batch_size=batch_size,
             lr=lr, seed=seed, device=device, ckpt_every=ckpt_every, resume=resume, max_minutes=max_minutes,
             retrieval_weight=retrieval_weight, init_from=init_from, calibration_shifts=calibration_shifts,
-            online_manipulations=online_manipulations,
+            online_manipulations=online_manipulations, per_modality_thresholds=per_modality_thresholds,
             command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

@@ -23,7 +23,7 @@ from ..io.image import Image
 from ..models.cards import card_path, load_model
 from .anomaly import MahalanobisScorer
 from .base import Detector, Prediction
-from .calibrate import LOWER_FRACTION, verdict
+from .calibrate import LOWER_FRACTION, thresholds_for, verdict
 from .retrieval import LABELS, ReferenceBank
 
 DEFAULT_NAME = "detector-default"
@@ -95,10 +95,20 @@ class ShippedDetector(Detector):
         self.lower = float(thr.get("lower_fraction", LOWER_FRACTION))
         self.unc_syn = thr.get("synthetic_uncertain") if self.has_syn else None
         self.unc_man = thr.get("manipulated_uncertain") if self.has_man else None
+        self.thresholds = thr
         self.bank = bank
         self.retrieval_weight = float((card.get("retrieval") or {}).get("weight", 0.0)) if bank is not None else 0.0
         self.anomaly = anomaly
         self._lock = threading.Lock()  # Grad-CAM registers hooks; one explain at a time
+
+    def verdict_for(self, p_synthetic: float, p_manipulated: float, modality: str | None) -> str:
+        """The verdict rule at this (predicted) modality's thresholds: the global ones, raised by the modality's
+        floor when the card has one (calibrate.thresholds_for)."""
+        t = thresholds_for(self.thresholds, modality)
+        return verdict(p_synthetic, p_manipulated, t["synthetic"] if self.has_syn else None,
+                       t["manipulated"] if self.has_man else None, self.lower,
+                       t["synthetic_uncertain"] if self.has_syn else None,
+                       t["manipulated_uncertain"] if self.has_man else None)
 
     # ---------------------------------------------------------------- building blocks
     def canonical_batch(self, images: Sequence[Image]) -> torch.Tensor:
@@ -173,10 +183,9 @@ class ShippedDetector(Detector):
                 scores["knn_manipulated"] = float(scores_knn[j, 2])
             if anomaly is not None:
                 scores["anomaly"] = float(anomaly[j])
-            pred = Prediction(
-                modality=MODALITY_NAMES[int(p_mod[j].argmax())], p_synthetic=ps, p_manipulated=pm,
-                verdict=verdict(ps, pm, self.thr_syn, self.thr_man, self.lower, self.unc_syn, self.unc_man),
-                scores=scores)
+            modality = MODALITY_NAMES[int(p_mod[j].argmax())]
+            pred = Prediction(modality=modality, p_synthetic=ps, p_manipulated=pm,
+                              verdict=self.verdict_for(ps, pm, modality), scores=scores)
             if explain:
                 shape = im.array.shape
                 pred.heatmap = np.clip(to_input_size(heat[j], shape), 0, 1)

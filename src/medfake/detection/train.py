@@ -28,7 +28,8 @@ from ..models.registry import create, entry, make_config
 from ..models.weights import load_weights, save_weights
 from .anomaly import MahalanobisScorer
 from .augment import detector_transforms
-from .calibrate import UNCERTAIN_FACTOR, alarm_rates, apply_temperature, fit_temperature, head_thresholds, verdict
+from .calibrate import (MIN_MODALITY_REALS, UNCERTAIN_FACTOR, alarm_rates, apply_temperature, fit_temperature,
+                        head_thresholds, modality_floors, thresholds_for, verdict)
 from .losses import SegLoss, supcon_loss
 from .pseudo import pseudo_manipulation
 from .retrieval import LABELS, ReferenceBank
@@ -280,6 +281,7 @@ def train_detector(
     init_from: str | Path | None = None,
     calibration_shifts: int = 2,
     online_manipulations: float = 0.0,
+    per_modality_thresholds: bool = True,
 ) -> dict:
     """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
     of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
@@ -407,7 +409,8 @@ def train_detector(
     model.eval()
     card_extra = calibrate_and_fit(model, config_name, train, val, dev, out_dir, name, heads, bank_size=bank_size,
                                    retrieval_weight=retrieval_weight, target_fpr=target_fpr, seed=seed,
-                                   calibration_shifts=calibration_shifts)
+                                   calibration_shifts=calibration_shifts,
+                                   per_modality_thresholds=per_modality_thresholds)
     card_extra["metrics"]["calibrated_on"] = calib_on
     weights = save_weights(model, out_dir / f"{name}.safetensors", fp16=True)
     main_losses = losses[supcon_steps:] if len(losses) > supcon_steps else losses
@@ -454,7 +457,7 @@ def train_detector(
 
 def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, out_dir: Path, name: str,
                       heads: dict, *, bank_size: int, retrieval_weight: float, target_fpr: float, seed: int,
-                      calibration_shifts: int = 2) -> dict:
+                      calibration_shifts: int = 2, per_modality_thresholds: bool = True) -> dict:
     """Anomaly scorer (real train), retrieval bank (train sample), temperatures + thresholds + metrics (val)."""
     rng = np.random.default_rng(seed)
     tr = run_model(model, train.images, dev)
@@ -512,17 +515,39 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
             "fpr_real_at_threshold": float((p[real] >= t).mean()) if real.any() else None,
             "n_real": int(real.sum()), "n_positive": int(pos.sum()),
         }
+    # per-modality floors, by the modality the detector predicts (as at inference)
+    mod_v = va["modality"].argmax(1) if va["modality"] is not None else np.full(len(val.kind), -1)
+    mod_s = (vs["modality"].argmax(1) if vs is not None and vs["modality"] is not None
+             else np.full(len(shifted), -1))
+    if real.any() and fused and per_modality_thresholds:
+        by_mod = {}
+        for mi, mname in enumerate(MODALITY_NAMES):
+            r_m = real & (mod_v == mi)
+            if r_m.sum() < MIN_MODALITY_REALS:
+                continue
+            pool = {h: np.concatenate([v[3][r_m], shifted_p[h][mod_s == mi] if h in shifted_p else np.zeros(0)])
+                    for h, v in fused.items()}
+            cuts_m = head_thresholds(pool, target_fpr, p_pos_by_head={h: v[3][v[0] & (mod_v == mi)]
+                                                                      for h, v in fused.items()})
+            floors = modality_floors(thr, cuts_m)
+            if floors:
+                by_mod[mname] = floors
+        thr["by_modality"] = by_mod
     if real.any() and fused:
-        def rates_on(p_by_head: dict, n: int) -> dict:  # verdicts at the chosen thresholds → alarm shares
+        def rates_on(p_by_head: dict, mods: np.ndarray) -> dict:  # verdicts at the chosen thresholds → alarm shares
+            n = len(mods)
             ps, pm = (p_by_head.get(h, np.zeros(n)) for h in ("synthetic", "manipulated"))
-            return alarm_rates(verdict(ps[i], pm[i], thr["synthetic"], thr["manipulated"],
-                                       u_synthetic=thr["synthetic_uncertain"],
-                                       u_manipulated=thr["manipulated_uncertain"]) for i in range(n))
+            out = []
+            for i in range(n):
+                t = thresholds_for(thr, MODALITY_NAMES[mods[i]] if mods[i] >= 0 else None)
+                out.append(verdict(ps[i], pm[i], t["synthetic"], t["manipulated"],
+                                   u_synthetic=t["synthetic_uncertain"], u_manipulated=t["manipulated_uncertain"]))
+            return alarm_rates(out)
 
-        rates = rates_on({h: v[3][real] for h, v in fused.items()}, int(real.sum()))
+        rates = rates_on({h: v[3][real] for h, v in fused.items()}, mod_v[real])
         metrics["real_called_fake"], metrics["real_called_not_real"] = rates["called_fake"], rates["not_real"]
         if shifted_p:
-            rates = rates_on(shifted_p, len(shifted))
+            rates = rates_on(shifted_p, mod_s)
             metrics["shifted_real_called_fake"] = rates["called_fake"]
             metrics["shifted_real_called_not_real"] = rates["not_real"]
         metrics["calibration_real_pool"] = (f"{int(real.sum())} real val images + {len(shifted)} shifted copies "

@@ -62,9 +62,10 @@ def tpr_at_fpr(y_true, scores, max_fpr: float = 0.01) -> float:
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
-def binary_metrics(y_true, scores, threshold: float = 0.5) -> dict:
+def binary_metrics(y_true, scores, threshold=0.5) -> dict:
     """accuracy, precision, recall, F1 (binary, fake = positive) and macro-F1, ROC-AUC, average precision,
-    EER, TPR at 1% FPR, the 2×2 confusion matrix [[TN, FP], [FN, TP]] and counts."""
+    EER, TPR at 1% FPR, the 2×2 confusion matrix [[TN, FP], [FN, TP]] and counts. `threshold` is one number or one
+    per image (e.g. per-modality thresholds); the reported `threshold` is then their minimum."""
     from sklearn.metrics import (
         accuracy_score, average_precision_score, confusion_matrix, f1_score, precision_score, recall_score,
         roc_auc_score,
@@ -77,7 +78,7 @@ def binary_metrics(y_true, scores, threshold: float = 0.5) -> dict:
         "n": int(y.size),
         "n_real": int((y == 0).sum()),
         "n_fake": int((y == 1).sum()),
-        "threshold": float(threshold),
+        "threshold": float(np.min(threshold)) if np.size(threshold) else 0.5,
         "accuracy": float(accuracy_score(y, pred)),
         "precision": float(precision_score(y, pred, zero_division=0)),
         "recall": float(recall_score(y, pred, zero_division=0)),

@@ -30,9 +30,11 @@ def task_metrics(kinds: list[str], modalities: list[str], preds, thresholds: dic
     """The two detection tasks scored separately, as MedXFake reports them: synthetic (real vs synthetic images,
     score p_synthetic) and manipulation (real vs manipulated images, score p_manipulated), each at the detector's
     own threshold for that head (0.5 when the detector states none; a head whose threshold is stated as None is
-    switched off and its task is left out); plus, per modality, the share of real images whose verdict is not
-    'real' (false alarms at the shipped thresholds, 'uncertain' counted as an alarm)."""
-    from ..detection.calibrate import alarm_rates
+    switched off and its task is left out), raised by the floor of the image's predicted modality when the
+    thresholds have per-modality floors (`by_modality`), as the detector's verdicts are; plus, per modality, the
+    share of real images whose verdict is not 'real' (false alarms at the shipped thresholds, 'uncertain' counted
+    as an alarm)."""
+    from ..detection.calibrate import alarm_rates, thresholds_for
     from .metrics import binary_metrics
 
     out: dict = {}
@@ -43,7 +45,12 @@ def task_metrics(kinds: list[str], modalities: list[str], preds, thresholds: dic
             continue
         if 0 < y.sum() < len(y):
             sc = np.array([float(getattr(preds[i], attr)) for i in sel])
-            out[task] = binary_metrics(y, sc, float(thresholds.get(task, 0.5)))
+            if thresholds.get("by_modality"):
+                thr = np.array([float(thresholds_for(thresholds, getattr(preds[i], "modality", None))[task])
+                                for i in sel])
+            else:
+                thr = float(thresholds.get(task, 0.5))
+            out[task] = binary_metrics(y, sc, thr)
     fpr = {}
     for m in sorted(set(modalities)):
         reals = [i for i, (k, mm) in enumerate(zip(kinds, modalities)) if k == "real" and mm == m]
