@@ -143,6 +143,12 @@ def verdict(p_synthetic: float, p_manipulated: float, t_synthetic: float | None,
     return "real" if syn_low and man_low else "uncertain"
 
 
+def verdict_at(p_synthetic: float, p_manipulated: float, thresholds: dict, lower: float = LOWER_FRACTION) -> str:
+    """The verdict rule at a thresholds dict (keys as in THRESHOLD_KEYS, e.g. from thresholds_for)."""
+    return verdict(p_synthetic, p_manipulated, thresholds.get("synthetic"), thresholds.get("manipulated"), lower,
+                   thresholds.get("synthetic_uncertain"), thresholds.get("manipulated_uncertain"))
+
+
 def alarm_rates(verdicts) -> dict:
     """Shares of (real) images called fake (synthetic or manipulated) and given any verdict but real."""
     v = list(verdicts)

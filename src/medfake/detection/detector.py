@@ -23,7 +23,7 @@ from ..io.image import Image
 from ..models.cards import card_path, load_model
 from .anomaly import MahalanobisScorer
 from .base import Detector, Prediction
-from .calibrate import LOWER_FRACTION, thresholds_for, verdict
+from .calibrate import LOWER_FRACTION, thresholds_for, verdict_at
 from .retrieval import LABELS, ReferenceBank
 
 DEFAULT_NAME = "detector-default"
@@ -90,12 +90,9 @@ class ShippedDetector(Detector):
         heads = card.get("heads") or {}
         self.has_syn = bool(heads.get("synthetic", True))
         self.has_man = heads.get("manipulated", True) and self.t_man is not None
-        self.thr_syn = thr.get("synthetic") if self.has_syn else None
-        self.thr_man = thr.get("manipulated") if self.has_man else None
         self.lower = float(thr.get("lower_fraction", LOWER_FRACTION))
-        self.unc_syn = thr.get("synthetic_uncertain") if self.has_syn else None
-        self.unc_man = thr.get("manipulated_uncertain") if self.has_man else None
         self.thresholds = thr
+        self._off_heads = [h for h, on in (("synthetic", self.has_syn), ("manipulated", self.has_man)) if not on]
         self.bank = bank
         self.retrieval_weight = float((card.get("retrieval") or {}).get("weight", 0.0)) if bank is not None else 0.0
         self.anomaly = anomaly
@@ -105,10 +102,9 @@ class ShippedDetector(Detector):
         """The verdict rule at this (predicted) modality's thresholds: the global ones, raised by the modality's
         floor when the card has one (calibrate.thresholds_for)."""
         t = thresholds_for(self.thresholds, modality)
-        return verdict(p_synthetic, p_manipulated, t["synthetic"] if self.has_syn else None,
-                       t["manipulated"] if self.has_man else None, self.lower,
-                       t["synthetic_uncertain"] if self.has_syn else None,
-                       t["manipulated_uncertain"] if self.has_man else None)
+        for head in self._off_heads:  # a switched-off head never fires
+            t[head] = t[f"{head}_uncertain"] = None
+        return verdict_at(p_synthetic, p_manipulated, t, self.lower)
 
     # ---------------------------------------------------------------- building blocks
     def canonical_batch(self, images: Sequence[Image]) -> torch.Tensor:

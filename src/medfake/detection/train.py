@@ -29,7 +29,7 @@ from ..models.weights import load_weights, save_weights
 from .anomaly import MahalanobisScorer
 from .augment import detector_transforms
 from .calibrate import (MIN_MODALITY_REALS, UNCERTAIN_FACTOR, alarm_rates, apply_temperature, fit_temperature,
-                        head_thresholds, modality_floors, thresholds_for, verdict)
+                        head_thresholds, modality_floors, thresholds_for, verdict_at)
 from .losses import SegLoss, supcon_loss
 from .pseudo import pseudo_manipulation
 from .retrieval import LABELS, ReferenceBank
@@ -202,17 +202,6 @@ def detector_loss(arch: str, out: dict, batch: dict, seg_loss: SegLoss, heads: d
 
 
 # ------------------------------------------------------------------ inference helpers
-def total_steps(card: dict | None) -> int:
-    """Training steps since random initialisation of a detector card: its own plus those of the chain it was
-    fine-tuned from (cards before `total_steps` existed record only their direct base)."""
-    if not card:
-        return 0
-    if card.get("total_steps") is not None:
-        return int(card["total_steps"])
-    base = card.get("init_from") or {}
-    return int(card.get("steps") or 0) + int(base.get("total_steps") or base.get("steps") or 0)
-
-
 def shifted_copies(images: np.ndarray, copies: int, seed: int = 0) -> np.ndarray:
     """`copies` augmented versions of each (N, H, W) image, through the training augmentation (seeded)."""
     if copies <= 0 or len(images) == 0:
@@ -254,6 +243,17 @@ def _dice(pred: np.ndarray, target: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------ main entry
+def total_steps(card: dict | None) -> int:
+    """Training steps since random initialisation of a detector card: its own plus those of the chain it was
+    fine-tuned from (cards before `total_steps` existed record only their direct base)."""
+    if not card:
+        return 0
+    if card.get("total_steps") is not None:
+        return int(card["total_steps"])
+    base = card.get("init_from") or {}
+    return int(card.get("steps") or 0) + int(base.get("total_steps") or base.get("steps") or 0)
+
+
 def train_detector(
     config_name: str,
     manifest_records: list[Record] | str | Path,
@@ -537,12 +537,8 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
         def rates_on(p_by_head: dict, mods: np.ndarray) -> dict:  # verdicts at the chosen thresholds → alarm shares
             n = len(mods)
             ps, pm = (p_by_head.get(h, np.zeros(n)) for h in ("synthetic", "manipulated"))
-            out = []
-            for i in range(n):
-                t = thresholds_for(thr, MODALITY_NAMES[mods[i]] if mods[i] >= 0 else None)
-                out.append(verdict(ps[i], pm[i], t["synthetic"], t["manipulated"],
-                                   u_synthetic=t["synthetic_uncertain"], u_manipulated=t["manipulated_uncertain"]))
-            return alarm_rates(out)
+            return alarm_rates(verdict_at(ps[i], pm[i], thresholds_for(thr, MODALITY_NAMES[mods[i]] if mods[i] >= 0
+                                                                         else None)) for i in range(n))
 
         rates = rates_on({h: v[3][real] for h, v in fused.items()}, mod_v[real])
         metrics["real_called_fake"], metrics["real_called_not_real"] = rates["called_fake"], rates["not_real"]
