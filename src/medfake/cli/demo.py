@@ -5,6 +5,9 @@
 2. manipulates a real DICOM that ships with pydicom (CT_small.dcm): a classical copy-move and a RePaint (DDIM)
    lesion injection, written as DICOM with provenance + mask + JSON sidecar;
 3. runs the default detector on everything and on the originals and prints the verdict table (and CSV).
+
+A stage that fails is reported and the demo goes on with the next one; it then exits with status 1 naming the
+failed stages, so a broken install never looks like a finished demo.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def demo_cmd(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     originals: list[Path] = []  # the real files the fakes came from: detected too
+    failed: list[str] = []
     con.rule("1. synthesis (shipped DDPM with DDIM, DCGAN; VAE reconstruction of a real MR)")
     for model in ("ddpm", "dcgan"):
         gen = load_generator(model)
@@ -62,7 +66,8 @@ def demo_cmd(
         originals.append(mr_path)
         con.print("  vae: pydicom's MR_small.dcm reconstructed through the KL autoencoder, PNG + DICOM")
     except Exception as e:  # noqa: BLE001 - the demo reports and goes on
-        con.print(f"  [yellow]vae reconstruction skipped: {e}[/]")
+        con.print(f"  [red]vae reconstruction failed: {e}[/]")
+        failed.append("vae reconstruction")
 
     con.rule("2. manipulation of a real DICOM (pydicom's CT_small.dcm)")
     try:
@@ -83,7 +88,8 @@ def demo_cmd(
             written += [Path(p) for k, p in paths.items() if k == "image"]
             con.print(f"  {method}: {', '.join(str(p) for p in paths.values())}")
     except Exception as e:  # noqa: BLE001 - the demo reports and goes on
-        con.print(f"  [yellow]manipulation skipped: {e}[/]")
+        con.print(f"  [red]manipulation failed: {e}[/]")
+        failed.append("manipulation")
 
     con.rule("3. detection (default detector) on fakes and originals")
     try:
@@ -97,7 +103,15 @@ def demo_cmd(
                           f"{float(r['p_manipulated']):.3f}" if r["verdict"] != "error" else "", str(r["verdict"]))
         con.print(table)
         con.print(f"  CSV: {out / 'detections.csv'}")
+        errors = [r for r in rows if r["verdict"] == "error"]
+        if errors:
+            failed.append(f"detection of {len(errors)} file(s)")
     except Exception as e:  # noqa: BLE001
-        con.print(f"  [yellow]detection skipped: {e}[/]")
+        con.print(f"  [red]detection failed: {e}[/]")
+        failed.append("detection")
     con.rule()
+    if failed:
+        con.print(f"[red]demo incomplete after {time.time() - t0:.0f} s: {', '.join(failed)} failed[/] — outputs so far "
+                  f"under {out.resolve()}")
+        raise typer.Exit(1)
     con.print(f"demo done in {time.time() - t0:.0f} s — outputs under [bold]{out.resolve()}[/]")
