@@ -79,6 +79,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--copy-move", action="store_true", help="with the copy-move cue (detect --copy-move)")
     args = ap.parse_args(argv)
 
     import torch
@@ -92,6 +93,8 @@ def main(argv=None) -> dict:
         models_dir, name = tmp, untrained_detector(args.untrained, tmp)
     files = input_pngs(args.n, tmp / "png")
     det = load_detector(name, models_dir)  # model load is not part of the timed run (it is cached in a server)
+    if args.copy_move:
+        det = det.with_copy_move()
     detect_paths(files[: args.batch_size], detector=det, batch_size=args.batch_size)  # warm-up
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
@@ -102,7 +105,8 @@ def main(argv=None) -> dict:
     cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res = {
-        "detector": f"{det.name} ({det.card.get('architecture')}, {det.version})",
+        "detector": f"{det.name} ({det.card.get('architecture')}, {det.version}"
+                    f"{', with the copy-move cue' if args.copy_move else ''})",
         "parameters": sum(p.numel() for p in det.module.parameters()),
         "images": len(rows), "seconds": round(dt, 2), "images_per_s": round(len(rows) / dt, 1),
         "peak_rss_mb": round(peak_mb, 1),

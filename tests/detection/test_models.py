@@ -159,3 +159,22 @@ def test_fine_tune_starts_from_the_given_weights(tiny_models_dir, tiny_dataset, 
     with pytest.raises(MedfakeError, match="same architecture and config"):
         train_detector("dual-srm", tiny_dataset, tmp_path / "x", config={**T["dual-srm"], "seg_channels": 8},
                        steps=1, batch_size=8, device="cpu", init_from=base)
+
+
+def test_zero_steps_recalibrates_the_given_weights(tiny_models_dir, tiny_dataset, tmp_path):
+    """--steps 0 --init-from CARD: the same weights, new calibration (and the copy-move section), a version that
+    says so."""
+    from .conftest import TINY as T
+
+    base = tiny_models_dir / "tiny-dual.json"
+    card = train_detector("dual-srm", tiny_dataset, tmp_path, name="recal", config=T["dual-srm"], steps=0,
+                          batch_size=12, device="cpu", bank_size=30, init_from=base)  # the fixture's settings
+    assert card["steps"] == 0 and card["total_steps"] == 40 and card["version"].endswith("-s40-recal")
+    assert card["loss_first"] is None and card["loss_last"] is None
+    old = json.loads(base.read_text())
+    assert card["thresholds"] == old["thresholds"] and card["temperature"] == old["temperature"]  # same calibration
+    assert card["copy_move"]["thresholds"]["manipulated"] is not None
+    a, _ = load_model(base)
+    b, _ = load_model(tmp_path / "recal.json")
+    for va, vb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(va, vb)

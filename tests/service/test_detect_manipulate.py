@@ -53,6 +53,28 @@ def test_v1_detect_rows_errors_and_maps(client):
     assert c["p_synthetic"] is None
 
 
+def test_v1_detect_copy_move_cue(client):
+    """copy_move=true runs the cue: its score comes back per row, a pasted copy of fine texture scores higher than
+    the image it came from, and the mask keeps the image's size."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(7)
+    a = gaussian_filter(rng.random((128, 128)), 0.7)
+    a = (a - a.min()) / (a.max() - a.min())
+    fake = a.copy()
+    fake[70:100, 60:90] = a[10:40, 12:42]
+    files = [("files", ("orig.png", png_bytes_of(a), "image/png")),
+             ("files", ("copy.png", png_bytes_of(fake), "image/png"))]
+    r = client.post("/v1/detect", files=files, data={"copy_move": "true"})
+    assert r.status_code == 200, r.text
+    orig, cm = r.json()["results"]
+    assert cm["scores"]["copy_move"] > 0.5 > 0.2 > orig["scores"]["copy_move"]
+    assert cm["p_manipulated"] >= cm["scores"]["p_copy_move"] > 0.9
+    assert png_array(from_data_url(cm["mask"])).shape == (128, 128)
+    r = client.post("/v1/detect", files=files[:1])
+    assert "copy_move" not in r.json()["results"][0]["scores"]
+
+
 def test_compat_detect_labels_match_probabilities(client):
     img = png_bytes_of(smooth_image(5))
     v1 = client.post("/v1/detect", files={"files": ("x.png", img, "image/png")}).json()["results"][0]

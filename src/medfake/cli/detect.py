@@ -25,6 +25,9 @@ def detect_cmd(
                                                                "('default' = detector-default.json)"),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="models folder (default: settings)"),
+    copy_move: bool = typer.Option(False, "--copy-move", help="also run the copy-move cue (duplicated texture) and "
+                                                              "use the thresholds calibrated with it: finds more "
+                                                              "copy-moves in unprocessed files, about 2.6× slower"),
 ):
     """Score images: p_synthetic, p_manipulated and a verdict per image (per frame for multi-frame files)."""
     from ..detection import detect_paths, write_csv
@@ -35,7 +38,8 @@ def detect_cmd(
         fail(f"no such file or folder: {', '.join(missing)}")
     try:
         rows = detect_paths(paths, detector=detector, models_dir=models_dir, reference=reference,
-                            batch_size=batch_size, heatmaps=heatmaps, progress=out is not None)
+                            batch_size=batch_size, heatmaps=heatmaps, progress=out is not None,
+                            copy_move=copy_move)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     if not rows:
@@ -75,7 +79,7 @@ def train_detector_cmd(
                                                   "mask)"),
     out: Path = typer.Option(Path("runs/detect"), "--out"),
     name: Optional[str] = typer.Option(None, help="model name (default: the architecture)"),
-    steps: int = typer.Option(2000),
+    steps: int = typer.Option(2000, min=0, help="optimiser steps (0 with --init-from: recalibrate those weights only)"),
     supcon_steps: Optional[int] = typer.Option(None, help="SupCon warm-up steps (default: steps/3 for "
                                                           "manip-supcon, else 0)"),
     batch_size: int = typer.Option(32),
@@ -95,6 +99,8 @@ def train_detector_cmd(
                                                "example is replaced by a fresh self-blend/splice of a real one"),
     per_modality_thresholds: bool = typer.Option(True, help="raise the thresholds of a modality whose val reals "
                                                             "score higher than the others (per-modality FPR bound)"),
+    copy_move_cue: bool = typer.Option(True, help="also calibrate the copy-move cue (used by detect/eval "
+                                                  "--copy-move; slower, see docs/detection.md)"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
@@ -116,7 +122,7 @@ def train_detector_cmd(
             lr=lr, seed=seed, device=device, ckpt_every=ckpt_every, resume=resume, max_minutes=max_minutes,
             retrieval_weight=retrieval_weight, init_from=init_from, calibration_shifts=calibration_shifts,
             online_manipulations=online_manipulations, per_modality_thresholds=per_modality_thresholds,
-            command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+            copy_move_cue=copy_move_cue, command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     m = card["metrics"]

@@ -89,6 +89,7 @@ def eval_cmd(
     threshold: Optional[float] = typer.Option(None, help="decision threshold (default: the detector card's, else 0.5)"),
     adversarial_max: int = typer.Option(256, help="attack at most this many images (random, seeded)"),
     seed: int = typer.Option(0),
+    copy_move: bool = typer.Option(False, "--copy-move", help="evaluate the detector with its copy-move cue"),
 ):
     """Evaluate a detector: metrics by modality/label/generator, localization, robustness, attacks, report."""
     from rich.console import Console
@@ -102,7 +103,7 @@ def eval_cmd(
         res = evaluate(data, out, split=split or None, detector=detector, models_dir=models_dir,
                        robustness=robustness, adversarial=adversarial, external=external, logo=logo,
                        logo_options={"detector_config": logo_config, "steps": logo_steps}, threshold=threshold,
-                       seed=seed, adversarial_max=adversarial_max)
+                       seed=seed, adversarial_max=adversarial_max, copy_move=copy_move)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     o = res["overall"]

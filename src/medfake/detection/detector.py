@@ -24,6 +24,7 @@ from ..models.cards import card_path, load_model
 from .anomaly import MahalanobisScorer
 from .base import Detector, Prediction
 from .calibrate import LOWER_FRACTION, thresholds_for, verdict_at
+from .copymove import CopyMoveCue, copy_move_scores, fuse
 from .retrieval import LABELS, ReferenceBank
 
 DEFAULT_NAME = "detector-default"
@@ -77,7 +78,8 @@ def to_input_size(a128: np.ndarray, shape: tuple[int, int], nearest: bool = Fals
 
 class ShippedDetector(Detector):
     def __init__(self, module: nn.Module, card: dict, bank: ReferenceBank | None = None,
-                 anomaly: MahalanobisScorer | None = None, device: str | torch.device = "cpu"):
+                 anomaly: MahalanobisScorer | None = None, device: str | torch.device = "cpu",
+                 copy_move: CopyMoveCue | None = None):
         self.module = module.eval()
         self.card = card
         self.name = card.get("name", "detector")
@@ -91,7 +93,9 @@ class ShippedDetector(Detector):
         self.has_syn = bool(heads.get("synthetic", True))
         self.has_man = heads.get("manipulated", True) and self.t_man is not None
         self.lower = float(thr.get("lower_fraction", LOWER_FRACTION))
-        self.thresholds = thr
+        self.copy_move = copy_move if (copy_move is not None and heads.get("manipulated", True)
+                                       and self.t_man is not None) else None
+        self.thresholds = self.copy_move.thresholds if self.copy_move is not None else thr
         self._off_heads = [h for h, on in (("synthetic", self.has_syn), ("manipulated", self.has_man)) if not on]
         self.bank = bank
         self.retrieval_weight = float((card.get("retrieval") or {}).get("weight", 0.0)) if bank is not None else 0.0
@@ -132,9 +136,22 @@ class ShippedDetector(Detector):
         bank = self.bank.copy() if self.bank is not None else ReferenceBank(
             center=self.anomaly.mean if self.anomaly is not None else None)
         bank.add(self.embed(images), labels)
-        det = ShippedDetector(self.module, self.card, bank, self.anomaly, self.device)
+        det = ShippedDetector(self.module, self.card, bank, self.anomaly, self.device, self.copy_move)
+        det.version = self.version
         if self.bank is None:  # no shipped bank: references alone, default weight
             det.retrieval_weight = float((self.card.get("retrieval") or {}).get("weight", 0.3))
+        return det
+
+    def with_copy_move(self) -> "ShippedDetector":
+        """A copy sharing the network that also runs the copy-move cue (`detection.copymove`), fuses it into
+        p_manipulated and uses the thresholds calibrated for that fused score (the card's `copy_move` section)."""
+        section = self.card.get("copy_move")
+        if not section or not self.has_man:
+            raise MedfakeError(f"detector {self.name} {self.version} has no calibrated copy-move cue (recalibrate it: "
+                               f"medfake train detector --init-from CARD --steps 0 --copy-move-cue)")
+        det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device,
+                              CopyMoveCue.from_card(section))
+        det.version = f"{self.version}+copy-move"  # what a row or a report says was run
         return det
 
     # ---------------------------------------------------------------- the contract
@@ -164,10 +181,19 @@ class ShippedDetector(Detector):
             p_man_f = (1 - w) * p_man + w * scores_knn[:, LABELS.index("manipulated")] if self.has_man else p_man
         else:
             p_syn_f, p_man_f = p_syn, p_man
+        cm_scores = cm_regions = p_cm = None
+        if self.copy_move is not None:
+            got = copy_move_scores(x, self.copy_move.config, return_maps=explain)
+            cm_scores, cm_regions = (got[0], got[1]) if explain else (got, None)
+            cm_scores = cm_scores.numpy().astype(np.float64)
+            p_cm = self.copy_move.probability(cm_scores)
+            p_man_f = fuse(p_man_f, p_cm)
         anomaly = self.anomaly.score(emb) if self.anomaly is not None else None
         heat = self._gradcam(x) if explain else None
         seg = (torch.sigmoid(out["seg"].float()).cpu().numpy()[:, 0]
                if explain and out.get("seg") is not None else None)
+        if explain and seg is None and cm_regions is not None:
+            seg = np.zeros((len(images), *x.shape[-2:]), np.float32)
         preds = []
         for j, im in enumerate(images):
             ps, pm = float(np.clip(p_syn_f[j], 0, 1)), float(np.clip(p_man_f[j], 0, 1))
@@ -179,6 +205,9 @@ class ShippedDetector(Detector):
                 scores["knn_manipulated"] = float(scores_knn[j, 2])
             if anomaly is not None:
                 scores["anomaly"] = float(anomaly[j])
+            if p_cm is not None:
+                scores["copy_move"] = float(cm_scores[j])
+                scores["p_copy_move"] = float(p_cm[j])
             modality = MODALITY_NAMES[int(p_mod[j].argmax())]
             pred = Prediction(modality=modality, p_synthetic=ps, p_manipulated=pm,
                               verdict=self.verdict_for(ps, pm, modality), scores=scores)
@@ -186,7 +215,10 @@ class ShippedDetector(Detector):
                 shape = im.array.shape
                 pred.heatmap = np.clip(to_input_size(heat[j], shape), 0, 1)
                 if seg is not None:
-                    pred.mask = to_input_size(seg[j], shape, nearest=True) >= 0.5
+                    m128 = seg[j] >= 0.5
+                    if p_cm is not None and p_cm[j] >= 0.5:
+                        m128 = m128 | _copy_of_pair(cm_regions[j].numpy(), seg[j])
+                    pred.mask = to_input_size(m128.astype(np.float32), shape, nearest=True) >= 0.5
                 else:
                     pred.mask = np.zeros(shape, bool)
             preds.append(pred)
@@ -208,6 +240,15 @@ class ShippedDetector(Detector):
             finally:
                 _remove_new_hooks(self.module, handles_before)
         return m.detach().float().cpu().numpy()[:, 0]
+
+
+def _copy_of_pair(regions: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Of a copy-move's two matching regions (2, H, W), the one the segmentation map scores higher (the pasted
+    copy: it carries the seams); both when the map does not tell them apart."""
+    means = [float(seg[r].mean()) if r.any() else 0.0 for r in regions]
+    if abs(means[0] - means[1]) < 0.05:
+        return regions[0] | regions[1]
+    return regions[int(np.argmax(means))]
 
 
 def _hook_ids(module: nn.Module) -> dict:

@@ -19,7 +19,8 @@ from ..io.readers import iter_image_files, read_images
 from .base import CSV_HEADER, Detector
 from .retrieval import reference_files
 
-EXTRA_COLUMNS = ("p_modality", "anomaly", "p_synthetic_classifier", "knn_synthetic", "heatmap", "mask", "message")
+EXTRA_COLUMNS = ("p_modality", "anomaly", "p_synthetic_classifier", "knn_synthetic", "copy_move", "heatmap", "mask",
+                 "message")
 COLUMNS = CSV_HEADER + EXTRA_COLUMNS
 
 
@@ -62,7 +63,7 @@ def _row(label: str, pred=None, message: str = "") -> dict:
     return {"path": label, "modality": pred.modality, "p_synthetic": pred.p_synthetic,
             "p_manipulated": pred.p_manipulated, "verdict": pred.verdict, "p_modality": s.get("p_modality"),
             "anomaly": s.get("anomaly"), "p_synthetic_classifier": s.get("p_synthetic_classifier"),
-            "knn_synthetic": s.get("knn_synthetic"), "message": message}
+            "knn_synthetic": s.get("knn_synthetic"), "copy_move": s.get("copy_move"), "message": message}
 
 
 def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, heatmaps: str | Path | None = None,
@@ -82,15 +83,17 @@ def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, hea
 
 def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "default", models_dir=None,
                  reference: str | Path | None = None, batch_size: int = 32, heatmaps: str | Path | None = None,
-                 progress: bool = False) -> list[dict]:
+                 progress: bool = False, copy_move: bool = False) -> list[dict]:
     """Files and folders (recursive) → one row per image/frame (see module doc). The model loads once; images are
-    decoded and scored in batches of `batch_size`."""
+    decoded and scored in batches of `batch_size`. `copy_move`: with the copy-move cue (`detector.with_copy_move`)."""
     from ._progress import progress_bar
     from .detector import load_detector
 
     if batch_size < 1:
         raise ValueError(f"batch size must be ≥ 1, got {batch_size}")
     det = load_detector(detector, models_dir) if isinstance(detector, str) else detector
+    if copy_move:
+        det = det.with_copy_move()
     if reference is not None:
         det = add_references(det, reference)
     files = list(iter_image_files(paths))

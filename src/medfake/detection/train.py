@@ -282,12 +282,15 @@ def train_detector(
     calibration_shifts: int = 2,
     online_manipulations: float = 0.0,
     per_modality_thresholds: bool = True,
+    copy_move_cue: bool = True,
 ) -> dict:
     """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
     of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
     of the same architecture and config) starts from its weights: a fine-tune. With
     `online_manipulations` = p a drawn manipulated example is replaced, with probability p, by a fresh
-    pseudo-manipulation of a real training image (`pseudo.py`). Returns the model card;
+    pseudo-manipulation of a real training image (`pseudo.py`). `steps=0` with `init_from` recalibrates the
+    given weights only (bank, anomaly scorer, temperatures, thresholds). `copy_move_cue` adds the card's
+    `copy_move` section (the cue's calibration and fused thresholds, used with `--copy-move`). Returns the model card;
     writes <out>/<name>.safetensors (+ .bank/.anomaly.safetensors) and <out>/<name>.json."""
     from ._progress import progress_bar
     from ..settings import torch_device
@@ -410,7 +413,7 @@ def train_detector(
     card_extra = calibrate_and_fit(model, config_name, train, val, dev, out_dir, name, heads, bank_size=bank_size,
                                    retrieval_weight=retrieval_weight, target_fpr=target_fpr, seed=seed,
                                    calibration_shifts=calibration_shifts,
-                                   per_modality_thresholds=per_modality_thresholds)
+                                   per_modality_thresholds=per_modality_thresholds, copy_move_cue=copy_move_cue)
     card_extra["metrics"]["calibrated_on"] = calib_on
     weights = save_weights(model, out_dir / f"{name}.safetensors", fp16=True)
     main_losses = losses[supcon_steps:] if len(losses) > supcon_steps else losses
@@ -420,7 +423,9 @@ def train_detector(
         "kind": "detector",
         "architecture": config_name,
         # the version counts every step since random initialisation, so a fine-tune never repeats its base's
-        "version": time.strftime("%Y%m%d") + f"-s{total_steps(init_card) + step}",
+        # (a recalibration of given weights, steps=0, is marked "-recal": the same weights with new thresholds)
+        "version": time.strftime("%Y%m%d") + f"-s{total_steps(init_card) + step}"
+                   + ("-recal" if step == 0 and init_card else ""),
         "config": dataclasses.asdict(cfg),
         "weights": weights.name,
         "dtype": "float16",
@@ -444,8 +449,8 @@ def train_detector(
         "hardware": _hardware(dev),
         "minutes": round(elapsed / 60, 2),
         "command": command or " ".join(sys.argv),
-        "loss_first": round(float(np.mean(main_losses[:n_first])), 5),
-        "loss_last": round(float(np.mean(main_losses[-n_first:])), 5),
+        "loss_first": round(float(np.mean(main_losses[:n_first])), 5) if main_losses else None,
+        "loss_last": round(float(np.mean(main_losses[-n_first:])), 5) if main_losses else None,
         "loss_curve": [round(float(np.mean(c)), 5) for c in np.array_split(np.asarray(main_losses), 10) if len(c)],
         "supcon_loss_curve": [round(float(np.mean(c)), 5) for c in
                               np.array_split(np.asarray(losses[:supcon_steps]), 5) if len(c)],
@@ -457,7 +462,8 @@ def train_detector(
 
 def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, out_dir: Path, name: str,
                       heads: dict, *, bank_size: int, retrieval_weight: float, target_fpr: float, seed: int,
-                      calibration_shifts: int = 2, per_modality_thresholds: bool = True) -> dict:
+                      calibration_shifts: int = 2, per_modality_thresholds: bool = True,
+                      copy_move_cue: bool = True) -> dict:
     """Anomaly scorer (real train), retrieval bank (train sample), temperatures + thresholds + metrics (val)."""
     rng = np.random.default_rng(seed)
     tr = run_model(model, train.images, dev)
@@ -485,8 +491,6 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     vs = run_model(model, shifted, dev) if len(shifted) else None
     knn_s = bank.knn(vs["emb"]) if vs is not None else None
     temps: dict = {"synthetic": None, "manipulated": None}
-    thr: dict = {"synthetic": None, "manipulated": None, "synthetic_uncertain": None, "manipulated_uncertain": None,
-                 "target_fpr": target_fpr, "uncertain_factor": UNCERTAIN_FACTOR}
     metrics: dict = {}
     fused: dict = {}
     shifted_p: dict = {}
@@ -502,6 +506,50 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
             shifted_p[head] = ((1 - retrieval_weight) * apply_temperature(vs[key], T)
                                + retrieval_weight * knn_s[:, kind_idx])
         temps[head] = round(T, 5)
+    # per-modality floors, by the modality the detector predicts (as at inference)
+    mod_v = va["modality"].argmax(1) if va["modality"] is not None else np.full(len(val.kind), -1)
+    mod_s = (vs["modality"].argmax(1) if vs is not None and vs["modality"] is not None
+             else np.full(len(shifted), -1))
+    thr, head_metrics = _thresholds(fused, shifted_p, real, mod_v, mod_s, target_fpr, per_modality_thresholds)
+    thr["uncertain_factor"] = UNCERTAIN_FACTOR
+    metrics.update(head_metrics)
+    if real.any() and fused:
+        metrics["calibration_real_pool"] = (f"{int(real.sum())} real val images + {len(shifted)} shifted copies "
+                                            f"({calibration_shifts} per image, training augmentation)")
+    copy_move = None
+    if copy_move_cue and "manipulated" in fused and real.any():
+        copy_move = _calibrate_copy_move(val, shifted, fused, shifted_p, real, mod_v, mod_s, target_fpr,
+                                         per_modality_thresholds)
+    if va["modality"] is not None:
+        known = val.modality >= 0
+        metrics["modality_accuracy"] = float((va["modality"][known].argmax(1) == val.modality[known]).mean()) \
+            if known.any() else None
+    if va["seg"] is not None:
+        sel = (val.kind == 2) & val.has_mask
+        metrics["segmentation_dice"] = float(np.mean([_dice(va["seg"][i, 0] >= 0.5, val.masks[i] > 0.5)
+                                                      for i in np.flatnonzero(sel)])) if sel.any() else None
+    a_val = anomaly.score(va["emb"])
+    metrics["anomaly_auc_fake_vs_real"] = _auc(val.kind > 0, a_val)
+    return {
+        "temperature": temps,
+        "thresholds": thr,
+        "retrieval": {"file": f"{name}.bank.safetensors", "weight": retrieval_weight, "k": bank.k,
+                      "size": len(bank)},
+        "anomaly": {"file": f"{name}.anomaly.safetensors", "dim": int(anomaly.mean.size),
+                    "real_train_p99": anomaly.reference_p99},
+        "metrics": metrics,
+        **({"copy_move": copy_move} if copy_move is not None else {}),
+    }
+
+
+def _thresholds(fused: dict, shifted_p: dict, real: np.ndarray, mod_v: np.ndarray, mod_s: np.ndarray,
+                target_fpr: float, per_modality: bool) -> tuple[dict, dict]:
+    """Thresholds (global, then per-modality floors) from the fused val probabilities of each head
+    (fused[head] = (positive mask, selection, p_classifier, p_fused)) and those of the shifted real copies; with the
+    per-head metrics and the real alarm rates at those thresholds."""
+    thr: dict = {"synthetic": None, "manipulated": None, "synthetic_uncertain": None, "manipulated_uncertain": None,
+                 "target_fpr": target_fpr}
+    metrics: dict = {}
     real_pool = {h: np.concatenate([v[3][real], shifted_p.get(h, np.zeros(0))]) for h, v in fused.items()}
     cuts = head_thresholds(real_pool, target_fpr,
                            p_pos_by_head={h: v[3][v[0]] for h, v in fused.items()}) if real.any() else \
@@ -515,11 +563,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
             "fpr_real_at_threshold": float((p[real] >= t).mean()) if real.any() else None,
             "n_real": int(real.sum()), "n_positive": int(pos.sum()),
         }
-    # per-modality floors, by the modality the detector predicts (as at inference)
-    mod_v = va["modality"].argmax(1) if va["modality"] is not None else np.full(len(val.kind), -1)
-    mod_s = (vs["modality"].argmax(1) if vs is not None and vs["modality"] is not None
-             else np.full(len(shifted), -1))
-    if real.any() and fused and per_modality_thresholds:
+    if real.any() and fused and per_modality:
         by_mod = {}
         for mi, mname in enumerate(MODALITY_NAMES):
             r_m = real & (mod_v == mi)
@@ -546,27 +590,37 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
             rates = rates_on(shifted_p, mod_s)
             metrics["shifted_real_called_fake"] = rates["called_fake"]
             metrics["shifted_real_called_not_real"] = rates["not_real"]
-        metrics["calibration_real_pool"] = (f"{int(real.sum())} real val images + {len(shifted)} shifted copies "
-                                            f"({calibration_shifts} per image, training augmentation)")
-    if va["modality"] is not None:
-        known = val.modality >= 0
-        metrics["modality_accuracy"] = float((va["modality"][known].argmax(1) == val.modality[known]).mean()) \
-            if known.any() else None
-    if va["seg"] is not None:
-        sel = (val.kind == 2) & val.has_mask
-        metrics["segmentation_dice"] = float(np.mean([_dice(va["seg"][i, 0] >= 0.5, val.masks[i] > 0.5)
-                                                      for i in np.flatnonzero(sel)])) if sel.any() else None
-    a_val = anomaly.score(va["emb"])
-    metrics["anomaly_auc_fake_vs_real"] = _auc(val.kind > 0, a_val)
-    return {
-        "temperature": temps,
-        "thresholds": thr,
-        "retrieval": {"file": f"{name}.bank.safetensors", "weight": retrieval_weight, "k": bank.k,
-                      "size": len(bank)},
-        "anomaly": {"file": f"{name}.anomaly.safetensors", "dim": int(anomaly.mean.size),
-                    "real_train_p99": anomaly.reference_p99},
-        "metrics": metrics,
-    }
+    return thr, metrics
+
+
+COPY_MOVE_CENTER_QUANTILE = 0.995  # the logistic map's centre: this quantile of the real val (+ shifted) cue scores
+COPY_MOVE_MIN_CENTER = 0.1  # ... but never below this score (flat or tiny val sets: a score of 0 is no evidence)
+COPY_MOVE_SCALE = 0.03
+
+
+def _calibrate_copy_move(val: "CachedSet", shifted: np.ndarray, fused: dict, shifted_p: dict, real: np.ndarray,
+                         mod_v: np.ndarray, mod_s: np.ndarray, target_fpr: float, per_modality: bool) -> dict:
+    """The card's `copy_move` section: the cue's logistic map set on real val images (and their shifted copies),
+    and the thresholds recalibrated on p_manipulated fused with it (used with `--copy-move`)."""
+    from .copymove import CopyMoveConfig, batched_scores, fuse, score_to_probability
+
+    cfg = CopyMoveConfig()
+    s_val = batched_scores(val.images, cfg)
+    s_shift = batched_scores(shifted, cfg) if len(shifted) else np.zeros(0)
+    center = max(COPY_MOVE_MIN_CENTER,
+                 float(np.quantile(np.concatenate([s_val[real], s_shift]), COPY_MOVE_CENTER_QUANTILE)))
+    pos, sel, p_clf, p = fused["manipulated"]
+    fused_cm = dict(fused)
+    fused_cm["manipulated"] = (pos, sel, p_clf, fuse(p, score_to_probability(s_val, center, COPY_MOVE_SCALE)))
+    shifted_cm = dict(shifted_p)
+    if "manipulated" in shifted_p:
+        shifted_cm["manipulated"] = fuse(shifted_p["manipulated"], score_to_probability(s_shift, center,
+                                                                                        COPY_MOVE_SCALE))
+    thr, metrics = _thresholds(fused_cm, shifted_cm, real, mod_v, mod_s, target_fpr, per_modality)
+    thr["uncertain_factor"] = UNCERTAIN_FACTOR
+    return {"config": cfg.to_dict(), "center": center, "scale": COPY_MOVE_SCALE,
+            "center_quantile": COPY_MOVE_CENTER_QUANTILE, "thresholds": thr, "metrics": metrics,
+            "auc_cue_alone_manipulated": _auc(pos[sel], s_val[sel])}
 
 
 def _hardware(device) -> str:

@@ -172,15 +172,21 @@ def evaluate(
     seed: int = 0,
     adversarial_max: int = 256,
     progress: bool = True,
+    copy_move: bool = False,
 ) -> dict:
     """Evaluate `detector` (a name for medfake.detection.load_detector, or a Detector) on `data`; writes
-    out/results.json and out/report.html and returns the results dict."""
+    out/results.json and out/report.html and returns the results dict. `copy_move`: the detector with its
+    copy-move cue (`with_copy_move`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .metrics import binary_metrics, localization_metrics, modality_confusion
 
     recs = load_eval_records(data, split)
     det = _resolve_detector(detector, models_dir)
+    if copy_move:
+        if not hasattr(det, "with_copy_move"):
+            raise MedfakeError(f"detector {getattr(det, 'name', det)!r} has no copy-move cue")
+        det = det.with_copy_move()
     thr = float(threshold if threshold is not None else (getattr(det, "card", None) or {}).get("threshold", 0.5))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,7 +205,8 @@ def evaluate(
 
         res: dict = {
             "data": str(data), "split": split if any(r.split for r in recs) else None, "n": len(recs),
-            "detector": {"name": getattr(det, "name", type(det).__name__), "version": getattr(det, "version", "?")},
+            "detector": {"name": getattr(det, "name", type(det).__name__), "version": getattr(det, "version", "?"),
+                         "copy_move_cue": getattr(det, "copy_move", None) is not None},
             "threshold": thr,
             "overall": binary_metrics(y, s, thr),
             "by_modality": _group_metrics(y, s, [r.modality for r in recs], thr),
@@ -210,8 +217,9 @@ def evaluate(
         }
         from sklearn.metrics import confusion_matrix, roc_curve
 
-        res["by_task"] = task_metrics(kinds, [r.modality for r in recs], preds,
-                                      (getattr(det, "card", None) or {}).get("thresholds") or {})
+        res["by_task"] = task_metrics(kinds, [r.modality for r in recs], preds,  # the thresholds in use
+                                      getattr(det, "thresholds", None)
+                                      or (getattr(det, "card", None) or {}).get("thresholds") or {})
         verdicts = [p.verdict if p.verdict in KINDS else "other" for p in preds]
         res["confusion_verdict"] = {"classes": list(KINDS) + ["other"],
                                     "matrix": confusion_matrix(kinds, verdicts, labels=list(KINDS) + ["other"]).tolist()}

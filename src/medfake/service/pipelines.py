@@ -109,8 +109,11 @@ def _heat_png(a: np.ndarray | None) -> str | None:
     return png_url(np.asarray(a, dtype=np.float32))
 
 
-def detect_images(images: list[Image], settings: Settings, model: str | None, explain: bool = True) -> list[dict]:
+def detect_images(images: list[Image], settings: Settings, model: str | None, explain: bool = True,
+                  copy_move: bool = False) -> list[dict]:
     det = backends.detector(model, settings)
+    if copy_move:
+        det = det.with_copy_move()  # shares the loaded network; a card without the cue → MedfakeError → 422
     with backends.infer_lock:
         preds = det.predict(images, explain=explain)
     rows = []

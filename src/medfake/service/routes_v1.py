@@ -24,7 +24,9 @@ router = APIRouter(prefix="/v1", tags=["v1"], dependencies=[Depends(refuse_model
 async def detect(request: Request, files: list[UploadFile] = File(..., description="one or more images (repeat the field)"),
                  model: Optional[str] = Form(None, description="detector name from GET /v1/models (default: the shipped one)"),
                  explain: bool = Form(True, description="include heatmap and mask PNGs"),
-                 include_image: bool = Form(False, description="echo each decoded image as a PNG data URL")):
+                 include_image: bool = Form(False, description="echo each decoded image as a PNG data URL"),
+                 copy_move: bool = Form(False, description="also run the copy-move cue (slower; finds copy-moves in "
+                                                           "unprocessed files)")):
     """Detect synthetic and manipulated images. One row per file; a bad file gives a row with verdict 'error'.
     A request whose every file is bad is answered 4xx (413 too large, 422 undecodable)."""
     settings = settings_of(request)
@@ -38,7 +40,7 @@ async def detect(request: Request, files: list[UploadFile] = File(..., descripti
                             "no readable image: " + "; ".join(it["error"] for it in items[:5]))
     if model is not None:
         model = backends.check_name(model, settings, kind="detector", what="detector")
-    rows = await with_timeout(detect_images, [it["image"] for it in good], settings, model, explain,
+    rows = await with_timeout(detect_images, [it["image"] for it in good], settings, model, explain, copy_move,
                               timeout=settings.request_timeout_s)
     it_rows = iter(rows)
     results = []

@@ -1,0 +1,243 @@
+"""Copy-move cue: duplicated texture inside one image, found by correlating the image's noise residual with itself
+(the block-matching idea of classical copy-move forensics, Fridrich et al. 2003, done with an FFT). No weights.
+
+A region copied from elsewhere in the same image repeats that region's fine texture (exactly, or after the
+resampling of a sub-pixel shift, nearly). The Laplacian residual's autocorrelation then has a sharp peak at the
+copy's offset. At the few most prominent peaks (value minus its largest 8-neighbour) a windowed normalised
+correlation of the residual with its shifted self marks the pixels that repeat. A copy matches at its offset and
+not one pixel beside it, whereas a straight edge or a smooth gradient matches itself along a whole ridge of offsets:
+so each strongly matching pixel is checked against the 8 neighbouring offsets too, and against −d and 2d, where a
+periodic pattern (scanner or compression texture in a dark border) matches again and a copy does not, and against
+d/2 and the other candidate offsets, which a periodic pattern puts on its multiples ("peak sharpness" =
+correlation at the offset minus the best of these rivals). The score is the k-th largest sharpness (k = one window's area):
+high only when a whole window's worth of texture repeats at one exact offset.
+
+Why a fixed cue beside the learned detector: a small CNN with a local receptive field cannot compare a block with
+every other block of the image, so it misses copy-moves (AUC ≈ 0.6) that this finds; and the cue encodes no
+generator's or data set's quirks. It is fragile: JPEG 75 or resizing ×0.5 wipe out most of the texture it matches
+(benchmarks/RESULTS.md, "Copy-move cue"). The detector fuses it into p_manipulated (noisy-OR after a logistic map
+whose centre is set on real validation images), and thresholds are calibrated on the fused score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+COHERENCE = 5  # side of the neighbourhood whose mean correlation weighs each pixel's sharpness
+NEIGHBOURS = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)]
+
+
+@dataclass(frozen=True)
+class CopyMoveConfig:
+    window: int = 7  # side of the correlation window (pixels at 128 px)
+    min_offset: int = 8  # offsets closer than this (Chebyshev) are the residual's own autocorrelation
+    min_overlap: int = 441  # offsets whose image overlap is smaller are not examined
+    candidates: int = 4  # autocorrelation peaks examined per image
+    whiten: float = 2.0 / 255  # residual / (local residual RMS + whiten) before the autocorrelation
+    min_rms: float = 2.0 / 255  # windows with less residual energy (flat background) are ignored
+    top_pixels: int = 128  # best-correlated pixels per candidate whose sharpness is checked
+    map_threshold: float = 0.15  # coherent sharpness that marks a window as repeated in the map
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "CopyMoveConfig":
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in dict(d or {}).items() if k in names})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def residual(x: torch.Tensor) -> torch.Tensor:
+    """4-neighbour Laplacian residual (edges replicated). x: (N, 1, H, W)."""
+    k = torch.tensor([[[[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]]]], dtype=x.dtype, device=x.device)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k)
+
+
+def _box(x: torch.Tensor, w: int) -> torch.Tensor:
+    """w×w window sum over the last two dims (centred, zero padded: a window at the border sees zeros, i.e. no
+    match), from cumulative sums."""
+    p = w // 2
+    for dim in (-2, -1):
+        pad = [0, 0, 0, 0]
+        pad[0 if dim == -1 else 2] = p + 1
+        pad[1 if dim == -1 else 3] = p
+        c = F.pad(x, pad).cumsum(dim)
+        n = x.shape[dim]
+        x = c.narrow(dim, w, n) - c.narrow(dim, 0, n)
+    return x
+
+
+def candidate_offsets(r: torch.Tensor, cfg: CopyMoveConfig) -> torch.Tensor:
+    """(N, K, 2) integer offsets (dy, dx): the K most prominent peaks of each whitened residual's autocorrelation,
+    one of each ± pair, at least cfg.min_offset long."""
+    n, _, h, w = r.shape
+    rn = r / ((_box(r * r, cfg.window) / cfg.window ** 2).sqrt() + cfg.whiten)
+    f = torch.fft.rfft2(rn[:, 0], s=(2 * h, 2 * w))
+    ac = torch.fft.irfft2(f * f.conj(), s=(2 * h, 2 * w))  # zero padding: linear, not circular, correlation
+    ring = F.pad(ac[:, None], (1, 1, 1, 1), mode="circular")[:, 0]  # the autocorrelation wraps around
+    row3 = torch.maximum(torch.maximum(ring[..., :-2], ring[..., 1:-1]), ring[..., 2:])  # max over x−1..x+1
+    nb = torch.maximum(torch.maximum(row3[:, :-2], row3[:, 2:]),
+                       torch.maximum(ring[:, 1:-1, :-2], ring[:, 1:-1, 2:]))  # the 8 neighbours, centre excluded
+    dy = torch.arange(2 * h)
+    dy = torch.where(dy >= h, dy - 2 * h, dy)
+    dx = torch.arange(2 * w)
+    dx = torch.where(dx >= w, dx - 2 * w, dx)
+    DY, DX = torch.meshgrid(dy, dx, indexing="ij")
+    overlap = ((h - DY.abs()).clamp_min(0) * (w - DX.abs()).clamp_min(0)).float()
+    valid = (torch.maximum(DY.abs(), DX.abs()) >= cfg.min_offset) & (overlap >= cfg.min_overlap) & \
+        ((DY > 0) | ((DY == 0) & (DX > 0)))
+    prom = torch.where(valid, (ac - nb) / overlap.clamp_min(1).sqrt(), torch.full_like(ac, -torch.inf))
+    idx = prom.flatten(1).topk(cfg.candidates, dim=1).indices
+    return torch.stack([DY.flatten()[idx], DX.flatten()[idx]], dim=-1)
+
+
+def _shifted(a: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    """a: (N, H, W); offs: (N, M, 2) → (N, M, H, W) with out[i, m, y, x] = a[i, y + dy, x + dx] (0 outside)."""
+    n, h, w = a.shape
+    m = offs.shape[1]
+    ap = F.pad(a, (w, w, h, h)).flatten(1)  # (N, 3H·3W)
+    ys = torch.arange(h).view(1, 1, h, 1) + offs[..., 0].view(n, m, 1, 1) + h
+    xs = torch.arange(w).view(1, 1, 1, w) + offs[..., 1].view(n, m, 1, 1) + w
+    idx = (ys.clamp(0, 3 * h - 1) * (3 * w) + xs.clamp(0, 3 * w - 1)).reshape(n, -1)
+    return torch.gather(ap, 1, idx).view(n, m, h, w)
+
+
+class _SparseCorr:
+    """Windowed correlation of a residual at chosen pixels with the residual at the same pixels moved by an offset:
+    the window gathers of the chosen pixels are made once, each offset then costs one gather and a dot product."""
+
+    def __init__(self, r: torch.Tensor, e: torch.Tensor, py: torch.Tensor, px: torch.Tensor, w: int):
+        n, h, wd = r.shape
+        self.n, self.h, self.wd, self.shape = n, h, wd, py.shape
+        p = w // 2
+        self.m = 2 * max(h, wd) + p + 1  # margin: any offset up to twice the image size plus the window stays inside
+        self.W = wd + 2 * self.m
+        self.rp = F.pad(r, (self.m, self.m, self.m, self.m)).flatten(1)
+        oy, ox = torch.meshgrid(torch.arange(-p, p + 1), torch.arange(-p, p + 1), indexing="ij")
+        self.py, self.px = py.reshape(n, -1, 1), px.reshape(n, -1, 1)
+        self.base = ((self.py + oy.flatten() + self.m) * self.W + (self.px + ox.flatten() + self.m)).flatten(1)
+        self.a = torch.gather(self.rp, 1, self.base).view(n, -1, w * w)
+        self.e = e.flatten(1)
+        self.ea = torch.gather(self.e, 1, (self.py * wd + self.px).flatten(1))
+
+    def at(self, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+        """dy, dx: (N, M) offsets per chosen pixel (same leading shape as py) → correlations of that shape."""
+        n, h, wd = self.n, self.h, self.wd
+        dy, dx = dy.reshape(n, -1, 1), dx.reshape(n, -1, 1)
+        b = torch.gather(self.rp, 1, (self.base.view(n, -1, self.a.shape[-1]) + dy * self.W + dx).flatten(1))
+        qy, qx = self.py + dy, self.px + dx
+        inside = ((qy >= 0) & (qy < h) & (qx >= 0) & (qx < wd)).flatten(1)
+        eb = torch.gather(self.e, 1, (qy.clamp(0, h - 1) * wd + qx.clamp(0, wd - 1)).flatten(1)) * inside
+        c = (self.a * b.view_as(self.a)).sum(-1) / (self.ea * eb).sqrt().clamp_min(1e-12)
+        return c.view(self.shape)
+
+
+@torch.no_grad()
+def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), return_maps: bool = False):
+    """x: (N, 1, H, W) images in [0, 1]. Returns scores (N,) in [−2, 2] (≈ 0.1–0.3 for real images, up to ~1 for
+    an exact copy of textured content) and, with return_maps, (N, 2, H, W) bool regions — the repeated windows A at
+    the best offset d and their partners A + d — and (N, 2) that offset. Which of the two is the copy and which the
+    source this cue cannot tell (the detector asks its segmentation map)."""
+    x = x.float()
+    n, _, h, w = x.shape
+    if n == 0:
+        z = torch.zeros(0)
+        return (z, torch.zeros((0, 2, h, w), dtype=torch.bool), torch.zeros((0, 2), dtype=torch.long)) \
+            if return_maps else z
+    win = cfg.window
+    r4 = residual(x)
+    offs = candidate_offsets(r4, cfg)  # (N, K, 2)
+    k = offs.shape[1]
+    r = r4[:, 0]
+    e = _box(r4 * r4, win)[:, 0]  # window energy, shared by every offset (shifted)
+    s = _shifted(r, offs)  # (N, K, H, W)
+    es = _shifted(e, offs)
+    c = _box((r[:, None] * s).view(n * k, 1, h, w), win).view(n, k, h, w) / (e[:, None] * es).sqrt().clamp_min(1e-12)
+    ok = (e[:, None] >= win ** 2 * cfg.min_rms ** 2) & (es >= win ** 2 * cfg.min_rms ** 2)
+    c = torch.where(ok, c, torch.zeros_like(c))
+    # sharpness at each candidate's best-correlated pixels: corr at d minus the best of the 8 neighbouring offsets
+    t = min(cfg.top_pixels, h * w)
+    cv, ci = c.flatten(2).topk(t, dim=2)  # (N, K, T)
+    py, px = ci // w, ci % w
+    best_nb = torch.full_like(cv, -2.0)
+    sparse = _SparseCorr(r, e, py, px, win)
+    # rivals of offset d: its 8 neighbours (a ridge: edges, gradients) and −d, 2d (a period: a pattern that repeats
+    # at every multiple of d, e.g. scanner or compression texture in a dark border, is no copy)
+    rivals = [(offs[..., 0] + a, offs[..., 1] + b) for a, b in NEIGHBOURS]
+    half = torch.div(offs, 2, rounding_mode="floor")
+    rivals += [(-offs[..., 0], -offs[..., 1]), (2 * offs[..., 0], 2 * offs[..., 1]), (half[..., 0], half[..., 1])]
+    # ... and the other candidate offsets: a periodic pattern puts several of them on its multiples
+    for m in range(1, k):
+        other = offs.roll(m, dims=1)
+        rivals.append((other[..., 0], other[..., 1]))
+    for ry, rx in rivals:
+        best_nb = torch.maximum(best_nb, sparse.at(ry[..., None].expand_as(py), rx[..., None].expand_as(px)))
+    # spatial coherence: a copy repeats a whole region, so its neighbourhood matches too; a lone matching window
+    # among random texture (CT noise in a dark lung field) does not
+    coh = _box(c.view(n * k, 1, h, w), COHERENCE).view(n, k, h * w) / COHERENCE ** 2
+    coh = torch.gather(coh, 2, ci).clamp(0, 1)
+    sharp = torch.where(cv > 0, (cv - best_nb) * coh, torch.zeros_like(cv))
+    kth = min(win * win, t)
+    per_cand = sharp.topk(kth, dim=2).values[..., -1]  # (N, K)
+    scores, j = per_cand.max(1)
+    if not return_maps:
+        return scores
+    regions = torch.zeros((n, 2, h, w), dtype=torch.bool)
+    best_off = offs[torch.arange(n), j]
+    rad = win // 2
+    for i in range(n):
+        hit = torch.zeros(h * w)
+        sel = sharp[i, j[i]] >= cfg.map_threshold
+        hit[ci[i, j[i]][sel]] = 1.0
+        hit = F.max_pool2d(hit.view(1, 1, h, w), 2 * rad + 1, stride=1, padding=rad)[0]  # centres → windows
+        dy, dx = (int(v) for v in best_off[i])
+        partner = _shifted(hit, torch.tensor([[[-dy, -dx]]]))[0, 0]  # partner[y] = hit[y − d]
+        regions[i, 0], regions[i, 1] = hit[0] > 0, partner > 0
+    return scores, regions, best_off
+
+
+def score_to_probability(scores, center: float, scale: float) -> np.ndarray:
+    """Logistic map of copy-move scores to [0, 1] (centre and scale from the detector card)."""
+    z = (np.asarray(scores, dtype=np.float64) - float(center)) / max(float(scale), 1e-6)
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+
+
+@dataclass
+class CopyMoveCue:
+    """The cue as a detector card stores it: config, the logistic map (centre = a high percentile of the real
+    validation scores, scale) and the thresholds calibrated on the fused p_manipulated."""
+
+    config: CopyMoveConfig
+    center: float
+    scale: float
+    thresholds: dict
+
+    @classmethod
+    def from_card(cls, section: dict) -> "CopyMoveCue":
+        return cls(CopyMoveConfig.from_dict(section.get("config")), float(section["center"]),
+                   float(section["scale"]), dict(section["thresholds"]))
+
+    def probability(self, scores) -> np.ndarray:
+        return score_to_probability(scores, self.center, self.scale)
+
+
+def fuse(p_manipulated, p_copy_move) -> np.ndarray:
+    """Noisy-OR: manipulated if the learned head or the copy-move cue says so."""
+    return 1.0 - (1.0 - np.asarray(p_manipulated, np.float64)) * (1.0 - np.asarray(p_copy_move, np.float64))
+
+
+def batched_scores(images: np.ndarray, cfg: CopyMoveConfig = CopyMoveConfig(), batch: int = 64) -> np.ndarray:
+    """Scores of an (N, H, W) float array, in batches."""
+    out = [copy_move_scores(torch.as_tensor(images[i:i + batch][:, None]), cfg).numpy()
+           for i in range(0, len(images), batch)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+__all__ = ["CopyMoveConfig", "CopyMoveCue", "copy_move_scores", "batched_scores", "candidate_offsets", "fuse",
+           "residual", "score_to_probability"]

@@ -1,0 +1,126 @@
+"""The copy-move cue (duplicated texture inside one image): finds a pasted copy and where it is, ignores images
+without one (including periodic stripes and straight edges, which match themselves along a ridge of offsets), and
+the detector fuses it and uses the thresholds calibrated with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from medfake.detection.copymove import CopyMoveConfig, copy_move_scores, fuse, score_to_probability
+
+
+def texture(seed: int, size: int = 128, sigma: float = 1.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = gaussian_filter(rng.random((size, size)), sigma) + 0.3 * gaussian_filter(rng.random((size, size)), 6)
+    a = (a - a.min()) / (a.max() - a.min())
+    return (np.round(a * 255) / 255).astype(np.float32)
+
+
+def with_copy(a: np.ndarray, src=(10, 12), dst=(70, 60), side=30) -> tuple[np.ndarray, np.ndarray]:
+    out = a.copy()
+    (sy, sx), (ty, tx) = src, dst
+    out[ty:ty + side, tx:tx + side] = a[sy:sy + side, sx:sx + side]
+    mask = np.zeros_like(a, bool)
+    mask[ty:ty + side, tx:tx + side] = True
+    return out, mask
+
+
+def as_batch(*arrays) -> torch.Tensor:
+    return torch.as_tensor(np.stack(arrays)[:, None])
+
+
+def test_a_copied_region_scores_high_and_its_map_covers_copy_and_source():
+    a = texture(0)
+    fake, mask = with_copy(a)
+    src = np.zeros_like(mask)
+    src[10:40, 12:42] = True
+    scores, regions, offs = copy_move_scores(as_batch(a, fake), return_maps=True)
+    assert scores[1] > 0.3 > 0.1 > scores[0]
+    assert regions.shape == (2, 2, 128, 128) and regions.dtype == torch.bool
+    assert sorted([tuple(offs[1].tolist()), tuple((-offs[1]).tolist())]).count((60, 48)) == 1
+    both = (regions[1, 0] | regions[1, 1]).numpy()
+    truth = mask | src
+    iou = (both & truth).sum() / (both | truth).sum()
+    assert iou > 0.6, iou
+    # each of the two regions is one of the pair
+    for r in regions[1].numpy():
+        assert max((r & mask).sum(), (r & src).sum()) / r.sum() > 0.8
+
+
+def test_no_copy_stripes_edges_and_flat_images_score_low():
+    yy, xx = np.mgrid[:128, :128]
+    stripes = (0.5 + 0.4 * np.sin(yy / 3.0)).astype(np.float32)  # periodic: matches itself at every period
+    edges = ((xx > 40).astype(np.float32) * 0.6 + (yy > 90) * 0.3).astype(np.float32)
+    flat = np.full((128, 128), 0.4, np.float32)
+    scores = copy_move_scores(as_batch(texture(1), texture(2), stripes, edges, flat))
+    assert torch.isfinite(scores).all()
+    assert (scores < 0.1).all(), scores
+    assert scores[-1] == 0
+
+
+def test_empty_batch_and_probability_map():
+    s, r, o = copy_move_scores(torch.zeros((0, 1, 128, 128)), return_maps=True)
+    assert s.shape == (0,) and r.shape == (0, 2, 128, 128) and o.shape == (0, 2)
+    p = score_to_probability([0.0, 0.3, 1.0], center=0.3, scale=0.03)
+    assert p[0] < 1e-3 and abs(p[1] - 0.5) < 1e-9 and p[2] > 0.999
+    assert np.allclose(fuse([0.2, 0.0], [0.5, 0.0]), [0.6, 0.0])
+
+
+def test_config_round_trips_through_a_card_dict():
+    cfg = CopyMoveConfig(window=5, candidates=3)
+    assert CopyMoveConfig.from_dict({**cfg.to_dict(), "unknown": 1}) == cfg
+
+
+@pytest.fixture(scope="module")
+def det(tiny_models_dir):
+    from medfake.detection import load_detector
+
+    return load_detector("tiny-dual", tiny_models_dir)
+
+
+def test_detector_card_has_the_cue_and_with_copy_move_fuses_it(det):
+    from medfake.io.image import Image
+
+    section = det.card["copy_move"]
+    assert section["center"] >= 0.1 and section["thresholds"]["manipulated"] is not None
+    cm = det.with_copy_move()
+    assert cm.version == det.version + "+copy-move"
+    assert cm.thresholds == section["thresholds"] and det.thresholds == det.card["thresholds"]
+    a = texture(3, sigma=0.7)  # finer texture: a sharper match than the tiny set's shifted reals (copy scores ≈ 0.7)
+    fake, mask = with_copy(a)
+    plain = det.predict([Image(a), Image(fake)], explain=True)
+    fused = cm.predict([Image(a), Image(fake)], explain=True)
+    assert "copy_move" not in plain[1].scores
+    assert fused[1].scores["copy_move"] > 0.5 > 0.2 > fused[0].scores["copy_move"]
+    assert fused[1].scores["p_copy_move"] > 0.99
+    assert fused[1].p_manipulated >= plain[1].p_manipulated
+    assert fused[1].p_manipulated > 0.99 and fused[1].verdict == "manipulated"
+    assert fused[1].mask.shape == (128, 128) and (fused[1].mask & mask).sum() > 0.5 * mask.sum()
+    # the references path keeps the cue
+    assert cm.with_references([Image(a)], ["real"]).copy_move is cm.copy_move
+
+
+def test_with_copy_move_on_a_card_without_the_cue_is_a_clear_error(det):
+    from medfake.detection.detector import ShippedDetector
+    from medfake.io.errors import MedfakeError
+
+    card = {k: v for k, v in det.card.items() if k != "copy_move"}
+    old = ShippedDetector(det.module, card, det.bank, det.anomaly)
+    with pytest.raises(MedfakeError, match="no calibrated copy-move cue"):
+        old.with_copy_move()
+
+
+def test_detect_paths_copy_move_column(tiny_models_dir, tmp_path):
+    from PIL import Image as PILImage
+
+    from medfake.detection import detect_paths
+
+    fake, _ = with_copy(texture(4, sigma=0.7))
+    PILImage.fromarray(np.round(fake * 255).astype(np.uint8)).save(tmp_path / "cm.png")
+    rows = detect_paths([tmp_path], detector="tiny-dual", models_dir=tiny_models_dir, copy_move=True)
+    assert rows[0]["copy_move"] > 0.5 and rows[0]["verdict"] == "manipulated"
+    rows = detect_paths([tmp_path], detector="tiny-dual", models_dir=tiny_models_dir)
+    assert rows[0]["copy_move"] is None
