@@ -31,9 +31,15 @@ time $MED dataset build --real $M --out $B --per-modality 100 --synthetic ddpm,d
 time $MED train detector --config dual-srm --name detector-default --data $B/manifest.csv --out runs/detect \
     --steps 3000 --batch-size 32 --lr 3e-4 --init-from runs/detect-ft1/detector-default.json --max-minutes 22
 
-# 3. evaluation on the fixed test split (robustness + adversarial), HTML report
-time $MED eval --data $B/manifest.csv --out bench_out/eval --models-dir runs/detect --adversarial-max 64
-time .venv/bin/python benchmarks/external_reals.py --models-dir runs/detect
+# 2c. the shipped card: the same weights recalibrated (--steps 0), which also calibrates the copy-move cue
+time $MED train detector --config dual-srm --name detector-default --data $B/manifest.csv --out runs/recal \
+    --steps 0 --init-from runs/detect/detector-default.json
+
+# 3. evaluation on the fixed test split (robustness + adversarial), HTML report; and with the opt-in copy-move cue
+time $MED eval --data $B/manifest.csv --out bench_out/eval --models-dir runs/recal --adversarial-max 64
+time $MED eval --data $B/manifest.csv --out bench_out/eval_cm --models-dir runs/recal --adversarial-max 64 --copy-move
+time .venv/bin/python benchmarks/copy_move_cue.py --models-dir runs/recal
+time .venv/bin/python benchmarks/external_reals.py --models-dir runs/recal
 
 # 4. generalisation: leave-one-generator-out (short folds on a CPU), few-shot on the held-out DCGAN fold,
 #    architecture comparison and the SupCon ablation (each appends to benchmarks/RESULTS.md)
