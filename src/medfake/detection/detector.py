@@ -93,8 +93,7 @@ class ShippedDetector(Detector):
         self.has_syn = bool(heads.get("synthetic", True))
         self.has_man = heads.get("manipulated", True) and self.t_man is not None
         self.lower = float(thr.get("lower_fraction", LOWER_FRACTION))
-        self.copy_move = copy_move if (copy_move is not None and heads.get("manipulated", True)
-                                       and self.t_man is not None) else None
+        self.copy_move = copy_move if self.has_man else None  # the cue fuses into the manipulation head
         self.thresholds = self.copy_move.thresholds if self.copy_move is not None else thr
         self._off_heads = [h for h, on in (("synthetic", self.has_syn), ("manipulated", self.has_man)) if not on]
         self.bank = bank

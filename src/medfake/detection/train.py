@@ -511,7 +511,6 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     mod_s = (vs["modality"].argmax(1) if vs is not None and vs["modality"] is not None
              else np.full(len(shifted), -1))
     thr, head_metrics = _thresholds(fused, shifted_p, real, mod_v, mod_s, target_fpr, per_modality_thresholds)
-    thr["uncertain_factor"] = UNCERTAIN_FACTOR
     metrics.update(head_metrics)
     if real.any() and fused:
         metrics["calibration_real_pool"] = (f"{int(real.sum())} real val images + {len(shifted)} shifted copies "
@@ -548,7 +547,7 @@ def _thresholds(fused: dict, shifted_p: dict, real: np.ndarray, mod_v: np.ndarra
     (fused[head] = (positive mask, selection, p_classifier, p_fused)) and those of the shifted real copies; with the
     per-head metrics and the real alarm rates at those thresholds."""
     thr: dict = {"synthetic": None, "manipulated": None, "synthetic_uncertain": None, "manipulated_uncertain": None,
-                 "target_fpr": target_fpr}
+                 "target_fpr": target_fpr, "uncertain_factor": UNCERTAIN_FACTOR}
     metrics: dict = {}
     real_pool = {h: np.concatenate([v[3][real], shifted_p.get(h, np.zeros(0))]) for h, v in fused.items()}
     cuts = head_thresholds(real_pool, target_fpr,
@@ -617,7 +616,6 @@ def _calibrate_copy_move(val: "CachedSet", shifted: np.ndarray, fused: dict, shi
         shifted_cm["manipulated"] = fuse(shifted_p["manipulated"], score_to_probability(s_shift, center,
                                                                                         COPY_MOVE_SCALE))
     thr, metrics = _thresholds(fused_cm, shifted_cm, real, mod_v, mod_s, target_fpr, per_modality)
-    thr["uncertain_factor"] = UNCERTAIN_FACTOR
     return {"config": cfg.to_dict(), "center": center, "scale": COPY_MOVE_SCALE,
             "center_quantile": COPY_MOVE_CENTER_QUANTILE, "thresholds": thr, "metrics": metrics,
             "auc_cue_alone_manipulated": _auc(pos[sel], s_val[sel])}
