@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from medfake.detection.calibrate import (apply_temperature, fit_temperature, head_thresholds, modality_floors,
-                                        threshold_at_fpr, thresholds_for, verdict)
+                                        monotone_side_floors, threshold_at_fpr, thresholds_for, verdict, verdict_at)
 
 
 def test_temperature_recovers_overconfident_logits():
@@ -121,3 +121,28 @@ def test_per_modality_floors_bound_every_modality_and_never_lower_the_global():
     t_c = thresholds_for(card, "cool")
     assert verdict(p, 0.0, t_c["synthetic"], None, u_synthetic=t_c["synthetic_uncertain"]) == "synthetic"
     assert verdict(p, 0.0, t_hot["synthetic"], None, u_synthetic=t_hot["synthetic_uncertain"]) in ("real", "uncertain")
+
+
+def test_small_input_floors_apply_by_short_side_and_only_raise():
+    """An input upsampled from a small side gets the floors calibrated at the largest side not above its own (the
+    smallest calibrated side below that); none at 128 px; a smaller side never gets lower floors than a larger one;
+    a higher per-modality floor is kept."""
+    glob = {"synthetic": 0.8, "synthetic_uncertain": 0.6, "manipulated": 0.7, "manipulated_uncertain": 0.5}
+    floors = monotone_side_floors({"48": {"synthetic": 0.97, "manipulated": 0.9}, "32": {"synthetic": 0.95},
+                                   "64": {}})
+    assert list(floors) == ["32", "48", "64"]
+    assert floors["32"] == {"synthetic": 0.97, "manipulated": 0.9} and floors["64"] == {}
+    card = {**glob, "by_modality": {"hot": {"synthetic": 0.99}}, "by_input_side": floors}
+    assert thresholds_for(card, None) == thresholds_for(card, None, 128) == thresholds_for(card, None, 512) == glob
+    assert thresholds_for(card, None, 64) == thresholds_for(card, None, 100) == glob  # 64's floors are empty
+    t50 = thresholds_for(card, None, 50)
+    assert t50["synthetic"] == 0.97 and t50["manipulated"] == 0.9
+    assert thresholds_for(card, None, 20) == thresholds_for(card, None, 33)  # below the smallest side: its floors
+    assert thresholds_for(card, "hot", 40)["synthetic"] == 0.99  # the modality's higher floor stays
+    for side in (20, 40, 50):
+        t = thresholds_for(card, None, side)
+        assert t["synthetic_uncertain"] <= t["synthetic"] and t["manipulated_uncertain"] <= t["manipulated"]
+    # the same score: synthetic from a 128 px input, not from a 40 px one
+    assert verdict_at(0.9, 0.0, thresholds_for(card, None, 128)) == "synthetic"
+    assert verdict_at(0.9, 0.0, thresholds_for(card, None, 40)) == "uncertain"
+    assert verdict_at(0.5, 0.0, thresholds_for(card, None, 40)) == "real"

@@ -137,3 +137,27 @@ def test_modality_floor_in_the_card_changes_only_that_modalitys_verdicts(det):
     floored = ShippedDetector(det.module, {**det.card, "thresholds": thr})
     assert floored.verdict_for(p, 0.0, "brain_mri") == "real"
     assert floored.verdict_for(p, 0.0, "chest_xray") == "synthetic"
+
+
+def test_small_input_gets_its_floors_and_a_note(det):
+    """A small input is upsampled to 128 px: its verdict uses the small-input floors of the card, and the
+    prediction (and the CSV row's message) says so; a 128 px input is untouched."""
+    from medfake.detection.calibrate import SMALL_INPUT_SIDES
+    from medfake.detection.detector import ShippedDetector
+    from medfake.detection.run import detect_images
+
+    thr = dict(det.card["thresholds"])
+    assert set(thr["by_input_side"]) == {str(s) for s in SMALL_INPUT_SIDES}  # the calibration writes every side
+    thr.update({"synthetic": 0.5, "synthetic_uncertain": 0.4, "by_modality": {},
+                "by_input_side": {"32": {"synthetic": 1.0, "synthetic_uncertain": 1.0}, "64": {}}})
+    d = ShippedDetector(det.module, {**det.card, "thresholds": thr})
+    assert d.verdict_for(0.9, 0.0, "brain_mri", 128) == d.verdict_for(0.9, 0.0, "brain_mri", 64) == "synthetic"
+    assert d.verdict_for(0.9, 0.0, "brain_mri", 40) == "real"
+    rng = np.random.default_rng(3)
+    small = Image(rng.random((33, 41)).astype(np.float32))
+    big = Image(make_example("real", rng)[0])
+    p_small, p_big = d.predict([small, big])
+    assert "41x33 px" in p_small.note and "side 32 px" in p_small.note and p_big.note == ""
+    assert p_small.verdict == d.verdict_for(p_small.p_synthetic, p_small.p_manipulated, p_small.modality, 33)
+    rows = detect_images(d, [("small.png", small), ("big.png", big)])
+    assert "upsampled" in rows[0]["message"] and rows[1]["message"] == ""

@@ -28,6 +28,7 @@ class Prediction:
     scores: dict = field(default_factory=dict)  # extra scores: anomaly, retrieval, p_modality, ...
     heatmap: np.ndarray | None = None  # H×W float [0,1], the input image's size (Grad-CAM for synthetic)
     mask: np.ndarray | None = None  # H×W bool, predicted manipulated region (the input image's size)
+    note: str = ""  # what the reader should know about this verdict (e.g. a small input's raised thresholds)
 
 
 class Detector(ABC):

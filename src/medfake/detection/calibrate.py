@@ -24,6 +24,14 @@ Per-modality floors (`thresholds["by_modality"]`): the same rule applied to the 
 copies) of each predicted modality with at least MIN_MODALITY_REALS of them; a modality whose reals score higher
 than the others gets higher thresholds, never lower ones than the global. The issue's bound is ≤ 1 % false alarms
 on the reals of *every* modality, which one global threshold cannot promise when one modality runs hot.
+
+Small-input floors (`thresholds["by_input_side"]`, keyed by a short side in pixels): the detector works at 128 px,
+so an image whose short side is smaller is upsampled, and the interpolation's smoothness is what a generator's
+output looks like to it (real validation images shrunk to 33 px and scaled back up: 9 % called fake at the 128 px
+thresholds). The calibration shrinks the real validation images to each side in SMALL_INPUT_SIDES, upsamples them
+as inference does, and applies the same rule to them; an input uses the floors of the largest calibrated side not
+above its own short side (the smallest calibrated side below that), none at 128 px or more. Floors only raise
+thresholds, and a smaller side's floors are at least those of a larger side.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ MIN_MODALITY_REALS = 20
 THRESHOLD_KEYS = ("synthetic", "manipulated", "synthetic_uncertain", "manipulated_uncertain")
 UNCERTAIN_FACTOR = 1.5
 NEAR_FRACTION = 0.5
+SMALL_INPUT_SIDES = (32, 40, 48, 56, 64, 80, 96)
+WORK_SIDE = 128  # the detector's input side: inputs at least this large are not upsampled
 
 
 def fit_temperature(logits, targets, max_iter: int = 100) -> float:
@@ -119,11 +129,43 @@ def modality_floors(global_thr: dict, cuts: dict) -> dict:
     return out
 
 
-def thresholds_for(thresholds: dict, modality: str | None) -> dict:
-    """The thresholds that apply to an image of this (predicted) modality: the global ones with the modality's
-    floors on top."""
+def side_floors_key(thresholds: dict, side: int | None) -> str | None:
+    """The key of `by_input_side` whose floors apply to an input of this short side (None: no floors apply)."""
+    table = thresholds.get("by_input_side") or {}
+    if side is None or side >= WORK_SIDE or not table:
+        return None
+    sides = sorted(int(k) for k in table)
+    below = [s for s in sides if s <= side]
+    return str(below[-1] if below else sides[0])
+
+
+def monotone_side_floors(floors_by_side: dict) -> dict:
+    """{side: floors} with each side's floors raised to at least those of every larger side (a smaller input is
+    upsampled more, so it never gets lower thresholds)."""
+    out, running = {}, {}
+    for side in sorted(floors_by_side, key=int, reverse=True):
+        cur = dict(floors_by_side[side])
+        for k, v in running.items():
+            cur[k] = max(cur.get(k, v), v)
+        running = dict(cur)
+        out[str(side)] = cur
+    return {k: out[k] for k in sorted(out, key=int)}
+
+
+def thresholds_for(thresholds: dict, modality: str | None, side: int | None = None) -> dict:
+    """The thresholds that apply to an image of this (predicted) modality and this short side in pixels: the global
+    ones with the modality's floors on top, and the small-input floors on top of those."""
     out = {k: thresholds.get(k) for k in THRESHOLD_KEYS}
     out.update(((thresholds.get("by_modality") or {}).get(modality) or {}))
+    key = side_floors_key(thresholds, side)
+    if key is not None:
+        for k, v in (thresholds["by_input_side"][key] or {}).items():
+            if k in out and out[k] is not None and v is not None:
+                out[k] = max(out[k], float(v))
+        for head in ("synthetic", "manipulated"):
+            u = f"{head}_uncertain"
+            if out.get(head) is not None and out.get(u) is not None:
+                out[u] = min(out[u], out[head])
     return out
 
 

@@ -23,7 +23,7 @@ from ..io.image import Image
 from ..models.cards import card_path, load_model
 from .anomaly import MahalanobisScorer
 from .base import Detector, Prediction
-from .calibrate import LOWER_FRACTION, thresholds_for, verdict_at
+from .calibrate import LOWER_FRACTION, side_floors_key, thresholds_for, verdict_at
 from .copymove import CopyMoveCue, copy_move_scores, fuse
 from .retrieval import LABELS, ReferenceBank
 
@@ -101,10 +101,12 @@ class ShippedDetector(Detector):
         self.anomaly = anomaly
         self._lock = threading.Lock()  # Grad-CAM registers hooks; one explain at a time
 
-    def verdict_for(self, p_synthetic: float, p_manipulated: float, modality: str | None) -> str:
+    def verdict_for(self, p_synthetic: float, p_manipulated: float, modality: str | None,
+                    side: int | None = None) -> str:
         """The verdict rule at this (predicted) modality's thresholds: the global ones, raised by the modality's
-        floor when the card has one (calibrate.thresholds_for)."""
-        t = thresholds_for(self.thresholds, modality)
+        floor when the card has one, and by the small-input floor of an input whose short side (pixels) is below
+        the detector's 128 px (calibrate.thresholds_for)."""
+        t = thresholds_for(self.thresholds, modality, side)
         for head in self._off_heads:  # a switched-off head never fires
             t[head] = t[f"{head}_uncertain"] = None
         return verdict_at(p_synthetic, p_manipulated, t, self.lower)
@@ -208,8 +210,14 @@ class ShippedDetector(Detector):
                 scores["copy_move"] = float(cm_scores[j])
                 scores["p_copy_move"] = float(p_cm[j])
             modality = MODALITY_NAMES[int(p_mod[j].argmax())]
+            side = int(min(im.array.shape))
             pred = Prediction(modality=modality, p_synthetic=ps, p_manipulated=pm,
-                              verdict=self.verdict_for(ps, pm, modality), scores=scores)
+                              verdict=self.verdict_for(ps, pm, modality, side), scores=scores)
+            key = side_floors_key(self.thresholds, side)
+            if key is not None:
+                h, w = im.array.shape
+                pred.note = (f"small input ({w}x{h} px, upsampled x{IMAGE_SIZE / side:.1f} to {IMAGE_SIZE} px): "
+                             f"thresholds raised to those calibrated on real images of side {key} px")
             if explain:
                 shape = im.array.shape
                 pred.heatmap = np.clip(to_input_size(heat[j], shape), 0, 1)

@@ -63,7 +63,8 @@ def _row(label: str, pred=None, message: str = "") -> dict:
     return {"path": label, "modality": pred.modality, "p_synthetic": pred.p_synthetic,
             "p_manipulated": pred.p_manipulated, "verdict": pred.verdict, "p_modality": s.get("p_modality"),
             "anomaly": s.get("anomaly"), "p_synthetic_classifier": s.get("p_synthetic_classifier"),
-            "knn_synthetic": s.get("knn_synthetic"), "copy_move": s.get("copy_move"), "message": message}
+            "knn_synthetic": s.get("knn_synthetic"), "copy_move": s.get("copy_move"),
+            "message": message or getattr(pred, "note", "")}
 
 
 def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, heatmaps: str | Path | None = None,

@@ -28,8 +28,9 @@ from ..models.registry import create, entry, make_config
 from ..models.weights import load_weights, save_weights
 from .anomaly import MahalanobisScorer
 from .augment import detector_transforms
-from .calibrate import (MIN_MODALITY_REALS, UNCERTAIN_FACTOR, alarm_rates, apply_temperature, fit_temperature,
-                        head_thresholds, modality_floors, thresholds_for, verdict_at)
+from .calibrate import (MIN_MODALITY_REALS, SMALL_INPUT_SIDES, UNCERTAIN_FACTOR, alarm_rates, apply_temperature,
+                        fit_temperature, head_thresholds, modality_floors, monotone_side_floors, thresholds_for,
+                        verdict_at)
 from .losses import SegLoss, supcon_loss
 from .pseudo import pseudo_manipulation
 from .retrieval import LABELS, ReferenceBank
@@ -211,6 +212,16 @@ def shifted_copies(images: np.ndarray, copies: int, seed: int = 0) -> np.ndarray
     zero = np.zeros((1,) + images.shape[1:], np.float32)
     return np.stack([np.asarray(t({"image": im[None].copy(), "mask": zero})["image"])[0]
                      for _ in range(copies) for im in images]).astype(np.float32)
+
+
+def small_input_copies(images: np.ndarray, side: int) -> np.ndarray:
+    """Each (N, H, W) image shrunk to side×side (Lanczos, as a smaller scan or a thumbnail is) and brought back to
+    the detector's size by `to_canonical`, exactly as an input of that size is at inference."""
+    from PIL import Image as PILImage
+
+    out = [to_canonical(np.clip(np.asarray(PILImage.fromarray(np.asarray(im, np.float32), mode="F").resize(
+        (side, side), PILImage.Resampling.LANCZOS), np.float32), 0.0, 1.0)) for im in images]
+    return np.stack(out).astype(np.float32) if out else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32)
 
 
 @torch.no_grad()
@@ -423,9 +434,10 @@ def train_detector(
         "kind": "detector",
         "architecture": config_name,
         # the version counts every step since random initialisation, so a fine-tune never repeats its base's
-        # (a recalibration of given weights, steps=0, is marked "-recal": the same weights with new thresholds)
+        # (a recalibration of given weights, steps=0, is marked "-recal-<hash of its thresholds>": the same weights
+        # with new thresholds, told apart from another recalibration of them on the same day)
         "version": time.strftime("%Y%m%d") + f"-s{total_steps(init_card) + step}"
-                   + ("-recal" if step == 0 and init_card else ""),
+                   + (f"-recal-{_calibration_hash(card_extra)}" if step == 0 and init_card else ""),
         "config": dataclasses.asdict(cfg),
         "weights": weights.name,
         "dtype": "float16",
@@ -510,7 +522,20 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     mod_v = va["modality"].argmax(1) if va["modality"] is not None else np.full(len(val.kind), -1)
     mod_s = (vs["modality"].argmax(1) if vs is not None and vs["modality"] is not None
              else np.full(len(shifted), -1))
-    thr, head_metrics = _thresholds(fused, shifted_p, real, mod_v, mod_s, target_fpr, per_modality_thresholds)
+    # small inputs: the real val images shrunk to each side and upsampled back, as inference upsamples them
+    small: dict = {}  # side → (images, {head: fused p}, predicted modality)
+    if real.any() and fused:
+        for side in SMALL_INPUT_SIDES:
+            imgs = small_input_copies(val.images[real], side)
+            o = run_model(model, imgs, dev)
+            kn = bank.knn(o["emb"])
+            small[side] = (imgs, {head: (1 - retrieval_weight) * apply_temperature(o[key], temps[head])
+                                  + retrieval_weight * kn[:, kind_idx]
+                                  for head, key, kind_idx in (("synthetic", "syn", 1), ("manipulated", "manip", 2))
+                                  if head in fused},
+                           o["modality"].argmax(1) if o["modality"] is not None else np.full(len(imgs), -1))
+    thr, head_metrics = _thresholds(fused, shifted_p, real, mod_v, mod_s, target_fpr, per_modality_thresholds,
+                                    {side: v[1:] for side, v in small.items()})
     metrics.update(head_metrics)
     if real.any() and fused:
         metrics["calibration_real_pool"] = (f"{int(real.sum())} real val images + {len(shifted)} shifted copies "
@@ -518,7 +543,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     copy_move = None
     if copy_move_cue and "manipulated" in fused and real.any():
         copy_move = _calibrate_copy_move(val, shifted, fused, shifted_p, real, mod_v, mod_s, target_fpr,
-                                         per_modality_thresholds)
+                                         per_modality_thresholds, small)
     if va["modality"] is not None:
         known = val.modality >= 0
         metrics["modality_accuracy"] = float((va["modality"][known].argmax(1) == val.modality[known]).mean()) \
@@ -542,10 +567,11 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
 
 
 def _thresholds(fused: dict, shifted_p: dict, real: np.ndarray, mod_v: np.ndarray, mod_s: np.ndarray,
-                target_fpr: float, per_modality: bool) -> tuple[dict, dict]:
-    """Thresholds (global, then per-modality floors) from the fused val probabilities of each head
-    (fused[head] = (positive mask, selection, p_classifier, p_fused)) and those of the shifted real copies; with the
-    per-head metrics and the real alarm rates at those thresholds."""
+                target_fpr: float, per_modality: bool, small_p: dict | None = None) -> tuple[dict, dict]:
+    """Thresholds (global, then per-modality floors, then small-input floors) from the fused val probabilities of
+    each head (fused[head] = (positive mask, selection, p_classifier, p_fused)), those of the shifted real copies
+    and those of the small-input copies (small_p[side] = ({head: p}, predicted modality)); with the per-head metrics
+    and the real alarm rates at those thresholds."""
     thr: dict = {"synthetic": None, "manipulated": None, "synthetic_uncertain": None, "manipulated_uncertain": None,
                  "target_fpr": target_fpr, "uncertain_factor": UNCERTAIN_FACTOR}
     metrics: dict = {}
@@ -577,12 +603,26 @@ def _thresholds(fused: dict, shifted_p: dict, real: np.ndarray, mod_v: np.ndarra
                 by_mod[mname] = floors
         thr["by_modality"] = by_mod
     if real.any() and fused:
-        def rates_on(p_by_head: dict, mods: np.ndarray) -> dict:  # verdicts at the chosen thresholds → alarm shares
+        def rates_on(p_by_head: dict, mods: np.ndarray, side: int | None = None) -> dict:
+            """verdicts at the chosen thresholds (for inputs of this short side) → alarm shares"""
             n = len(mods)
             ps, pm = (p_by_head.get(h, np.zeros(n)) for h in ("synthetic", "manipulated"))
             return alarm_rates(verdict_at(ps[i], pm[i], thresholds_for(thr, MODALITY_NAMES[mods[i]] if mods[i] >= 0
-                                                                         else None)) for i in range(n))
+                                                                         else None, side)) for i in range(n))
 
+        if small_p:
+            floors = {}
+            for side, (p_side, _) in small_p.items():
+                cuts_s = head_thresholds({h: p for h, p in p_side.items() if h in fused}, target_fpr)
+                floors[str(side)] = modality_floors(thr, cuts_s)
+            thr["by_input_side"] = monotone_side_floors(floors)
+            small_rates = {}
+            for side, (p_side, mods) in small_p.items():
+                before = rates_on(p_side, mods, None)
+                after = rates_on(p_side, mods, side)
+                small_rates[str(side)] = {"n": int(len(mods)), "not_real_at_128px_thresholds": before["not_real"],
+                                          "not_real": after["not_real"], "called_fake": after["called_fake"]}
+            metrics["small_input_real_alarms"] = small_rates
         rates = rates_on({h: v[3][real] for h, v in fused.items()}, mod_v[real])
         metrics["real_called_fake"], metrics["real_called_not_real"] = rates["called_fake"], rates["not_real"]
         if shifted_p:
@@ -598,7 +638,8 @@ COPY_MOVE_SCALE = 0.03
 
 
 def _calibrate_copy_move(val: "CachedSet", shifted: np.ndarray, fused: dict, shifted_p: dict, real: np.ndarray,
-                         mod_v: np.ndarray, mod_s: np.ndarray, target_fpr: float, per_modality: bool) -> dict:
+                         mod_v: np.ndarray, mod_s: np.ndarray, target_fpr: float, per_modality: bool,
+                         small: dict | None = None) -> dict:
     """The card's `copy_move` section: the cue's logistic map set on real val images (and their shifted copies),
     and the thresholds recalibrated on p_manipulated fused with it (used with `--copy-move`)."""
     from .copymove import CopyMoveConfig, batched_scores, fuse, score_to_probability
@@ -615,10 +656,27 @@ def _calibrate_copy_move(val: "CachedSet", shifted: np.ndarray, fused: dict, shi
     if "manipulated" in shifted_p:
         shifted_cm["manipulated"] = fuse(shifted_p["manipulated"], score_to_probability(s_shift, center,
                                                                                         COPY_MOVE_SCALE))
-    thr, metrics = _thresholds(fused_cm, shifted_cm, real, mod_v, mod_s, target_fpr, per_modality)
+    small_cm = {}
+    for side, (imgs, p_side, mods) in (small or {}).items():
+        p_side = dict(p_side)
+        if "manipulated" in p_side:
+            p_side["manipulated"] = fuse(p_side["manipulated"],
+                                         score_to_probability(batched_scores(imgs, cfg), center, COPY_MOVE_SCALE))
+        small_cm[side] = (p_side, mods)
+    thr, metrics = _thresholds(fused_cm, shifted_cm, real, mod_v, mod_s, target_fpr, per_modality, small_cm)
     return {"config": cfg.to_dict(), "center": center, "scale": COPY_MOVE_SCALE,
             "center_quantile": COPY_MOVE_CENTER_QUANTILE, "thresholds": thr, "metrics": metrics,
             "auc_cue_alone_manipulated": _auc(pos[sel], s_val[sel])}
+
+
+def _calibration_hash(card_extra: dict) -> str:
+    """8 hex digits naming a calibration: its temperatures and thresholds (with the copy-move cue's)."""
+    import hashlib
+    import json
+
+    what = {k: card_extra.get(k) for k in ("temperature", "thresholds")}
+    what["copy_move"] = {k: (card_extra.get("copy_move") or {}).get(k) for k in ("center", "scale", "thresholds")}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=float).encode()).hexdigest()[:8]
 
 
 def _hardware(device) -> str:
