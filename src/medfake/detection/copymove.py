@@ -99,40 +99,47 @@ def _shifted(a: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
     """a: (N, H, W); offs: (N, M, 2) → (N, M, H, W) with out[i, m, y, x] = a[i, y + dy, x + dx] (0 outside)."""
     n, h, w = a.shape
     m = offs.shape[1]
-    ap = F.pad(a, (w, w, h, h)).flatten(1)  # (N, 3H·3W)
-    ys = torch.arange(h).view(1, 1, h, 1) + offs[..., 0].view(n, m, 1, 1) + h
-    xs = torch.arange(w).view(1, 1, 1, w) + offs[..., 1].view(n, m, 1, 1) + w
-    idx = (ys.clamp(0, 3 * h - 1) * (3 * w) + xs.clamp(0, 3 * w - 1)).reshape(n, -1)
-    return torch.gather(ap, 1, idx).view(n, m, h, w)
+    ys = torch.arange(h).view(1, 1, h, 1) + offs[..., 0].view(n, m, 1, 1)
+    xs = torch.arange(w).view(1, 1, 1, w) + offs[..., 1].view(n, m, 1, 1)
+    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)  # (N, M, H, W) by broadcasting
+    idx = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).expand(n, m, h, w).reshape(n, -1)
+    out = torch.gather(a.reshape(n, -1), 1, idx).view(n, m, h, w)
+    return out * inside
 
 
 class _SparseCorr:
     """Windowed correlation of a residual at chosen pixels with the residual at the same pixels moved by an offset:
-    the window gathers of the chosen pixels are made once, each offset then costs one gather and a dot product."""
+    the window gathers of the chosen pixels are made once, each offset then costs one gather and a dot product.
+    Window pixels outside the image count as 0 (indices clamped, then masked: no padded copy of the image)."""
 
     def __init__(self, r: torch.Tensor, e: torch.Tensor, py: torch.Tensor, px: torch.Tensor, w: int):
         n, h, wd = r.shape
         self.n, self.h, self.wd, self.shape = n, h, wd, py.shape
         p = w // 2
-        self.m = 2 * max(h, wd) + p + 1  # margin: any offset up to twice the image size plus the window stays inside
-        self.W = wd + 2 * self.m
-        self.rp = F.pad(r, (self.m, self.m, self.m, self.m)).flatten(1)
         oy, ox = torch.meshgrid(torch.arange(-p, p + 1), torch.arange(-p, p + 1), indexing="ij")
+        self.oy, self.ox = oy.flatten(), ox.flatten()
         self.py, self.px = py.reshape(n, -1, 1), px.reshape(n, -1, 1)
-        self.base = ((self.py + oy.flatten() + self.m) * self.W + (self.px + ox.flatten() + self.m)).flatten(1)
-        self.a = torch.gather(self.rp, 1, self.base).view(n, -1, w * w)
+        self.r = r.reshape(n, -1)
+        self.a = self._windows(self.py, self.px)
         self.e = e.flatten(1)
         self.ea = torch.gather(self.e, 1, (self.py * wd + self.px).flatten(1))
+
+    def _windows(self, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+        """(N, P, 1) window centres → (N, P, w²) residual values (0 outside the image)."""
+        yy, xx = cy + self.oy, cx + self.ox
+        inside = (yy >= 0) & (yy < self.h) & (xx >= 0) & (xx < self.wd)
+        idx = yy.clamp(0, self.h - 1) * self.wd + xx.clamp(0, self.wd - 1)
+        return torch.gather(self.r, 1, idx.flatten(1)).view(idx.shape) * inside
 
     def at(self, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
         """dy, dx: (N, M) offsets per chosen pixel (same leading shape as py) → correlations of that shape."""
         n, h, wd = self.n, self.h, self.wd
         dy, dx = dy.reshape(n, -1, 1), dx.reshape(n, -1, 1)
-        b = torch.gather(self.rp, 1, (self.base.view(n, -1, self.a.shape[-1]) + dy * self.W + dx).flatten(1))
         qy, qx = self.py + dy, self.px + dx
+        b = self._windows(qy, qx)
         inside = ((qy >= 0) & (qy < h) & (qx >= 0) & (qx < wd)).flatten(1)
         eb = torch.gather(self.e, 1, (qy.clamp(0, h - 1) * wd + qx.clamp(0, wd - 1)).flatten(1)) * inside
-        c = (self.a * b.view_as(self.a)).sum(-1) / (self.ea * eb).sqrt().clamp_min(1e-12)
+        c = (self.a * b).sum(-1) / (self.ea * eb).sqrt().clamp_min(1e-12)
         return c.view(self.shape)
 
 
