@@ -46,6 +46,7 @@ def test_v1_detect_rows_errors_and_maps(client):
         assert row["verdict"] in ("real", "synthetic", "manipulated", "uncertain")
         assert row["modality"] in ("brain_mri", "chest_xray", "lung_ct", "kidney_ct", "breast_us", "knee_xray")
     assert (a["width"], a["height"]) == (80, 96)
+    assert "80x96 px, upsampled" in a["note"] and b["note"] is None  # a small input's verdict says why it differs
     assert png_array(from_data_url(a["heatmap"])).shape == (96, 80)
     assert png_array(from_data_url(a["mask"])).shape == (96, 80)
     assert png_array(from_data_url(a["image"])).shape == (96, 80)

@@ -63,14 +63,18 @@ def test_detection_in_browser(page, tmp_path):
     real.write_bytes(png_bytes_of(smooth_image(11)))
     bad = tmp_path / "notes.png"
     bad.write_bytes(b"not an image")
+    small = tmp_path / "thumb.png"
+    small.write_bytes(png_bytes_of(smooth_image(13, 40)))
     page.click("#tab-detection")
-    page.set_input_files("#detect-files", [str(real), str(bad)])
+    page.set_input_files("#detect-files", [str(real), str(bad), str(small)])
     page.wait_for_selector("#detect-csv:not([disabled])", timeout=30_000)
     rows = page.locator("#detect-table tbody tr")
-    assert rows.count() == 2
+    assert rows.count() == 3
     verdict = rows.nth(0).locator("td").nth(4).inner_text()
     assert verdict in ("real", "synthetic", "manipulated", "uncertain")
     assert rows.nth(1).locator("td").nth(4).inner_text() == "error"
+    assert "40x40 px, upsampled" in rows.nth(2).get_attribute("title")  # the small input's note is shown
+    assert not rows.nth(0).get_attribute("title")
     rows.nth(0).click()
     page.wait_for_function("document.querySelector('#detect-detail').textContent.startsWith('scan.png')")
     assert page.eval_on_selector("#detect-canvas", "c => [c.width, c.height]") == [128, 128]

@@ -328,6 +328,7 @@ function addRow(r) {
   const cells = [r.filename, r.modality || "—", fmt(r.p_synthetic), fmt(r.p_manipulated), r.verdict];
   cells.forEach((v, k) => { const td = document.createElement("td"); td.textContent = v; if (k === 4) td.className = `verdict verdict-${r.verdict}`; tr.appendChild(td); });
   if (r.verdict === "error") tr.title = r.message || "error";
+  else if (r.note) tr.title = r.note;
   tr.addEventListener("click", () => showDetail(idx, tr));
   tr.addEventListener("keydown", (e) => { if (e.key === "Enter") showDetail(idx, tr); });
   $("#detect-table tbody").appendChild(tr);
@@ -345,7 +346,8 @@ async function showDetail(idx, tr) {
   state.selected = r;
   const info = $("#detect-detail");
   if (r.verdict === "error") { info.textContent = `${r.filename}: ${r.message}`; return; }
-  info.textContent = `${r.filename}: ${r.verdict} (synthetic ${fmt(r.p_synthetic)}, manipulated ${fmt(r.p_manipulated)})`;
+  info.textContent = `${r.filename}: ${r.verdict} (synthetic ${fmt(r.p_synthetic)}, manipulated ${fmt(r.p_manipulated)})`
+    + (r.note ? ` — ${r.note}` : "");
   await drawDetail();
 }
 
@@ -373,7 +375,7 @@ $("#show-mask").addEventListener("change", drawDetail);
 $("#detect-csv").addEventListener("click", () => {
   const q = (s) => `"${String(s ?? "").replace(/"/g, '""')}"`;
   const lines = [["filename", "modality", "p_synthetic", "p_manipulated", "verdict", "message"].join(",")];
-  for (const r of state.detectRows) lines.push([q(r.filename), q(r.modality), r.p_synthetic ?? "", r.p_manipulated ?? "", q(r.verdict), q(r.message)].join(","));
+  for (const r of state.detectRows) lines.push([q(r.filename), q(r.modality), r.p_synthetic ?? "", r.p_manipulated ?? "", q(r.verdict), q(r.message || r.note)].join(","));
   const a = document.createElement("a");
   a.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
   a.download = "medfake-detections.csv"; document.body.appendChild(a); a.click(); a.remove();
