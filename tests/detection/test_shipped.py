@@ -1,0 +1,45 @@
+"""The detectors shipped in models/: each card loads with its weights (strictly), documents how it was made and
+measured, and gives valid predictions on real DICOM files that ship with pydicom; the folder stays in budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medfake.detection import VERDICTS, load_detector
+from medfake.io import read_images
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+DETECTOR_CARDS = sorted(p for p in MODELS.glob("*.json") if json.loads(p.read_text()).get("kind") == "detector")
+
+
+def test_models_folder_is_under_its_budget():
+    total = sum(p.stat().st_size for p in MODELS.iterdir() if p.is_file())
+    assert total < 80 * 2 ** 20, f"models/ holds {total / 2 ** 20:.1f} MB (budget 80 MB)"
+
+
+def test_the_default_and_the_baselines_ship():
+    assert {"detector-default", "resnet18-12", "effnet-attn"} <= {p.stem for p in DETECTOR_CARDS}
+
+
+@pytest.mark.parametrize("card_path", DETECTOR_CARDS, ids=lambda p: p.stem)
+def test_shipped_detector_card_and_predictions(card_path):
+    from pydicom.data import get_testdata_file
+
+    card = json.loads(card_path.read_text())
+    for key in ("version", "architecture", "data", "steps", "command", "metrics", "test_metrics", "trained_where",
+                "gpu_command", "temperature", "thresholds"):
+        assert card.get(key) not in (None, ""), (card_path.name, key)
+    assert card["dtype"] == "float16" and (MODELS / card["weights"]).is_file()
+    assert card["test_metrics"]["split"] == "test"  # measured on the fixed test split, never on training data
+    det = load_detector(card_path.stem, MODELS)
+    assert det.version == card["version"]
+    images = read_images(get_testdata_file("CT_small.dcm")) + read_images(get_testdata_file("MR_small.dcm"))
+    preds = det.predict(images)
+    assert len(preds) == 2
+    for p in preds:
+        assert 0.0 <= p.p_synthetic <= 1.0 and 0.0 <= p.p_manipulated <= 1.0 and np.isfinite(p.p_synthetic)
+        assert p.verdict in VERDICTS
