@@ -157,7 +157,13 @@ def test_small_input_gets_its_floors_and_a_note(det):
     small = Image(rng.random((33, 41)).astype(np.float32))
     big = Image(make_example("real", rng)[0])
     p_small, p_big = d.predict([small, big])
-    assert "41x33 px" in p_small.note and "side 32 px" in p_small.note and p_big.note == ""
+    assert "41x33 px" in p_small.note and "raised" in p_small.note and "side 32 px" in p_small.note
+    assert p_big.note == ""
+    # a side whose calibrated floors are empty: upsampled, but its thresholds are the 128 px ones, and it says so
+    mid = Image(rng.random((80, 90)).astype(np.float32))
+    p_mid = d.predict([mid])[0]
+    assert "90x80 px" in p_mid.note and "thresholds hold" in p_mid.note and "side 64 px" in p_mid.note
+    assert p_mid.verdict == d.verdict_for(p_mid.p_synthetic, p_mid.p_manipulated, p_mid.modality, 128)
     assert p_small.verdict == d.verdict_for(p_small.p_synthetic, p_small.p_manipulated, p_small.modality, 33)
     rows = detect_images(d, [("small.png", small), ("big.png", big)])
     assert "upsampled" in rows[0]["message"] and rows[1]["message"] == ""

@@ -27,7 +27,7 @@ def detect_cmd(
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="models folder (default: settings)"),
     copy_move: bool = typer.Option(False, "--copy-move", help="also run the copy-move cue (duplicated texture) and "
                                                               "use the thresholds calibrated with it: finds more "
-                                                              "copy-moves in unprocessed files, about 2.6× slower"),
+                                                              "copy-moves in unprocessed files, about 2.8× slower"),
 ):
     """Score images: p_synthetic, p_manipulated and a verdict per image (per frame for multi-frame files)."""
     from ..detection import detect_paths, write_csv

@@ -213,11 +213,7 @@ class ShippedDetector(Detector):
             side = int(min(im.array.shape))
             pred = Prediction(modality=modality, p_synthetic=ps, p_manipulated=pm,
                               verdict=self.verdict_for(ps, pm, modality, side), scores=scores)
-            key = side_floors_key(self.thresholds, side)
-            if key is not None:
-                h, w = im.array.shape
-                pred.note = (f"small input ({w}x{h} px, upsampled x{IMAGE_SIZE / side:.1f} to {IMAGE_SIZE} px): "
-                             f"thresholds raised to those calibrated on real images of side {key} px")
+            pred.note = self._small_input_note(im.array.shape)
             if explain:
                 shape = im.array.shape
                 pred.heatmap = np.clip(to_input_size(heat[j], shape), 0, 1)
@@ -230,6 +226,18 @@ class ShippedDetector(Detector):
                     pred.mask = np.zeros(shape, bool)
             preds.append(pred)
         return preds
+
+    def _small_input_note(self, shape: tuple[int, int]) -> str:
+        """What an input under the detector's size should be told: it was upsampled, and whether the small-input
+        floors raised its thresholds ("" for an input of 128 px or more)."""
+        h, w = shape
+        key = side_floors_key(self.thresholds, min(h, w))
+        if key is None:
+            return ""
+        head = f"small input ({w}x{h} px, upsampled x{IMAGE_SIZE / min(h, w):.1f} to {IMAGE_SIZE} px)"
+        if self.thresholds["by_input_side"][key]:
+            return f"{head}: thresholds raised to those calibrated on real images of side {key} px"
+        return f"{head}: the 128 px thresholds hold at this size (checked on real images of side {key} px)"
 
     def _gradcam(self, x: torch.Tensor) -> np.ndarray:
         from monai.visualize import GradCAM

@@ -64,7 +64,7 @@ def _row(label: str, pred=None, message: str = "") -> dict:
             "p_manipulated": pred.p_manipulated, "verdict": pred.verdict, "p_modality": s.get("p_modality"),
             "anomaly": s.get("anomaly"), "p_synthetic_classifier": s.get("p_synthetic_classifier"),
             "knn_synthetic": s.get("knn_synthetic"), "copy_move": s.get("copy_move"),
-            "message": message or getattr(pred, "note", "")}
+            "message": message or pred.note}
 
 
 def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, heatmaps: str | Path | None = None,

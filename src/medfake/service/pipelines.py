@@ -120,7 +120,7 @@ def detect_images(images: list[Image], settings: Settings, model: str | None, ex
     for p in preds:
         rows.append({
             "modality": p.modality, "p_synthetic": float(p.p_synthetic), "p_manipulated": float(p.p_manipulated),
-            "verdict": p.verdict, "scores": _jsonable(p.scores), "note": getattr(p, "note", "") or None,
+            "verdict": p.verdict, "scores": _jsonable(p.scores), "note": p.note or None,
             "heatmap": _heat_png(p.heatmap) if explain else None,
             "mask": _heat_png(None if p.mask is None else np.asarray(p.mask, dtype=bool)) if explain else None,
             "detector": getattr(det, "name", None), "detector_version": str(getattr(det, "version", "")),
