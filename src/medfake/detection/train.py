@@ -214,6 +214,15 @@ def shifted_copies(images: np.ndarray, copies: int, seed: int = 0) -> np.ndarray
                      for _ in range(copies) for im in images]).astype(np.float32)
 
 
+HEAD_OUTPUTS = (("synthetic", "syn", 1), ("manipulated", "manip", 2))  # head, model output key, kind index
+
+
+def _fused_head(outputs: dict, knn: np.ndarray, head: str, temperature: float, retrieval_weight: float) -> np.ndarray:
+    """A head's probability as the detector reports it: (1 − w)·sigmoid(logit / T) + w·kNN score."""
+    _, key, kind_idx = next(h for h in HEAD_OUTPUTS if h[0] == head)
+    return (1 - retrieval_weight) * apply_temperature(outputs[key], temperature) + retrieval_weight * knn[:, kind_idx]
+
+
 def small_input_copies(images: np.ndarray, side: int) -> np.ndarray:
     """Each (N, H, W) image shrunk to side×side (Lanczos, as a smaller scan or a thumbnail is) and brought back to
     the detector's size by `to_canonical`, exactly as an input of that size is at inference."""
@@ -506,7 +515,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     metrics: dict = {}
     fused: dict = {}
     shifted_p: dict = {}
-    for head, key, kind_idx in (("synthetic", "syn", 1), ("manipulated", "manip", 2)):
+    for head, key, kind_idx in HEAD_OUTPUTS:
         if not heads[head] or va[key] is None:
             continue
         pos = (val.kind > 0) if arch == "resnet18-12" else (val.kind == kind_idx)
@@ -515,8 +524,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
         p_clf = apply_temperature(va[key], T)
         fused[head] = (pos, sel, p_clf, (1 - retrieval_weight) * p_clf + retrieval_weight * knn[:, kind_idx])
         if vs is not None:
-            shifted_p[head] = ((1 - retrieval_weight) * apply_temperature(vs[key], T)
-                               + retrieval_weight * knn_s[:, kind_idx])
+            shifted_p[head] = _fused_head(vs, knn_s, head, T, retrieval_weight)
         temps[head] = round(T, 5)
     # per-modality floors, by the modality the detector predicts (as at inference)
     mod_v = va["modality"].argmax(1) if va["modality"] is not None else np.full(len(val.kind), -1)
@@ -529,10 +537,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
             imgs = small_input_copies(val.images[real], side)
             o = run_model(model, imgs, dev)
             kn = bank.knn(o["emb"])
-            small[side] = (imgs, {head: (1 - retrieval_weight) * apply_temperature(o[key], temps[head])
-                                  + retrieval_weight * kn[:, kind_idx]
-                                  for head, key, kind_idx in (("synthetic", "syn", 1), ("manipulated", "manip", 2))
-                                  if head in fused},
+            small[side] = (imgs, {head: _fused_head(o, kn, head, temps[head], retrieval_weight) for head in fused},
                            o["modality"].argmax(1) if o["modality"] is not None else np.full(len(imgs), -1))
     thr, head_metrics = _thresholds(fused, shifted_p, real, mod_v, mod_s, target_fpr, per_modality_thresholds,
                                     {side: v[1:] for side, v in small.items()})
