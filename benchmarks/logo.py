@@ -49,6 +49,12 @@ def main(argv=None) -> dict:
         cells = [("**%.3f**" if c == g else "%.3f") % v if v is not None else "–" for c, v in zip(cols, row)]
         lines.append(f"| {g} | " + " | ".join(cells) + " |")
     held = res["held_out_auc"]
+    side = res.get("held_out_auc_by_score") or {}
+    keys = sorted({k for v in side.values() for k in v})
+    side_lines = ["| held out | fake (fused) | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+    for g in res["rows"]:
+        side_lines.append(f"| {g} | {held[g]:.3f} | "
+                          + " | ".join("%.3f" % side[g][k] if k in side.get(g, {}) else "–" for k in keys) + " |")
     worst = min(held, key=lambda k: held[k] if held[k] is not None else 2)
     body = (f"Detector `{args.config}`, {args.steps} steps of batch {args.batch_size} per fold"
             + (f", pseudo-manipulations at rate {args.online_manipulations}" if args.online_manipulations else "")
@@ -57,7 +63,9 @@ def main(argv=None) -> dict:
             f"fake) of each generator's test images against all real test images. Bold: the held-out generator.\n\n"
             + "\n".join(lines)
             + f"\n\nHeld-out AUC ≥ 0.95 for {sum(v is not None and v >= 0.95 for v in held.values())} of "
-              f"{len(held)}; worst: {worst} {held[worst]:.3f}.")
+              f"{len(held)}; worst: {worst} {held[worst]:.3f}."
+            + ("\n\nThe held-out generator's AUC under each of its fold detector's scores (the anomaly score is "
+               "fitted on real training images only):\n\n" + "\n".join(side_lines) if keys else ""))
     if not args.no_record:
         append("Leave-one-generator-out (benchmarks/logo.py)", body)
     else:

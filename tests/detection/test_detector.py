@@ -167,3 +167,15 @@ def test_small_input_gets_its_floors_and_a_note(det):
     assert p_small.verdict == d.verdict_for(p_small.p_synthetic, p_small.p_manipulated, p_small.modality, 33)
     rows = detect_images(d, [("small.png", small), ("big.png", big)])
     assert "upsampled" in rows[0]["message"] and rows[1]["message"] == ""
+
+
+def test_eval_reports_anomaly_and_knn_beside_the_classifier(det, tiny_dataset, tmp_path):
+    from medfake.evaluation import evaluate
+
+    res = evaluate(tiny_dataset, tmp_path / "ev", split="val", detector=det, robustness=False, adversarial=False,
+                   external=False, progress=False)
+    sa = res["score_aucs"]
+    for k in ("fake", "p_synthetic_classifier", "p_manipulated_classifier", "knn_synthetic", "anomaly"):
+        assert 0 <= sa[k]["checker"] <= 1, k
+    # the checkerboard fakes are far from every real blob the anomaly scorer was fitted on
+    assert sa["anomaly"]["checker"] > 0.8

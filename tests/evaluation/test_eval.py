@@ -74,6 +74,17 @@ def test_logo_matrix(evaluated):
     assert len(m) == len(gens) and all(len(r) == len(logo["columns"]) for r in m)
     assert all(v is None or 0 <= v <= 1 for r in m for v in r)
     assert all(logo["held_out_auc"][g] is not None for g in gens)  # every generator has test fakes
+    side = logo["held_out_auc_by_score"]  # the held-out generator under each head's own score
+    assert set(side) == set(gens) and all(0 <= side[g]["p_synthetic"] <= 1 for g in gens)
+
+
+def test_score_aucs_beside_the_verdict_score(evaluated):
+    res, out = evaluated
+    sa = res["score_aucs"]
+    assert {"fake", "p_synthetic", "p_manipulated"} <= set(sa)
+    for g, m in res["by_generator"].items():  # the fused score's AUC is the by-generator AUC
+        assert sa["fake"][g] == pytest.approx(m["roc_auc"])
+    assert 'id="score-aucs"' in (out / "report.html").read_text()
 
 
 def test_report_renders(evaluated):

@@ -4,6 +4,9 @@ For each generator/method g: train a detector on the train split of every other 
 real train images, then score the test split of every generator/method (each against the real test
 images). The matrix has one row per held-out g and one column per test generator; the diagonal is the
 unseen-generator AUC, and the `in_distribution` column is the mean AUC over the generators it was trained on.
+`held_out_auc_by_score` gives the held-out generator's AUC under each of the fold detector's other scores (each
+head, the retrieval kNN scores, the real-only anomaly score), to see which of them carries over to an unseen
+generator.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def leave_one_generator_out(
     from rich.progress import Progress
     from sklearn.metrics import roc_auc_score
 
-    from .run import fake_scores, load_images
+    from .run import load_images, predict_batched, score_table
 
     if isinstance(data, (str, Path)):
         root = Path(data) if Path(data).is_dir() else Path(data).parent
@@ -86,13 +89,17 @@ def leave_one_generator_out(
         raise MedfakeError("the LOGO protocol needs real images in the test split")
     images = load_images(test_recs)
     work_dir = Path(work_dir)
-    matrix, rows = [], []
+    matrix, rows, side = [], [], {}
     with Progress(disable=not progress) as prog:
         task = prog.add_task("LOGO", total=len(gens))
         for g in gens:
             train = [r for r, gg in zip(recs, gen_of) if r.split == "train" and (r.extra["kind"] == "real" or gg != g)]
             det = train_fn(train, work_dir / f"without_{g}", seed)
-            s = fake_scores(det, images, batch=batch)
+            table = score_table(predict_batched(det, images, batch=batch))
+            s = table["fake"]
+            held = (test_gen == g) | (test_gen == "real")
+            side[g] = {k: float(roc_auc_score(y[held], v[held])) for k, v in table.items()
+                       if k != "fake" and (test_gen == g).any()}
             row = []
             for col in fakes:
                 sel = (test_gen == col) | (test_gen == "real")
@@ -105,4 +112,5 @@ def leave_one_generator_out(
             prog.update(task, advance=1, description=f"LOGO (held out {g})")
     return {"rows": rows, "columns": fakes + ["in_distribution"], "matrix": matrix,
             "held_out_auc": {g: matrix[i][fakes.index(g)] for i, g in enumerate(rows)},
+            "held_out_auc_by_score": side,
             "n_test": int(len(test_idx)), "detector_config": detector_config, "steps": steps}

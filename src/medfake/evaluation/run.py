@@ -61,6 +61,40 @@ def task_metrics(kinds: list[str], modalities: list[str], preds, thresholds: dic
     return out
 
 
+SIDE_SCORES = ("p_synthetic", "p_manipulated", "p_synthetic_classifier", "p_manipulated_classifier",
+               "knn_synthetic", "knn_manipulated", "anomaly", "copy_move")
+
+
+def score_table(preds) -> dict[str, np.ndarray]:
+    """Every score the predictions carry, one array each: the fused fake score (`fake`), the two head
+    probabilities, and those of `SIDE_SCORES` present in every prediction's `scores` (classifier-only
+    probabilities, the retrieval bank's kNN scores, the real-only anomaly score, the copy-move cue)."""
+    out = {"fake": np.array([fake_score(p) for p in preds], dtype=float),
+           "p_synthetic": np.array([float(p.p_synthetic) for p in preds]),
+           "p_manipulated": np.array([float(p.p_manipulated) for p in preds])}
+    for k in SIDE_SCORES[2:]:
+        if preds and all(p.scores and k in p.scores for p in preds):
+            out[k] = np.array([float(p.scores[k]) for p in preds])
+    return out
+
+
+def score_aucs(preds, gens: Sequence[str]) -> dict:
+    """AUC of each score (`score_table`) for each generator's images against all real images, so that the
+    anomaly and retrieval scores are reported beside the classifiers'. {score: {generator: auc}}."""
+    from sklearn.metrics import roc_auc_score
+
+    gens = np.asarray(gens, dtype=object)
+    real = gens == "real"
+    out: dict = {}
+    for name, sc in score_table(preds).items():
+        row = {}
+        for g in sorted(set(gens.tolist()) - {"real"}):
+            sel = real | (gens == g)
+            row[str(g)] = float(roc_auc_score((gens[sel] != "real").astype(int), sc[sel])) if real.any() else None
+        out[name] = row
+    return out
+
+
 def predict_batched(detector, images, *, batch: int = 64, explain: bool = False, progress=None) -> list:
     out = []
     for s in range(0, len(images), batch):
@@ -220,6 +254,7 @@ def evaluate(
         res["by_task"] = task_metrics(kinds, [r.modality for r in recs], preds,  # the thresholds in use
                                       getattr(det, "thresholds", None)
                                       or (getattr(det, "card", None) or {}).get("thresholds") or {})
+        res["score_aucs"] = score_aucs(preds, gens)
         verdicts = [p.verdict if p.verdict in KINDS else "other" for p in preds]
         res["confusion_verdict"] = {"classes": list(KINDS) + ["other"],
                                     "matrix": confusion_matrix(kinds, verdicts, labels=list(KINDS) + ["other"]).tolist()}
