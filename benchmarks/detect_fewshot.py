@@ -125,7 +125,7 @@ def main(argv=None) -> dict:
     after, knn_after, pa = aucs(det2)
     res = {"detector": f"{det.name} ({det.card.get('architecture')}, {det.version})", "holdout": args.holdout,
            "kind": kind, "shots": args.shots, "n_real": len(test_real), "n_fake": len(test_fake),
-           "retrieval_weight": det2.retrieval_weight, "auc_before": round(before, 4), "auc_after": round(after, 4),
+           "retrieval_weight": det2.retrieval_weights[kind], "auc_before": round(before, 4), "auc_after": round(after, 4),
            "knn_auc_before": round(knn_before, 4), "knn_auc_after": round(knn_after, 4),
            "tpr_before": float((pb[y == 1] >= thr).mean()), "tpr_after": float((pa[y == 1] >= thr).mean()),
            "fpr_before": float((pb[y == 0] >= thr).mean()), "fpr_after": float((pa[y == 0] >= thr).mean())}

@@ -146,3 +146,25 @@ def test_small_input_floors_apply_by_short_side_and_only_raise():
     assert verdict_at(0.9, 0.0, thresholds_for(card, None, 128)) == "synthetic"
     assert verdict_at(0.9, 0.0, thresholds_for(card, None, 40)) == "uncertain"
     assert verdict_at(0.5, 0.0, thresholds_for(card, None, 40)) == "real"
+
+
+def test_retrieval_weight_is_chosen_on_validation():
+    from medfake.detection.train import RETRIEVAL_WEIGHTS, choose_retrieval_weight
+
+    rng = np.random.default_rng(0)
+    n = 400
+    pos = np.r_[np.zeros(n, bool), np.ones(n, bool)]
+    real = ~pos
+    good = np.r_[rng.uniform(0, 0.5, n), rng.uniform(0.5, 1, n)]  # separates
+    noise = rng.uniform(0, 1, 2 * n)  # does not
+    w, table = choose_retrieval_weight(good, noise, pos, real, None, 0.01)
+    assert w == min(RETRIEVAL_WEIGHTS) and set(table) == {str(g) for g in RETRIEVAL_WEIGHTS}
+    w, _ = choose_retrieval_weight(noise, good, pos, real, None, 0.01)  # the kNN score is the informative one
+    assert w == max(RETRIEVAL_WEIGHTS)
+    w, _ = choose_retrieval_weight(good, good, pos, real, None, 0.01)  # every w ties: the default
+    assert w == 0.3
+    # the shifted reals of the pool set the threshold too: high-scoring shifted reals under the classifier make
+    # the kNN-heavy weight the better one
+    shifted = (np.full(50, 0.99), np.zeros(50))
+    w, table = choose_retrieval_weight(good, good, pos, real, shifted, 0.01)
+    assert table["0.5"]["tpr"] > table["0.1"]["tpr"] and w == 0.5

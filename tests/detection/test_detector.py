@@ -179,3 +179,20 @@ def test_eval_reports_anomaly_and_knn_beside_the_classifier(det, tiny_dataset, t
         assert 0 <= sa[k]["checker"] <= 1, k
     # the checkerboard fakes are far from every real blob the anomaly scorer was fitted on
     assert sa["anomaly"]["checker"] > 0.8
+
+
+def test_each_head_fuses_the_knn_score_with_its_own_weight(det, tiny_models_dir):
+    from medfake.detection.detector import ShippedDetector, retrieval_weights
+
+    assert set(det.retrieval_weights) == {"synthetic", "manipulated"}
+    sel = det.card["retrieval"]["weight_selection"]["val"]  # the tiny card chose its weights on validation
+    assert set(sel) == {"synthetic", "manipulated"} and all(0 < w < 1 for w in det.retrieval_weights.values())
+    card = dict(det.card, retrieval=dict(det.card["retrieval"], weights={"synthetic": 0.1, "manipulated": 0.5}))
+    d2 = ShippedDetector(det.module, card, det.bank, det.anomaly, "cpu")
+    rng = np.random.default_rng(3)
+    for p in d2.predict([Image(make_example(k, rng)[0]) for k in ("real", "synthetic", "manipulated")]):
+        s = p.scores
+        assert p.p_synthetic == pytest.approx(0.9 * s["p_synthetic_classifier"] + 0.1 * s["knn_synthetic"])
+        assert p.p_manipulated == pytest.approx(0.5 * s["p_manipulated_classifier"] + 0.5 * s["knn_manipulated"])
+    old = {"retrieval": {"weight": 0.2}}  # a card from before per-head weights
+    assert retrieval_weights(old) == {"synthetic": 0.2, "manipulated": 0.2}

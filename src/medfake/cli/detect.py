@@ -90,7 +90,9 @@ def train_detector_cmd(
     resume: bool = typer.Option(True, help="resume from <out>/<name>.ckpt.pt if present"),
     max_minutes: Optional[float] = typer.Option(None, help="stop (and calibrate/export) after this many minutes"),
     overrides: Optional[str] = typer.Option(None, "--overrides", help="JSON object of architecture config overrides"),
-    retrieval_weight: float = typer.Option(0.3, help="weight w of the kNN score: p = (1-w)·p_clf + w·p_knn"),
+    retrieval_weight: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="weight w of the kNN score: "
+                                                     "p = (1-w)·p_clf + w·p_knn (default: chosen per head on "
+                                                     "validation from 0.1, 0.2, 0.3, 0.5)"),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="fine-tune: start from this model card's "
                                                                        "weights (same architecture and config)"),
     calibration_shifts: int = typer.Option(2, min=0, help="shifted (augmented) copies of each real val image "

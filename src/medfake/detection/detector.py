@@ -76,6 +76,15 @@ def to_input_size(a128: np.ndarray, shape: tuple[int, int], nearest: bool = Fals
     return out
 
 
+def retrieval_weights(card: dict, default: float = 0.0) -> dict:
+    """Each head's kNN weight from a card: `retrieval.weights` per head (chosen on validation), else the one
+    `retrieval.weight` of older cards, else `default`."""
+    r = card.get("retrieval") or {}
+    base = float(r.get("weight", default))
+    per = r.get("weights") or {}
+    return {h: float(per.get(h, base)) for h in ("synthetic", "manipulated")}
+
+
 class ShippedDetector(Detector):
     def __init__(self, module: nn.Module, card: dict, bank: ReferenceBank | None = None,
                  anomaly: MahalanobisScorer | None = None, device: str | torch.device = "cpu",
@@ -97,7 +106,7 @@ class ShippedDetector(Detector):
         self.thresholds = self.copy_move.thresholds if self.copy_move is not None else thr
         self._off_heads = [h for h, on in (("synthetic", self.has_syn), ("manipulated", self.has_man)) if not on]
         self.bank = bank
-        self.retrieval_weight = float((card.get("retrieval") or {}).get("weight", 0.0)) if bank is not None else 0.0
+        self.retrieval_weights = retrieval_weights(card) if bank is not None else {"synthetic": 0.0, "manipulated": 0.0}
         self.anomaly = anomaly
         self._lock = threading.Lock()  # Grad-CAM registers hooks; one explain at a time
 
@@ -140,7 +149,7 @@ class ShippedDetector(Detector):
         det = ShippedDetector(self.module, self.card, bank, self.anomaly, self.device, self.copy_move)
         det.version = self.version
         if self.bank is None:  # no shipped bank: references alone, default weight
-            det.retrieval_weight = float((self.card.get("retrieval") or {}).get("weight", 0.3))
+            det.retrieval_weights = retrieval_weights(self.card, 0.3)
         return det
 
     def with_copy_move(self) -> "ShippedDetector":
@@ -175,11 +184,11 @@ class ShippedDetector(Detector):
                  if self.has_man else np.zeros(len(images)))
         p_mod = torch.softmax(out["modality"].float(), 1).cpu().numpy()
         scores_knn = None
-        if self.bank is not None and len(self.bank) and self.retrieval_weight > 0:
+        if self.bank is not None and len(self.bank) and max(self.retrieval_weights.values()) > 0:
             scores_knn = self.bank.knn(emb)
-            w = self.retrieval_weight
-            p_syn_f = (1 - w) * p_syn + w * scores_knn[:, LABELS.index("synthetic")] if self.has_syn else p_syn
-            p_man_f = (1 - w) * p_man + w * scores_knn[:, LABELS.index("manipulated")] if self.has_man else p_man
+            ws, wm = self.retrieval_weights["synthetic"], self.retrieval_weights["manipulated"]
+            p_syn_f = (1 - ws) * p_syn + ws * scores_knn[:, LABELS.index("synthetic")] if self.has_syn else p_syn
+            p_man_f = (1 - wm) * p_man + wm * scores_knn[:, LABELS.index("manipulated")] if self.has_man else p_man
         else:
             p_syn_f, p_man_f = p_syn, p_man
         cm_scores = cm_regions = p_cm = None

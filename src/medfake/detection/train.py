@@ -217,10 +217,39 @@ def shifted_copies(images: np.ndarray, copies: int, seed: int = 0) -> np.ndarray
 HEAD_OUTPUTS = (("synthetic", "syn", 1), ("manipulated", "manip", 2))  # head, model output key, kind index
 
 
-def _fused_head(outputs: dict, knn: np.ndarray, head: str, temperature: float, retrieval_weight: float) -> np.ndarray:
-    """A head's probability as the detector reports it: (1 − w)·sigmoid(logit / T) + w·kNN score."""
+RETRIEVAL_WEIGHTS = (0.1, 0.2, 0.3, 0.5)  # the kNN weights a head's calibration chooses from (0 is left out so
+DEFAULT_RETRIEVAL_WEIGHT = 0.3           # that references added with --reference always have a say)
+
+
+def _fused_head(outputs: dict, knn: np.ndarray, head: str, temperature: float, retrieval_weight) -> np.ndarray:
+    """A head's probability as the detector reports it: (1 − w)·sigmoid(logit / T) + w·kNN score; `retrieval_weight`
+    is one w or {head: w}."""
     _, key, kind_idx = next(h for h in HEAD_OUTPUTS if h[0] == head)
-    return (1 - retrieval_weight) * apply_temperature(outputs[key], temperature) + retrieval_weight * knn[:, kind_idx]
+    w = retrieval_weight[head] if isinstance(retrieval_weight, dict) else retrieval_weight
+    return (1 - w) * apply_temperature(outputs[key], temperature) + w * knn[:, kind_idx]
+
+
+def choose_retrieval_weight(p_clf: np.ndarray, knn: np.ndarray, pos: np.ndarray, real: np.ndarray,
+                            real_pool_extra: tuple[np.ndarray, np.ndarray] | None, target_fpr: float,
+                            grid=RETRIEVAL_WEIGHTS, default: float = DEFAULT_RETRIEVAL_WEIGHT) -> tuple[float, dict]:
+    """The kNN weight w of one head, chosen on validation: the w in `grid` whose fused score (1 − w)·p_clf + w·knn
+    catches most positives at the `target_fpr` threshold of the real pool (val reals plus `real_pool_extra`, the
+    (p_clf, knn) of their shifted copies, as the thresholds are set), then the best AUC; ties go to the w nearest
+    `default`. Returns (w, {w: {"tpr": …, "auc": …}})."""
+    table, best, key = {}, None, None
+    for w in grid:
+        s = (1 - w) * p_clf + w * knn
+        pool = s[real]
+        if real_pool_extra is not None and len(real_pool_extra[0]):
+            pool = np.concatenate([pool, (1 - w) * real_pool_extra[0] + w * real_pool_extra[1]])
+        thr = float(np.quantile(pool, 1 - target_fpr)) if len(pool) else 0.5
+        tpr = float((s[pos] > thr).mean()) if pos.any() else 0.0
+        auc = _auc(pos[real | pos], s[real | pos]) or 0.0
+        table[str(w)] = {"tpr": round(tpr, 4), "auc": round(auc, 4)}
+        k = (round(tpr, 3), round(auc, 3), -abs(w - default))
+        if key is None or k > key:
+            best, key = w, k
+    return float(best), table
 
 
 def small_input_copies(images: np.ndarray, side: int) -> np.ndarray:
@@ -293,7 +322,7 @@ def train_detector(
     resume: bool = True,
     max_minutes: float | None = None,
     bank_size: int = 2048,
-    retrieval_weight: float = 0.3,
+    retrieval_weight: float | None = None,
     target_fpr: float = TARGET_FPR,
     data_desc: str = "",
     command: str | None = None,
@@ -482,10 +511,12 @@ def train_detector(
 
 
 def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, out_dir: Path, name: str,
-                      heads: dict, *, bank_size: int, retrieval_weight: float, target_fpr: float, seed: int,
+                      heads: dict, *, bank_size: int, retrieval_weight: float | None, target_fpr: float, seed: int,
                       calibration_shifts: int = 2, per_modality_thresholds: bool = True,
                       copy_move_cue: bool = True) -> dict:
-    """Anomaly scorer (real train), retrieval bank (train sample), temperatures + thresholds + metrics (val)."""
+    """Anomaly scorer (real train), retrieval bank (train sample), temperatures + thresholds + metrics (val).
+    `retrieval_weight`: the kNN weight of both heads, or None to choose each head's on validation
+    (`choose_retrieval_weight`)."""
     rng = np.random.default_rng(seed)
     tr = run_model(model, train.images, dev)
     anomaly = MahalanobisScorer.fit(tr["emb"][train.kind == 0])
@@ -515,6 +546,8 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     metrics: dict = {}
     fused: dict = {}
     shifted_p: dict = {}
+    weights: dict = {}  # head → kNN weight
+    weight_table: dict = {}  # head → {w: val tpr/auc} when chosen on validation
     for head, key, kind_idx in HEAD_OUTPUTS:
         if not heads[head] or va[key] is None:
             continue
@@ -522,9 +555,16 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
         sel = real | pos
         T = fit_temperature(va[key][sel], pos[sel].astype(float)) if sel.any() else 1.0
         p_clf = apply_temperature(va[key], T)
-        fused[head] = (pos, sel, p_clf, (1 - retrieval_weight) * p_clf + retrieval_weight * knn[:, kind_idx])
+        if retrieval_weight is None:
+            extra = (apply_temperature(vs[key], T), knn_s[:, kind_idx]) if vs is not None else None
+            weights[head], weight_table[head] = choose_retrieval_weight(p_clf, knn[:, kind_idx], pos, real, extra,
+                                                                        target_fpr)
+        else:
+            weights[head] = float(retrieval_weight)
+        w = weights[head]
+        fused[head] = (pos, sel, p_clf, (1 - w) * p_clf + w * knn[:, kind_idx])
         if vs is not None:
-            shifted_p[head] = _fused_head(vs, knn_s, head, T, retrieval_weight)
+            shifted_p[head] = _fused_head(vs, knn_s, head, T, w)
         temps[head] = round(T, 5)
     # per-modality floors, by the modality the detector predicts (as at inference)
     mod_v = va["modality"].argmax(1) if va["modality"] is not None else np.full(len(val.kind), -1)
@@ -537,7 +577,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
             imgs = small_input_copies(val.images[real], side)
             o = run_model(model, imgs, dev)
             kn = bank.knn(o["emb"])
-            small[side] = (imgs, {head: _fused_head(o, kn, head, temps[head], retrieval_weight) for head in fused},
+            small[side] = (imgs, {head: _fused_head(o, kn, head, temps[head], weights) for head in fused},
                            o["modality"].argmax(1) if o["modality"] is not None else np.full(len(imgs), -1))
     thr, head_metrics = _thresholds(fused, shifted_p, real, mod_v, mod_s, target_fpr, per_modality_thresholds,
                                     {side: v[1:] for side, v in small.items()})
@@ -562,8 +602,14 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     return {
         "temperature": temps,
         "thresholds": thr,
-        "retrieval": {"file": f"{name}.bank.safetensors", "weight": retrieval_weight, "k": bank.k,
-                      "size": len(bank)},
+        "retrieval": {"file": f"{name}.bank.safetensors", "k": bank.k, "size": len(bank),
+                      # `weight`: what a reader without per-head weights uses (the synthetic head's)
+                      "weight": weights.get("synthetic", next(iter(weights.values()), DEFAULT_RETRIEVAL_WEIGHT)
+                                            if retrieval_weight is None else retrieval_weight),
+                      "weights": weights,
+                      **({"weight_selection": {"grid": list(RETRIEVAL_WEIGHTS), "criterion": (
+                          f"val TPR at the {target_fpr:.0%}-FPR threshold of the real pool, then AUC; ties to "
+                          f"{DEFAULT_RETRIEVAL_WEIGHT}"), "val": weight_table}} if weight_table else {})},
         "anomaly": {"file": f"{name}.anomaly.safetensors", "dim": int(anomaly.mean.size),
                     "real_train_p99": anomaly.reference_p99},
         "metrics": metrics,
