@@ -28,7 +28,9 @@ DEFAULT_CONFIG = "resnet18-12"
 def detection_trainer(config: str = DEFAULT_CONFIG, steps: int = 50, batch_size: int = 32, device: str = "auto",
                       **kw) -> TrainFn:
     """A TrainFn over medfake.detection.train_detector(config, records, out_dir, ...) — a registered detector
-    architecture trained for `steps` (small on the CPU) — loaded back with load_detector."""
+    architecture trained for `steps` (small on the CPU) — loaded back with load_detector. The opt-in copy-move cue
+    is not calibrated (the protocol scores the detector without it) unless `copy_move_cue=True` is passed."""
+    kw.setdefault("copy_move_cue", False)
 
     def train(records: list, out_dir: Path, seed: int):
         from ..detection import load_detector, train_detector
