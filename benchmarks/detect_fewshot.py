@@ -112,7 +112,7 @@ def main(argv=None) -> dict:
     refs = [read_image(pool[i].path) for i in rng.choice(len(pool), args.shots, replace=False)]
     images = [read_image(r.path) for r in test_real + test_fake]
     y = np.r_[np.zeros(len(test_real)), np.ones(len(test_fake))]
-    thr = det.thr_syn if kind == "synthetic" else det.thr_man
+    thr = float(det.thresholds[kind])  # the global threshold of that head (before any per-modality floor)
 
     def aucs(d):
         preds = d.predict(images)
