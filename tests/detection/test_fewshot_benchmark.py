@@ -7,8 +7,11 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "detect_fewshot.py"
 
 
-def test_fewshot_script_runs_and_references_raise_the_knn_score():
+def test_fewshot_script_runs_and_references_raise_the_knn_score(tmp_path, monkeypatch):
     import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the --demo set goes to a mkdtemp() folder
 
     sys.path.insert(0, str(SCRIPT.parent))  # the script imports its sibling _common
     try:

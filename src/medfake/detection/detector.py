@@ -25,7 +25,7 @@ from .anomaly import MahalanobisScorer
 from .base import Detector, Prediction
 from .calibrate import LOWER_FRACTION, side_floors_key, thresholds_for, verdict_at
 from .copymove import CopyMoveCue, copy_move_scores, fuse
-from .retrieval import LABELS, ReferenceBank
+from .retrieval import LABELS, ReferenceBank, blend
 
 DEFAULT_NAME = "detector-default"
 
@@ -187,8 +187,8 @@ class ShippedDetector(Detector):
         if self.bank is not None and len(self.bank) and max(self.retrieval_weights.values()) > 0:
             scores_knn = self.bank.knn(emb)
             ws, wm = self.retrieval_weights["synthetic"], self.retrieval_weights["manipulated"]
-            p_syn_f = (1 - ws) * p_syn + ws * scores_knn[:, LABELS.index("synthetic")] if self.has_syn else p_syn
-            p_man_f = (1 - wm) * p_man + wm * scores_knn[:, LABELS.index("manipulated")] if self.has_man else p_man
+            p_syn_f = blend(p_syn, scores_knn[:, LABELS.index("synthetic")], ws) if self.has_syn else p_syn
+            p_man_f = blend(p_man, scores_knn[:, LABELS.index("manipulated")], wm) if self.has_man else p_man
         else:
             p_syn_f, p_man_f = p_syn, p_man
         cm_scores = cm_regions = p_cm = None

@@ -4,8 +4,8 @@ Embeddings are centred (minus the training-embedding mean, stored with the bank)
 pooled ReLU features are all positive, and uncentred cosine similarities crowd near 1.
 
 The kNN score of a query is the similarity-weighted fraction of its k nearest references (cosine) that carry
-each fake label; the detector fuses it with its classifier: p = (1 - w)·p_classifier + w·p_knn, w from the card
-(`retrieval.weight`). The shipped bank holds a sample of training embeddings; `add` puts new examples in
+each fake label; the detector fuses it with its classifier (`blend`): p = (1 - w)·p_classifier + w·p_knn, each
+head's w from the card (`retrieval.weights`, chosen on validation). The shipped bank holds a sample of training embeddings; `add` puts new examples in
 without retraining (CLI: `--reference DIR`).
 
 Reference folder layout (recursive, any readable image format):
@@ -25,6 +25,11 @@ from ..io.errors import MedfakeError
 
 LABELS = ("real", "synthetic", "manipulated")
 FOLDER_ALIASES = {"real": "real", "synthetic": "synthetic", "fake": "synthetic", "manipulated": "manipulated"}
+
+
+def blend(p_classifier, p_knn, w: float):
+    """A head's probability with its kNN score fused in: (1 − w)·p_classifier + w·p_knn."""
+    return (1 - w) * p_classifier + w * p_knn
 
 
 def _normalise(e: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ from .calibrate import (MIN_MODALITY_REALS, SMALL_INPUT_SIDES, UNCERTAIN_FACTOR,
                         verdict_at)
 from .losses import SegLoss, supcon_loss
 from .pseudo import pseudo_manipulation
-from .retrieval import LABELS, ReferenceBank
+from .retrieval import LABELS, ReferenceBank, blend
 
 KINDS = LABELS  # real=0, synthetic=1, manipulated=2
 TARGET_FPR = 0.01
@@ -226,7 +226,7 @@ def _fused_head(outputs: dict, knn: np.ndarray, head: str, temperature: float, r
     is one w or {head: w}."""
     _, key, kind_idx = next(h for h in HEAD_OUTPUTS if h[0] == head)
     w = retrieval_weight[head] if isinstance(retrieval_weight, dict) else retrieval_weight
-    return (1 - w) * apply_temperature(outputs[key], temperature) + w * knn[:, kind_idx]
+    return blend(apply_temperature(outputs[key], temperature), knn[:, kind_idx], w)
 
 
 def choose_retrieval_weight(p_clf: np.ndarray, knn: np.ndarray, pos: np.ndarray, real: np.ndarray,
@@ -238,10 +238,10 @@ def choose_retrieval_weight(p_clf: np.ndarray, knn: np.ndarray, pos: np.ndarray,
     `default`. Returns (w, {w: {"tpr": …, "auc": …}})."""
     table, best, key = {}, None, None
     for w in grid:
-        s = (1 - w) * p_clf + w * knn
+        s = blend(p_clf, knn, w)
         pool = s[real]
         if real_pool_extra is not None and len(real_pool_extra[0]):
-            pool = np.concatenate([pool, (1 - w) * real_pool_extra[0] + w * real_pool_extra[1]])
+            pool = np.concatenate([pool, blend(*real_pool_extra, w)])
         thr = float(np.quantile(pool, 1 - target_fpr)) if len(pool) else 0.5
         tpr = float((s[pos] > thr).mean()) if pos.any() else 0.0
         auc = _auc(pos[real | pos], s[real | pos]) or 0.0
@@ -562,7 +562,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
         else:
             weights[head] = float(retrieval_weight)
         w = weights[head]
-        fused[head] = (pos, sel, p_clf, (1 - w) * p_clf + w * knn[:, kind_idx])
+        fused[head] = (pos, sel, p_clf, blend(p_clf, knn[:, kind_idx], w))
         if vs is not None:
             shifted_p[head] = _fused_head(vs, knn_s, head, T, w)
         temps[head] = round(T, 5)
@@ -604,8 +604,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
         "thresholds": thr,
         "retrieval": {"file": f"{name}.bank.safetensors", "k": bank.k, "size": len(bank),
                       # `weight`: what a reader without per-head weights uses (the synthetic head's)
-                      "weight": weights.get("synthetic", next(iter(weights.values()), DEFAULT_RETRIEVAL_WEIGHT)
-                                            if retrieval_weight is None else retrieval_weight),
+                      "weight": weights.get("synthetic", next(iter(weights.values()), DEFAULT_RETRIEVAL_WEIGHT)),
                       "weights": weights,
                       **({"weight_selection": {"grid": list(RETRIEVAL_WEIGHTS), "criterion": (
                           f"val TPR at the {target_fpr:.0%}-FPR threshold of the real pool, then AUC; ties to "

@@ -61,8 +61,8 @@ def task_metrics(kinds: list[str], modalities: list[str], preds, thresholds: dic
     return out
 
 
-SIDE_SCORES = ("p_synthetic", "p_manipulated", "p_synthetic_classifier", "p_manipulated_classifier",
-               "knn_synthetic", "knn_manipulated", "anomaly", "copy_move")
+SIDE_SCORES = ("p_synthetic_classifier", "p_manipulated_classifier", "knn_synthetic", "knn_manipulated", "anomaly",
+               "copy_move")  # keys of Prediction.scores reported beside the verdict score
 
 
 def score_table(preds) -> dict[str, np.ndarray]:
@@ -72,7 +72,7 @@ def score_table(preds) -> dict[str, np.ndarray]:
     out = {"fake": np.array([fake_score(p) for p in preds], dtype=float),
            "p_synthetic": np.array([float(p.p_synthetic) for p in preds]),
            "p_manipulated": np.array([float(p.p_manipulated) for p in preds])}
-    for k in SIDE_SCORES[2:]:
+    for k in SIDE_SCORES:
         if preds and all(p.scores and k in p.scores for p in preds):
             out[k] = np.array([float(p.scores[k]) for p in preds])
     return out
