@@ -168,3 +168,26 @@ def test_retrieval_weight_is_chosen_on_validation():
     shifted = (np.full(50, 0.99), np.zeros(50))
     w, table = choose_retrieval_weight(good, good, pos, real, shifted, 0.01)
     assert table["0.5"]["tpr"] > table["0.1"]["tpr"] and w == 0.5
+
+
+def test_segmentation_mix_is_chosen_on_validation():
+    """choose_seg_mix: α = 1 when only the segmentation evidence separates, no mix (None) when only the head does
+    or when they tie; the spec standardises both parts on the real val images; shifted reals in the pool count."""
+    from medfake.detection.scores import SEG_MIX_GRID, choose_seg_mix, mix
+
+    rng = np.random.default_rng(0)
+    n = 400
+    pos = np.r_[np.zeros(n, bool), np.ones(n, bool)]
+    real = ~pos
+    good = np.r_[rng.normal(0, 1, n), rng.normal(4, 1, n)]
+    noise = rng.normal(0, 1, 2 * n)
+    spec, table = choose_seg_mix(noise, 10 * good + 3, pos, real, None, 0.01)
+    assert spec["alpha"] == 1.0 and set(table) == {str(a) for a in SEG_MIX_GRID}
+    z = mix(noise, 10 * good + 3, spec)
+    assert abs(z[real].mean()) < 1e-3 and abs(z[real].std() - 1) < 1e-3  # standardised on the val reals
+    assert choose_seg_mix(good, noise, pos, real, None, 0.01)[0] is None  # the head alone wins
+    assert choose_seg_mix(good, good, pos, real, None, 0.01)[0] is None  # ties go to the smaller α
+    # both informative but the segmentation part fires on shifted reals: the pool keeps the head alone
+    both = np.r_[rng.normal(0, 1, n), rng.normal(3, 1, n)]
+    shifted = (rng.normal(0, 1, 100), np.full(100, 8.0))
+    assert choose_seg_mix(good, both, pos, real, shifted, 0.01)[0] is None

@@ -196,3 +196,29 @@ def test_each_head_fuses_the_knn_score_with_its_own_weight(det, tiny_models_dir)
         assert p.p_manipulated == pytest.approx(0.5 * s["p_manipulated_classifier"] + 0.5 * s["knn_manipulated"])
     old = {"retrieval": {"weight": 0.2}}  # a card from before per-head weights
     assert retrieval_weights(old) == {"synthetic": 0.2, "manipulated": 0.2}
+
+
+def test_manipulation_score_mixes_the_head_with_the_segmentation_map(det):
+    """A card's `manipulation_score` section is applied at inference exactly as calibrated: p_manipulated of the
+    classifier = sigmoid(z / T), z = (1 − α)(head − c₀)/s₀ + α(top-64 seg logit − c₁)/s₁; the attacks' score
+    stays differentiable through the mix; α = 0 (or no section) is the head alone."""
+    from medfake.detection.detector import ShippedDetector
+
+    assert "selection" in det.card["manipulation_score"]  # the tiny card's calibration chose α on validation
+    spec = {"seg_topk": 64, "alpha": 0.5, "center": [0.3, -1.0], "scale": [2.0, 0.5]}
+    mixed = ShippedDetector(det.module, dict(det.card, manipulation_score=spec), None, None, "cpu")
+    head = ShippedDetector(det.module, dict(det.card, manipulation_score={"alpha": 0.0}), None, None, "cpu")
+    assert head.manip_score is None and mixed.manip_score == spec
+    rng = np.random.default_rng(5)
+    images = [Image(make_example(k, rng)[0]) for k in ("real", "manipulated", "manipulated")]
+    pm, ph = mixed.predict(images), head.predict(images)
+    for a, b in zip(pm, ph):
+        s = a.scores
+        z = 0.5 * (s["manipulation_head_logit"] - 0.3) / 2.0 + 0.5 * (s["segmentation_top_logit"] + 1.0) / 0.5
+        assert s["p_manipulated_classifier"] == pytest.approx(1 / (1 + np.exp(-z / mixed.t_man)), rel=1e-4)
+        assert "manipulation_head_logit" not in b.scores
+        assert b.scores["p_manipulated_classifier"] == pytest.approx(
+            1 / (1 + np.exp(-s["manipulation_head_logit"] / head.t_man)), rel=1e-3)
+    x = mixed.canonical_batch(images).requires_grad_(True)
+    mixed.score_tensor(x).sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0

@@ -103,6 +103,8 @@ def train_detector_cmd(
                                                             "score higher than the others (per-modality FPR bound)"),
     copy_move_cue: bool = typer.Option(True, help="also calibrate the copy-move cue (used by detect/eval "
                                                   "--copy-move; slower, see docs/detection.md)"),
+    seg_mix: bool = typer.Option(True, help="let validation mix the segmentation map's top-64 evidence into "
+                                            "the manipulation score (docs/detection.md)"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
@@ -124,7 +126,7 @@ def train_detector_cmd(
             lr=lr, seed=seed, device=device, ckpt_every=ckpt_every, resume=resume, max_minutes=max_minutes,
             retrieval_weight=retrieval_weight, init_from=init_from, calibration_shifts=calibration_shifts,
             online_manipulations=online_manipulations, per_modality_thresholds=per_modality_thresholds,
-            copy_move_cue=copy_move_cue, command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+            copy_move_cue=copy_move_cue, seg_mix=seg_mix, command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     m = card["metrics"]

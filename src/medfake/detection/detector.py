@@ -26,6 +26,7 @@ from .base import Detector, Prediction
 from .calibrate import LOWER_FRACTION, side_floors_key, thresholds_for, verdict_at
 from .copymove import CopyMoveCue, copy_move_scores, fuse
 from .retrieval import LABELS, ReferenceBank, blend
+from .scores import apply_manipulation_score, seg_top
 
 DEFAULT_NAME = "detector-default"
 
@@ -45,13 +46,14 @@ def _fake_logit(out: dict, t_syn: float | None, t_man: float | None) -> torch.Te
 class _FakeScoreView(nn.Module):
     """(N, 1) fake-logit view of a detector network, the shape MONAI GradCAM expects."""
 
-    def __init__(self, model: nn.Module, t_syn: float | None, t_man: float | None):
+    def __init__(self, model: nn.Module, t_syn: float | None, t_man: float | None, manip_score: dict | None = None):
         super().__init__()
         self.model = model
         self.t_syn, self.t_man = t_syn, t_man
+        self.manip_score = manip_score
 
     def forward(self, x):
-        return _fake_logit(self.model(x), self.t_syn, self.t_man)[:, None]
+        return _fake_logit(apply_manipulation_score(self.model(x), self.manip_score), self.t_syn, self.t_man)[:, None]
 
 
 def _norm01(x: torch.Tensor) -> torch.Tensor:
@@ -102,6 +104,9 @@ class ShippedDetector(Detector):
         self.has_syn = bool(heads.get("synthetic", True))
         self.has_man = heads.get("manipulated", True) and self.t_man is not None
         self.lower = float(thr.get("lower_fraction", LOWER_FRACTION))
+        # the manipulation score the card was calibrated on: the head, or the head mixed with the segmentation map
+        ms = card.get("manipulation_score") or {}
+        self.manip_score = ms if float(ms.get("alpha", 0.0)) > 0 else None
         self.copy_move = copy_move if self.has_man else None  # the cue fuses into the manipulation head
         self.thresholds = self.copy_move.thresholds if self.copy_move is not None else thr
         self._off_heads = [h for h, on in (("synthetic", self.has_syn), ("manipulated", self.has_man)) if not on]
@@ -127,10 +132,11 @@ class ShippedDetector(Detector):
     def forward(self, x: torch.Tensor) -> dict:
         if self.module.training:
             self.module.eval()
-        return self.module(x.to(self.device))
+        return apply_manipulation_score(self.module(x.to(self.device)), self.manip_score)
 
     def score_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        return _fake_logit(self.module(x), self.t_syn if self.has_syn else None, self.t_man if self.has_man else None)
+        return _fake_logit(apply_manipulation_score(self.module(x), self.manip_score),
+                           self.t_syn if self.has_syn else None, self.t_man if self.has_man else None)
 
     @torch.no_grad()
     def embed(self, images: Sequence[Image], batch_size: int = 64) -> np.ndarray:
@@ -183,6 +189,9 @@ class ShippedDetector(Detector):
         p_man = (torch.sigmoid(out["manip"].float() / self.t_man).cpu().numpy().astype(np.float64)
                  if self.has_man else np.zeros(len(images)))
         p_mod = torch.softmax(out["modality"].float(), 1).cpu().numpy()
+        # the two parts of a mixed manipulation score, each on its own (the head's logit, the map's top-k logit)
+        parts = ((out["manip_head"].float().cpu().numpy(), seg_top(out["seg"]).cpu().numpy())
+                 if "manip_head" in out else None)
         scores_knn = None
         if self.bank is not None and len(self.bank) and max(self.retrieval_weights.values()) > 0:
             scores_knn = self.bank.knn(emb)
@@ -210,6 +219,9 @@ class ShippedDetector(Detector):
             scores = {"p_modality": float(p_mod[j].max()), "p_synthetic_classifier": float(p_syn[j])}
             if self.has_man:
                 scores["p_manipulated_classifier"] = float(p_man[j])
+            if parts is not None:
+                scores["manipulation_head_logit"] = float(parts[0][j])
+                scores["segmentation_top_logit"] = float(parts[1][j])
             if scores_knn is not None:
                 scores["knn_synthetic"] = float(scores_knn[j, 1])
                 scores["knn_manipulated"] = float(scores_knn[j, 2])
@@ -253,7 +265,7 @@ class ShippedDetector(Detector):
 
         with self._lock:
             view = _FakeScoreView(self.module, self.t_syn if self.has_syn else None,
-                                  self.t_man if self.has_man else None).eval()  # GradCAM restores this mode
+                                  self.t_man if self.has_man else None, self.manip_score).eval()  # GradCAM restores this mode
             # GradCAM registers hooks on the network's layer: remove them after use
             handles_before = _hook_ids(self.module)
             cam = GradCAM(nn_module=view, target_layers=f"model.{self.module.gradcam_layer}",

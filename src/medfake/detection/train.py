@@ -34,6 +34,7 @@ from .calibrate import (MIN_MODALITY_REALS, SMALL_INPUT_SIDES, UNCERTAIN_FACTOR,
 from .losses import SegLoss, supcon_loss
 from .pseudo import pseudo_manipulation
 from .retrieval import LABELS, ReferenceBank, blend
+from .scores import SEG_MIX_GRID, choose_seg_mix, seg_top
 
 KINDS = LABELS  # real=0, synthetic=1, manipulated=2
 TARGET_FPR = 0.01
@@ -221,6 +222,15 @@ RETRIEVAL_WEIGHTS = (0.1, 0.2, 0.3, 0.5)  # the kNN weights a head's calibration
 DEFAULT_RETRIEVAL_WEIGHT = 0.3           # that references added with --reference always have a say)
 
 
+def _with_mix(outputs: dict | None, spec: dict | None) -> dict | None:
+    """run_model outputs with `manip` replaced by the mixed manipulation score of `spec` (`scores.py`)."""
+    if outputs is None or not spec or outputs.get("manip") is None or outputs.get("seg_top") is None:
+        return outputs
+    from .scores import mix
+
+    return {**outputs, "manip": mix(outputs["manip"], outputs["seg_top"], spec), "manip_head": outputs["manip"]}
+
+
 def _fused_head(outputs: dict, knn: np.ndarray, head: str, temperature: float, retrieval_weight) -> np.ndarray:
     """A head's probability as the detector reports it: (1 − w)·sigmoid(logit / T) + w·kNN score; `retrieval_weight`
     is one w or {head: w}."""
@@ -264,13 +274,16 @@ def small_input_copies(images: np.ndarray, side: int) -> np.ndarray:
 
 @torch.no_grad()
 def run_model(model, images: np.ndarray, device, batch_size: int = 64) -> dict:
-    """Eval-mode outputs over an (N, 128, 128) array: syn/manip logits, modality logits, embeddings, seg probs."""
+    """Eval-mode outputs over an (N, 128, 128) array: syn/manip logits, modality logits, embeddings, seg probs and
+    `seg_top` (each map's top-k mean logit, `scores.seg_top`)."""
     model.eval()
-    keys = ("syn", "manip", "modality", "emb", "seg")
+    keys = ("syn", "manip", "modality", "emb", "seg", "seg_top")
     acc: dict = {k: [] for k in keys}
     for i in range(0, len(images), batch_size):
         x = torch.as_tensor(images[i:i + batch_size][:, None]).to(device)
         out = model(x)
+        if out.get("seg") is not None:
+            out = {**out, "seg_top": seg_top(out["seg"])}
         for k in keys:
             if out.get(k) is not None:
                 v = out[k].float()
@@ -332,6 +345,7 @@ def train_detector(
     online_manipulations: float = 0.0,
     per_modality_thresholds: bool = True,
     copy_move_cue: bool = True,
+    seg_mix: bool = True,
 ) -> dict:
     """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
     of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
@@ -339,7 +353,8 @@ def train_detector(
     `online_manipulations` = p a drawn manipulated example is replaced, with probability p, by a fresh
     pseudo-manipulation of a real training image (`pseudo.py`). `steps=0` with `init_from` recalibrates the
     given weights only (bank, anomaly scorer, temperatures, thresholds). `copy_move_cue` adds the card's
-    `copy_move` section (the cue's calibration and fused thresholds, used with `--copy-move`). Returns the model card;
+    `copy_move` section (the cue's calibration and fused thresholds, used with `--copy-move`). `seg_mix` lets the
+    calibration mix the segmentation map's evidence into the manipulation score (`scores.py`). Returns the model card;
     writes <out>/<name>.safetensors (+ .bank/.anomaly.safetensors) and <out>/<name>.json."""
     from ._progress import progress_bar
     from ..settings import torch_device
@@ -462,7 +477,8 @@ def train_detector(
     card_extra = calibrate_and_fit(model, config_name, train, val, dev, out_dir, name, heads, bank_size=bank_size,
                                    retrieval_weight=retrieval_weight, target_fpr=target_fpr, seed=seed,
                                    calibration_shifts=calibration_shifts,
-                                   per_modality_thresholds=per_modality_thresholds, copy_move_cue=copy_move_cue)
+                                   per_modality_thresholds=per_modality_thresholds, copy_move_cue=copy_move_cue,
+                                   seg_mix=seg_mix)
     card_extra["metrics"]["calibrated_on"] = calib_on
     weights = save_weights(model, out_dir / f"{name}.safetensors", fp16=True)
     main_losses = losses[supcon_steps:] if len(losses) > supcon_steps else losses
@@ -513,10 +529,11 @@ def train_detector(
 def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, out_dir: Path, name: str,
                       heads: dict, *, bank_size: int, retrieval_weight: float | None, target_fpr: float, seed: int,
                       calibration_shifts: int = 2, per_modality_thresholds: bool = True,
-                      copy_move_cue: bool = True) -> dict:
+                      copy_move_cue: bool = True, seg_mix: bool = True) -> dict:
     """Anomaly scorer (real train), retrieval bank (train sample), temperatures + thresholds + metrics (val).
     `retrieval_weight`: the kNN weight of both heads, or None to choose each head's on validation
-    (`choose_retrieval_weight`)."""
+    (`choose_retrieval_weight`). `seg_mix`: let validation mix the segmentation map's evidence into the
+    manipulation score (`scores.choose_seg_mix`; the head alone stays when it is as good)."""
     rng = np.random.default_rng(seed)
     tr = run_model(model, train.images, dev)
     anomaly = MahalanobisScorer.fit(tr["emb"][train.kind == 0])
@@ -542,6 +559,14 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     shifted = shifted_copies(val.images[real], calibration_shifts, seed)
     vs = run_model(model, shifted, dev) if len(shifted) else None
     knn_s = bank.knn(vs["emb"]) if vs is not None else None
+    # the manipulation score: the head alone, or mixed with the segmentation map's evidence (chosen on val, before
+    # the temperature, the kNN weight and the thresholds, which are all fitted on the score the detector reports)
+    mix_spec, mix_table = None, {}
+    if seg_mix and heads.get("manipulated") and va["manip"] is not None and va["seg_top"] is not None and real.any():
+        mix_spec, mix_table = choose_seg_mix(
+            va["manip"], va["seg_top"], val.kind == 2, real,
+            (vs["manip"], vs["seg_top"]) if vs is not None else None, target_fpr)
+        va, vs = _with_mix(va, mix_spec), _with_mix(vs, mix_spec)
     temps: dict = {"synthetic": None, "manipulated": None}
     metrics: dict = {}
     fused: dict = {}
@@ -575,7 +600,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     if real.any() and fused:
         for side in SMALL_INPUT_SIDES:
             imgs = small_input_copies(val.images[real], side)
-            o = run_model(model, imgs, dev)
+            o = _with_mix(run_model(model, imgs, dev), mix_spec)
             kn = bank.knn(o["emb"])
             small[side] = (imgs, {head: _fused_head(o, kn, head, temps[head], weights) for head in fused},
                            o["modality"].argmax(1) if o["modality"] is not None else np.full(len(imgs), -1))
@@ -609,6 +634,10 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
                       **({"weight_selection": {"grid": list(RETRIEVAL_WEIGHTS), "criterion": (
                           f"val TPR at the {target_fpr:.0%}-FPR threshold of the real pool, then AUC; ties to "
                           f"{DEFAULT_RETRIEVAL_WEIGHT}"), "val": weight_table}} if weight_table else {})},
+        **({"manipulation_score": {**(mix_spec or {"alpha": 0.0}), "selection": {
+            "grid": [float(a) for a in SEG_MIX_GRID], "criterion": (
+                f"val TPR at the {target_fpr:.0%}-FPR threshold of the real pool, then AUC; ties to the smaller alpha"),
+            "val": mix_table}}} if mix_table else {}),
         "anomaly": {"file": f"{name}.anomaly.safetensors", "dim": int(anomaly.mean.size),
                     "real_train_p99": anomaly.reference_p99},
         "metrics": metrics,

@@ -61,7 +61,8 @@ def task_metrics(kinds: list[str], modalities: list[str], preds, thresholds: dic
     return out
 
 
-SIDE_SCORES = ("p_synthetic_classifier", "p_manipulated_classifier", "knn_synthetic", "knn_manipulated", "anomaly",
+SIDE_SCORES = ("p_synthetic_classifier", "p_manipulated_classifier", "manipulation_head_logit",
+               "segmentation_top_logit", "knn_synthetic", "knn_manipulated", "anomaly",
                "copy_move")  # keys of Prediction.scores reported beside the verdict score
 
 
