@@ -51,3 +51,35 @@ def test_training_set_swaps_in_pseudo_manipulations_at_the_rate():
     share = np.mean([s["mask"].sum() > 0 for s in swapped])
     assert 0.3 < share < 0.7 and all(s["kind"] == 2 for s in swapped)
     assert all(on[i]["mask"].sum() == 0 for i in range(20))  # reals are never swapped
+
+
+def test_classical_manipulations_are_the_shipped_methods_with_exact_masks():
+    """classical_manipulation: copy-move / splice / retouch of medfake.manipulation inside a builder-style mask;
+    every pixel outside the mask is the input's, the inside changes visibly, 8-bit output; no donor → no splice."""
+    from medfake.detection.pseudo import classical_manipulation
+
+    rng = np.random.default_rng(4)
+    for k in range(12):
+        a = (np.round(blobs(np.random.default_rng(k)) * 255) / 255).astype(np.float32)
+        donor = (np.round(blobs(np.random.default_rng(50 + k)) * 255) / 255).astype(np.float32) if k % 2 else None
+        out, mask = classical_manipulation(a, rng, donor)
+        assert out.shape == mask.shape == a.shape and out.dtype == np.float32
+        assert np.allclose(out * 255, np.round(out * 255), atol=1e-4) and set(np.unique(mask)) <= {0.0, 1.0}
+        inside = mask > 0
+        assert inside.sum() >= 16 and np.abs(out - a)[inside].mean() >= MIN_CHANGE - 1e-6
+        assert np.array_equal(out[~inside], a[~inside])
+
+
+def test_training_set_makes_classical_manipulations_when_asked():
+    import pytest
+
+    rng = np.random.default_rng(5)
+    n = 20
+    images = np.stack([blobs(rng) for _ in range(n)]).astype(np.float32)
+    kind = np.array([0] * 10 + [2] * 10)
+    data = CachedSet(images, np.zeros_like(images), np.ones(n, bool), kind, np.zeros(n, int))
+    on = _TorchSet(data, augment=False, online_p=1.0, seed=6, online_kind="classical")
+    made = [on[i] for i in range(10, 20)]
+    assert all(s["mask"].sum() >= 16 and s["kind"] == 2 for s in made)
+    with pytest.raises(ValueError, match="online_kind"):
+        _TorchSet(data, augment=False, online_kind="gan")

@@ -98,7 +98,9 @@ def train_detector_cmd(
     calibration_shifts: int = typer.Option(2, min=0, help="shifted (augmented) copies of each real val image "
                                                           "added to the real pool the thresholds are set on"),
     online_manipulations: float = typer.Option(0.0, min=0.0, max=1.0, help="probability that a drawn manipulated "
-                                               "example is replaced by a fresh self-blend/splice of a real one"),
+                                               "example is replaced by a fresh manipulation of a real one"),
+    online_kind: str = typer.Option("pseudo", help="what --online-manipulations makes: 'pseudo' (self-blends and "
+                                    "splices) or 'classical' (the shipped copy-move/splice/retouch)"),
     per_modality_thresholds: bool = typer.Option(True, help="raise the thresholds of a modality whose val reals "
                                                             "score higher than the others (per-modality FPR bound)"),
     copy_move_cue: bool = typer.Option(True, help="also calibrate the copy-move cue (used by detect/eval "
@@ -125,7 +127,8 @@ def train_detector_cmd(
             config, data, out, name=name, config=cfg, steps=steps, supcon_steps=supcon_steps, batch_size=batch_size,
             lr=lr, seed=seed, device=device, ckpt_every=ckpt_every, resume=resume, max_minutes=max_minutes,
             retrieval_weight=retrieval_weight, init_from=init_from, calibration_shifts=calibration_shifts,
-            online_manipulations=online_manipulations, per_modality_thresholds=per_modality_thresholds,
+            online_manipulations=online_manipulations, online_kind=online_kind,
+            per_modality_thresholds=per_modality_thresholds,
             copy_move_cue=copy_move_cue, seg_mix=seg_mix, command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

@@ -87,3 +87,35 @@ def pseudo_manipulation(image: np.ndarray, rng: np.random.Generator, donor: np.n
             break
     out = np.round(np.clip(out, 0.0, 1.0) * 255.0) / 255.0  # 8-bit, as every image the detector sees
     return out.astype(np.float32), mask.astype(np.float32)
+
+
+CLASSICAL = ("copy-move", "splice", "retouch")  # the shipped classical methods used on the fly
+
+
+def classical_manipulation(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None = None,
+                           tries: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(manipulated image, binary mask), both H×W float32: one of the shipped classical manipulations
+    (`medfake.manipulation`: copy-move, splice of a same-modality donor, retouch; splice only with a donor) inside
+    a random rectangle or ellipse of the benchmark builder's geometry, rounded to 8 bit as the builder's files are.
+    Unlike the self-blends these are the very methods of the benchmark, on an endless supply of real images and
+    masks; they add no generator's fingerprint either. A draw the method refuses (or that changes nothing) is
+    drawn again; after `tries`, a self-blend."""
+    from ..io.image import Image
+    from ..manipulation import ManipulationError, manipulate
+    from ..manipulation.masks import mask_from_geometry, random_mask_geometry
+
+    size = image.shape[0]
+    methods = CLASSICAL if donor is not None else tuple(m for m in CLASSICAL if m != "splice")
+    for _ in range(tries):
+        method = methods[int(rng.integers(len(methods)))]
+        mask = mask_from_geometry(random_mask_geometry(rng, size), size)
+        kw = {"donor": Image(np.asarray(donor, np.float32))} if method == "splice" else {}
+        try:
+            res = manipulate(Image(np.asarray(image, np.float32)), mask, method, seed=int(rng.integers(1 << 30)), **kw)
+        except ManipulationError:
+            continue
+        out = np.round(np.clip(np.asarray(res.image.array, np.float64), 0.0, 1.0) * 255.0) / 255.0
+        m = np.asarray(res.mask, bool)
+        if m.shape == out.shape == image.shape and m.sum() >= 16 and np.abs(out - image)[m].mean() >= MIN_CHANGE:
+            return out.astype(np.float32), m.astype(np.float32)
+    return pseudo_manipulation(image, rng, donor)

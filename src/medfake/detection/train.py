@@ -32,7 +32,7 @@ from .calibrate import (MIN_MODALITY_REALS, SMALL_INPUT_SIDES, UNCERTAIN_FACTOR,
                         fit_temperature, head_thresholds, modality_floors, monotone_side_floors, thresholds_for,
                         verdict_at)
 from .losses import SegLoss, supcon_loss
-from .pseudo import pseudo_manipulation
+from .pseudo import classical_manipulation, pseudo_manipulation
 from .retrieval import LABELS, ReferenceBank, blend
 from .scores import SEG_MIX_GRID, choose_seg_mix, seg_top
 
@@ -127,12 +127,20 @@ def cache_records(records: list[Record], desc: str = "load") -> CachedSet:
     return CachedSet(images, masks, has_mask, kind, modality)
 
 
+ONLINE_KINDS = ("pseudo", "classical")
+
+
 class _TorchSet(torch.utils.data.Dataset):
     """Cached images through the augmentation; with `online_p` > 0 a manipulated example is replaced, with that
-    probability, by a fresh pseudo-manipulation (`pseudo.py`) of a random real image (donor: another real image
-    of its modality)."""
+    probability, by a fresh manipulation of a random real image (donor: another real image of its modality):
+    `online_kind` "pseudo" = self-blends and splices (`pseudo.pseudo_manipulation`), "classical" = the shipped
+    copy-move / splice / retouch (`pseudo.classical_manipulation`)."""
 
-    def __init__(self, data: CachedSet, augment: bool, views: int = 1, seed: int = 0, online_p: float = 0.0):
+    def __init__(self, data: CachedSet, augment: bool, views: int = 1, seed: int = 0, online_p: float = 0.0,
+                 online_kind: str = "pseudo"):
+        if online_kind not in ONLINE_KINDS:
+            raise ValueError(f"online_kind must be one of {ONLINE_KINDS}, not {online_kind!r}")
+        self.make = pseudo_manipulation if online_kind == "pseudo" else classical_manipulation
         self.d = data
         self.t = detector_transforms(augment)
         self.t.set_random_state(seed=seed)  # MONAI random transforms: reproducible augmentation
@@ -152,7 +160,7 @@ class _TorchSet(torch.utils.data.Dataset):
             j = int(self.reals[self.rng.integers(len(self.reals))])
             pool = self.reals_by_modality.get(int(self.d.modality[j]), self.reals)
             donor = self.d.images[int(pool[self.rng.integers(len(pool))])]
-            img, mask = pseudo_manipulation(self.d.images[j], self.rng, donor)
+            img, mask = self.make(self.d.images[j], self.rng, donor)
             return img, mask, True, int(self.d.modality[j])
         return self.d.images[i], self.d.masks[i], bool(self.d.has_mask[i]), int(self.d.modality[i])
 
@@ -168,13 +176,15 @@ class _TorchSet(torch.utils.data.Dataset):
         return {"image": img, "mask": mask, "has_mask": has_mask, "kind": int(self.d.kind[i]), "modality": modality}
 
 
-def _loader(data: CachedSet, batch_size: int, seed: int, views: int = 1, online_p: float = 0.0):
+def _loader(data: CachedSet, batch_size: int, seed: int, views: int = 1, online_p: float = 0.0,
+            online_kind: str = "pseudo"):
     counts = np.bincount(data.kind, minlength=len(KINDS)).astype(np.float64)
     w = 1.0 / counts[data.kind]  # balanced over kinds
     g = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), num_samples=max(len(data), batch_size),
                                                      replacement=True, generator=g)
-    return torch.utils.data.DataLoader(_TorchSet(data, True, views, seed, online_p), batch_size=batch_size,
+    return torch.utils.data.DataLoader(_TorchSet(data, True, views, seed, online_p, online_kind),
+                                       batch_size=batch_size,
                                        sampler=sampler, num_workers=0, drop_last=True)
 
 
@@ -343,6 +353,7 @@ def train_detector(
     init_from: str | Path | None = None,
     calibration_shifts: int = 2,
     online_manipulations: float = 0.0,
+    online_kind: str = "pseudo",
     per_modality_thresholds: bool = True,
     copy_move_cue: bool = True,
     seg_mix: bool = True,
@@ -351,7 +362,8 @@ def train_detector(
     of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
     of the same architecture and config) starts from its weights: a fine-tune. With
     `online_manipulations` = p a drawn manipulated example is replaced, with probability p, by a fresh
-    pseudo-manipulation of a real training image (`pseudo.py`). `steps=0` with `init_from` recalibrates the
+    manipulation of a real training image (`pseudo.py`; `online_kind` "pseudo": self-blends and splices,
+    "classical": the shipped copy-move / splice / retouch). `steps=0` with `init_from` recalibrates the
     given weights only (bank, anomaly scorer, temperatures, thresholds). `copy_move_cue` adds the card's
     `copy_move` section (the cue's calibration and fused thresholds, used with `--copy-move`). `seg_mix` lets the
     calibration mix the segmentation map's evidence into the manipulation score (`scores.py`). Returns the model card;
@@ -361,6 +373,8 @@ def train_detector(
 
     if entry(config_name).kind != "detector":
         raise MedfakeError(f"{config_name!r} is not a detector architecture")
+    if online_kind not in ONLINE_KINDS:
+        raise MedfakeError(f"online_kind must be one of {', '.join(ONLINE_KINDS)}, not {online_kind!r}")
     if isinstance(manifest_records, (str, Path)):
         data_desc = data_desc or str(manifest_records)
         manifest_records = load_records(manifest_records)
@@ -432,9 +446,10 @@ def train_detector(
                     "total": total}, tmp)
         tmp.replace(ckpt)
 
-    supcon_it = _forever(_loader(train, batch_size, seed, views=2, online_p=online_manipulations)) \
+    supcon_it = _forever(_loader(train, batch_size, seed, views=2, online_p=online_manipulations,
+                                   online_kind=online_kind)) \
         if supcon_steps else None
-    main_it = _forever(_loader(train, batch_size, seed + 1, online_p=online_manipulations))
+    main_it = _forever(_loader(train, batch_size, seed + 1, online_p=online_manipulations, online_kind=online_kind))
     t0 = time.time()
     model.train()
     with progress_bar(total, f"train {name}", initial=step) as advance:
@@ -509,6 +524,7 @@ def train_detector(
                        "minutes": init_card.get("minutes")} if init_card else None),
         "supcon_steps": min(supcon_steps, step),
         "online_manipulations": online_manipulations,
+        **({"online_kind": online_kind} if online_manipulations > 0 else {}),
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,

@@ -24,6 +24,7 @@ from ..data.canonical import write_canonical
 from ..data.manifest import Record, read_manifest, write_manifest
 from ..data.modalities import HEALTHY, IMAGE_SIZE, MODALITIES, check_modality
 from ..io.errors import MedfakeError
+from ..manipulation.masks import mask_from_geometry, random_mask_geometry  # noqa: F401 (re-exported)
 
 SYNTHETIC = ("ddpm", "ddim", "dcgan")
 # reconstruction generators: each item re-synthesises one real image (its `source`, same split) through the model
@@ -66,26 +67,6 @@ def assign_splits(n: int, fractions: dict[str, float], rng: np.random.Generator)
         counts[i] += 1
     out = [s for s, c in zip(names, counts) for _ in range(c)]
     return [out[i] for i in rng.permutation(n)]
-
-
-def random_mask_geometry(rng: np.random.Generator, size: int = IMAGE_SIZE, lo: float = 0.10, hi: float = 0.35) -> dict:
-    """A rectangle or ellipse whose height and width are each 10–35 % of the side, placed at random."""
-    shape = "rect" if rng.random() < 0.5 else "ellipse"
-    h, w = (int(round(rng.uniform(lo, hi) * size)) for _ in range(2))
-    y0, x0 = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
-    return {"shape": shape, "y0": y0, "x0": x0, "h": h, "w": w}
-
-
-def mask_from_geometry(g: dict, size: int = IMAGE_SIZE) -> np.ndarray:
-    m = np.zeros((size, size), dtype=bool)
-    y0, x0, h, w = g["y0"], g["x0"], g["h"], g["w"]
-    if g["shape"] == "rect":
-        m[y0 : y0 + h, x0 : x0 + w] = True
-    else:
-        yy, xx = np.mgrid[0:size, 0:size]
-        cy, cx = y0 + (h - 1) / 2, x0 + (w - 1) / 2
-        m |= ((yy - cy) / max(h / 2, 0.5)) ** 2 + ((xx - cx) / max(w / 2, 0.5)) ** 2 <= 1.0
-    return m
 
 
 def _load_reals(real: str | Path, modalities: Sequence[str] | None, seed: int) -> list[Record]:

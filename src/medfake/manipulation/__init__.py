@@ -7,11 +7,11 @@ from .api import (
     save_result, splice,
 )
 from .classical import poisson_blend
-from .masks import ManipulationError, feather_mask, make_mask, mask_bounds
+from .masks import ManipulationError, feather_mask, make_mask, mask_bounds, mask_from_geometry, random_mask_geometry
 from .repaint import count_model_calls, jump_schedule, repaint_loop
 
 __all__ = [
     "METHODS", "DIFFUSION_METHODS", "ManipulationResult", "ManipulationError", "make_mask", "feather_mask",
-    "mask_bounds", "manipulate", "repaint", "repaint_ddim", "copy_move", "splice", "retouch", "save_result",
+    "mask_bounds", "mask_from_geometry", "random_mask_geometry", "manipulate", "repaint", "repaint_ddim", "copy_move", "splice", "retouch", "save_result",
     "repaint_loop", "jump_schedule", "count_model_calls", "poisson_blend",
 ]

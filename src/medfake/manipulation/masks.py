@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..data.modalities import IMAGE_SIZE
 from ..io.errors import MedfakeError
 
 
@@ -177,3 +178,24 @@ def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
     """(x1, y1, x2, y2), half-open, of the pixels where mask > 0."""
     ys, xs = np.nonzero(np.asarray(mask) > 0)
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+# ---------------------------------------------------------------- random masks (benchmark builder, training)
+def random_mask_geometry(rng: np.random.Generator, size: int = IMAGE_SIZE, lo: float = 0.10, hi: float = 0.35) -> dict:
+    """A rectangle or ellipse whose height and width are each 10–35 % of the side, placed at random."""
+    shape = "rect" if rng.random() < 0.5 else "ellipse"
+    h, w = (int(round(rng.uniform(lo, hi) * size)) for _ in range(2))
+    y0, x0 = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+    return {"shape": shape, "y0": y0, "x0": x0, "h": h, "w": w}
+
+
+def mask_from_geometry(g: dict, size: int = IMAGE_SIZE) -> np.ndarray:
+    m = np.zeros((size, size), dtype=bool)
+    y0, x0, h, w = g["y0"], g["x0"], g["h"], g["w"]
+    if g["shape"] == "rect":
+        m[y0 : y0 + h, x0 : x0 + w] = True
+    else:
+        yy, xx = np.mgrid[0:size, 0:size]
+        cy, cx = y0 + (h - 1) / 2, x0 + (w - 1) / 2
+        m |= ((yy - cy) / max(h / 2, 0.5)) ** 2 + ((xx - cx) / max(w / 2, 0.5)) ** 2 <= 1.0
+    return m
