@@ -129,7 +129,8 @@ def train_detector_cmd(
             retrieval_weight=retrieval_weight, init_from=init_from, calibration_shifts=calibration_shifts,
             online_manipulations=online_manipulations, online_kind=online_kind,
             per_modality_thresholds=per_modality_thresholds,
-            copy_move_cue=copy_move_cue, seg_mix=seg_mix, command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+            copy_move_cue=copy_move_cue, seg_mix=seg_mix,
+            command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     m = card["metrics"]

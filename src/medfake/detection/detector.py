@@ -264,8 +264,8 @@ class ShippedDetector(Detector):
         from monai.visualize import GradCAM
 
         with self._lock:
-            view = _FakeScoreView(self.module, self.t_syn if self.has_syn else None,
-                                  self.t_man if self.has_man else None, self.manip_score).eval()  # GradCAM restores this mode
+            view = _FakeScoreView(self.module, self.t_syn if self.has_syn else None,  # GradCAM restores the mode
+                                  self.t_man if self.has_man else None, self.manip_score).eval()
             # GradCAM registers hooks on the network's layer: remove them after use
             handles_before = _hook_ids(self.module)
             cam = GradCAM(nn_module=view, target_layers=f"model.{self.module.gradcam_layer}",

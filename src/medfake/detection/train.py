@@ -34,7 +34,7 @@ from .calibrate import (MIN_MODALITY_REALS, SMALL_INPUT_SIDES, UNCERTAIN_FACTOR,
 from .losses import SegLoss, supcon_loss
 from .pseudo import classical_manipulation, pseudo_manipulation
 from .retrieval import LABELS, ReferenceBank, blend
-from .scores import SEG_MIX_GRID, choose_seg_mix, seg_top
+from .scores import SEG_MIX_GRID, choose_seg_mix, mix, seg_top
 
 KINDS = LABELS  # real=0, synthetic=1, manipulated=2
 TARGET_FPR = 0.01
@@ -236,8 +236,6 @@ def _with_mix(outputs: dict | None, spec: dict | None) -> dict | None:
     """run_model outputs with `manip` replaced by the mixed manipulation score of `spec` (`scores.py`)."""
     if outputs is None or not spec or outputs.get("manip") is None or outputs.get("seg_top") is None:
         return outputs
-    from .scores import mix
-
     return {**outputs, "manip": mix(outputs["manip"], outputs["seg_top"], spec), "manip_head": outputs["manip"]}
 
 

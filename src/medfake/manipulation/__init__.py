@@ -7,7 +7,9 @@ from .api import (
     save_result, splice,
 )
 from .classical import poisson_blend
-from .masks import ManipulationError, feather_mask, make_mask, mask_bounds, mask_from_geometry, random_mask_geometry
+from .masks import (
+    ManipulationError, feather_mask, make_mask, mask_bounds, mask_from_geometry, random_mask_geometry,
+)
 from .repaint import count_model_calls, jump_schedule, repaint_loop
 
 __all__ = [
