@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-SEG_TOPK = 64                              # pixels of the 128 px map averaged (0.4 %: a 8×8 edit fills it)
+SEG_TOPK = 64                              # pixels of the 128 px map averaged (0.4 %: an 8×8 edit fills it)
 SEG_MIX_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
