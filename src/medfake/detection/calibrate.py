@@ -91,6 +91,28 @@ def threshold_at_fpr(p_real, fpr: float = 0.01, floor: float = MIN_THRESHOLD) ->
     return float(min(max(t, floor), 1.0))
 
 
+def choose_on_validation(grid, scores_of, pos: np.ndarray, real: np.ndarray, target_fpr: float, tie):
+    """The value g of `grid` whose score catches most positives at the `target_fpr` threshold of the real pool, then
+    has the best AUC; ties go to the largest `tie(g)`. `scores_of(g)` → (scores of the val images, scores of extra
+    reals in the pool — the shifted copies the thresholds are also set on — or None). One rule for every choice the
+    calibration makes on validation (the kNN weight, the segmentation mix). Returns (g, {str(g): {"tpr", "auc"}})."""
+    from sklearn.metrics import roc_auc_score
+
+    y = pos[real | pos]
+    table, best, key = {}, None, None
+    for g in grid:
+        s, extra = scores_of(g)
+        pool = s[real] if extra is None else np.concatenate([s[real], extra])
+        thr = float(np.quantile(pool, 1 - target_fpr)) if len(pool) else np.inf
+        tpr = float((s[pos] > thr).mean()) if pos.any() else 0.0
+        auc = float(roc_auc_score(y, s[real | pos])) if 0 < y.sum() < y.size else 0.0
+        table[str(g)] = {"tpr": round(tpr, 4), "auc": round(auc, 4)}
+        rank = (round(tpr, 3), round(auc, 3), tie(g))
+        if key is None or rank > key:
+            best, key = g, rank
+    return best, table
+
+
 def head_thresholds(p_real_by_head: dict, target_fpr: float = 0.01, uncertain_factor: float = UNCERTAIN_FACTOR,
                     p_pos_by_head: dict | None = None) -> dict:
     """{head: (t, u)} for the heads given ({head: calibrated real validation scores}): t at target_fpr / n per

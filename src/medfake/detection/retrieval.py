@@ -5,8 +5,8 @@ pooled ReLU features are all positive, and uncentred cosine similarities crowd n
 
 The kNN score of a query is the similarity-weighted fraction of its k nearest references (cosine) that carry
 each fake label; the detector fuses it with its classifier (`blend`): p = (1 - w)·p_classifier + w·p_knn, each
-head's w from the card (`retrieval.weights`, chosen on validation). The shipped bank holds a sample of training embeddings; `add` puts new examples in
-without retraining (CLI: `--reference DIR`).
+head's w from the card (`retrieval.weights`, chosen on validation). The shipped bank holds a sample of training
+embeddings; `add` puts new examples in without retraining (CLI: `--reference DIR`).
 
 Reference folder layout (recursive, any readable image format):
 

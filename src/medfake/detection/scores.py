@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .calibrate import choose_on_validation
+
 SEG_TOPK = 64                              # pixels of the 128 px map averaged (0.4 %: an 8×8 edit fills it)
 SEG_MIX_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -53,26 +55,17 @@ def choose_seg_mix(head: np.ndarray, top: np.ndarray, pos: np.ndarray, real: np.
     """Choose α on validation. `head`, `top`: the val images' head logits and top-k segmentation logits; `pos`,
     `real`: masks of the manipulated and real val images; `real_pool_extra`: (head, top) of the shifted real copies
     the thresholds are also set on. Returns (spec or None when α = 0 wins, {α: {"tpr", "auc"}})."""
-    from sklearn.metrics import roc_auc_score
-
     c0, s0 = _standardiser(head[real])
     c1, s1 = _standardiser(top[real])
-    table, best, key = {}, 0.0, None
-    for a in grid:
-        spec = {"alpha": float(a), "center": [c0, c1], "scale": [s0, s1]}
-        z = mix(head, top, spec)
-        pool = z[real]
-        if real_pool_extra is not None and len(real_pool_extra[0]):
-            pool = np.concatenate([pool, mix(*real_pool_extra, spec)])
-        thr = float(np.quantile(pool, 1 - target_fpr)) if len(pool) else 0.0
-        tpr = float((z[pos] > thr).mean()) if pos.any() else 0.0
-        y = pos[real | pos]
-        auc = float(roc_auc_score(y, z[real | pos])) if 0 < y.sum() < y.size else 0.0
-        table[str(a)] = {"tpr": round(tpr, 4), "auc": round(auc, 4)}
-        rank = (round(tpr, 3), round(auc, 3), -a)  # ties: the smaller α, the head alone first
-        if key is None or rank > key:
-            best, key = float(a), rank
+
+    def spec_of(a: float) -> dict:
+        return {"alpha": float(a), "center": [c0, c1], "scale": [s0, s1]}
+
+    has_extra = real_pool_extra is not None and len(real_pool_extra[0])
+    best, table = choose_on_validation(
+        grid, lambda a: (mix(head, top, spec_of(a)), mix(*real_pool_extra, spec_of(a)) if has_extra else None),
+        pos, real, target_fpr, tie=lambda a: -a)  # ties: the smaller α, the head alone first
     if best == 0.0:
         return None, table
-    return {"seg_topk": int(k), "alpha": best, "center": [round(c0, 6), round(c1, 6)],
+    return {"seg_topk": int(k), "alpha": float(best), "center": [round(c0, 6), round(c1, 6)],
             "scale": [round(s0, 6), round(s1, 6)]}, table

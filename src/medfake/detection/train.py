@@ -29,8 +29,8 @@ from ..models.weights import load_weights, save_weights
 from .anomaly import MahalanobisScorer
 from .augment import detector_transforms
 from .calibrate import (MIN_MODALITY_REALS, SMALL_INPUT_SIDES, UNCERTAIN_FACTOR, alarm_rates, apply_temperature,
-                        fit_temperature, head_thresholds, modality_floors, monotone_side_floors, thresholds_for,
-                        verdict_at)
+                        choose_on_validation, fit_temperature, head_thresholds, modality_floors,
+                        monotone_side_floors, thresholds_for, verdict_at)
 from .losses import SegLoss, supcon_loss
 from .pseudo import classical_manipulation, pseudo_manipulation
 from .retrieval import LABELS, ReferenceBank, blend
@@ -254,19 +254,10 @@ def choose_retrieval_weight(p_clf: np.ndarray, knn: np.ndarray, pos: np.ndarray,
     catches most positives at the `target_fpr` threshold of the real pool (val reals plus `real_pool_extra`, the
     (p_clf, knn) of their shifted copies, as the thresholds are set), then the best AUC; ties go to the w nearest
     `default`. Returns (w, {w: {"tpr": …, "auc": …}})."""
-    table, best, key = {}, None, None
-    for w in grid:
-        s = blend(p_clf, knn, w)
-        pool = s[real]
-        if real_pool_extra is not None and len(real_pool_extra[0]):
-            pool = np.concatenate([pool, blend(*real_pool_extra, w)])
-        thr = float(np.quantile(pool, 1 - target_fpr)) if len(pool) else 0.5
-        tpr = float((s[pos] > thr).mean()) if pos.any() else 0.0
-        auc = _auc(pos[real | pos], s[real | pos]) or 0.0
-        table[str(w)] = {"tpr": round(tpr, 4), "auc": round(auc, 4)}
-        k = (round(tpr, 3), round(auc, 3), -abs(w - default))
-        if key is None or k > key:
-            best, key = w, k
+    has_extra = real_pool_extra is not None and len(real_pool_extra[0])
+    best, table = choose_on_validation(
+        grid, lambda w: (blend(p_clf, knn, w), blend(*real_pool_extra, w) if has_extra else None),
+        pos, real, target_fpr, tie=lambda w: -abs(w - default))
     return float(best), table
 
 
