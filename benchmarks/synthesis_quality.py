@@ -1,6 +1,6 @@
 """Generator quality (Fréchet distance on project-trained features), memorisation, speed and sample grids.
 
-    .venv/bin/python benchmarks/synthesis_quality.py [--n 64] [--n-ddpm 8] [--models-dir models]
+    .venv/bin/python benchmarks/synthesis_quality.py [--n 64] [--n-ddpm 8 (0 skips DDPM-1000)] [--models-dir models]
 
 Needs ../shared/datasets/medimg128. Trains the feature network (models/features.*) if it is missing.
 """
@@ -46,7 +46,7 @@ def main():
     ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
     ap.add_argument("--data", type=Path, default=SHARED)
     ap.add_argument("--n", type=int, default=64, help="DDIM-50 and DCGAN samples per modality")
-    ap.add_argument("--n-ddpm", type=int, default=8, help="DDPM-1000 samples per modality (slow on CPU)")
+    ap.add_argument("--n-ddpm", type=int, default=8, help="DDPM-1000 samples per modality (slow on CPU; 0 skips it)")
     ap.add_argument("--ddim-steps", type=int, default=50)
     ap.add_argument("--out", type=Path, default=ROOT / "bench_out" / "synthesis")
     ap.add_argument("--no-append", action="store_true")
@@ -63,10 +63,14 @@ def main():
         return np.stack([to_canonical(read_image(r.path)) for r in rs])
 
     results: dict = {"per_modality": {}, "speed": {}}
+    cards = {n: json.loads((args.models_dir / f"{n}.json").read_text()) for n in ("ddpm", "dcgan")}
+    results["versions"] = {n: c.get("version") for n, c in cards.items()}
     t = {}
     samples: dict = {}
     for model, sampler, steps, n in (("ddpm", "ddim", args.ddim_steps, args.n), ("dcgan", None, None, args.n),
                                      ("ddpm", "ddpm", 1000, args.n_ddpm)):
+        if n <= 0:
+            continue
         key = {"ddim": f"DDIM-{args.ddim_steps}", "ddpm": "DDPM-1000", None: "DCGAN"}[sampler]
         gen = load_generator(model, models_dir=args.models_dir)
         t0 = time.time()
@@ -109,8 +113,10 @@ def main():
                      + " | ".join(f"{r[f'{k}_memorisation']['frac_gen_closer_than_p1']:.3f}" for k in keys) + " |")
     speed = ", ".join(f"{k}: {v} samples/s" for k, v in results["speed"].items())
     body = (f"Fréchet distance on {fcard['architecture']} features (trained on the real train split, "
-            f"{fcard.get('epochs')} epochs); samples per modality: {args.n} (DDIM, DCGAN), {args.n_ddpm} (DDPM-1000; "
-            "few samples → the distance is biased upwards). Memorisation: fraction of generated samples whose nearest "
+            f"{fcard.get('epochs')} epochs); generators: "
+            + ", ".join(f"{n} {c.get('version')}" for n, c in cards.items())
+            + f"; samples per modality: {args.n} (DDIM, DCGAN), {args.n_ddpm} (DDPM-1000; "
+            "few samples → the distance is biased upwards; 0 = not run). Memorisation: fraction of generated samples whose nearest "
             "training image (cosine distance in the same feature space) is closer than the 1st percentile of real test "
             "images' nearest-training distances (≈0.01 expected for a non-memorising model).\n\n" + "\n".join(lines)
             + f"\n\nSpeed: {speed}.")

@@ -147,3 +147,35 @@ def test_export_checkpoint_matches_training_export(tiny_folder, tmp_path, tiny_c
     b = load_file(str(tmp_path / "b" / "ddpm.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     load_generator("ddpm", models_dir=tmp_path / "b").sample("brain_mri", None, 1, steps=2)
+
+
+@pytest.mark.parametrize("family", ["ddpm", "dcgan"])
+def test_init_from_shipped_card_continues(tiny_folder, tmp_path, tiny_configs, family):
+    """`--init-from CARD`: a shipped model goes on training without its checkpoint (weights loaded strictly,
+    step count and minutes carried on); zero further steps give back the very same weights (the DCGAN's BatchNorm
+    statistics are recomputed at export, now from fp16-rounded weights: close, not equal)."""
+    from safetensors.torch import load_file
+
+    recs = read_folder(tiny_folder)
+    first = train_generator(family, recs, tmp_path / "a", config=tiny_configs[family], steps=2, batch_size=4)
+    same = train_generator(family, recs, tmp_path / "b", steps=2, batch_size=4, init_from=tmp_path / "a" / f"{family}.json")
+    a = load_file(str(tmp_path / "a" / f"{family}.safetensors"))
+    b = load_file(str(tmp_path / "b" / f"{family}.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a if "running_" not in k and "num_batches" not in k)
+    assert all(torch.allclose(a[k].float(), b[k].float(), rtol=1e-2, atol=1e-3) for k in a if "running_" in k)
+    assert same["config"] == first["config"] and same["continued_from"]["version"] == first["version"]
+    more = train_generator(family, recs, tmp_path / "c", steps=4, batch_size=4, init_from=tmp_path / "a" / f"{family}.json")
+    assert more["steps"] == 4 and more["continued_from"]["steps"] == 2
+    c = load_file(str(tmp_path / "c" / f"{family}.safetensors"))
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # it did train
+
+
+def test_init_from_refuses_another_architecture(tiny_folder, tmp_path, tiny_configs):
+    recs = read_folder(tiny_folder)
+    train_generator("ddpm", recs, tmp_path / "a", config=tiny_configs["ddpm"], steps=1, batch_size=4)
+    with pytest.raises(ValueError, match="cannot start"):
+        train_generator("vae", recs, tmp_path / "b", steps=2, batch_size=4, init_from=tmp_path / "a" / "ddpm.json")
+    r = CliRunner().invoke(app, ["train", "synth", "--model", "vae", "--data", str(tiny_folder), "--split", "",
+                                 "--out", str(tmp_path / "c"), "--steps", "2", "--init-from", str(tmp_path / "a" / "ddpm.json")])
+    assert r.exit_code == 2 and "cannot start" in r.output and "Traceback" not in r.output

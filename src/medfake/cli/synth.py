@@ -74,9 +74,12 @@ def train_synth_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda"),
     ckpt_every: int = typer.Option(500),
     resume: bool = typer.Option(True, help="resume from <out>/<name>.ckpt.pt if present"),
-    max_minutes: Optional[float] = typer.Option(None, help="stop (and export) after this many minutes"),
+    max_minutes: Optional[float] = typer.Option(None, help="stop (and export) after this many minutes of "
+                                               "training in all (a resumed or continued run counts its earlier minutes)"),
     config: Optional[str] = typer.Option(None, help="JSON object of architecture config overrides"),
     limit_per_class: Optional[int] = typer.Option(None, help="use at most N images per (modality, label)"),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="continue a shipped model (its card, e.g. "
+                                             "models/ddpm.json) when no checkpoint is at hand; --steps is the total"),
 ):
     """Train the class-conditional DDPM, the DCGAN or the KL autoencoder on a manifest split."""
     import json
@@ -89,11 +92,14 @@ def train_synth_cmd(
     recs = filter_records(read_manifest(data), split or None, limit_per_class=limit_per_class)
     if not recs:
         fail(f"no images in {data} (split {split!r})")
-    card = train_generator(
-        model, recs, out, name=name, config=json.loads(config) if config else None, steps=steps,
-        batch_size=batch_size, lr=lr, ema_decay=ema, seed=seed, device=device, ckpt_every=ckpt_every,
-        resume=resume, max_minutes=max_minutes, data_desc=f"{data} split={split or 'all'} ({len(recs)} images)",
-        command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-    )
+    try:
+        card = train_generator(
+            model, recs, out, name=name, config=json.loads(config) if config else None, steps=steps,
+            batch_size=batch_size, lr=lr, ema_decay=ema, seed=seed, device=device, ckpt_every=ckpt_every,
+            resume=resume, max_minutes=max_minutes, data_desc=f"{data} split={split or 'all'} ({len(recs)} images)",
+            command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]), init_from=init_from,
+        )
+    except ValueError as e:  # unknown family, a checkpoint or card of another config/architecture: one line
+        fail(str(e))
     Console().print(f"trained {card['name']}: {card['steps']} steps in {card['training_minutes']} min on "
                     f"{card['hardware']}; loss {card['loss_first']} → {card['loss_last']}; wrote {out}/{card['name']}.json")

@@ -88,8 +88,14 @@ def train_generator(
     data_desc: str = "",
     command: str | None = None,
     log_every: int = 50,
+    init_from: str | Path | None = None,
 ) -> dict:
-    """Train `family` ('ddpm', 'dcgan' or 'vae') for `steps` optimizer steps; returns the model card."""
+    """Train `family` ('ddpm', 'dcgan' or 'vae') for `steps` optimizer steps; returns the model card.
+
+    `init_from` = a shipped model card (e.g. models/ddpm.json) to continue from when no training checkpoint is at
+    hand: its architecture and config are used, its (EMA, fp16) weights start both the model and the EMA, and the
+    step count and minutes go on from the card's, so `steps` is the total to reach. The optimizer starts fresh
+    (a DCGAN card holds the EMA generator and the last discriminator)."""
     from ..settings import torch_device
 
     if family not in FAMILIES:
@@ -102,8 +108,20 @@ def train_generator(
     out_dir.mkdir(parents=True, exist_ok=True)
     name = name or family
     arch = FAMILIES[family]
+    init_card = None
+    if init_from is not None:
+        from ..models.cards import read_card
+
+        init_card = read_card(init_from)
+        if init_card.get("architecture") != arch:
+            raise ValueError(f"{init_from}: a {init_card.get('architecture')!r} card cannot start a {arch!r} model")
+        config = {**init_card.get("config", {}), **(config or {})}
     cfg = make_config(arch, config or {})
     model = create(arch, cfg).to(dev)
+    if init_card is not None:
+        from ..models.weights import load_weights
+
+        load_weights(model, Path(init_card["_path"]).with_name(init_card["weights"]))  # strict: shapes must match
     amp = dev.type == "cuda"
     _, loader = _loader(records, batch_size, seed)
     it = _forever(loader)
@@ -143,6 +161,8 @@ def train_generator(
                     group["lr"] = lr
         start, elapsed0 = int(state["step"]), float(state.get("elapsed", 0.0))
         losses = list(state.get("losses", []))
+    elif init_card is not None:
+        start, elapsed0 = int(init_card.get("steps", 0)), 60.0 * float(init_card.get("training_minutes", 0.0))
 
     def save_ckpt(step, elapsed):
         state = {"model": model.state_dict(), "ema": ema.state_dict(), "step": step, "elapsed": elapsed,
@@ -212,9 +232,15 @@ def train_generator(
     elapsed = elapsed0 + time.time() - t0
     save_ckpt(step, elapsed)
 
-    return _export(family, arch, cfg, model, ema, out_dir, name, records=records, step=step, losses=losses,
+    card = _export(family, arch, cfg, model, ema, out_dir, name, records=records, step=step, losses=losses,
                    batch_size=batch_size, ema_decay=ema_decay, cfg_dropout=cfg_dropout, seed=seed,
                    hardware=_hardware(dev), minutes=elapsed / 60, data_desc=data_desc, command=command)
+    if init_card is not None:
+        card["continued_from"] = {"version": init_card.get("version"), "steps": init_card.get("steps"),
+                                  "training_minutes": init_card.get("training_minutes"),
+                                  "hardware": init_card.get("hardware"), "command": init_card.get("command")}
+        write_card(out_dir / f"{name}.json", card)
+    return card
 
 
 def _export(family, arch, cfg, model, ema, out_dir: Path, name: str, *, records, step, losses, batch_size, ema_decay,
