@@ -91,7 +91,8 @@ def repaint_loop(
 ) -> torch.Tensor:
     """Inpaint: returns x_0 (N, 1, S, S) in [-1, 1] equal to `known` where `keep` is 1.
 
-    model: a DDPMDenoiser (ε-prediction, `model(x, t, cls)`, `.cfg` with num_train_timesteps/schedule);
+    model: a DDPMDenoiser (ε- or v-prediction, `model(x, t, cls)`, `.cfg` with num_train_timesteps/schedule/
+    prediction_type);
     known: (N, 1, S, S) in [-1, 1]; keep: same shape, 1 = known pixel, 0 = to generate; cls: (N,) class indices."""
     if sampler not in ("ddpm", "ddim"):
         raise ValueError(f"unknown sampler {sampler!r}; choose ddpm or ddim")

@@ -14,6 +14,9 @@ from .registry import register
 
 
 # ------------------------------------------------------------------ DDPM
+PREDICTION_TYPES = ("epsilon", "v_prediction")  # MONAI scheduler names
+
+
 @dataclass(frozen=True)
 class DDPMConfig:
     channels: tuple[int, ...] = (32, 64, 128)
@@ -28,11 +31,19 @@ class DDPMConfig:
     image_size: int = IMAGE_SIZE
     num_train_timesteps: int = 1000
     schedule: str = "linear_beta"  # or "cosine"
+    # what the UNet predicts: "epsilon" (the noise) or "v_prediction" (v = √ᾱ·ε − √(1−ᾱ)·x0, Salimans & Ho 2022,
+    # as simple diffusion uses): with ε the clean-image estimate at high noise is ε's error times √((1−ᾱ)/ᾱ), so an
+    # undertrained model's samples start from amplified noise; with v it is predicted directly
     prediction_type: str = "epsilon"
+
+    def __post_init__(self):
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, not {self.prediction_type!r}")
 
 
 class DDPMDenoiser(nn.Module):
-    """ε-prediction UNet conditioned on timestep (sinusoidal embedding) and class (learned embedding)."""
+    """ε- or v-prediction UNet (`cfg.prediction_type`) conditioned on timestep (sinusoidal embedding) and class
+    (learned embedding)."""
 
     def __init__(self, cfg: DDPMConfig):
         super().__init__()

@@ -14,15 +14,18 @@ def make_scheduler(model: DDPMDenoiser, sampler: str, steps: int | None = None):
 
     cfg = model.cfg
     if sampler == "ddpm" and (steps or cfg.num_train_timesteps) >= cfg.num_train_timesteps:
-        s = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True)
+        s = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True,
+                          prediction_type=cfg.prediction_type)
         s.set_timesteps(cfg.num_train_timesteps)
     elif sampler == "ddpm":
         # MONAI's DDPMScheduler.step always goes t → t−1, so a respaced ancestral chain uses DDIM's update with
         # eta = 1, which is the ancestral (DDPM) posterior on the respaced timesteps (Song et al. 2021, §4.1).
-        s = DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True)
+        s = DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True,
+                          prediction_type=cfg.prediction_type)
         s.set_timesteps(steps)
     elif sampler == "ddim":
-        s = DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True)
+        s = DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True,
+                          prediction_type=cfg.prediction_type)
         s.set_timesteps(steps or 50)
     else:
         raise ValueError(f"unknown sampler {sampler!r}; choose ddpm or ddim")
@@ -30,7 +33,8 @@ def make_scheduler(model: DDPMDenoiser, sampler: str, steps: int | None = None):
 
 
 def guided_eps(model: DDPMDenoiser, x: torch.Tensor, t: torch.Tensor | int, cls: torch.Tensor, guidance: float) -> torch.Tensor:
-    """ε with classifier-free guidance: ε_u + w (ε_c − ε_u); w = 1 is plain conditional, w = 0 unconditional."""
+    """The model's output (ε, or v for a v-prediction model) with classifier-free guidance: ε_u + w (ε_c − ε_u);
+    w = 1 is plain conditional, w = 0 unconditional. The guidance is linear, so it is the same for v."""
     n = x.shape[0]
     if not torch.is_tensor(t) or t.ndim == 0:
         t = torch.full((n,), int(t), device=x.device, dtype=torch.long)

@@ -33,6 +33,16 @@ def vae_loss(model, x: torch.Tensor, kl_weight: float) -> torch.Tensor:
     return torch.nn.functional.l1_loss(recon.float(), x.float()) + kl_weight * kl.mean()
 
 
+def ddpm_target(prediction_type: str, x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """What the denoiser learns to output for x_t = √ᾱ x0 + √(1−ᾱ) ε: ε, or v = √ᾱ ε − √(1−ᾱ) x0 (the velocity of
+    MONAI's DDPMScheduler.get_velocity, which the schedulers' `prediction_type="v_prediction"` inverts)."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
+    raise ValueError(f"unknown prediction_type {prediction_type!r}")
+
+
 def _loader(records, batch_size: int, seed: int, augment: bool = True):
     ds = ImageDataset(records, train_transforms(augment=augment))
     g = torch.Generator().manual_seed(seed)
@@ -188,7 +198,8 @@ def train_generator(
                     noise = torch.randn_like(x)
                     a = alphas[t].view(-1, 1, 1, 1)
                     xt = a.sqrt() * x + (1 - a).sqrt() * noise
-                    loss = torch.nn.functional.mse_loss(model(xt, t, cls_in).float(), noise)
+                    target = ddpm_target(cfg.prediction_type, x, noise, a)
+                    loss = torch.nn.functional.mse_loss(model(xt, t, cls_in).float(), target.float())
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
