@@ -1,6 +1,7 @@
 """Generator quality (Fréchet distance on project-trained features), memorisation, speed and sample grids.
 
-    .venv/bin/python benchmarks/synthesis_quality.py [--n 64] [--n-ddpm 8 (0 skips DDPM-1000)] [--models-dir models]
+    .venv/bin/python benchmarks/synthesis_quality.py [--n 64] [--n-ddpm 8 (0 skips it)] [--ddpm-steps 1000]
+        [--models-dir models]
 
 Needs ../shared/datasets/medimg128. Trains the feature network (models/features.*) if it is missing.
 """
@@ -48,7 +49,11 @@ def main():
     ap.add_argument("--n", type=int, default=64, help="DDIM-50 and DCGAN samples per modality")
     ap.add_argument("--n-ddpm", type=int, default=8, help="DDPM-1000 samples per modality (slow on CPU; 0 skips it)")
     ap.add_argument("--ddim-steps", type=int, default=50)
+    ap.add_argument("--ddpm-steps", type=int, default=1000, help="ancestral steps (fewer: the respaced chain)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench_out" / "synthesis")
+    ap.add_argument("--only", default="ddim,dcgan,ddpm", help="which of ddim, dcgan, ddpm to run")
+    ap.add_argument("--ddpm-card", default="ddpm", help="the DDPM card's name (e.g. ddpm-v)")
+    ap.add_argument("--grid-suffix", default="", help="docs/img/grid_<key><suffix>.png")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
     if not args.data.exists():
@@ -63,15 +68,16 @@ def main():
         return np.stack([to_canonical(read_image(r.path)) for r in rs])
 
     results: dict = {"per_modality": {}, "speed": {}}
-    cards = {n: json.loads((args.models_dir / f"{n}.json").read_text()) for n in ("ddpm", "dcgan")}
+    only = set(args.only.split(","))
+    cards = {n: json.loads((args.models_dir / f"{n}.json").read_text()) for n in (args.ddpm_card, "dcgan")}
     results["versions"] = {n: c.get("version") for n, c in cards.items()}
     t = {}
     samples: dict = {}
-    for model, sampler, steps, n in (("ddpm", "ddim", args.ddim_steps, args.n), ("dcgan", None, None, args.n),
-                                     ("ddpm", "ddpm", 1000, args.n_ddpm)):
-        if n <= 0:
+    for model, sampler, steps, n in ((args.ddpm_card, "ddim", args.ddim_steps, args.n), ("dcgan", None, None, args.n),
+                                     (args.ddpm_card, "ddpm", args.ddpm_steps, args.n_ddpm)):
+        if n <= 0 or (sampler or "dcgan") not in only:
             continue
-        key = {"ddim": f"DDIM-{args.ddim_steps}", "ddpm": "DDPM-1000", None: "DCGAN"}[sampler]
+        key = {"ddim": f"DDIM-{args.ddim_steps}", "ddpm": f"DDPM-{args.ddpm_steps}", None: "DCGAN"}[sampler]
         gen = load_generator(model, models_dir=args.models_dir)
         t0 = time.time()
         samples[key] = {m: np.stack([i.array for i in gen.sample(m, None, n, sampler=sampler or "ddim", steps=steps, seed=1)])
@@ -101,7 +107,7 @@ def main():
     for key, per in samples.items():
         k = min(8, min(len(v) for v in per.values()))
         arrays = [per[m][i] for m in MODALITY_NAMES for i in range(k)]
-        grid(arrays, len(MODALITY_NAMES), ROOT / "docs" / "img" / f"grid_{key.split('-')[0].lower()}.png", list(MODALITY_NAMES))
+        grid(arrays, len(MODALITY_NAMES), ROOT / "docs" / "img" / f"grid_{key.split('-')[0].lower()}{args.grid_suffix}.png", list(MODALITY_NAMES))
     keys = list(samples)
     head = "| modality | train-vs-test (reference) | " + " | ".join(f"{k} vs test" for k in keys) + " | " + \
         " | ".join(f"{k} frac < p1 NN" for k in keys) + " |"
@@ -115,7 +121,7 @@ def main():
     body = (f"Fréchet distance on {fcard['architecture']} features (trained on the real train split, "
             f"{fcard.get('epochs')} epochs); generators: "
             + ", ".join(f"{n} {c.get('version')}" for n, c in cards.items())
-            + f"; samples per modality: {args.n} (DDIM, DCGAN), {args.n_ddpm} (DDPM-1000; "
+            + f"; samples per modality: {args.n} (DDIM, DCGAN), {args.n_ddpm} (DDPM-{args.ddpm_steps}; "
             "few samples → the distance is biased upwards; 0 = not run). Memorisation: fraction of generated samples whose nearest "
             "training image (cosine distance in the same feature space) is closer than the 1st percentile of real test "
             "images' nearest-training distances (≈0.01 expected for a non-memorising model).\n\n" + "\n".join(lines)

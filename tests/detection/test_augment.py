@@ -50,3 +50,24 @@ def test_shifted_copies_are_seeded_and_differ_from_the_originals():
     np.testing.assert_array_equal(a, b)
     assert np.mean([not np.allclose(a[i], ims[i % 5], atol=1 / 255) for i in range(10)]) >= 0.5
     assert shifted_copies(ims, 0).shape == (0, 128, 128)
+
+
+def test_resample_p_sets_how_often_images_are_resampled_and_blurred():
+    """`--resample-p`: at 1.0 every image is resized down and up (finest detail gone), at 0.0 none is."""
+    from monai.transforms import RandGaussianSmoothd
+
+    def stripe_loss(p):
+        t = detector_transforms(True, resample_p=p)
+        t.set_random_state(seed=5)
+        lost = []
+        for i in range(10):
+            x = _img(i)
+            x[0, ::2] = np.clip(x[0, ::2] + 0.1, 0, 1)
+            y = t({"image": x.copy(), "mask": np.zeros_like(x)})["image"].numpy()
+            y = y[:, :, ::-1] if np.abs(y - x[:, :, ::-1]).mean() < np.abs(y - x).mean() else y  # undo the flip
+            lost.append(np.abs(np.diff(y[0], axis=0)).mean() < 0.6 * np.abs(np.diff(x[0], axis=0)).mean())
+        return np.mean(lost)
+
+    assert stripe_loss(1.0) == 1.0 and stripe_loss(0.0) <= 0.2
+    probs = {type(t).__name__: t.prob for t in detector_transforms(True, resample_p=0.6).transforms if hasattr(t, "prob")}
+    assert probs["RandResizeDownUpd"] == 0.6 and probs[RandGaussianSmoothd.__name__] == pytest.approx(0.24)

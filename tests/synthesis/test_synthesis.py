@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -214,3 +215,19 @@ def test_init_from_refuses_another_architecture(tiny_folder, tmp_path, tiny_conf
     r = CliRunner().invoke(app, ["train", "synth", "--model", "vae", "--data", str(tiny_folder), "--split", "",
                                  "--out", str(tmp_path / "c"), "--steps", "2", "--init-from", str(tmp_path / "a" / "ddpm.json")])
     assert r.exit_code == 2 and "cannot start" in r.output and "Traceback" not in r.output
+
+
+SHIPPED = sorted(p for p in (Path(__file__).resolve().parents[2] / "models").glob("*.json")
+                 if json.loads(p.read_text()).get("family") in ("ddpm", "dcgan", "vae"))
+
+
+@pytest.mark.parametrize("card_path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_generator_cards_document_their_training_and_load_strictly(card_path):
+    card = json.loads(card_path.read_text())
+    for key in ("version", "architecture", "config", "data", "steps", "command", "hardware", "training_minutes",
+                "label_prior", "dtype"):
+        assert card.get(key) not in (None, ""), key
+    if card["family"] != "vae":
+        assert card.get("trained_where") and card.get("gpu_command"), "say where it trained and how to train it on a GPU"
+    gen = load_generator(card_path.stem, models_dir=card_path.parent)
+    assert gen.version == card["version"]

@@ -107,6 +107,8 @@ def train_detector_cmd(
                                                   "--copy-move; slower, see docs/detection.md)"),
     seg_mix: bool = typer.Option(True, help="let validation mix the segmentation map's top-64 evidence into "
                                             "the manipulation score (docs/detection.md)"),
+    resample_p: float = typer.Option(0.25, min=0.0, max=1.0, help="training augmentation: probability of the "
+                                     "resize-down-up (blur: 0.4 × it), for real and fake images alike"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
@@ -129,7 +131,7 @@ def train_detector_cmd(
             retrieval_weight=retrieval_weight, init_from=init_from, calibration_shifts=calibration_shifts,
             online_manipulations=online_manipulations, online_kind=online_kind,
             per_modality_thresholds=per_modality_thresholds,
-            copy_move_cue=copy_move_cue, seg_mix=seg_mix,
+            copy_move_cue=copy_move_cue, seg_mix=seg_mix, resample_p=resample_p,
             command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

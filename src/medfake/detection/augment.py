@@ -85,8 +85,13 @@ def _quantise8(a):
     return (np.round(_np(a) * 255.0) / 255.0).astype(np.float32)
 
 
-def detector_transforms(augment: bool = True):
-    """MONAI Compose over {'image', 'mask'}; output tensors. Flips act on both keys, intensity only on the image."""
+RESAMPLE_P = 0.25  # default probability of the resize-down-up and (× 0.4) of the blur
+
+
+def detector_transforms(augment: bool = True, resample_p: float = RESAMPLE_P):
+    """MONAI Compose over {'image', 'mask'}; output tensors. Flips act on both keys, intensity only on the image.
+    `resample_p`: probability of the resize-down-up (the blur gets 0.4 × it), for real and fake images alike — raise
+    it so that a soft, upsampled-looking real image (a 64 px MR) is not taken for a generator's blur."""
     from monai.transforms import (
         Compose, RandAdjustContrastd, RandFlipd, RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
         Lambdad, ScaleIntensityRanged, ToTensord,
@@ -97,8 +102,8 @@ def detector_transforms(augment: bool = True):
         ts += [
             RandFlipd(keys=("image", "mask"), prob=0.5, spatial_axis=1),
             RandJPEGd("image", prob=0.25),
-            RandResizeDownUpd("image", prob=0.25),
-            RandGaussianSmoothd("image", prob=0.1, sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0)),
+            RandResizeDownUpd("image", prob=resample_p),
+            RandGaussianSmoothd("image", prob=0.4 * resample_p, sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0)),
             RandGaussianNoised("image", prob=0.2, mean=0.0, std=0.02),
             RandAdjustContrastd("image", prob=0.3, gamma=(0.75, 1.35)),
             RandScaleIntensityd("image", prob=0.2, factors=0.1),
