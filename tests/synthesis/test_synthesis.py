@@ -32,7 +32,7 @@ def test_tiny_ddpm_loss_drops(tiny_folder, tmp_path, tiny_configs, prediction):
     assert a.shape == (2, 128, 128) and np.isfinite(a).all() and 0 <= a.min() <= a.max() <= 1
 
 
-def test_v_prediction_target_is_monai_velocity_and_samplers_invert_it():
+def test_v_prediction_target_and_samplers_invert_it():
     from monai.networks.schedulers import DDPMScheduler
 
     from medfake.models import make_config
@@ -44,11 +44,11 @@ def test_v_prediction_target_is_monai_velocity_and_samplers_invert_it():
     x0, noise = torch.rand(4, 1, 8, 8, generator=g) * 2 - 1, torch.randn(4, 1, 8, 8, generator=g)
     t = torch.tensor([0, 250, 700, 999])
     a = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
-    v = ddpm_target("v_prediction", x0, noise, a)
-    assert torch.allclose(v, sched.get_velocity(x0, noise, t), atol=1e-6)
-    assert torch.equal(ddpm_target("epsilon", x0, noise, a), noise)
-    # the sampler's scheduler turns a perfect v back into x0 (clip off to compare exactly)
-    xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+    v = ddpm_target(sched, "v_prediction", x0, noise, t)
+    assert torch.allclose(v, a.sqrt() * noise - (1 - a).sqrt() * x0, atol=1e-6)  # v = √ᾱ ε − √(1−ᾱ) x0
+    assert torch.equal(ddpm_target(sched, "epsilon", x0, noise, t), noise)
+    # the sampler's scheduler turns a perfect v back into x0 (x0 in [−1, 1], so the clip does nothing)
+    xt = sched.add_noise(x0, noise, t)
     model = create("ddpm-unet", make_config("ddpm-unet", {**dict(channels=[8, 8, 8], norm_num_groups=8,
                                                                  num_head_channels=8), "prediction_type": "v_prediction"}))
     for sampler, steps in (("ddim", 1000), ("ddpm", 1000), ("ddpm", 10)):

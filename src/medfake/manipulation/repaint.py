@@ -63,7 +63,7 @@ def _schedulers(cfg, sampler: str, steps: int):
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, {T}] for this model, got {steps}")
     kw = dict(num_train_timesteps=T, schedule=cfg.schedule, clip_sample=True,
-              prediction_type=getattr(cfg, "prediction_type", "epsilon"))
+              prediction_type=cfg.prediction_type)
     ddim = DDIMScheduler(**kw)
     ddim.set_timesteps(steps)  # step() then moves τ → τ − T // steps, matching our levels
     ddpm = None

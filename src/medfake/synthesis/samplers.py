@@ -13,19 +13,18 @@ def make_scheduler(model: DDPMDenoiser, sampler: str, steps: int | None = None):
     from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
     cfg = model.cfg
+    kw = dict(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True,
+              prediction_type=cfg.prediction_type)
     if sampler == "ddpm" and (steps or cfg.num_train_timesteps) >= cfg.num_train_timesteps:
-        s = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True,
-                          prediction_type=cfg.prediction_type)
+        s = DDPMScheduler(**kw)
         s.set_timesteps(cfg.num_train_timesteps)
     elif sampler == "ddpm":
         # MONAI's DDPMScheduler.step always goes t → t−1, so a respaced ancestral chain uses DDIM's update with
         # eta = 1, which is the ancestral (DDPM) posterior on the respaced timesteps (Song et al. 2021, §4.1).
-        s = DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True,
-                          prediction_type=cfg.prediction_type)
+        s = DDIMScheduler(**kw)
         s.set_timesteps(steps)
     elif sampler == "ddim":
-        s = DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True,
-                          prediction_type=cfg.prediction_type)
+        s = DDIMScheduler(**kw)
         s.set_timesteps(steps or 50)
     else:
         raise ValueError(f"unknown sampler {sampler!r}; choose ddpm or ddim")

@@ -33,13 +33,13 @@ def vae_loss(model, x: torch.Tensor, kl_weight: float) -> torch.Tensor:
     return torch.nn.functional.l1_loss(recon.float(), x.float()) + kl_weight * kl.mean()
 
 
-def ddpm_target(prediction_type: str, x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    """What the denoiser learns to output for x_t = √ᾱ x0 + √(1−ᾱ) ε: ε, or v = √ᾱ ε − √(1−ᾱ) x0 (the velocity of
-    MONAI's DDPMScheduler.get_velocity, which the schedulers' `prediction_type="v_prediction"` inverts)."""
+def ddpm_target(sched, prediction_type: str, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the denoiser learns to output for x_t = sched.add_noise(x0, ε, t): ε, or v = √ᾱ ε − √(1−ᾱ) x0 (MONAI's
+    `get_velocity`, which the schedulers' `prediction_type="v_prediction"` inverts)."""
     if prediction_type == "epsilon":
         return noise
     if prediction_type == "v_prediction":
-        return alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * x0
+        return sched.get_velocity(x0, noise, t)
     raise ValueError(f"unknown prediction_type {prediction_type!r}")
 
 
@@ -142,7 +142,6 @@ def train_generator(
         from monai.networks.schedulers import DDPMScheduler
 
         sched = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule)
-        alphas = sched.alphas_cumprod.to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=lr or 2e-4, weight_decay=0.0)
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
         opts = {"opt": opt}
@@ -196,9 +195,8 @@ def train_generator(
                     cls_in = torch.where(drop, torch.full_like(cls, cfg.num_classes), cls)
                     t = torch.randint(0, cfg.num_train_timesteps, (x.shape[0],), device=dev)
                     noise = torch.randn_like(x)
-                    a = alphas[t].view(-1, 1, 1, 1)
-                    xt = a.sqrt() * x + (1 - a).sqrt() * noise
-                    target = ddpm_target(cfg.prediction_type, x, noise, a)
+                    xt = sched.add_noise(x, noise, t)
+                    target = ddpm_target(sched, cfg.prediction_type, x, noise, t)
                     loss = torch.nn.functional.mse_loss(model(xt, t, cls_in).float(), target.float())
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
@@ -243,19 +241,15 @@ def train_generator(
     elapsed = elapsed0 + time.time() - t0
     save_ckpt(step, elapsed)
 
-    card = _export(family, arch, cfg, model, ema, out_dir, name, records=records, step=step, losses=losses,
+    extra = {"continued_from": {k: init_card.get(k) for k in ("version", "steps", "training_minutes", "hardware",
+                                                              "command")}} if init_card is not None else None
+    return _export(family, arch, cfg, model, ema, out_dir, name, records=records, step=step, losses=losses,
                    batch_size=batch_size, ema_decay=ema_decay, cfg_dropout=cfg_dropout, seed=seed,
-                   hardware=_hardware(dev), minutes=elapsed / 60, data_desc=data_desc, command=command)
-    if init_card is not None:
-        card["continued_from"] = {"version": init_card.get("version"), "steps": init_card.get("steps"),
-                                  "training_minutes": init_card.get("training_minutes"),
-                                  "hardware": init_card.get("hardware"), "command": init_card.get("command")}
-        write_card(out_dir / f"{name}.json", card)
-    return card
+                   hardware=_hardware(dev), minutes=elapsed / 60, data_desc=data_desc, command=command, extra=extra)
 
 
 def _export(family, arch, cfg, model, ema, out_dir: Path, name: str, *, records, step, losses, batch_size, ema_decay,
-            cfg_dropout, seed, hardware, minutes, data_desc, command) -> dict:
+            cfg_dropout, seed, hardware, minutes, data_desc, command, extra: dict | None = None) -> dict:
     """Write the EMA weights (fp16 safetensors) and the model card."""
     export = create(arch, cfg)
     if family in ("ddpm", "vae"):
@@ -291,6 +285,7 @@ def _export(family, arch, cfg, model, ema, out_dir: Path, name: str, *, records,
         "loss_last": round(sum(losses[-n_first:]) / n_first, 5) if losses else None,
         "medfake_version": __version__,
         "metrics": {},
+        **(extra or {}),
     }
     write_card(out_dir / f"{name}.json", card)
     return card
