@@ -71,3 +71,26 @@ def test_resample_p_sets_how_often_images_are_resampled_and_blurred():
     assert stripe_loss(1.0) == 1.0 and stripe_loss(0.0) <= 0.2
     probs = {type(t).__name__: t.prob for t in detector_transforms(True, resample_p=0.6).transforms if hasattr(t, "prob")}
     assert probs["RandResizeDownUpd"] == 0.6 and probs[RandGaussianSmoothd.__name__] == pytest.approx(0.24)
+
+
+def test_lowres_noise_adds_blob_sized_noise_only_when_asked():
+    """`--lowres-noise-p`: noise added at the small size of the resize-down-up, so it comes out spatially correlated
+    (the look of a natively small, noisy scan upsampled); at 0 a flat image stays flat."""
+    from medfake.detection.augment import RandResizeDownUpd
+
+    flat = np.full((1, 128, 128), 0.5, np.float32)
+    quiet = RandResizeDownUpd("image", prob=1.0, noise_p=0.0)
+    quiet.set_random_state(seed=0)
+    assert np.abs(quiet({"image": flat.copy()})["image"] - 0.5).max() < 1e-3
+    noisy = RandResizeDownUpd("image", prob=1.0, scale=(0.5, 0.5), noise_p=1.0, noise_std=(0.04, 0.04))
+    noisy.set_random_state(seed=0)
+    y = noisy({"image": flat.copy()})["image"][0] - 0.5
+    assert 0.01 < y.std() < 0.05
+    lag1 = np.corrcoef(y[:, :-1].ravel(), y[:, 1:].ravel())[0, 1]
+    assert lag1 > 0.4  # upsampled from 64 px: neighbours share their noise (pixel-level white noise would give ≈ 0)
+    again = RandResizeDownUpd("image", prob=1.0, scale=(0.5, 0.5), noise_p=1.0, noise_std=(0.04, 0.04))
+    again.set_random_state(seed=0)
+    np.testing.assert_array_equal(again({"image": flat.copy()})["image"][0] - 0.5, y)
+    probs = [t for t in detector_transforms(True, resample_p=0.6, lowres_noise_p=0.5).transforms
+             if isinstance(t, RandResizeDownUpd)]
+    assert probs[0].noise_p == 0.5

@@ -109,6 +109,8 @@ def train_detector_cmd(
                                             "the manipulation score (docs/detection.md)"),
     resample_p: float = typer.Option(0.25, min=0.0, max=1.0, help="training augmentation: probability of the "
                                      "resize-down-up (blur: 0.4 × it), for real and fake images alike"),
+    lowres_noise_p: float = typer.Option(0.0, min=0.0, max=1.0, help="training augmentation: share of those "
+                                         "resizes that add noise at the small size (a natively small scan's noise)"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
@@ -132,6 +134,7 @@ def train_detector_cmd(
             online_manipulations=online_manipulations, online_kind=online_kind,
             per_modality_thresholds=per_modality_thresholds,
             copy_move_cue=copy_move_cue, seg_mix=seg_mix, resample_p=resample_p,
+            lowres_noise_p=lowres_noise_p,
             command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

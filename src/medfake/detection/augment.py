@@ -48,19 +48,31 @@ UP_MODES = ("bilinear", "bicubic", "lanczos")
 class RandResizeDownUpd(RandomizableTransform, MapTransform):
     """Resize down by a random factor (MONAI Resize, area) and back up with a random kernel (bilinear, bicubic, or
     Lanczos as in `to_canonical`, through Pillow): the resampling traces of images that reach the detector from a
-    smaller original (a 64 px MR, a down-sized export), for real and fake images alike."""
+    smaller original (a 64 px MR, a down-sized export), for real and fake images alike.
 
-    def __init__(self, keys="image", prob: float = 0.3, scale: tuple[float, float] = (0.3, 0.9)):
+    `noise_p`: how often Gaussian noise (std drawn from `noise_std`) is added at the small size before the upsampling,
+    as in a natively small acquisition (a 64 px MR's thermal noise, upsampled, becomes blobs the size of a
+    generator's texture); without it a detector learns "blob-sized noise" as a generator cue and flags such reals."""
+
+    def __init__(self, keys="image", prob: float = 0.3, scale: tuple[float, float] = (0.3, 0.9),
+                 noise_p: float = 0.0, noise_std: tuple[float, float] = (0.01, 0.05)):
         MapTransform.__init__(self, keys)
         RandomizableTransform.__init__(self, prob)
         self.scale = scale
+        self.noise_p = float(noise_p)
+        self.noise_std = noise_std
         self._s = 1.0
         self._mode = UP_MODES[0]
+        self._std = 0.0
+        self._seed = 0
 
     def randomize(self, data=None) -> None:
         super().randomize(None)
         self._s = float(self.R.uniform(*self.scale))
         self._mode = UP_MODES[int(self.R.randint(len(UP_MODES)))]
+        noisy = self.noise_p > 0 and self.R.rand() < self.noise_p
+        self._std = float(self.R.uniform(*self.noise_std)) if noisy else 0.0
+        self._seed = int(self.R.randint(2**31 - 1))
 
     def __call__(self, data):
         from monai.transforms import Resize
@@ -76,6 +88,8 @@ class RandResizeDownUpd(RandomizableTransform, MapTransform):
             a = _np(d[k])
             h, w = a.shape[-2:]
             small = _np(Resize((max(8, int(h * self._s)), max(8, int(w * self._s))), mode="area")(a))[0]
+            if self._std > 0:
+                small = small + np.random.default_rng(self._seed).normal(0.0, self._std, small.shape)
             up = PILImage.fromarray(small.astype(np.float32), mode="F").resize((w, h), filt)
             d[k] = np.clip(np.asarray(up, dtype=np.float32), 0.0, 1.0)[None]
         return d
@@ -86,12 +100,14 @@ def _quantise8(a):
 
 
 RESAMPLE_P = 0.25  # default probability of the resize-down-up and (× 0.4) of the blur
+LOWRES_NOISE_P = 0.0  # default share of those resizes that add noise at the small size
 
 
-def detector_transforms(augment: bool = True, resample_p: float = RESAMPLE_P):
+def detector_transforms(augment: bool = True, resample_p: float = RESAMPLE_P, lowres_noise_p: float = LOWRES_NOISE_P):
     """MONAI Compose over {'image', 'mask'}; output tensors. Flips act on both keys, intensity only on the image.
     `resample_p`: probability of the resize-down-up (the blur gets 0.4 × it), for real and fake images alike — raise
-    it so that a soft, upsampled-looking real image (a 64 px MR) is not taken for a generator's blur."""
+    it so that a soft, upsampled-looking real image (a 64 px MR) is not taken for a generator's blur.
+    `lowres_noise_p`: share of those resizes that add noise at the small size (`RandResizeDownUpd.noise_p`)."""
     from monai.transforms import (
         Compose, RandAdjustContrastd, RandFlipd, RandGaussianNoised, RandGaussianSmoothd, RandScaleIntensityd,
         Lambdad, ScaleIntensityRanged, ToTensord,
@@ -102,7 +118,7 @@ def detector_transforms(augment: bool = True, resample_p: float = RESAMPLE_P):
         ts += [
             RandFlipd(keys=("image", "mask"), prob=0.5, spatial_axis=1),
             RandJPEGd("image", prob=0.25),
-            RandResizeDownUpd("image", prob=resample_p),
+            RandResizeDownUpd("image", prob=resample_p, noise_p=lowres_noise_p),
             RandGaussianSmoothd("image", prob=0.4 * resample_p, sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0)),
             RandGaussianNoised("image", prob=0.2, mean=0.0, std=0.02),
             RandAdjustContrastd("image", prob=0.3, gamma=(0.75, 1.35)),
