@@ -70,9 +70,10 @@ class RandResizeDownUpd(RandomizableTransform, MapTransform):
         super().randomize(None)
         self._s = float(self.R.uniform(*self.scale))
         self._mode = UP_MODES[int(self.R.randint(len(UP_MODES)))]
+        # draws only when noise is asked for, so noise_p = 0 keeps the random stream (and earlier runs) unchanged
         noisy = self.noise_p > 0 and self.R.rand() < self.noise_p
         self._std = float(self.R.uniform(*self.noise_std)) if noisy else 0.0
-        self._seed = int(self.R.randint(2**31 - 1))
+        self._seed = int(self.R.randint(2**31 - 1)) if noisy else 0
 
     def __call__(self, data):
         from monai.transforms import Resize
