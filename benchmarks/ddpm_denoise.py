@@ -61,7 +61,7 @@ def main():
             xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
             out = torch.cat([model(xt[i:i + 16], torch.full((len(xt[i:i + 16]),), t), cls[i:i + 16])
                              for i in range(0, len(xt), 16)])
-            x0h = torch.cat([sched.step(out[i:i + 1], t, xt[i:i + 1])[1] for i in range(len(xt))])
+            x0h = sched.step(out, t, xt)[1]
             errs.append(float(((x0h - x0) ** 2).mean()))
         c = gen.card
         rows.append(f"| {c.get('version')} ({c['config'].get('prediction_type', 'epsilon')}, {c.get('steps')} steps) | "

@@ -94,3 +94,15 @@ def test_lowres_noise_adds_blob_sized_noise_only_when_asked():
     probs = [t for t in detector_transforms(True, resample_p=0.6, lowres_noise_p=0.5).transforms
              if isinstance(t, RandResizeDownUpd)]
     assert probs[0].noise_p == 0.5
+
+
+def test_cli_augmentation_defaults_are_the_library_defaults():
+    """The CLI keeps its imports light, so it spells the defaults out; they must not drift from augment.py's."""
+    import typer.main
+
+    from medfake.cli import app
+    from medfake.detection.augment import LOWRES_NOISE_P, RESAMPLE_P
+
+    detector = typer.main.get_command(app).commands["train"].commands["detector"]
+    defaults = {p.name: p.default for p in detector.params}
+    assert defaults["resample_p"] == RESAMPLE_P and defaults["lowres_noise_p"] == LOWRES_NOISE_P

@@ -64,7 +64,6 @@ class RandResizeDownUpd(RandomizableTransform, MapTransform):
         self._s = 1.0
         self._mode = UP_MODES[0]
         self._std = 0.0
-        self._seed = 0
 
     def randomize(self, data=None) -> None:
         super().randomize(None)
@@ -73,7 +72,6 @@ class RandResizeDownUpd(RandomizableTransform, MapTransform):
         # draws only when noise is asked for, so noise_p = 0 keeps the random stream (and earlier runs) unchanged
         noisy = self.noise_p > 0 and self.R.rand() < self.noise_p
         self._std = float(self.R.uniform(*self.noise_std)) if noisy else 0.0
-        self._seed = int(self.R.randint(2**31 - 1)) if noisy else 0
 
     def __call__(self, data):
         from monai.transforms import Resize
@@ -90,7 +88,7 @@ class RandResizeDownUpd(RandomizableTransform, MapTransform):
             h, w = a.shape[-2:]
             small = _np(Resize((max(8, int(h * self._s)), max(8, int(w * self._s))), mode="area")(a))[0]
             if self._std > 0:
-                small = small + np.random.default_rng(self._seed).normal(0.0, self._std, small.shape)
+                small = small + self.R.normal(0.0, self._std, small.shape)
             up = PILImage.fromarray(small.astype(np.float32), mode="F").resize((w, h), filt)
             d[k] = np.clip(np.asarray(up, dtype=np.float32), 0.0, 1.0)[None]
         return d

@@ -184,10 +184,8 @@ def _loader(data: CachedSet, batch_size: int, seed: int, views: int = 1, online_
     g = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), num_samples=max(len(data), batch_size),
                                                      replacement=True, generator=g)
-    return torch.utils.data.DataLoader(_TorchSet(data, True, views, seed, online_p, online_kind, resample_p,
-                                                                 lowres_noise_p),
-                                       batch_size=batch_size,
-                                       sampler=sampler, num_workers=0, drop_last=True)
+    ds = _TorchSet(data, True, views, seed, online_p, online_kind, resample_p, lowres_noise_p)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=0, drop_last=True)
 
 
 def _forever(loader):
