@@ -8,8 +8,11 @@ import re
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from medfake.data.manifest import read_manifest
 from medfake.detection import load_detector, train_detector
+from medfake.detection.train import cache_records, run_model
 from medfake.detection.losses import SegLoss, supcon_loss
 from medfake.io.errors import MedfakeError
 from medfake.models import WeightsMismatchError, create, load_model, save_weights
@@ -24,7 +27,19 @@ def test_architecture_trains_and_loss_drops(arch, steps, supcon, tiny_dataset, t
     card = train_detector(arch, tiny_dataset, tmp_path, config=TINY[arch], steps=steps, supcon_steps=supcon,
                           batch_size=8, lr=3e-3, device="cpu", seed=1, bank_size=24)
     curve = card["loss_curve"]
-    assert np.mean(curve[-3:]) < np.mean(curve[:3]), curve
+    if arch == "manip-supcon":
+        # its total loss is mostly the modality term, which the tiny set's modality labels (i % 6, not in the
+        # pixels) make unlearnable noise; the manipulation head it exists for must beat a fresh network's
+        trained, _ = load_model(arch, tmp_path)
+        torch.manual_seed(1)
+        fresh = create(arch, **TINY[arch])
+        data = cache_records(read_manifest(tiny_dataset))
+        target = torch.as_tensor(data.kind == 2).float()
+        bce = [F.binary_cross_entropy_with_logits(torch.as_tensor(run_model(m, data.images, "cpu")["manip"]),
+                                                  target).item() for m in (trained, fresh)]
+        assert bce[0] < bce[1] - 0.03, bce
+    else:
+        assert np.mean(curve[-3:]) < np.mean(curve[:3]), curve
     assert card["kind"] == "detector" and card["architecture"] == arch
     assert (tmp_path / f"{arch}.safetensors").exists() and (tmp_path / f"{arch}.json").exists()
     for key in ("temperature", "thresholds", "metrics", "data", "steps", "command", "hardware", "minutes", "version"):
