@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medfake.detection.augment import UP_MODES, RandResizeDownUpd, detector_transforms
+from medfake.detection.augment import UP_MODES, AugmentConfig, RandOverlayd, RandResizeDownUpd, detector_transforms
 from medfake.detection.train import shifted_copies
 
 
@@ -57,7 +57,7 @@ def test_resample_p_sets_how_often_images_are_resampled_and_blurred():
     from monai.transforms import RandGaussianSmoothd
 
     def stripe_loss(p):
-        t = detector_transforms(True, resample_p=p)
+        t = detector_transforms(True, AugmentConfig(resample_p=p))
         t.set_random_state(seed=5)
         lost = []
         for i in range(10):
@@ -69,7 +69,7 @@ def test_resample_p_sets_how_often_images_are_resampled_and_blurred():
         return np.mean(lost)
 
     assert stripe_loss(1.0) == 1.0 and stripe_loss(0.0) <= 0.2
-    probs = {type(t).__name__: t.prob for t in detector_transforms(True, resample_p=0.6).transforms if hasattr(t, "prob")}
+    probs = {type(t).__name__: t.prob for t in detector_transforms(True, AugmentConfig(resample_p=0.6)).transforms if hasattr(t, "prob")}
     assert probs["RandResizeDownUpd"] == 0.6 and probs[RandGaussianSmoothd.__name__] == pytest.approx(0.24)
 
 
@@ -91,18 +91,62 @@ def test_lowres_noise_adds_blob_sized_noise_only_when_asked():
     again = RandResizeDownUpd("image", prob=1.0, scale=(0.5, 0.5), noise_p=1.0, noise_std=(0.04, 0.04))
     again.set_random_state(seed=0)
     np.testing.assert_array_equal(again({"image": flat.copy()})["image"][0] - 0.5, y)
-    probs = [t for t in detector_transforms(True, resample_p=0.6, lowres_noise_p=0.5).transforms
+    probs = [t for t in detector_transforms(True, AugmentConfig(resample_p=0.6, lowres_noise_p=0.5)).transforms
              if isinstance(t, RandResizeDownUpd)]
     assert probs[0].noise_p == 0.5
 
 
 def test_cli_augmentation_defaults_are_the_library_defaults():
     """The CLI keeps its imports light, so it spells the defaults out; they must not drift from augment.py's."""
+    import dataclasses
+
     import typer.main
 
     from medfake.cli import app
-    from medfake.detection.augment import LOWRES_NOISE_P, RESAMPLE_P
 
     detector = typer.main.get_command(app).commands["train"].commands["detector"]
     defaults = {p.name: p.default for p in detector.params}
-    assert defaults["resample_p"] == RESAMPLE_P and defaults["lowres_noise_p"] == LOWRES_NOISE_P
+    for f in dataclasses.fields(AugmentConfig):
+        assert defaults[f.name] == f.default, f.name
+
+
+def test_augment_config_checks_ranges_and_reports_changes():
+    assert AugmentConfig().changed() == {}
+    assert AugmentConfig(overlay_p=0.3, resample_p=0.25).changed() == {"overlay_p": 0.3}
+    with pytest.raises(ValueError, match="overlay_p"):
+        AugmentConfig(overlay_p=1.5)
+
+
+def test_overlay_burns_in_annotations_and_leaves_the_mask():
+    """`--overlay-p`: captions, calipers, boxes and scale bars drawn into the image (near-white or near-black), the
+    mask untouched; seeded; at 0 the transform is not in the pipeline and the other transforms' stream is unchanged."""
+    x = np.full((1, 128, 128), 0.4, np.float32)
+    mask = np.zeros_like(x)
+    mask[0, 40:60, 40:60] = 1
+    t = RandOverlayd("image", prob=1.0, max_items=5)
+    t.set_random_state(seed=1)
+    changed = []
+    for _ in range(20):
+        out = t({"image": x.copy(), "mask": mask.copy()})
+        diff = np.abs(out["image"] - x)[0]
+        changed.append((diff > 0.3).mean())
+        np.testing.assert_array_equal(out["mask"], mask)
+        assert out["image"].shape == x.shape and out["image"].dtype == np.float32
+        assert 0 <= out["image"].min() and out["image"].max() <= 1
+        ink = out["image"][0][diff > 0]
+        assert ((ink >= 0.9 - 1e-6) | (ink <= 0.1 + 1e-6)).all()  # drawn pixels are ink, near-white or near-black
+    assert min(changed) > 0 and max(changed) < 0.2  # always something, never a filled image
+    t2 = RandOverlayd("image", prob=1.0, max_items=5)
+    t2.set_random_state(seed=1)
+    t.set_random_state(seed=1)
+    np.testing.assert_array_equal(t({"image": x.copy()})["image"], t2({"image": x.copy()})["image"])
+    names = [type(u).__name__ for u in detector_transforms(True).transforms]
+    assert "RandOverlayd" not in names
+    assert "RandOverlayd" in [type(u).__name__ for u in detector_transforms(True, AugmentConfig(overlay_p=0.2)).transforms]
+    # overlay_p = 0 keeps the pipeline exactly as before it existed: same outputs for the same seed
+    a, b = detector_transforms(True), detector_transforms(True, AugmentConfig(overlay_p=0.0))
+    a.set_random_state(seed=3)
+    b.set_random_state(seed=3)
+    for i in range(5):
+        np.testing.assert_array_equal(a({"image": _img(i), "mask": np.zeros((1, 128, 128), np.float32)})["image"],
+                                      b({"image": _img(i), "mask": np.zeros((1, 128, 128), np.float32)})["image"])

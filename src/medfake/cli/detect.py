@@ -111,6 +111,8 @@ def train_detector_cmd(
                                      "resize-down-up (blur: 0.4 × it), for real and fake images alike"),
     lowres_noise_p: float = typer.Option(0.0, min=0.0, max=1.0, help="training augmentation: share of those "
                                          "resizes that add noise at the small size (a natively small scan's noise)"),
+    overlay_p: float = typer.Option(0.0, min=0.0, max=1.0, help="training augmentation: probability of burned-in "
+                                    "annotations (captions, calipers, ROI boxes, scale bars), for every kind alike"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
@@ -118,6 +120,7 @@ def train_detector_cmd(
     from rich.console import Console
 
     from ..detection import train_detector
+    from ..detection.augment import AugmentConfig
     from ..io.errors import MedfakeError
 
     if not data.exists():
@@ -133,8 +136,8 @@ def train_detector_cmd(
             retrieval_weight=retrieval_weight, init_from=init_from, calibration_shifts=calibration_shifts,
             online_manipulations=online_manipulations, online_kind=online_kind,
             per_modality_thresholds=per_modality_thresholds,
-            copy_move_cue=copy_move_cue, seg_mix=seg_mix, resample_p=resample_p,
-            lowres_noise_p=lowres_noise_p,
+            copy_move_cue=copy_move_cue, seg_mix=seg_mix,
+            augment=AugmentConfig(resample_p=resample_p, lowres_noise_p=lowres_noise_p, overlay_p=overlay_p),
             command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

@@ -27,7 +27,7 @@ from ..models.cards import read_card, write_card
 from ..models.registry import create, entry, make_config
 from ..models.weights import load_weights, save_weights
 from .anomaly import MahalanobisScorer
-from .augment import LOWRES_NOISE_P, RESAMPLE_P, detector_transforms
+from .augment import AugmentConfig, detector_transforms
 from .calibrate import (MIN_MODALITY_REALS, SMALL_INPUT_SIDES, UNCERTAIN_FACTOR, alarm_rates, apply_temperature,
                         choose_on_validation, fit_temperature, head_thresholds, modality_floors,
                         monotone_side_floors, thresholds_for, verdict_at)
@@ -137,13 +137,12 @@ class _TorchSet(torch.utils.data.Dataset):
     copy-move / splice / retouch (`pseudo.classical_manipulation`)."""
 
     def __init__(self, data: CachedSet, augment: bool, views: int = 1, seed: int = 0, online_p: float = 0.0,
-                 online_kind: str = "pseudo", resample_p: float = RESAMPLE_P,
-                 lowres_noise_p: float = LOWRES_NOISE_P):
+                 online_kind: str = "pseudo", aug: AugmentConfig | None = None):
         if online_kind not in ONLINE_KINDS:
             raise ValueError(f"online_kind must be one of {ONLINE_KINDS}, not {online_kind!r}")
         self.make = pseudo_manipulation if online_kind == "pseudo" else classical_manipulation
         self.d = data
-        self.t = detector_transforms(augment, resample_p, lowres_noise_p)
+        self.t = detector_transforms(augment, aug)
         self.t.set_random_state(seed=seed)  # MONAI random transforms: reproducible augmentation
         self.views = views
         self.online_p = float(online_p)
@@ -178,13 +177,13 @@ class _TorchSet(torch.utils.data.Dataset):
 
 
 def _loader(data: CachedSet, batch_size: int, seed: int, views: int = 1, online_p: float = 0.0,
-            online_kind: str = "pseudo", resample_p: float = RESAMPLE_P, lowres_noise_p: float = LOWRES_NOISE_P):
+            online_kind: str = "pseudo", aug: AugmentConfig | None = None):
     counts = np.bincount(data.kind, minlength=len(KINDS)).astype(np.float64)
     w = 1.0 / counts[data.kind]  # balanced over kinds
     g = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), num_samples=max(len(data), batch_size),
                                                      replacement=True, generator=g)
-    ds = _TorchSet(data, True, views, seed, online_p, online_kind, resample_p, lowres_noise_p)
+    ds = _TorchSet(data, True, views, seed, online_p, online_kind, aug)
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=0, drop_last=True)
 
 
@@ -346,8 +345,7 @@ def train_detector(
     per_modality_thresholds: bool = True,
     copy_move_cue: bool = True,
     seg_mix: bool = True,
-    resample_p: float = RESAMPLE_P,
-    lowres_noise_p: float = LOWRES_NOISE_P,
+    augment: AugmentConfig | None = None,
 ) -> dict:
     """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
     of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
@@ -438,11 +436,10 @@ def train_detector(
         tmp.replace(ckpt)
 
     supcon_it = _forever(_loader(train, batch_size, seed, views=2, online_p=online_manipulations,
-                                   online_kind=online_kind, resample_p=resample_p,
-                                   lowres_noise_p=lowres_noise_p)) \
+                                   online_kind=online_kind, aug=augment)) \
         if supcon_steps else None
     main_it = _forever(_loader(train, batch_size, seed + 1, online_p=online_manipulations, online_kind=online_kind,
-                               resample_p=resample_p, lowres_noise_p=lowres_noise_p))
+                               aug=augment))
     t0 = time.time()
     model.train()
     with progress_bar(total, f"train {name}", initial=step) as advance:
@@ -518,8 +515,7 @@ def train_detector(
         "supcon_steps": min(supcon_steps, step),
         "online_manipulations": online_manipulations,
         **({"online_kind": online_kind} if online_manipulations > 0 else {}),
-        **({"resample_p": resample_p} if resample_p != RESAMPLE_P else {}),
-        **({"lowres_noise_p": lowres_noise_p} if lowres_noise_p != LOWRES_NOISE_P else {}),
+        **(augment.changed() if augment else {}),  # top-level keys, as cards before AugmentConfig had them
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,

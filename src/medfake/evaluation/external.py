@@ -4,8 +4,8 @@ other hospitals and collections may be called anything but real").
 They are real clinical images that ship inside installed packages, so the check needs no download and no
 ../shared: the pydicom and pydicom-data test files (CT, MR, CR radiographs, ultrasound incl. multi-frame echo,
 nuclear medicine; several vendors and transfer syntaxes), matplotlib's MR sample slice (s1045.ima) and nibabel's
-anatomical.nii. Test patterns, segmentation masks and RT objects in those packages are left out (not images of a
-patient). None of them is used for training or calibration. Every frame of a multi-frame file counts; since one
+anatomical.nii and example4d.nii.gz (an EPI slice). Test patterns, segmentation masks, RT objects, images under 64 px,
+re-encodings of an image already listed and nibabel's DICOMs (their pixel data is zero-filled) are left out. None of them is used for training or calibration. Every frame of a multi-frame file counts; since one
 120-frame echo clip would dominate, a file-balanced rate (mean over files of each file's share) is reported too.
 """
 
@@ -23,6 +23,8 @@ from ..detection.calibrate import alarm_rates
 DICOM_FILES = [
     ("CT_small.dcm", "CT"),
     ("693_UNCR.dcm", "CT head"),
+    ("explicit_VR-UN.dcm", "CT abdomen, JPEG 2000"),
+    ("bad_sequence.dcm", "CT abdomen, Siemens, JPEG lossless"),
     ("eCT_Supplemental.dcm", "enhanced CT, 2 frames"),
     ("MR_small.dcm", "MR 64 px"),
     ("MR2_UNCR.dcm", "MR 1024 px"),
@@ -33,6 +35,9 @@ DICOM_FILES = [
     ("US1_UNCR.dcm", "US"),
     ("gdcm-US-ALOKA-16.dcm", "US"),
     ("OBXXXX1A.dcm", "US"),
+    ("examples_palette.dcm", "US, palette colour"),
+    ("examples_rgb_color.dcm", "US lymph node, RGB"),
+    ("color-pl.dcm", "transoesophageal echo, RGB"),
     ("examples_ybr_color.dcm", "echo US, 30 frames"),
     ("color3d_jpeg_baseline.dcm", "echo US, 120 frames"),
     ("JPGLosslessP14SV1_1s_1f_8b.dcm", "echo US"),
@@ -74,10 +79,11 @@ def external_reals(log=print) -> list:
     try:
         import nibabel
 
-        p = Path(nibabel.__file__).parent / "tests" / "data" / "anatomical.nii"
-        out += [("nibabel/anatomical.nii", "MR 41×33 slice", im) for im in read_images(p)]
+        data = Path(nibabel.__file__).parent / "tests" / "data"
+        for name, kind in (("anatomical.nii", "MR 41×33 slice"), ("example4d.nii.gz", "MR EPI 128×96")):
+            out += [(f"nibabel/{name}", kind, im) for im in read_images(data / name)]
     except Exception as e:  # noqa: BLE001
-        log(f"skip anatomical.nii: {e}")
+        log(f"skip nibabel images: {e}")
     return out
 
 
