@@ -112,7 +112,8 @@ def train_detector_cmd(
     lowres_noise_p: float = typer.Option(0.0, min=0.0, max=1.0, help="training augmentation: share of those "
                                          "resizes that add noise at the small size (a natively small scan's noise)"),
     overlay_p: float = typer.Option(0.0, min=0.0, max=1.0, help="training augmentation: probability of burned-in "
-                                    "annotations (captions, label bars, calipers, ROI boxes, scale bars), for every kind alike"),
+                                    "annotations (captions, label bars, calipers, ROI boxes, scale bars), for "
+                                    "every kind alike"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
