@@ -99,9 +99,10 @@ class RandResizeDownUpd(RandomizableTransform, MapTransform):
 
 class RandOverlayd(RandomizableTransform, MapTransform):
     """Burn clinical-looking annotations into the image (Pillow ImageDraw): caption lines of random letters and digits
-    near the edges (patient/scanner text), filled label bars, calipers (+ marks joined by a dotted line), ROI rectangles
-    and a tick-marked scale bar, in near-white or near-black. Real ultrasound and radiograph exports carry these; without them a
-    detector can take a caption box for a pasted region. The mask is left alone (an overlay is not a manipulation)."""
+    near the edges (patient/scanner text), filled label bars, calipers (+ marks joined by a dotted line), ROI
+    rectangles and a tick-marked scale bar, in near-white or near-black. Real ultrasound and radiograph exports carry
+    these; without them a detector can take a caption box for a pasted region. The mask is left alone (an overlay is
+    not a manipulation)."""
 
     def __init__(self, keys="image", prob: float = 0.2, max_items: int = 5):
         MapTransform.__init__(self, keys)
