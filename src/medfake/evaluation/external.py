@@ -4,10 +4,10 @@ other hospitals and collections may be called anything but real").
 They are real clinical images that ship inside installed packages, so the check needs no download and no
 ../shared: the pydicom and pydicom-data test files (CT, MR, CR radiographs, ultrasound incl. multi-frame echo,
 nuclear medicine; several vendors and transfer syntaxes), matplotlib's MR sample slice (s1045.ima) and nibabel's
-anatomical.nii and example4d.nii.gz (an EPI slice). Test patterns, segmentation masks, RT objects, fragments and images under 32 px,
-re-encodings of an image already listed and nibabel's DICOMs (their pixel data is zero-filled) are left out. None of
-them is used for training or calibration. Every frame of a multi-frame file counts; since one 120-frame echo clip
-would dominate, a file-balanced rate (mean over files of each file's share) is reported too.
+anatomical.nii and example4d.nii.gz (an EPI slice). Test patterns, segmentation masks, RT objects, fragments and
+images under 32 px, re-encodings of an image already listed and nibabel's DICOMs (their pixel data is zero-filled)
+are left out. None of them is used for training or calibration. Every frame of a multi-frame file counts; since one
+120-frame echo clip would dominate, a file-balanced rate (mean over files of each file's share) is reported too.
 """
 
 from __future__ import annotations
