@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from medfake.data.manifest import read_manifest
 from medfake.detection import load_detector, train_detector
+from medfake.detection.augment import AugmentConfig
 from medfake.detection.train import cache_records, run_model
 from medfake.detection.losses import SegLoss, supcon_loss
 from medfake.io.errors import MedfakeError
@@ -162,8 +163,10 @@ def test_fine_tune_starts_from_the_given_weights(tiny_models_dir, tiny_dataset, 
     base = tiny_models_dir / "tiny-dual.json"
     card = train_detector("dual-srm", tiny_dataset, tmp_path, name="ft", config=T["dual-srm"], steps=1, lr=1e-9,
                           batch_size=8, device="cpu", bank_size=24, init_from=base, calibration_shifts=0,
-                          online_manipulations=0.5)
+                          online_manipulations=0.5, augment=AugmentConfig(overlay_p=0.5, resample_p=0.6))
     assert card["init_from"]["name"] == "tiny-dual" and card["init_from"]["steps"] == 40
+    # the card records the augmentation knobs that differ from the defaults, as top-level keys
+    assert card["overlay_p"] == 0.5 and card["resample_p"] == 0.6 and "lowres_noise_p" not in card
     assert card["total_steps"] == 41 and card["version"].endswith("-s41")  # never the base's version again
     assert card["online_manipulations"] == 0.5
     a, _ = load_model(base)

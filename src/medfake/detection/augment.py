@@ -164,7 +164,7 @@ class RandOverlayd(RandomizableTransform, MapTransform):
             h, w = a.shape[-2:]
             im = PILImage.fromarray(np.clip(a[0], 0, 1).astype(np.float32), mode="F")
             self._draw(ImageDraw.Draw(im), h, w)
-            d[k] = np.asarray(im, dtype=np.float32)[None]
+            d[k] = np.array(im, dtype=np.float32)[None]  # a writable copy (torch warns on read-only arrays)
         return d
 
 
