@@ -46,11 +46,12 @@ def test_eval_cli_with_detection_stage_detector(built, tmp_path):
     assert card["name"] == "detector-default"
     out = tmp_path / "ev"
     r = runner.invoke(app, ["eval", "--data", str(built / "manifest.csv"), "--models-dir", str(tmp_path / "det"),
-                            "--out", str(out), "--no-robustness", "--no-adversarial"])
+                            "--out", str(out), "--no-robustness", "--adversarial-max", "0"])
     assert r.exit_code == 0, r.output
     import json
 
     res = json.loads((out / "results.json").read_text())
     assert res["split"] == "test" and res["detector"]["name"] == "detector-default"
+    assert "adversarial" not in res  # --adversarial-max 0 attacks nothing (it used to fail on an empty stack)
     assert res["n"] == sum(1 for row in csv.DictReader((built / "manifest.csv").open()) if row["split"] == "test")
     assert (out / "report.html").stat().st_size > 10_000

@@ -87,7 +87,8 @@ def eval_cmd(
     logo_config: str = typer.Option("resnet18-12", help="detector architecture trained by --logo"),
     logo_steps: int = typer.Option(50, help="training steps per LOGO detector"),
     threshold: Optional[float] = typer.Option(None, help="decision threshold (default: the detector card's, else 0.5)"),
-    adversarial_max: int = typer.Option(256, help="attack at most this many images (random, seeded)"),
+    adversarial_max: int = typer.Option(256, min=0, help="attack at most this many images (random, seeded; 0: "
+                                        "no attacks, as --no-adversarial)"),
     seed: int = typer.Option(0),
     copy_move: bool = typer.Option(False, "--copy-move", help="evaluate the detector with its copy-move cue"),
 ):
