@@ -140,6 +140,8 @@ def test_overlay_burns_in_annotations_and_leaves_the_mask():
     t2.set_random_state(seed=1)
     t.set_random_state(seed=1)
     np.testing.assert_array_equal(t({"image": x.copy()})["image"], t2({"image": x.copy()})["image"])
+    tiny = np.full((1, 20, 24), 0.4, np.float32)
+    np.testing.assert_array_equal(t({"image": tiny.copy()})["image"], tiny)  # too small to annotate: unchanged
     names = [type(u).__name__ for u in detector_transforms(True).transforms]
     assert "RandOverlayd" not in names
     with_overlay = detector_transforms(True, AugmentConfig(overlay_p=0.2)).transforms

@@ -162,6 +162,8 @@ class RandOverlayd(RandomizableTransform, MapTransform):
         for k in self.key_iterator(d):
             a = _np(d[k])
             h, w = a.shape[-2:]
+            if min(h, w) < 32:  # too small for a caption or a caliper: left as it is
+                continue
             im = PILImage.fromarray(np.clip(a[0], 0, 1).astype(np.float32), mode="F")
             self._draw(ImageDraw.Draw(im), h, w)
             d[k] = np.array(im, dtype=np.float32)[None]  # a writable copy (torch warns on read-only arrays)
