@@ -5,6 +5,7 @@ fake images, so a detector cannot learn "was re-compressed" (or "has a caption")
 
 from __future__ import annotations
 
+import functools
 import io as _io
 import string
 from dataclasses import asdict, dataclass
@@ -97,6 +98,14 @@ class RandResizeDownUpd(RandomizableTransform, MapTransform):
         return d
 
 
+@functools.lru_cache(maxsize=1)
+def _default_font():
+    """Pillow's built-in font, loaded once (RandOverlayd runs per training image)."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default()
+
+
 class RandOverlayd(RandomizableTransform, MapTransform):
     """Burn clinical-looking annotations into the image (Pillow ImageDraw): caption lines of random letters and digits
     near the edges (patient/scanner text), filled label bars, calipers (+ marks joined by a dotted line), ROI
@@ -114,9 +123,7 @@ class RandOverlayd(RandomizableTransform, MapTransform):
         return "".join(chars[int(i)] for i in self.R.randint(len(chars), size=n)).strip() or "A"
 
     def _draw(self, draw, h: int, w: int) -> None:
-        from PIL import ImageFont
-
-        font = ImageFont.load_default()
+        font = _default_font()
         ink = float(self.R.uniform(0.9, 1.0)) if self.R.rand() < 0.8 else float(self.R.uniform(0.0, 0.1))
         for _ in range(int(self.R.randint(1, self.max_items + 1))):
             what = int(self.R.randint(5))

@@ -214,7 +214,8 @@ def detector_loss(arch: str, out: dict, batch: dict, seg_loss: SegLoss, heads: d
 
 # ------------------------------------------------------------------ inference helpers
 def shifted_copies(images: np.ndarray, copies: int, seed: int = 0) -> np.ndarray:
-    """`copies` augmented versions of each (N, H, W) image, through the training augmentation (seeded)."""
+    """`copies` augmented versions of each (N, H, W) image, through the default training augmentation (seeded; not a
+    run's own `AugmentConfig`, so calibration shifts stay comparable across fine-tunes)."""
     if copies <= 0 or len(images) == 0:
         return np.zeros((0,) + images.shape[1:], np.float32)
     t = detector_transforms(True)
