@@ -72,6 +72,34 @@ def build_cmd(
         c.print(f"shortcut audit passed: file-level AUC {s['audit']['auc']:.3f} < {s['audit']['limit']}")
 
 
+@dataset_app.command("merge")
+def merge_cmd(
+    src: Path = typer.Argument(..., help="a built data set holding the new rows (same --real as the target)"),
+    into: Path = typer.Option(..., "--into", help="the built data set to add them to"),
+    rename: str = typer.Option(..., "--rename", help="OLD=NEW pairs: which of SRC's generators/methods to take and "
+                               "their names in the target, e.g. ddpm=ddpm-v,repaint-ddim=repaint-ddim-v"),
+    replace: bool = typer.Option(False, "--replace", help="replace rows an earlier merge added under these names "
+                                 "(their files are moved to INTO/replaced/<time>/, not deleted)"),
+    audit: bool = typer.Option(True, help="run the shortcut audit on the merged manifest"),
+):
+    """Add another build's rows of some generators/methods to a built data set under new names (e.g. a newer
+    model's fakes beside the old ones); later `dataset build` runs on the target keep them."""
+    from rich.console import Console
+
+    from ..evaluation.merge import merge_build, parse_renames
+    from ..io.errors import MedfakeError
+
+    try:
+        s = merge_build(src, into, parse_renames(rename), replace=replace, audit=audit)
+    except MedfakeError as e:
+        fail(str(e))
+    c = Console()
+    c.print(f"merged {s['added']} rows into [bold]{into}[/] ({s['replaced']} replaced; {s['n']} rows now): "
+            + ", ".join(f"{k} {v}" for k, v in sorted(s["counts"].items())))
+    if "audit" in s:
+        c.print(f"shortcut audit passed: file-level AUC {s['audit']['auc']:.3f} < {s['audit']['limit']}")
+
+
 @app.command("eval")
 def eval_cmd(
     data: Path = typer.Option(..., "--data", help="manifest.csv of a built data set (or its folder)"),

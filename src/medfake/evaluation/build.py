@@ -7,6 +7,7 @@ Layout of a built data set DIR:
     DIR/images/<kind>/<generator-or-method>/<modality>/<id>.png   (kind: real | synthetic | manipulated)
     DIR/masks/manipulated/<method>/<modality>/<id>.png            (0/255, 128 px)
     DIR/manifest.csv   DIR/audit.json   DIR/build.json   DIR/items.jsonl (resume log)
+    DIR/merged.csv DIR/merges.json DIR/replaced/   (only after `medfake dataset merge`, evaluation.merge)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ MANIPULATIONS = ("repaint", "repaint-ddim", "copy-move", "splice", "retouch")
 DIFFUSION_METHODS = ("repaint", "repaint-ddim")
 SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT_FRACTIONS = {"train": 0.7, "val": 0.15, "test": 0.15}
+MERGED_FILE = "merged.csv"  # rows added by `medfake dataset merge` (evaluation.merge), kept by every later build
 # builder generator name → (model card name, sampler)
 GENERATOR_MODELS = {"ddpm": ("ddpm", "ddpm"), "ddim": ("ddpm", "ddim"), "dcgan": ("dcgan", None), "vae": ("vae", None)}
 MANIFEST_COLUMNS = ["path", "modality", "label", "split", "kind", "generator", "source", "mask", "seed",
@@ -198,6 +200,17 @@ def plan_build(records: list[Record], real_root: Path, *, synthetic: Sequence[st
 
 
 # ---------------------------------------------------------------- doing one item
+
+def merged_rows(root: str | Path) -> list[dict]:
+    """The rows `medfake dataset merge` added to the build in `root` ([] when there were none)."""
+    import csv
+
+    p = Path(root) / MERGED_FILE
+    if not p.exists():
+        return []
+    with p.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
 
 def _sha_pixels(path: Path) -> str:
     from PIL import Image as PILImage
@@ -435,6 +448,7 @@ def build_dataset(
         _run_synthetic(synth, set(done), root, md, steps, chunk, on_row)
 
     rows = [{k: v for k, v in done[it["key"]].items() if k != "key"} for it in items]
+    rows += merged_rows(root)  # earlier merges' rows stay in the manifest (their names are never the builder's)
     check_leakage(rows)
     write_manifest(root / "manifest.csv", rows, MANIFEST_COLUMNS)
     summary = {"out": str(root), "n": len(rows), "resumed": len(items) - len(todo),

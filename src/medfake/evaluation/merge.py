@@ -1,0 +1,165 @@
+"""Merge the rows of one generator/method from another build into a built data set, under a new name.
+
+This is how one benchmark holds several versions of a model side by side (e.g. the ε-prediction DDPM's fakes as
+`ddpm` and the v-prediction DDPM's as `ddpm-v`): build the new model's images in a separate folder with the same
+real set (`medfake dataset build --models-dir NEW ...`), then merge them:
+
+    medfake dataset merge SRC --into DST --rename ddpm=ddpm-v,ddim=ddim-v [--replace]
+
+Rules:
+
+* SRC and DST must be builds (manifest.csv + build.json) of the same real set (`build.json` "real"), so the
+  splits are the same; the merged manifest must pass the leakage rule, and nothing is written when it does not.
+* A merged name is never one the builder makes itself (ddpm, ddim, dcgan, vae, repaint, ...): DST's own build
+  owns those, and a later `dataset build` on DST (resume or extend) keeps the merged rows, which live in
+  DST/merged.csv and are appended to the manifest the builder writes.
+* A name DST already holds from an earlier merge is refused unless `replace`: then the old rows' files are moved to
+  DST/replaced/<UTC time>/ (same relative paths, with their manifest rows), never deleted.
+* Images and masks are copied to DST/images/<kind>/<new name>/... and DST/masks/manipulated/<new name>/...;
+  `model_version`, seeds and sources are kept, so each row still names the model that made it. DST/merges.json
+  records every merge (source folder, renames, counts, replaced rows).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+from ..data.manifest import write_manifest
+from .build import MANIFEST_COLUMNS, MANIPULATIONS, MERGED_FILE, RECONSTRUCTION, SYNTHETIC, BuildError, merged_rows
+from .leakage import check_leakage
+
+BUILDER_NAMES = frozenset(SYNTHETIC + RECONSTRUCTION + MANIPULATIONS + ("real",))
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def read_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _build_config(root: Path, what: str) -> dict:
+    if not (root / "manifest.csv").is_file() or not (root / "build.json").is_file():
+        raise BuildError(f"{what} {root} is not a built data set (manifest.csv and build.json expected)")
+    return json.loads((root / "build.json").read_text())
+
+
+def parse_renames(text: str) -> dict[str, str]:
+    """'ddpm=ddpm-v,ddim=ddim-v' → {'ddpm': 'ddpm-v', 'ddim': 'ddim-v'}."""
+    out: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        old, sep, new = (s.strip() for s in part.partition("="))
+        if not sep or not old or not new:
+            raise BuildError(f"--rename expects OLD=NEW pairs, got {part.strip()!r}")
+        if old in out:
+            raise BuildError(f"--rename names {old} twice")
+        out[old] = new
+    if not out:
+        raise BuildError("--rename names no generator")
+    return out
+
+
+def _renamed(rel: str, old: str, new: str, what: str) -> str:
+    """images/<kind>/<old>/<modality>/<file> or masks/manipulated/<old>/<modality>/<file> with <old> → <new>."""
+    parts = list(Path(rel).parts)
+    if len(parts) != 5 or parts[0] not in ("images", "masks") or parts[2] != old:
+        raise BuildError(f"{what} {rel!r} is not laid out as a built data set's "
+                         f"{parts[0] if parts else 'images'}/<kind>/{old}/<modality>/<file>")
+    parts[2] = new
+    return Path(*parts).as_posix()
+
+
+def merge_build(src: str | Path, dst: str | Path, renames: dict[str, str], *, replace: bool = False,
+                audit: bool = True) -> dict:
+    """Merge SRC's rows of each generator/method in `renames` into DST under its new name; returns a summary.
+    Raises BuildError (or LeakageError) before anything is written when the merge breaks a rule above."""
+    src, dst = Path(src), Path(dst)
+    cfg_s, cfg_d = _build_config(src, "source"), _build_config(dst, "target")
+    if src.resolve() == dst.resolve():
+        raise BuildError("source and target are the same folder")
+    if cfg_s.get("real") != cfg_d.get("real"):
+        raise BuildError(f"{src} was built from {cfg_s.get('real')} but {dst} from {cfg_d.get('real')}; "
+                         "merged rows must come from the same real set (same splits)")
+    src_rows = read_rows(src / "manifest.csv")
+    have = sorted({r["generator"] for r in src_rows if r.get("kind") != "real"})
+    missing = [g for g in renames if g not in have]
+    if missing:
+        raise BuildError(f"{src} has no rows of {', '.join(missing)}; it has {', '.join(have) or 'none'}")
+    new_names = list(renames.values())
+    bad = [n for n in new_names if not _NAME.match(n)]
+    if bad:
+        raise BuildError(f"bad new name(s) {', '.join(map(repr, bad))}: lower-case letters, digits, '.', '_', '-'")
+    owned = [n for n in new_names if n in BUILDER_NAMES]
+    if owned:
+        raise BuildError(f"{', '.join(owned)}: the builder's own name(s); merge under another name (e.g. "
+                         f"{owned[0]}-v2)")
+    if len(set(new_names)) != len(new_names):
+        raise BuildError("two generators renamed to the same name")
+
+    old_merged = merged_rows(dst)
+    merged_names = {r["generator"] for r in old_merged}
+    clash = sorted(set(new_names) & merged_names)
+    if clash and not replace:
+        raise BuildError(f"{dst} already holds merged rows of {', '.join(clash)}; pass --replace to move them to "
+                         f"{dst}/replaced/ and merge the new ones")
+    dst_rows = read_rows(dst / "manifest.csv")
+    taken = {r["generator"] for r in dst_rows} - merged_names
+    if set(new_names) & taken:  # a hand-made manifest: rows the builder's log does not know and merged.csv neither
+        raise BuildError(f"{dst}/manifest.csv has rows of {', '.join(sorted(set(new_names) & taken))} that no "
+                         "earlier merge recorded; merge under another name")
+
+    new_rows, copies = [], []
+    for r in src_rows:
+        g = r.get("generator")
+        if r.get("kind") == "real" or g not in renames:
+            continue
+        out = {c: r.get(c, "") for c in MANIFEST_COLUMNS}
+        out["generator"] = renames[g]
+        for col in ("path", "mask"):
+            if r.get(col):
+                out[col] = _renamed(r[col], g, renames[g], col)
+                if not (src / r[col]).is_file():
+                    raise BuildError(f"{src}: {r[col]} is listed in its manifest but missing")
+                copies.append((src / r[col], dst / out[col]))
+        new_rows.append(out)
+    gone = [r for r in old_merged if r["generator"] in clash]
+    kept_merged = [r for r in old_merged if r["generator"] not in clash]
+    own = [r for r in dst_rows if r["generator"] not in merged_names]
+    rows = own + kept_merged + new_rows
+    check_leakage(rows)
+
+    replaced_dir = None
+    if gone:  # move, never delete: the replaced rows and their files stay readable
+        replaced_dir = dst / "replaced" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for r in gone:
+            for col in ("path", "mask"):
+                if r.get(col) and (dst / r[col]).exists():
+                    (replaced_dir / r[col]).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(dst / r[col]), str(replaced_dir / r[col]))
+        write_manifest(replaced_dir / "manifest.csv", gone, MANIFEST_COLUMNS)
+    for a, b in copies:
+        b.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(a, b)
+    write_manifest(dst / MERGED_FILE, kept_merged + new_rows, MANIFEST_COLUMNS)
+    write_manifest(dst / "manifest.csv", rows, MANIFEST_COLUMNS)
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": str(src.resolve()),
+             "source_build": cfg_s, "renames": renames,
+             "counts": dict(Counter(f"{r['kind']}/{r['generator']}" for r in new_rows)),
+             "model_versions": sorted({r["model_version"] for r in new_rows if r.get("model_version")}),
+             "replaced": {"rows": len(gone), "moved_to": str(replaced_dir.relative_to(dst))} if gone else None}
+    log = dst / "merges.json"
+    history = json.loads(log.read_text()) if log.exists() else []
+    log.write_text(json.dumps(history + [entry], indent=2) + "\n")
+    summary = {"added": len(new_rows), "replaced": len(gone), "n": len(rows), "counts": entry["counts"]}
+    if audit:
+        from .audit import audit_manifest
+
+        summary["audit"] = audit_manifest(rows, dst, out=dst / "audit.json", seed=int(cfg_d.get("seed", 0)))
+    return summary
