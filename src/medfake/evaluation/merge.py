@@ -1,4 +1,4 @@
-"""Merge the rows of one generator/method from another build into a built data set, under a new name.
+"""Merge the rows of some generators/methods from another build into a built data set, under new names.
 
 This is how one benchmark holds several versions of a model side by side (e.g. the ε-prediction DDPM's fakes as
 `ddpm` and the v-prediction DDPM's as `ddpm-v`): build the new model's images in a separate folder with the same
