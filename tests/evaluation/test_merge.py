@@ -84,6 +84,9 @@ def test_replace_moves_old_rows_and_refuses_without_flag(pair, real_folder, tiny
         assert (dst / moved / path).read_bytes() == data
     with (dst / moved / "manifest.csv").open(newline="") as fh:
         assert {r["path"] for r in csv.DictReader(fh)} == set(first)
+    merge_build(src, dst, {"ddim": "ddim-v"}, replace=True, audit=False)  # again, within the same second or not
+    moved2 = json.loads((dst / "merges.json").read_text())[-1]["replaced"]["moved_to"]
+    assert moved2 != moved and (dst / moved / "manifest.csv").exists() and (dst / moved2 / "manifest.csv").exists()
 
 
 def test_bad_merges_are_one_clear_error(pair, real_folder, tiny_models, tmp_path):

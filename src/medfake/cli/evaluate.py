@@ -21,6 +21,16 @@ def _names(text: str, allowed: tuple, what: str) -> list[str]:
     return names
 
 
+def _report(head: str, summary: dict) -> None:
+    """A build's or merge's summary line (counts per kind/generator) and its shortcut-audit result."""
+    from rich.console import Console
+
+    c = Console()
+    c.print(f"{head}: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["counts"].items())))
+    if "audit" in summary:
+        c.print(f"shortcut audit passed: file-level AUC {summary['audit']['auc']:.3f} < {summary['audit']['limit']}")
+
+
 @dataset_app.command("build")
 def build_cmd(
     real: Path = typer.Option(..., "--real", help="manifest CSV or folder <modality>/<label>/*"),
@@ -43,8 +53,6 @@ def build_cmd(
     count: Optional[str] = typer.Option(None, "--count", help="per-generator/method overrides of --per-modality, e.g. repaint=20,ddpm=40"),
 ):
     """Build a forensic data set: DIR/images/<kind>/<generator>/<modality>/*.png, masks, manifest.csv, audit.json."""
-    from rich.console import Console
-
     from ..evaluation.build import MANIPULATIONS, RECONSTRUCTION, SYNTHETIC, build_dataset
     from ..io.errors import MedfakeError
 
@@ -65,11 +73,7 @@ def build_cmd(
                           repaint_steps=repaint_steps or steps, audit=audit, counts=counts or None)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
-    c = Console()
-    c.print(f"wrote {s['n']} images to [bold]{out}[/] ({s['resumed']} already there): "
-            + ", ".join(f"{k} {v}" for k, v in sorted(s["counts"].items())))
-    if "audit" in s:
-        c.print(f"shortcut audit passed: file-level AUC {s['audit']['auc']:.3f} < {s['audit']['limit']}")
+    _report(f"wrote {s['n']} images to [bold]{out}[/] ({s['resumed']} already there)", s)
 
 
 @dataset_app.command("merge")
@@ -84,8 +88,6 @@ def merge_cmd(
 ):
     """Add another build's rows of some generators/methods to a built data set under new names (e.g. a newer
     model's fakes beside the old ones); later `dataset build` runs on the target keep them."""
-    from rich.console import Console
-
     from ..evaluation.merge import merge_build, parse_renames
     from ..io.errors import MedfakeError
 
@@ -93,11 +95,7 @@ def merge_cmd(
         s = merge_build(src, into, parse_renames(rename), replace=replace, audit=audit)
     except MedfakeError as e:
         fail(str(e))
-    c = Console()
-    c.print(f"merged {s['added']} rows into [bold]{into}[/] ({s['replaced']} replaced; {s['n']} rows now): "
-            + ", ".join(f"{k} {v}" for k, v in sorted(s["counts"].items())))
-    if "audit" in s:
-        c.print(f"shortcut audit passed: file-level AUC {s['audit']['auc']:.3f} < {s['audit']['limit']}")
+    _report(f"merged {s['added']} rows into [bold]{into}[/] ({s['replaced']} replaced; {s['n']} rows now)", s)
 
 
 @app.command("eval")

@@ -201,15 +201,18 @@ def plan_build(records: list[Record], real_root: Path, *, synthetic: Sequence[st
 
 # ---------------------------------------------------------------- doing one item
 
-def merged_rows(root: str | Path) -> list[dict]:
-    """The rows `medfake dataset merge` added to the build in `root` ([] when there were none)."""
+def read_rows(path: str | Path) -> list[dict]:
+    """A manifest CSV's rows as dicts of strings (paths as written, not resolved)."""
     import csv
 
-    p = Path(root) / MERGED_FILE
-    if not p.exists():
-        return []
-    with p.open(newline="") as fh:
+    with Path(path).open(newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def merged_rows(root: str | Path) -> list[dict]:
+    """The rows `medfake dataset merge` added to the build in `root` ([] when there were none)."""
+    p = Path(root) / MERGED_FILE
+    return read_rows(p) if p.exists() else []
 
 
 def _sha_pixels(path: Path) -> str:

@@ -22,7 +22,6 @@ Rules:
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import shutil
@@ -31,16 +30,12 @@ from collections import Counter
 from pathlib import Path
 
 from ..data.manifest import write_manifest
-from .build import MANIFEST_COLUMNS, MANIPULATIONS, MERGED_FILE, RECONSTRUCTION, SYNTHETIC, BuildError, merged_rows
+from .build import (MANIFEST_COLUMNS, MANIPULATIONS, MERGED_FILE, RECONSTRUCTION, SYNTHETIC, BuildError, merged_rows,
+                    read_rows)
 from .leakage import check_leakage
 
 BUILDER_NAMES = frozenset(SYNTHETIC + RECONSTRUCTION + MANIPULATIONS + ("real",))
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
-
-def read_rows(path: Path) -> list[dict]:
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def _build_config(root: Path, what: str) -> dict:
@@ -138,6 +133,10 @@ def merge_build(src: str | Path, dst: str | Path, renames: dict[str, str], *, re
     replaced_dir = None
     if gone:  # move, never delete: the replaced rows and their files stay readable
         replaced_dir = dst / "replaced" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for i in range(1, 1000):  # two replaces within a second: a folder each
+            if not replaced_dir.exists():
+                break
+            replaced_dir = replaced_dir.with_name(f"{replaced_dir.name.split('-')[0]}-{i}")
         for r in gone:
             for col in ("path", "mask"):
                 if r.get(col) and (dst / r[col]).exists():
