@@ -111,6 +111,50 @@ def test_bad_merges_are_one_clear_error(pair, real_folder, tiny_models, tmp_path
     assert (dst / "manifest.csv").read_bytes() == manifest and not (dst / "merges.json").exists()
 
 
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fail_at", ["copy", "manifest"])
+def test_failed_merge_puts_everything_back(pair, monkeypatch, fail_at):
+    """A replace merge that fails half-way (the third copy, or the manifest write): the target is as it was."""
+    import medfake.evaluation.merge as merge
+
+    src, dst = pair
+    merge_build(src, dst, {"ddim": "ddim-v"}, audit=False)
+    first_cm = next(r for r in _rows(src) if r["generator"] == "copy-move")
+    stray = dst / first_cm["path"].replace("/copy-move/", "/copy-move-b/")  # left by a merge killed mid-copy
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"stray")
+    before = _tree(dst)
+    calls = []
+    real_copy, real_write = shutil.copy2, merge.write_manifest
+
+    def copy2(a, b):
+        calls.append(b)
+        if fail_at == "copy" and len(calls) == 3:
+            open(b, "wb").write(b"half")  # a partial file, as a full disk leaves it
+            raise OSError(28, "No space left on device")
+        return real_copy(a, b)
+
+    def write_manifest(path, *a, **kw):
+        if fail_at == "manifest" and path.name.startswith(".manifest.csv"):
+            raise OSError(28, "No space left on device")
+        return real_write(path, *a, **kw)
+
+    monkeypatch.setattr(merge.shutil, "copy2", copy2)
+    monkeypatch.setattr(merge, "write_manifest", write_manifest)
+    with pytest.raises(BuildError, match="failed .*No space left on device.*nothing in the target was changed"):
+        merge_build(src, dst, {"ddim": "ddim-v", "copy-move": "copy-move-b"}, replace=True, audit=False)
+    assert len(calls) == (3 if fail_at == "copy" else 12)  # 4 fakes, 4 edits with their masks
+    after = _tree(dst)
+    assert after.keys() == before.keys() and after == before
+    monkeypatch.undo()
+    s = merge_build(src, dst, {"ddim": "ddim-v", "copy-move": "copy-move-b"}, replace=True, audit=False)
+    assert s["added"] == 8 and s["replaced"] == 4
+    assert stray.read_bytes() == (src / first_cm["path"]).read_bytes() and not list(dst.rglob(".*before-merge"))
+
+
 def test_merge_cli(pair):
     from typer.testing import CliRunner
 

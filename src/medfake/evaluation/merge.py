@@ -18,6 +18,8 @@ Rules:
 * Images and masks are copied to DST/images/<kind>/<new name>/... and DST/masks/manipulated/<new name>/...;
   `model_version`, seeds and sources are kept, so each row still names the model that made it. DST/merges.json
   records every merge (source folder, renames, counts, replaced rows).
+* All or nothing: when a step fails half-way (a full disk, a source file that cannot be read), the files moved
+  or copied so far are put back and the manifests restored, and the error says so.
 """
 
 from __future__ import annotations
@@ -69,6 +71,67 @@ def _renamed(rel: str, old: str, new: str, what: str) -> str:
                          f"{parts[0] if parts else 'images'}/<kind>/{old}/<modality>/<file>")
     parts[2] = new
     return Path(*parts).as_posix()
+
+
+def _write_atomic(path: Path, write) -> None:
+    """write(tmp) then rename over `path`: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _apply(dst: Path, gone: list[dict], replaced_dir: Path | None, copies: list[tuple[Path, Path]],
+           merged: list[dict], rows: list[dict], entry: dict) -> None:
+    """Move the replaced rows' files aside, copy the new ones in, then write merged.csv, manifest.csv and
+    merges.json. When any step fails (a full disk, an unreadable source file), every step done so far is undone
+    in reverse order and a BuildError says what failed: DST is left as it was."""
+    undo: list = []
+    try:
+        for r in gone:
+            for col in ("path", "mask"):
+                if r.get(col) and (dst / r[col]).exists():
+                    a, b = dst / r[col], replaced_dir / r[col]
+                    b.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(str(a), str(b))
+                    undo.append(lambda a=a, b=b: shutil.move(str(b), str(a)))
+        if gone:
+            write_manifest(replaced_dir / "manifest.csv", gone, MANIFEST_COLUMNS)
+        for a, b in copies:
+            b.parent.mkdir(parents=True, exist_ok=True)
+            if b.exists():  # a stray file at the new path (e.g. an earlier merge killed mid-copy): keep it aside
+                keep = b.with_name(f".{b.name}.before-merge")
+                b.replace(keep)
+                undo.append(lambda b=b, keep=keep: keep.replace(b))
+            undo.append(lambda b=b: b.unlink(missing_ok=True))
+            shutil.copy2(a, b)
+        log = dst / "merges.json"
+        history = json.loads(log.read_text()) if log.exists() else []
+        saved = {f: (dst / f).read_bytes() if (dst / f).exists() else None
+                 for f in (MERGED_FILE, "manifest.csv", "merges.json")}
+        undo.append(lambda: [(dst / f).write_bytes(b) if b is not None else (dst / f).unlink(missing_ok=True)
+                             for f, b in saved.items()])
+        _write_atomic(dst / MERGED_FILE, lambda p: write_manifest(p, merged, MANIFEST_COLUMNS))
+        _write_atomic(dst / "manifest.csv", lambda p: write_manifest(p, rows, MANIFEST_COLUMNS))
+        _write_atomic(log, lambda p: p.write_text(json.dumps(history + [entry], indent=2) + "\n"))
+    except BaseException as e:
+        failed = []
+        for step in reversed(undo):
+            try:
+                step()
+            except OSError as u:  # keep undoing the rest; report what could not be put back
+                failed.append(str(u))
+        if replaced_dir is not None and replaced_dir.exists() and not failed:
+            shutil.rmtree(replaced_dir)
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        note = "; could not undo: " + "; ".join(failed) if failed else "; nothing in the target was changed"
+        raise BuildError(f"merge into {dst} failed ({type(e).__name__}: {e}){note}") from e
+    for a, b in copies:  # the stray files set aside above are dropped only once the merge has succeeded
+        keep = b.with_name(f".{b.name}.before-merge")
+        keep.unlink(missing_ok=True)
 
 
 def merge_build(src: str | Path, dst: str | Path, renames: dict[str, str], *, replace: bool = False,
@@ -137,25 +200,12 @@ def merge_build(src: str | Path, dst: str | Path, renames: dict[str, str], *, re
             if not replaced_dir.exists():
                 break
             replaced_dir = replaced_dir.with_name(f"{replaced_dir.name.split('-')[0]}-{i}")
-        for r in gone:
-            for col in ("path", "mask"):
-                if r.get(col) and (dst / r[col]).exists():
-                    (replaced_dir / r[col]).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.move(str(dst / r[col]), str(replaced_dir / r[col]))
-        write_manifest(replaced_dir / "manifest.csv", gone, MANIFEST_COLUMNS)
-    for a, b in copies:
-        b.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(a, b)
-    write_manifest(dst / MERGED_FILE, kept_merged + new_rows, MANIFEST_COLUMNS)
-    write_manifest(dst / "manifest.csv", rows, MANIFEST_COLUMNS)
     entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "source": str(src.resolve()),
              "source_build": cfg_s, "renames": renames,
              "counts": dict(Counter(f"{r['kind']}/{r['generator']}" for r in new_rows)),
              "model_versions": sorted({r["model_version"] for r in new_rows if r.get("model_version")}),
              "replaced": {"rows": len(gone), "moved_to": str(replaced_dir.relative_to(dst))} if gone else None}
-    log = dst / "merges.json"
-    history = json.loads(log.read_text()) if log.exists() else []
-    log.write_text(json.dumps(history + [entry], indent=2) + "\n")
+    _apply(dst, gone, replaced_dir, copies, kept_merged + new_rows, rows, entry)
     summary = {"added": len(new_rows), "replaced": len(gone), "n": len(rows), "counts": entry["counts"]}
     if audit:
         from .audit import audit_manifest
