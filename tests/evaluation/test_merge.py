@@ -104,6 +104,14 @@ def test_bad_merges_are_one_clear_error(pair, real_folder, tiny_models, tmp_path
     with pytest.raises(BuildError, match="same real set"):
         merge_build(_build(other_real, tiny_models, tmp_path / "o", synthetic=["ddim"], manipulated=[]),
                     dst, {"ddim": "ddim-v"}, audit=False)
+    bad = shutil.copytree(src, tmp_path / "bad")
+    (bad / "build.json").write_text("{not json")
+    with pytest.raises(BuildError, match="build.json cannot be read"):
+        merge_build(bad, dst, {"ddim": "ddim-v"}, audit=False)
+    shutil.copy(src / "build.json", bad / "build.json")
+    (bad / "manifest.csv").write_text("path,modality\nimages/x.png,brain_mri\n")
+    with pytest.raises(BuildError, match="lacks the column.*kind, generator, split"):
+        merge_build(bad, dst, {"ddim": "ddim-v"}, audit=False)
     for text in ("ddim", "ddim=", "a=b,a=c", ""):
         with pytest.raises(BuildError):
             parse_renames(text)

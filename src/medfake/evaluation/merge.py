@@ -43,7 +43,25 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 def _build_config(root: Path, what: str) -> dict:
     if not (root / "manifest.csv").is_file() or not (root / "build.json").is_file():
         raise BuildError(f"{what} {root} is not a built data set (manifest.csv and build.json expected)")
-    return json.loads((root / "build.json").read_text())
+    try:
+        cfg = json.loads((root / "build.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BuildError(f"{what} {root}/build.json cannot be read: {e}") from e
+    if not isinstance(cfg, dict):
+        raise BuildError(f"{what} {root}/build.json is not a build record (a JSON object expected)")
+    return cfg
+
+
+def _manifest_rows(root: Path, what: str) -> list[dict]:
+    """read_rows with the columns a merge needs checked: one clear error for a hand-edited or foreign manifest."""
+    try:
+        rows = read_rows(root / "manifest.csv")
+    except (OSError, UnicodeDecodeError) as e:
+        raise BuildError(f"{what} {root}/manifest.csv cannot be read: {e}") from e
+    lacking = [c for c in ("path", "kind", "generator", "split") if rows and c not in rows[0]]
+    if lacking:
+        raise BuildError(f"{what} {root}/manifest.csv lacks the column(s) {', '.join(lacking)}")
+    return rows
 
 
 def parse_renames(text: str) -> dict[str, str]:
@@ -145,7 +163,7 @@ def merge_build(src: str | Path, dst: str | Path, renames: dict[str, str], *, re
     if cfg_s.get("real") != cfg_d.get("real"):
         raise BuildError(f"{src} was built from {cfg_s.get('real')} but {dst} from {cfg_d.get('real')}; "
                          "merged rows must come from the same real set (same splits)")
-    src_rows = read_rows(src / "manifest.csv")
+    src_rows = _manifest_rows(src, "source")
     have = sorted({r["generator"] for r in src_rows if r.get("kind") != "real"})
     missing = [g for g in renames if g not in have]
     if missing:
@@ -167,7 +185,7 @@ def merge_build(src: str | Path, dst: str | Path, renames: dict[str, str], *, re
     if clash and not replace:
         raise BuildError(f"{dst} already holds merged rows of {', '.join(clash)}; pass --replace to move them to "
                          f"{dst}/replaced/ and merge the new ones")
-    dst_rows = read_rows(dst / "manifest.csv")
+    dst_rows = _manifest_rows(dst, "target")
     taken = {r["generator"] for r in dst_rows} - merged_names
     if set(new_names) & taken:  # a hand-made manifest: rows the builder's log does not know and merged.csv neither
         raise BuildError(f"{dst}/manifest.csv has rows of {', '.join(sorted(set(new_names) & taken))} that no "
