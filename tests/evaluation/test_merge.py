@@ -120,7 +120,8 @@ def test_bad_merges_are_one_clear_error(pair, real_folder, tiny_models, tmp_path
 
 
 def _tree(root):
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's bytes and every folder (None), so a folder left behind counts as a change."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
 @pytest.mark.parametrize("fail_at", ["copy", "manifest"])
@@ -156,11 +157,34 @@ def test_failed_merge_puts_everything_back(pair, monkeypatch, fail_at):
         merge_build(src, dst, {"ddim": "ddim-v", "copy-move": "copy-move-b"}, replace=True, audit=False)
     assert len(calls) == (3 if fail_at == "copy" else 12)  # 4 fakes, 4 edits with their masks
     after = _tree(dst)
-    assert after.keys() == before.keys() and after == before
+    assert after.keys() == before.keys() and after == before  # no file and no folder (replaced/, images/...) left
     monkeypatch.undo()
     s = merge_build(src, dst, {"ddim": "ddim-v", "copy-move": "copy-move-b"}, replace=True, audit=False)
     assert s["added"] == 8 and s["replaced"] == 4
     assert stray.read_bytes() == (src / first_cm["path"]).read_bytes() and not list(dst.rglob(".*before-merge"))
+
+
+def test_shortcut_in_new_files_is_refused_before_writing(pair):
+    """New files that carry something the target's reals do not (here a tEXt chunk) fail the audit: nothing merged."""
+    from PIL import Image as PILImage
+    from PIL.PngImagePlugin import PngInfo
+
+    from medfake.evaluation.audit import ShortcutAuditError
+
+    src, dst = pair
+    for r in _rows(src):
+        if r["generator"] in ("ddim", "copy-move"):
+            info = PngInfo()
+            info.add_text("Software", "another generator")
+            with PILImage.open(src / r["path"]) as im:
+                im.load()
+            im.save(src / r["path"], pnginfo=info)
+    before = _tree(dst)
+    with pytest.raises(ShortcutAuditError, match="chunk_tEXt.*nothing was merged"):
+        merge_build(src, dst, {"ddim": "ddim-v", "copy-move": "copy-move-b"})
+    assert _tree(dst) == before
+    s = merge_build(src, dst, {"ddim": "ddim-v", "copy-move": "copy-move-b"}, audit=False)  # the user's choice
+    assert s["added"] == 8 and "audit" not in s
 
 
 def test_merge_cli(pair):

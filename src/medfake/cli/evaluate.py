@@ -84,7 +84,7 @@ def merge_cmd(
                                "their names in the target, e.g. ddpm=ddpm-v,repaint-ddim=repaint-ddim-v"),
     replace: bool = typer.Option(False, "--replace", help="replace rows an earlier merge added under these names "
                                  "(their files are moved to INTO/replaced/<time>/, not deleted)"),
-    audit: bool = typer.Option(True, help="run the shortcut audit on the merged manifest"),
+    audit: bool = typer.Option(True, help="run the shortcut audit on the merged set before writing"),
 ):
     """Add another build's rows of some generators/methods to a built data set under new names (e.g. a newer
     model's fakes beside the old ones); later `dataset build` runs on the target keep them."""

@@ -18,8 +18,11 @@ Rules:
 * Images and masks are copied to DST/images/<kind>/<new name>/... and DST/masks/manipulated/<new name>/...;
   `model_version`, seeds and sources are kept, so each row still names the model that made it. DST/merges.json
   records every merge (source folder, renames, counts, replaced rows).
+* The shortcut audit runs on the merged set (DST's files and SRC's new ones) before anything is written: new
+  files whose format differs from DST's reals are refused, nothing merged.
 * All or nothing: when a step fails half-way (a full disk, a source file that cannot be read), the files moved
-  or copied so far are put back and the manifests restored, and the error says so.
+  or copied so far are put back, the folders made for them removed and the manifests restored, and the error
+  says so.
 """
 
 from __future__ import annotations
@@ -101,24 +104,39 @@ def _write_atomic(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _makedirs(path: Path, undo: list) -> None:
+    """mkdir -p that records each folder it creates, so undoing removes them again (deepest first)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for d in reversed(missing):
+        d.mkdir()
+        undo.append(d.rmdir)
+
+
 def _apply(dst: Path, gone: list[dict], replaced_dir: Path | None, copies: list[tuple[Path, Path]],
-           merged: list[dict], rows: list[dict], entry: dict) -> None:
-    """Move the replaced rows' files aside, copy the new ones in, then write merged.csv, manifest.csv and
-    merges.json. When any step fails (a full disk, an unreadable source file), every step done so far is undone
-    in reverse order and a BuildError says what failed: DST is left as it was."""
+           merged: list[dict], rows: list[dict], entry: dict, audit: dict | None) -> None:
+    """Move the replaced rows' files aside, copy the new ones in, then write merged.csv, manifest.csv,
+    merges.json and audit.json. When any step fails (a full disk, an unreadable source file), every step done so
+    far is undone in reverse order, folders it created are removed, and a BuildError says what failed: DST is
+    left as it was."""
     undo: list = []
     try:
+        if gone:
+            _makedirs(replaced_dir, undo)
         for r in gone:
             for col in ("path", "mask"):
                 if r.get(col) and (dst / r[col]).exists():
                     a, b = dst / r[col], replaced_dir / r[col]
-                    b.parent.mkdir(parents=True, exist_ok=True)
+                    _makedirs(b.parent, undo)
                     shutil.move(str(a), str(b))
                     undo.append(lambda a=a, b=b: shutil.move(str(b), str(a)))
         if gone:
+            undo.append(lambda: (replaced_dir / "manifest.csv").unlink(missing_ok=True))
             write_manifest(replaced_dir / "manifest.csv", gone, MANIFEST_COLUMNS)
         for a, b in copies:
-            b.parent.mkdir(parents=True, exist_ok=True)
+            _makedirs(b.parent, undo)
             if b.exists():  # a stray file at the new path (e.g. an earlier merge killed mid-copy): keep it aside
                 keep = b.with_name(f".{b.name}.before-merge")
                 b.replace(keep)
@@ -128,12 +146,14 @@ def _apply(dst: Path, gone: list[dict], replaced_dir: Path | None, copies: list[
         log = dst / "merges.json"
         history = json.loads(log.read_text()) if log.exists() else []
         saved = {f: (dst / f).read_bytes() if (dst / f).exists() else None
-                 for f in (MERGED_FILE, "manifest.csv", "merges.json")}
+                 for f in (MERGED_FILE, "manifest.csv", "merges.json", "audit.json")}
         undo.append(lambda: [(dst / f).write_bytes(b) if b is not None else (dst / f).unlink(missing_ok=True)
                              for f, b in saved.items()])
         _write_atomic(dst / MERGED_FILE, lambda p: write_manifest(p, merged, MANIFEST_COLUMNS))
         _write_atomic(dst / "manifest.csv", lambda p: write_manifest(p, rows, MANIFEST_COLUMNS))
         _write_atomic(log, lambda p: p.write_text(json.dumps(history + [entry], indent=2) + "\n"))
+        if audit is not None:
+            _write_atomic(dst / "audit.json", lambda p: p.write_text(json.dumps(audit, indent=2) + "\n"))
     except BaseException as e:
         failed = []
         for step in reversed(undo):
@@ -141,8 +161,6 @@ def _apply(dst: Path, gone: list[dict], replaced_dir: Path | None, copies: list[
                 step()
             except OSError as u:  # keep undoing the rest; report what could not be put back
                 failed.append(str(u))
-        if replaced_dir is not None and replaced_dir.exists() and not failed:
-            shutil.rmtree(replaced_dir)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
         note = "; could not undo: " + "; ".join(failed) if failed else "; nothing in the target was changed"
@@ -191,7 +209,7 @@ def merge_build(src: str | Path, dst: str | Path, renames: dict[str, str], *, re
         raise BuildError(f"{dst}/manifest.csv has rows of {', '.join(sorted(set(new_names) & taken))} that no "
                          "earlier merge recorded; merge under another name")
 
-    new_rows, copies = [], []
+    new_rows, new_files, copies = [], [], []
     for r in src_rows:
         g = r.get("generator")
         if r.get("kind") == "real" or g not in renames:
@@ -205,6 +223,7 @@ def merge_build(src: str | Path, dst: str | Path, renames: dict[str, str], *, re
                     raise BuildError(f"{src}: {r[col]} is listed in its manifest but missing")
                 copies.append((src / r[col], dst / out[col]))
         new_rows.append(out)
+        new_files.append(src / r["path"])
     gone = [r for r in old_merged if r["generator"] in clash]
     kept_merged = [r for r in old_merged if r["generator"] not in clash]
     own = [r for r in dst_rows if r["generator"] not in merged_names]
@@ -223,10 +242,18 @@ def merge_build(src: str | Path, dst: str | Path, renames: dict[str, str], *, re
              "counts": dict(Counter(f"{r['kind']}/{r['generator']}" for r in new_rows)),
              "model_versions": sorted({r["model_version"] for r in new_rows if r.get("model_version")}),
              "replaced": {"rows": len(gone), "moved_to": str(replaced_dir.relative_to(dst))} if gone else None}
-    _apply(dst, gone, replaced_dir, copies, kept_merged + new_rows, rows, entry)
-    summary = {"added": len(new_rows), "replaced": len(gone), "n": len(rows), "counts": entry["counts"]}
-    if audit:
-        from .audit import audit_manifest
+    result = None
+    if audit and {r["kind"] == "real" for r in rows} == {True, False}:  # the merged set, audited before writing
+        from .audit import ShortcutAuditError, shortcut_audit
 
-        summary["audit"] = audit_manifest(rows, dst, out=dst / "audit.json", seed=int(cfg_d.get("seed", 0)))
+        kept = own + kept_merged
+        try:
+            result = shortcut_audit([dst / r["path"] for r in kept] + new_files,
+                                    [r["kind"] != "real" for r in kept + new_rows], seed=int(cfg_d.get("seed", 0)))
+        except ShortcutAuditError as e:
+            raise ShortcutAuditError(f"{e}; nothing was merged into {dst}") from e
+    _apply(dst, gone, replaced_dir, copies, kept_merged + new_rows, rows, entry, result)
+    summary = {"added": len(new_rows), "replaced": len(gone), "n": len(rows), "counts": entry["counts"]}
+    if result is not None:
+        summary["audit"] = result
     return summary

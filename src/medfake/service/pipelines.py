@@ -86,6 +86,13 @@ async def read_one(upload: UploadFile, settings: Settings, what: str = "image") 
     return name, img
 
 
+async def read_optional(upload, settings: Settings, what: str) -> Image | None:
+    """An optional upload field (mask, donor): None when the form left it out or sent it empty-named and empty."""
+    if upload is None or not hasattr(upload, "read") or not (upload.filename or upload.size):
+        return None
+    return (await read_one(upload, settings, what))[1]
+
+
 async def read_many(uploads: list, settings: Settings) -> list[dict]:
     """Each upload → {"name", "image"} or {"name", "status", "error"}; one bad file never fails the others."""
     uploads = [u for u in (uploads or []) if hasattr(u, "read")]

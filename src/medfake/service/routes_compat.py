@@ -14,7 +14,7 @@ from ..data.modalities import MODALITIES
 from . import backends
 from .encode import b64
 from .pipelines import (
-    build_mask, detect_images, job_images, jobs_of, manipulation_job, manipulation_params, read_one,
+    build_mask, detect_images, job_images, jobs_of, manipulation_job, manipulation_params, read_one, read_optional,
     refuse_model_path, settings_of, submit, synthesis_job, synthesis_params, wait_job, with_timeout,
 )
 
@@ -62,9 +62,7 @@ async def manipulate(request: Request, image: UploadFile = File(...), mask: Opti
     """Edit a region and answer when done: base64 PNGs of the original, the mask and the manipulated image."""
     settings = settings_of(request)
     name, img = await read_one(image, settings)
-    mask_img = None
-    if mask is not None and hasattr(mask, "read") and (mask.filename or mask.size):
-        _, mask_img = await read_one(mask, settings, "mask")
+    mask_img = await read_optional(mask, settings, "mask")
     m = backends.manipulation()
     if method is None:
         names = backends.method_names(m)

@@ -13,7 +13,7 @@ from . import backends
 from .encode import png_url
 from .pipelines import (
     build_mask, detect_images, jobs_of, manipulation_job, manipulation_params, manipulation_payload, read_many,
-    read_one, refuse_model_path, run_manipulation, settings_of, submit, synthesis_job, synthesis_params,
+    read_one, read_optional, refuse_model_path, run_manipulation, settings_of, submit, synthesis_job, synthesis_params,
     with_timeout,
 )
 
@@ -81,12 +81,8 @@ async def manipulate(request: Request, image: UploadFile = File(..., description
     """Edit a region. Classical methods answer inline (PNG + DICOM data URLs); diffusion methods return a job."""
     settings = settings_of(request)
     name, img = await read_one(image, settings)
-    mask_img = None
-    if mask is not None and hasattr(mask, "read") and (mask.filename or mask.size):
-        _, mask_img = await read_one(mask, settings, "mask")
-    donor_img = None
-    if donor is not None and hasattr(donor, "read") and (donor.filename or donor.size):
-        _, donor_img = await read_one(donor, settings, "donor")
+    mask_img = await read_optional(mask, settings, "mask")
+    donor_img = await read_optional(donor, settings, "donor")
     params = manipulation_params(settings, method=method, label=label, modality=modality, seed=seed, generator=generator,
                                  steps=steps)
     m = await run_in_threadpool(build_mask, img, mask_img, rect, ellipse, polygon, feather)
