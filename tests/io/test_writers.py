@@ -43,6 +43,17 @@ def test_secondary_capture_carries_provenance(tmp_path, bits):
     assert ds2.SOPInstanceUID != ds.SOPInstanceUID and ds2.SeriesInstanceUID != ds.SeriesInstanceUID
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_secondary_capture_reads_back_like_its_png(tmp_path, bits):
+    """An image that does not span 0..1 is not stretched on reading: the DICOM and the PNG give the same pixels."""
+    img = Image(np.linspace(0.1, 0.7, 64 * 64, dtype=np.float32).reshape(64, 64), Meta(modality="lung_ct"))
+    d = read_image(write_dicom(img, tmp_path / "s.dcm", Provenance("synthetic", "ddpm", "ddpm-test", {}), bits=bits))
+    png = read_image(write_png(img, tmp_path / "s.png", bits=bits))
+    assert d.meta.window == ((2**bits - 1) / 2, 2**bits - 1)
+    np.testing.assert_allclose(d.array, png.array, atol=1e-6)
+    assert 0.09 < d.array.min() < 0.11 and 0.69 < d.array.max() < 0.71
+
+
 def test_derived_dicom_keeps_geometry_and_stored_values(tmp_path):
     src = get_testdata_file("CT_small.dcm", download=False)
     img = read_image(src)
