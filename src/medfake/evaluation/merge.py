@@ -116,7 +116,7 @@ def _makedirs(path: Path, undo: list) -> None:
 
 
 def _apply(dst: Path, gone: list[dict], replaced_dir: Path | None, copies: list[tuple[Path, Path]],
-           merged: list[dict], rows: list[dict], entry: dict, audit: dict | None) -> None:
+           merged: list[dict], rows: list[dict], entry: dict, audit_result: dict | None) -> None:
     """Move the replaced rows' files aside, copy the new ones in, then write merged.csv, manifest.csv,
     merges.json and audit.json. When any step fails (a full disk, an unreadable source file), every step done so
     far is undone in reverse order, folders it created are removed, and a BuildError says what failed: DST is
@@ -125,6 +125,8 @@ def _apply(dst: Path, gone: list[dict], replaced_dir: Path | None, copies: list[
     try:
         if gone:
             _makedirs(replaced_dir, undo)
+            undo.append(lambda: (replaced_dir / "manifest.csv").unlink(missing_ok=True))
+            write_manifest(replaced_dir / "manifest.csv", gone, MANIFEST_COLUMNS)
         for r in gone:
             for col in ("path", "mask"):
                 if r.get(col) and (dst / r[col]).exists():
@@ -132,9 +134,6 @@ def _apply(dst: Path, gone: list[dict], replaced_dir: Path | None, copies: list[
                     _makedirs(b.parent, undo)
                     shutil.move(str(a), str(b))
                     undo.append(lambda a=a, b=b: shutil.move(str(b), str(a)))
-        if gone:
-            undo.append(lambda: (replaced_dir / "manifest.csv").unlink(missing_ok=True))
-            write_manifest(replaced_dir / "manifest.csv", gone, MANIFEST_COLUMNS)
         for a, b in copies:
             _makedirs(b.parent, undo)
             if b.exists():  # a stray file at the new path (e.g. an earlier merge killed mid-copy): keep it aside
@@ -152,8 +151,8 @@ def _apply(dst: Path, gone: list[dict], replaced_dir: Path | None, copies: list[
         _write_atomic(dst / MERGED_FILE, lambda p: write_manifest(p, merged, MANIFEST_COLUMNS))
         _write_atomic(dst / "manifest.csv", lambda p: write_manifest(p, rows, MANIFEST_COLUMNS))
         _write_atomic(log, lambda p: p.write_text(json.dumps(history + [entry], indent=2) + "\n"))
-        if audit is not None:
-            _write_atomic(dst / "audit.json", lambda p: p.write_text(json.dumps(audit, indent=2) + "\n"))
+        if audit_result is not None:
+            _write_atomic(dst / "audit.json", lambda p: p.write_text(json.dumps(audit_result, indent=2) + "\n"))
     except BaseException as e:
         failed = []
         for step in reversed(undo):
@@ -246,10 +245,9 @@ def merge_build(src: str | Path, dst: str | Path, renames: dict[str, str], *, re
     if audit and {r["kind"] == "real" for r in rows} == {True, False}:  # the merged set, audited before writing
         from .audit import ShortcutAuditError, shortcut_audit
 
-        kept = own + kept_merged
-        try:
-            result = shortcut_audit([dst / r["path"] for r in kept] + new_files,
-                                    [r["kind"] != "real" for r in kept + new_rows], seed=int(cfg_d.get("seed", 0)))
+        try:  # rows = own + kept_merged + new_rows; the new rows' files are still in SRC
+            result = shortcut_audit([dst / r["path"] for r in own + kept_merged] + new_files,
+                                    [r["kind"] != "real" for r in rows], seed=int(cfg_d.get("seed", 0)))
         except ShortcutAuditError as e:
             raise ShortcutAuditError(f"{e}; nothing was merged into {dst}") from e
     _apply(dst, gone, replaced_dir, copies, kept_merged + new_rows, rows, entry, result)
