@@ -8,11 +8,16 @@ ellipse mask (seeded) is drawn; the manipulated image's Sobel gradient magnitude
 pixels within 1 px of the mask's edge (`edge`) and of its feathered support's edge (`support edge`), and on
 all other pixels (`rest`). The table gives mean(edge)/mean(rest) for the manipulated image next to the same
 ratio for the untouched image with the same mask (`orig`): a seam shows up as a ratio well above `orig`.
+Inside the mask (eroded by 2 px, away from the seam) two more columns: `texture` = mean gradient of the result
+over that of the original (below 1: smoother than the anatomy it replaced, e.g. a blurry inpainting) and
+`bias` = mean intensity of the result minus that of the original, in [0, 1] display units (a dark smear shows as a
+negative bias). With `--diffusion`, RePaint runs in the variants of DIFFUSION (the shipped default DDPM).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -26,6 +31,11 @@ from medfake.manipulation import make_mask, manipulate
 
 CLASSICAL = [("copy-move", {}), ("splice", {"blend": "alpha"}), ("splice", {"blend": "poisson"}),
              ("retouch", {"mode": "blur", "sigma": 3.0}), ("retouch", {"mode": "noise", "noise_std": 0.05})]
+# RePaint variants (CPU-sized, --ddim-steps steps each): the fast DDIM variant (jump 5 × 2) at η = 0, 0.5 and 1 (its
+# default since 2026-12-02), and ancestral RePaint on respaced steps with the paper's jump 10 × 10
+DIFFUSION = {"ddim-eta0": ("repaint-ddim", {"eta": 0.0}), "ddim-eta0.5": ("repaint-ddim", {"eta": 0.5}),
+             "ddim-eta1": ("repaint-ddim", {"eta": 1.0}),
+             "ancestral": ("repaint", {})}
 
 
 def grad(a: np.ndarray) -> np.ndarray:
@@ -63,20 +73,24 @@ def main():
     ap.add_argument("--n", type=int, default=20, help="images per modality")
     ap.add_argument("--feather", type=float, nargs="+", default=[0.0, 4.0])
     ap.add_argument("--data", type=Path, default=SHARED)
-    ap.add_argument("--diffusion", action="store_true", help="also run repaint-ddim (needs a DDPM in --models-dir)")
+    ap.add_argument("--diffusion", action="store_true", help="also run the RePaint variants (needs a DDPM in --models-dir)")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
-    ap.add_argument("--ddim-steps", type=int, default=50)
+    ap.add_argument("--ddim-steps", type=int, default=50, help="steps of every RePaint variant")
+    ap.add_argument("--variants", nargs="+", choices=list(DIFFUSION), default=list(DIFFUSION),
+                    help="which RePaint variants --diffusion runs")
+    ap.add_argument("--skip-classical", action="store_true")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
     images, desc = load_images(args.n, args.data)
-    methods = list(CLASSICAL)
+    methods = [] if args.skip_classical else list(CLASSICAL)
     if args.diffusion:
-        methods.append(("repaint-ddim", {"steps": args.ddim_steps, "models_dir": args.models_dir}))
+        methods += [(m, {**kw, "steps": args.ddim_steps, "models_dir": args.models_dir})
+                    for m, kw in (DIFFUSION[v] for v in args.variants)]
     rows = []
     t0 = time.time()
     for method, params in methods:
         for feather in args.feather:
-            r_edge, r_sup, r_orig, secs = [], [], [], []
+            r_edge, r_sup, r_orig, secs, tex, bias = [], [], [], [], [], []
             for i, img in enumerate(images):
                 rng = np.random.default_rng(i)
                 h, w = img.shape
@@ -89,7 +103,7 @@ def main():
                 if method == "splice":
                     kw["donor"] = images[(i + 1) % len(images)] if images[(i + 1) % len(images)].meta.modality == \
                         img.meta.modality else images[i - 1]
-                if method == "repaint-ddim":
+                if method.startswith("repaint"):
                     kw["label"] = img.meta.label or None
                 s = time.perf_counter()
                 res = manipulate(img, mask, method, seed=i, **kw)
@@ -100,16 +114,25 @@ def main():
                 r_edge.append(g_new[edge].mean() / g_new[rest].mean())
                 r_sup.append(g_new[sup].mean() / g_new[rest].mean())
                 r_orig.append(g_old[edge].mean() / g_old[rest].mean())
+                inner = ndimage.binary_erosion(base, iterations=2)
+                tex.append(g_new[inner].mean() / max(g_old[inner].mean(), 1e-6))
+                bias.append(float(res.image.array[inner].mean() - img.array[inner].mean()))
             name = method + (f" ({next(iter(params.values()))})" if method in ("splice", "retouch") else "")
+            if method.startswith("repaint"):
+                name += f" ({params['steps']} steps" + (f", η = {params['eta']:g}" if "eta" in params else "") + ")"
             rows.append((name, feather, np.mean(r_edge), np.std(r_edge), np.mean(r_sup), np.mean(r_orig),
-                         1000 * np.mean(secs)))
+                         np.mean(tex), np.mean(bias), np.mean(np.abs(bias)), 1000 * np.mean(secs)))
             print(rows[-1])
-    body = [f"Data: {desc}. Random ellipse masks (radii 8–16 % of the image), seeded; gradient = Sobel magnitude "
+    ddpm = json.loads((args.models_dir / "ddpm.json").read_text()).get("version", "?") if args.diffusion else None
+    body = ([f"RePaint model: `ddpm` {ddpm} from {args.models_dir}.", ""] if ddpm else []) + [
+            f"Data: {desc}. Random ellipse masks (radii 8–16 % of the image), seeded; gradient = Sobel magnitude "
             "on the output's [0, 1] display array.", "",
-            "| method | feather px | edge/rest (mean ± sd) | support-edge/rest | orig edge/rest | ms/image |",
-            "|---|---|---|---|---|---|"]
-    for name, f, me, se, ms, mo, t in rows:
-        body.append(f"| {name} | {f:g} | {me:.2f} ± {se:.2f} | {ms:.2f} | {mo:.2f} | {t:.1f} |")
+            "| method | feather px | edge/rest (mean ± sd) | support-edge/rest | orig edge/rest | texture inside "
+            "(result/orig) | bias inside (mean, mean abs) | ms/image |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, f, me, se, ms, mo, tx, b, ab, t in rows:
+        body.append(f"| {name} | {f:g} | {me:.2f} ± {se:.2f} | {ms:.2f} | {mo:.2f} | {tx:.2f} | {b:+.3f}, {ab:.3f} "
+                    f"| {t:.1f} |")
     body.append("")
     body.append(f"Total {time.time() - t0:.0f} s.")
     text = "\n".join(body)

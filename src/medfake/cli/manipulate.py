@@ -33,7 +33,7 @@ def manipulate_cmd(
     steps: Optional[int] = typer.Option(None, "--steps", help="diffusion steps (repaint 250, repaint-ddim 50)"),
     jump_length: Optional[int] = typer.Option(None, "--jump-length", help="RePaint jump length (repaint 10, ddim 5)"),
     jump_n_sample: Optional[int] = typer.Option(None, "--jump-n-sample", help="RePaint resamplings (repaint 10, ddim 2)"),
-    eta: float = typer.Option(0.0, "--eta", help="repaint-ddim: DDIM eta"),
+    eta: float = typer.Option(1.0, "--eta", help="repaint-ddim: DDIM eta (1 = stochastic, the weakest seam)"),
     guidance: float = typer.Option(1.0, "--guidance", help="classifier-free guidance scale"),
     context: Optional[float] = typer.Option(None, "--context", help="crop margin around the mask, × the mask's extent"),
     generator: str = typer.Option("ddpm", "--generator", help="DDPM model name in the models folder"),

@@ -12,7 +12,8 @@ num_train_timesteps). Reverse steps use MONAI's schedulers with the noise schedu
   with fewer steps it is the DDPM posterior of the respaced chain, which equals ``DDIMScheduler.step`` with
   η = 1 (Song et al. 2021, eq. 16) — MONAI's ``DDPMScheduler.step`` assumes consecutive timesteps, so it is
   only used when no respacing is needed.
-* ``sampler="ddim"`` (the fast variant, "repaint-ddim"): ``DDIMScheduler.step`` with the given η (default 0).
+* ``sampler="ddim"`` (the fast variant, "repaint-ddim"): ``DDIMScheduler.step`` with the given η
+  (``repaint_ddim`` passes 1 by default: the weakest seam in benchmarks/manipulation_seams.py).
 
 Everything random is drawn from one ``torch.Generator``, so a seed fixes the result.
 """
