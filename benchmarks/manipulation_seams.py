@@ -73,7 +73,8 @@ def main():
     ap.add_argument("--n", type=int, default=20, help="images per modality")
     ap.add_argument("--feather", type=float, nargs="+", default=[0.0, 4.0])
     ap.add_argument("--data", type=Path, default=SHARED)
-    ap.add_argument("--diffusion", action="store_true", help="also run the RePaint variants (needs a DDPM in --models-dir)")
+    ap.add_argument("--diffusion", action="store_true",
+                    help="also run the RePaint variants (needs a DDPM in --models-dir)")
     ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
     ap.add_argument("--ddim-steps", type=int, default=50, help="steps of every RePaint variant")
     ap.add_argument("--variants", nargs="+", choices=list(DIFFUSION), default=list(DIFFUSION),
