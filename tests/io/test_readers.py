@@ -56,6 +56,19 @@ def test_ct_rescale_and_windows():
     assert np.all(explicit.array[hu >= 240] == 1.0)
 
 
+def test_file_window_matches_dicom_voi_function():
+    """MR_small.dcm carries a window (600/1600): our display equals pydicom's apply_windowing (DICOM's linear VOI
+    function, what a viewer shows), rescaled from its signed 16-bit output range to [0, 1]."""
+    import pydicom
+    from pydicom.pixels import apply_windowing
+
+    ds = pydicom.dcmread(dcm("MR_small.dcm"))
+    img = read_image(dcm("MR_small.dcm"))
+    assert img.meta.window == (600.0, 1600.0)
+    viewer = (apply_windowing(ds.pixel_array.astype(np.float64), ds) + 32768.0) / 65535.0
+    np.testing.assert_allclose(img.array, viewer, atol=1e-6)
+
+
 def test_monochrome1_is_inverted(tmp_path):
     import pydicom
 

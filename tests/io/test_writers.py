@@ -4,6 +4,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_windowing
 
 from medfake.io import Image, Meta, Provenance, native_stored_values, read_image, write_dicom, write_png
 
@@ -45,12 +46,17 @@ def test_secondary_capture_carries_provenance(tmp_path, bits):
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_secondary_capture_reads_back_like_its_png(tmp_path, bits):
-    """An image that does not span 0..1 is not stretched on reading: the DICOM and the PNG give the same pixels."""
+    """An image that does not span 0..1 is not stretched on reading: the DICOM and the PNG give the same pixels, in
+    our reader and under pydicom's implementation of DICOM windowing (what a viewer shows)."""
     img = Image(np.linspace(0.1, 0.7, 64 * 64, dtype=np.float32).reshape(64, 64), Meta(modality="lung_ct"))
-    d = read_image(write_dicom(img, tmp_path / "s.dcm", Provenance("synthetic", "ddpm", "ddpm-test", {}), bits=bits))
+    path = write_dicom(img, tmp_path / "s.dcm", Provenance("synthetic", "ddpm", "ddpm-test", {}), bits=bits)
+    d = read_image(path)
     png = read_image(write_png(img, tmp_path / "s.png", bits=bits))
-    assert d.meta.window == ((2**bits - 1) / 2, 2**bits - 1)
+    assert d.meta.window == (2 ** (bits - 1), 2**bits)
     np.testing.assert_allclose(d.array, png.array, atol=1e-6)
+    ds = pydicom.dcmread(path)
+    viewer = apply_windowing(ds.pixel_array.astype(np.float64), ds) / (2**bits - 1)  # unsigned: y in 0..2^bits − 1
+    np.testing.assert_allclose(viewer, png.array, atol=1e-6)
     assert 0.09 < d.array.min() < 0.11 and 0.69 < d.array.max() < 0.71
 
 

@@ -54,6 +54,14 @@ def parse_window(window) -> tuple[float, float] | None:
     return c, w
 
 
+def window_bounds(centre: float, width: float) -> tuple[float, float]:
+    """The values a window (centre, width) shows as black and as white: DICOM's linear VOI function (PS3.3
+    C.11.2.1.2.1, what pydicom's ``apply_windowing`` and PACS viewers apply), y = (x − (c − 0.5)) / (w − 1) + 0.5
+    clipped to [0, 1]. A width ≤ 1 is a threshold at c − 0.5."""
+    half = max(width - 1.0, 1e-6) / 2.0
+    return centre - 0.5 - half, centre - 0.5 + half
+
+
 def sniff_format(path: Path, head: bytes) -> str:
     name = path.name.lower()
     if len(head) >= 132 and head[128:132] == b"DICM":
@@ -249,14 +257,14 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[I
         used_window = None
         if win is not None:
             c, w = win
-            lo, hi = c - w / 2.0, c + w / 2.0
+            lo, hi = window_bounds(c, w)
             used_window = (c, w)
         elif spp == 1 and "WindowCenter" in ds and "WindowWidth" in ds and photometric_eff != "RGB→L":
             wc, ww = ds.WindowCenter, ds.WindowWidth
             c = float(wc[0] if isinstance(wc, pydicom.multival.MultiValue) else wc)
             w = float(ww[0] if isinstance(ww, pydicom.multival.MultiValue) else ww)
             if w > 1:
-                lo, hi = c - w / 2.0, c + w / 2.0
+                lo, hi = window_bounds(c, w)
                 used_window = (c, w)
             else:
                 lo, hi = float(vals.min()), float(vals.max())
@@ -337,8 +345,7 @@ def _read_nifti(path: Path, data: bytes, win, axis: int, slice_index, max_pixels
         if not 0 <= idx[0] < n:
             raise ImageReadError(path, f"slice {idx[0]} out of range (0..{n - 1}) on axis {axis}")
     if win is not None:
-        c, w = win
-        lo, hi = c - w / 2.0, c + w / 2.0
+        lo, hi = window_bounds(*win)
     else:
         lo, hi = float(vol.min()), float(vol.max())
         if hi <= lo:

@@ -101,10 +101,10 @@ def dicom_secondary_capture(image: Image, prov: Provenance, *, bits: int = 8, pa
     ds.BitsStored = bits
     ds.HighBit = bits - 1
     ds.PixelRepresentation = 0
-    # the full stored range as the window: readers (ours included) show the pixels as the PNG of the same image,
-    # instead of stretching each image's own min..max, so a PNG and a DICOM of one sample read back alike
-    top = (1 << bits) - 1
-    ds.WindowCenter, ds.WindowWidth = top / 2, top
+    # the full stored range as the window, so that readers (ours, pydicom's apply_windowing, PACS viewers) show
+    # stored value v as v / (2^bits − 1), as the PNG of the same image, instead of stretching each image's own
+    # min..max: under DICOM's linear VOI function, centre 2^(bits−1) and width 2^bits map 0 → black, 2^bits − 1 → white
+    ds.WindowCenter, ds.WindowWidth = 1 << (bits - 1), 1 << bits
     _mark(ds, prov)
     ds.PixelData = to_uint(image.array, bits).tobytes()
     ds["PixelData"].VR = "OB" if bits == 8 else "OW"
