@@ -39,6 +39,31 @@ def test_cli_end_to_end_dicom_copy_move(inputs, tmp_path):
     assert rec["feathered"] is True
 
 
+@pytest.mark.parametrize("method, extra, feathered", [
+    ("repaint-ddim", [], True),  # the diffusion methods' default: 2 px (no seam, benchmarks/manipulation_seams.py)
+    ("repaint-ddim", ["--feather", "0"], False),  # an explicit 0: exactly the drawn mask
+    ("retouch", [], False),  # classical methods: no feather unless asked
+])
+def test_cli_default_feather_per_method(inputs, tiny_ddpm_dir, tmp_path, method, extra, feathered):
+    from medfake.manipulation import default_feather
+
+    out = tmp_path / "o"
+    args = ["manipulate", inputs["png8"], "--rect", "40,40,70,60", "--method", method, "--out", out, "--stem", "r"]
+    if method == "repaint-ddim":
+        args += ["--modality", "brain_mri", "--label", "glioma", "--steps", "4", "--jump-length", "2",
+                 "--jump-n-sample", "2", "--models-dir", tiny_ddpm_dir]
+    code, text = _run(args + extra)
+    assert code == 0, text
+    mask = np.asarray(PILImage.open(out / "r_mask.png")) == 255
+    drawn = np.zeros_like(mask)
+    drawn[40:60, 40:70] = True
+    assert mask[drawn].all()
+    # the written mask is the support that may differ: the drawn rect grown by the feather, or the rect itself
+    assert bool(mask.sum() > drawn.sum()) is feathered and bool(mask.sum() == drawn.sum()) is (not feathered)
+    assert json.loads((out / "r.json").read_text())["feathered"] is feathered
+    assert default_feather(method) == (2.0 if method == "repaint-ddim" else 0.0)
+
+
 def test_cli_png16_retouch(inputs, tmp_path):
     code, text = _run(["manipulate", inputs["png16"], "--polygon", "50,50,120,60,80,120", "--method", "retouch",
                        "--mode", "noise", "--out", tmp_path / "o"])

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from medfake.manipulation import make_mask
+
 from .service_helpers import png_bytes_of, smooth_image, wait_job
 from .test_api import assert_json_error
 
@@ -147,6 +149,8 @@ def test_v1_manipulate_diffusion_runs_as_job(client):
     mask = png_array(z.read("mask.png")) > 0
     assert out.shape == (128, 128) and mask.any()
     assert np.array_equal(out[~mask], orig[~mask])
+    drawn = make_mask((128, 128), ellipse=(64, 64, 20, 16))
+    assert mask[drawn].all() and mask.sum() > drawn.sum()  # RePaint's default 2 px feather grew the support
     files = client.get(f"/v1/jobs/{j['id']}?images=true").json()["files"]
     assert files["result.png"].startswith("data:image/png;base64,")
 

@@ -74,15 +74,16 @@ def demo_cmd(
         from pydicom.data import get_testdata_file
 
         from ..io import read_image
-        from ..manipulation import make_mask, manipulate, save_result
+        from ..manipulation import default_feather, make_mask, manipulate, save_result
 
         src = Path(get_testdata_file("CT_small.dcm", download=False))
         originals.append(src)
         img = read_image(src)
         img.meta.modality = "lung_ct"
         h, w = img.shape
-        mask = make_mask(img.shape, rect=(w // 2 - 14, h // 2 - 14, w // 2 + 14, h // 2 + 14))
+        rect = (w // 2 - 14, h // 2 - 14, w // 2 + 14, h // 2 + 14)
         for method, kw in (("copy-move", {}), ("repaint-ddim", {"label": "COVID", "steps": steps})):
+            mask = make_mask(img.shape, rect=rect, feather=default_feather(method))  # as `medfake manipulate` does
             res = manipulate(img, mask, method, seed=seed, **kw)
             paths = save_result(res, out / "manipulated", f"CT_small_{method}")
             written += [Path(p) for k, p in paths.items() if k == "image"]

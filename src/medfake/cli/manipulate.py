@@ -19,7 +19,9 @@ def manipulate_cmd(
     ellipse: Optional[str] = typer.Option(None, "--ellipse", help="CX,CY,RX,RY"),
     polygon: Optional[str] = typer.Option(None, "--polygon", help="X,Y,X,Y,... (at least 3 points)"),
     mask: Optional[Path] = typer.Option(None, "--mask", help="mask image of the same size (white = edit)"),
-    feather: float = typer.Option(0.0, "--feather", help="soft edge: alpha falls to 0 over this many px outside the mask"),
+    feather: Optional[float] = typer.Option(
+        None, "--feather", help="soft edge: alpha falls to 0 over this many px outside the mask "
+                                "(default: 2 for repaint/repaint-ddim, which removes their seam; 0 otherwise)"),
     label: Optional[str] = typer.Option(None, "--label", "-l", help="target class (diffusion: lesion injects, healthy removes)"),
     modality: Optional[str] = typer.Option(None, "--modality", "-m", help="brain_mri, chest_xray, lung_ct, kidney_ct, breast_us, knee_xray"),
     donor: Optional[Path] = typer.Option(None, "--donor", help="donor image for splice (same modality)"),
@@ -48,7 +50,7 @@ def manipulate_cmd(
     from ..data.modalities import check_modality
     from ..io.errors import MedfakeError
     from ..io.readers import read_image
-    from ..manipulation import DIFFUSION_METHODS, METHODS, make_mask, manipulate, save_result
+    from ..manipulation import DIFFUSION_METHODS, METHODS, default_feather, make_mask, manipulate, save_result
 
     if method not in METHODS:
         fail(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -65,7 +67,7 @@ def manipulate_cmd(
             fail(f"{method} needs the image's modality: pass --modality (one of brain_mri, chest_xray, lung_ct, "
                  "kidney_ct, breast_us, knee_xray)")
         m = make_mask(img.shape, rect=rect, ellipse=ellipse, polygon=polygon,
-                      mask_image=mask, feather=feather)
+                      mask_image=mask, feather=default_feather(method) if feather is None else feather)
         donor_img = None
         if method == "splice":
             if donor is None:

@@ -240,7 +240,8 @@ def build_mask(image: Image, mask_img: Image | None, rect: str | None, ellipse: 
 
 
 def manipulation_params(settings: Settings, *, method: str, label: str | None, modality: str | None, seed: int,
-                        generator: str | None, steps: int | None = None) -> dict:
+                        generator: str | None, steps: int | None = None, feather: float | None = None) -> dict:
+    """Check a manipulation request's parameters; `feather` None = the method's default (2 px for RePaint)."""
     m = backends.manipulation()
     methods = backends.method_names(m)
     if method not in methods:
@@ -263,7 +264,8 @@ def manipulation_params(settings: Settings, *, method: str, label: str | None, m
                                         settings, kind="generator", what="generator")
     return {"method": method, "label": label or None, "modality": modality or None, "seed": seed,
             "generator": generator if diffusion else None, "diffusion": diffusion,
-            "steps": steps if diffusion else None}
+            "steps": steps if diffusion else None,
+            "feather": float(m.default_feather(method) if feather is None else feather)}
 
 
 def run_manipulation(image: Image, mask: np.ndarray, params: dict, settings: Settings, donor: Image | None = None,

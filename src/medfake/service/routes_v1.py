@@ -73,7 +73,8 @@ async def manipulate(request: Request, image: UploadFile = File(..., description
                      rect: Optional[str] = Form(None, description="x1,y1,x2,y2 in image pixels (half-open)"),
                      ellipse: Optional[str] = Form(None, description="cx,cy,rx,ry in image pixels"),
                      polygon: Optional[str] = Form(None, description="x,y,x,y,... (≥ 3 points) in image pixels"),
-                     feather: float = Form(0.0, ge=0.0, le=64.0),
+                     feather: Optional[float] = Form(None, ge=0.0, le=64.0,
+                                                     description="soft edge in px (default: 2 for RePaint, else 0)"),
                      method: str = Form(..., description="see GET /v1/models → manipulation_methods"),
                      label: Optional[str] = Form(None), modality: Optional[str] = Form(None),
                      seed: int = Form(0), generator: Optional[str] = Form(None),
@@ -84,8 +85,8 @@ async def manipulate(request: Request, image: UploadFile = File(..., description
     mask_img = await read_optional(mask, settings, "mask")
     donor_img = await read_optional(donor, settings, "donor")
     params = manipulation_params(settings, method=method, label=label, modality=modality, seed=seed, generator=generator,
-                                 steps=steps)
-    m = await run_in_threadpool(build_mask, img, mask_img, rect, ellipse, polygon, feather)
+                                 steps=steps, feather=feather)
+    m = await run_in_threadpool(build_mask, img, mask_img, rect, ellipse, polygon, params["feather"])
     if params["diffusion"]:
         job = submit(jobs_of(request), "manipulation", manipulation_job(settings, img, m, params, donor_img),
                      {k: v for k, v in params.items()} | {"filename": name})
