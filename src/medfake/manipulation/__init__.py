@@ -13,7 +13,8 @@ from .masks import (
 from .repaint import count_model_calls, jump_schedule, repaint_loop
 
 __all__ = [
-    "METHODS", "DIFFUSION_METHODS", "DEFAULT_FEATHER", "default_feather", "ManipulationResult", "ManipulationError", "make_mask", "feather_mask",
+    "METHODS", "DIFFUSION_METHODS", "DEFAULT_FEATHER", "default_feather", "ManipulationResult", "ManipulationError",
+    "make_mask", "feather_mask",
     "mask_bounds", "mask_from_geometry", "random_mask_geometry", "manipulate", "repaint", "repaint_ddim",
     "copy_move", "splice", "retouch", "save_result",
     "repaint_loop", "jump_schedule", "count_model_calls", "poisson_blend",
