@@ -80,8 +80,9 @@ def demo_cmd(
         originals.append(src)
         img = read_image(src)
         img.meta.modality = "lung_ct"
-        h, w = img.shape
-        rect = (w // 2 - 14, h // 2 - 14, w // 2 + 14, h // 2 + 14)
+        # CT_small.dcm is a 128 px crop around the spine; its lung fields are the upper corners. The 28 px square
+        # lies in the left one, where an attacker (CT-GAN) would inject a lesion.
+        rect = (4, 12, 32, 40)
         for method, kw in (("copy-move", {}), ("repaint-ddim", {"label": "COVID", "steps": steps})):
             mask = make_mask(img.shape, rect=rect, feather=default_feather(method))  # as `medfake manipulate` does
             res = manipulate(img, mask, method, seed=seed, **kw)
