@@ -60,7 +60,8 @@ def test_cli_default_feather_per_method(inputs, tiny_ddpm_dir, tmp_path, method,
     assert mask[drawn].all()
     # the written mask is the support that may differ: the drawn rect grown by the feather, or the rect itself
     assert bool(mask.sum() > drawn.sum()) is feathered and bool(mask.sum() == drawn.sum()) is (not feathered)
-    assert json.loads((out / "r.json").read_text())["feathered"] is feathered
+    rec = json.loads((out / "r.json").read_text())
+    assert rec["feathered"] is feathered and rec["feather_px"] == (2.0 if feathered else 0.0)
     assert default_feather(method) == (2.0 if method == "repaint-ddim" else 0.0)
 
 

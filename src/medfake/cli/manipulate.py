@@ -66,8 +66,8 @@ def manipulate_cmd(
         if method in DIFFUSION_METHODS and img.meta.modality is None:
             fail(f"{method} needs the image's modality: pass --modality (one of brain_mri, chest_xray, lung_ct, "
                  "kidney_ct, breast_us, knee_xray)")
-        m = make_mask(img.shape, rect=rect, ellipse=ellipse, polygon=polygon,
-                      mask_image=mask, feather=default_feather(method) if feather is None else feather)
+        feather = default_feather(method) if feather is None else feather
+        m = make_mask(img.shape, rect=rect, ellipse=ellipse, polygon=polygon, mask_image=mask, feather=feather)
         donor_img = None
         if method == "splice":
             if donor is None:
@@ -102,6 +102,7 @@ def manipulate_cmd(
                                  **params)
         else:
             res = manipulate(img, m, method, label=label, donor=donor_img, seed=seed, **params)
+        res.record["feather_px"] = float(feather)  # the sidecar says how the mask was softened
         paths = save_result(res, out, stem or f"{image.name.split('.')[0]}_{method}")
     except (MedfakeError, ValueError) as e:
         fail(str(e))
