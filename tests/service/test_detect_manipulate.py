@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -151,6 +152,7 @@ def test_v1_manipulate_diffusion_runs_as_job(client):
     assert np.array_equal(out[~mask], orig[~mask])
     drawn = make_mask((128, 128), ellipse=(64, 64, 20, 16))
     assert mask[drawn].all() and mask.sum() > drawn.sum()  # RePaint's default 2 px feather grew the support
+    assert json.loads(z.read("result.json"))["record"]["feather_px"] == 2.0
     files = client.get(f"/v1/jobs/{j['id']}?images=true").json()["files"]
     assert files["result.png"].startswith("data:image/png;base64,")
 

@@ -283,7 +283,9 @@ def run_manipulation(image: Image, mask: np.ndarray, params: dict, settings: Set
         if progress is not None:
             kw["progress"] = progress
     with backends.infer_lock if not params["diffusion"] else _nolock():
-        return m.manipulate(image, mask, params["method"], **kw)
+        res = m.manipulate(image, mask, params["method"], **kw)
+    res.record["feather_px"] = params.get("feather", 0.0)  # as the CLI's sidecar: how the mask was softened
+    return res
 
 
 class _nolock:

@@ -69,7 +69,7 @@ async def manipulate(request: Request, image: UploadFile = File(...), mask: Opti
         method = next((x for x in ("repaint-ddim", "repaint") if x in names), names[0] if names else "")
     params = manipulation_params(settings, method=method, label=label, modality=modality, seed=seed, generator=generator,
                                  steps=steps)
-    mk = await run_in_threadpool(build_mask, img, mask_img, rect, ellipse, None, params["feather"])
+    mk = await run_in_threadpool(build_mask, img, mask_img, rect, ellipse, feather=params["feather"])
     job = submit(jobs_of(request), "manipulation", manipulation_job(settings, img, mk, params, None), params)
     await wait_job(job, settings.request_timeout_s)
 
