@@ -150,3 +150,43 @@ def test_extend_a_build_with_vae_reconstructions(real_folder, tiny_models, tmp_p
     with pytest.raises(BuildError, match="different settings.*counts"):
         build_dataset(real_folder, tmp_path / "x", models_dir=tiny_models, progress=False,
                       **dict(kw, synthetic=["dcgan", "vae"], counts={"vae": 3, "dcgan": 1}))
+
+
+def test_repaint_masks_feathered_as_the_cli_does(real_folder, tiny_models, tmp_path):
+    """RePaint edits get the 2 px feather `medfake manipulate` uses by default (so the benchmark's edits carry no
+    seam the tool's own edits lack); their masks are the feathered support; `feather=0` gives the drawn mask;
+    a build's feather cannot change on resume, but a method added later brings its own default."""
+    if "repaint-ddim" not in manipulation_methods():
+        pytest.skip("medfake.manipulation not available")
+    from scipy import ndimage
+
+    kw = dict(BUILD_KW, synthetic=[], manipulated=["repaint-ddim"], per_modality=2)
+    build_dataset(real_folder, tmp_path / "soft", models_dir=tiny_models, progress=False, **kw)
+    build_dataset(real_folder, tmp_path / "sharp", models_dir=tiny_models, progress=False, feather=0, **kw)
+    assert json.loads((tmp_path / "soft" / "build.json").read_text())["feather"] == {"repaint-ddim": 2.0}
+    assert "feather" not in json.loads((tmp_path / "sharp" / "build.json").read_text())
+    soft, sharp = _rows(tmp_path / "soft"), _rows(tmp_path / "sharp")
+    pairs = [(a, b) for a, b in zip(soft, sharp) if a["kind"] == "manipulated"]
+    assert len(pairs) == 4 and all(a["path"] == b["path"] for a, b in pairs)
+    for a, b in pairs:
+        with PILImage.open(tmp_path / "soft" / a["mask"]) as m1, PILImage.open(tmp_path / "sharp" / b["mask"]) as m2:
+            soft_m, sharp_m = np.asarray(m1) > 127, np.asarray(m2) > 127
+        # the support is the drawn mask grown by the feather (2 px, plus the linear ramp's last partial pixel)
+        assert (soft_m & ~sharp_m).any() and not (sharp_m & ~soft_m).any()
+        assert not (soft_m & ~ndimage.binary_dilation(sharp_m, np.ones((3, 3), bool), iterations=3)).any()
+        with PILImage.open(tmp_path / "soft" / a["path"]) as i1, PILImage.open(tmp_path / "sharp" / b["path"]) as i2:
+            assert not np.array_equal(np.asarray(i1), np.asarray(i2))
+    with pytest.raises(BuildError, match="different settings.*feather"):
+        build_dataset(real_folder, tmp_path / "soft", models_dir=tiny_models, progress=False, feather=0, **kw)
+    # adding a classical method to the sharp build: its own default (none) keeps the build extendable
+    s = build_dataset(real_folder, tmp_path / "sharp", models_dir=tiny_models, progress=False, feather=0,
+                      **dict(kw, manipulated=["repaint-ddim", "retouch"]))
+    assert s["resumed"] == len(sharp)
+    with pytest.raises(BuildError, match="feather must be"):
+        build_dataset(real_folder, tmp_path / "bad", models_dir=tiny_models, progress=False, feather=-1, **kw)
+    # repaint_eta reaches repaint-ddim (η = 0: the first benchmark build's deterministic sampler) and build.json
+    build_dataset(real_folder, tmp_path / "eta0", models_dir=tiny_models, progress=False, feather=0, repaint_eta=0,
+                  **kw)
+    assert json.loads((tmp_path / "eta0" / "build.json").read_text())["repaint_eta"] == 0.0
+    eta0 = {r["path"]: r["sha256_pixels"] for r in _rows(tmp_path / "eta0") if r["kind"] == "manipulated"}
+    assert all(eta0[b["path"]] != b["sha256_pixels"] for _, b in pairs)

@@ -48,6 +48,11 @@ def build_cmd(
     ddpm_steps: Optional[int] = typer.Option(None, help="ancestral DDPM steps (default 1000; cut on CPU)"),
     ddim_steps: Optional[int] = typer.Option(None, help="DDIM steps (default 50)"),
     repaint_steps: Optional[int] = typer.Option(None, help="diffusion steps for repaint manipulations"),
+    feather: Optional[float] = typer.Option(None, min=0.0, help="feather (px) of every manipulation's mask "
+                                            "(default: each method's default, as `medfake manipulate`: RePaint "
+                                            "2, the classical methods 0)"),
+    repaint_eta: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="η of repaint-ddim (default 1; the "
+                                                "first benchmark build used 0)"),
     steps: Optional[int] = typer.Option(None, help="shorthand: the same step count for ddpm, ddim and repaint"),
     audit: bool = typer.Option(True, help="run the shortcut audit (fails the build at AUC >= 0.6)"),
     count: Optional[str] = typer.Option(None, "--count", help="per-generator/method overrides of --per-modality, e.g. repaint=20,ddpm=40"),
@@ -70,7 +75,8 @@ def build_cmd(
         s = build_dataset(real, out, synthetic=syn, manipulated=man, per_modality=per_modality,
                           real_per_modality=real_per_modality, modalities=mods, seed=seed, workers=workers,
                           models_dir=models_dir, ddpm_steps=ddpm_steps or steps, ddim_steps=ddim_steps or steps,
-                          repaint_steps=repaint_steps or steps, audit=audit, counts=counts or None)
+                          repaint_steps=repaint_steps or steps, audit=audit, counts=counts or None,
+                          feather=feather, repaint_eta=repaint_eta)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     _report(f"wrote {s['n']} images to [bold]{out}[/] ({s['resumed']} already there)", s)

@@ -25,7 +25,8 @@ from ..data.canonical import write_canonical
 from ..data.manifest import Record, read_manifest, write_manifest
 from ..data.modalities import HEALTHY, IMAGE_SIZE, MODALITIES, check_modality
 from ..io.errors import MedfakeError
-from ..manipulation.masks import mask_from_geometry, random_mask_geometry  # noqa: F401 (re-exported)
+from ..manipulation.api import default_feather
+from ..manipulation.masks import feather_mask, mask_from_geometry, random_mask_geometry  # noqa: F401 (re-exported)
 
 SYNTHETIC = ("ddpm", "ddim", "dcgan")
 # reconstruction generators: each item re-synthesises one real image (its `source`, same split) through the model
@@ -253,7 +254,14 @@ def _do_manipulated(item: dict, root: Path, models_dir: str | None, params: dict
 
     img = _canonical_image(item["source_abs"], item["modality"], item["source_label"])
     mask = mask_from_geometry(item["geometry"], img.shape[0])
+    params = dict(params)
+    f = float((params.pop("feather", None) or {}).get(item["generator"], 0.0))
+    if f > 0:
+        mask = feather_mask(mask, f)
+    eta = params.pop("ddim_eta", None)
     kw = dict(params) if item["generator"] in DIFFUSION_METHODS else {}  # e.g. steps: diffusion only
+    if eta is not None and item["generator"] == "repaint-ddim":
+        kw["eta"] = eta
     if item["generator"] == "splice":
         kw["donor"] = _canonical_image(item["donor_abs"], item["modality"], "")
     if item["generator"] in DIFFUSION_METHODS:
@@ -319,8 +327,11 @@ def _run_synthetic(items: list[dict], done: set, root: Path, models_dir, steps: 
 def _extends(old: dict, new: dict) -> bool:
     """True when `new` is `old` plus more generators/methods (each planned independently of the others, so the
     items already built stay exactly what `new` plans for them)."""
-    fixed = (set(old) | set(new)) - {"synthetic", "manipulated", "counts"}
+    fixed = (set(old) | set(new)) - {"synthetic", "manipulated", "counts", "feather"}
     if any(old.get(k) != new.get(k) for k in fixed):
+        return False
+    old_f, new_f = old.get("feather") or {}, new.get("feather") or {}
+    if any(old_f.get(m, 0.0) != new_f.get(m, 0.0) for m in old["manipulated"]):
         return False
     if not (set(old["synthetic"]) <= set(new["synthetic"]) and set(old["manipulated"]) <= set(new["manipulated"])):
         return False
@@ -362,8 +373,14 @@ def build_dataset(
     audit: bool = True,
     progress: bool = True,
     counts: dict[str, int] | None = None,
+    feather: float | None = None,
+    repaint_eta: float | None = None,
 ) -> dict:
     """Build (or resume) a forensic data set in `out`; returns a summary. See the module docstring.
+
+    `feather` (px) feathers every manipulation's mask; None uses each method's default, as `medfake manipulate`
+    does (RePaint 2 px, the classical methods none). The feathers used go into build.json. `repaint_eta` sets
+    `repaint-ddim`'s η (None: its default, 1; the first benchmark build used 0).
 
     Raises BuildError on bad arguments, LeakageError on split leakage and ShortcutAuditError when the
     file-level shortcut audit reaches AUC >= 0.6 (audit.json is written either way)."""
@@ -376,6 +393,8 @@ def build_dataset(
         raise BuildError("--per-modality must be >= 0 and --real-per-modality >= 1")
     if workers < 1:
         raise BuildError("--workers must be >= 1")
+    if feather is not None and not (np.isfinite(feather) and feather >= 0):
+        raise BuildError(f"--feather must be >= 0 pixels, got {feather}")
     synthetic, manipulated = list(synthetic), list(manipulated)
     real_path = Path(real)
     records = _load_reals(real_path, modalities, seed)
@@ -404,6 +423,14 @@ def build_dataset(
               "ddim_steps": ddim_steps, "repaint_steps": repaint_steps, "chunk": chunk}
     if counts:
         config["counts"] = dict(sorted(counts.items()))
+    feathers = {m: float(default_feather(m) if feather is None else feather) for m in manipulated}
+    feathers = {m: f for m, f in sorted(feathers.items()) if f > 0}
+    if feathers:  # absent: every mask sharp (and builds from before feathering resume unchanged)
+        config["feather"] = feathers
+    if repaint_eta is not None:
+        if not 0.0 <= repaint_eta <= 1.0:
+            raise BuildError(f"--repaint-eta must be in [0, 1], got {repaint_eta}")
+        config["repaint_eta"] = float(repaint_eta)
     cfg_file = root / "build.json"
     if cfg_file.exists():
         old = json.loads(cfg_file.read_text())
@@ -418,6 +445,9 @@ def build_dataset(
     done = _read_log(log, root)
     todo = [it for it in items if it["key"] not in done]
     params = {"steps": repaint_steps} if repaint_steps else {}
+    params["feather"] = feathers
+    if repaint_eta is not None:
+        params["ddim_eta"] = float(repaint_eta)
     steps = {"ddpm": ddpm_steps, "ddim": ddim_steps}
 
     with log.open("a") as fh, Progress(TextColumn("build {task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
