@@ -197,3 +197,51 @@ def test_zero_steps_recalibrates_the_given_weights(tiny_models_dir, tiny_dataset
     b, _ = load_model(tmp_path / "recal.json")
     for va, vb in zip(a.parameters(), b.parameters()):
         assert torch.equal(va, vb)
+
+
+def test_anchor_keeps_real_scores_near_the_base(tiny_models_dir, tiny_dataset, tmp_path):
+    """--anchor: the fine-tune learns as before, but the real images' synthetic/manipulated logits rise less above
+    the base weights' than in the same fine-tune without it; the penalty is the mean squared rise (one-sided), and
+    the frozen copy reproduces the training model's outputs, dropout included."""
+    from medfake.detection.train import _anchor_reference, _frozen_copy, _rng_state, anchor_loss
+
+    from .conftest import TINY as T
+
+    base = tiny_models_dir / "tiny-dual.json"
+    data = cache_records(read_manifest(tiny_dataset))
+    real = data.images[data.kind == 0]
+
+    def drift(card_dir, name):
+        a, _ = load_model(base)
+        b, _ = load_model(card_dir / f"{name}.json")
+        ra, rb = run_model(a, real, "cpu"), run_model(b, real, "cpu")
+        return float(sum(np.mean(np.maximum(rb[k] - ra[k], 0) ** 2) for k in ("syn", "manip")))
+
+    kw = dict(config=T["dual-srm"], steps=12, lr=1e-2, batch_size=12, device="cpu", bank_size=24, init_from=base,
+              calibration_shifts=0, copy_move_cue=False, seed=3)
+    free = train_detector("dual-srm", tiny_dataset, tmp_path / "free", name="ft", **kw)
+    held = train_detector("dual-srm", tiny_dataset, tmp_path / "held", name="ft", anchor=20.0, **kw)
+    assert held["anchor"] == 20.0 and "anchor" not in free
+    d_free, d_held = drift(tmp_path / "free", "ft"), drift(tmp_path / "held", "ft")
+    assert d_held < 0.5 * d_free, (d_held, d_free)
+
+    out = {"syn": torch.tensor([1.0, 2.0, 3.0]), "manip": torch.tensor([0.0, 0.0, 1.0]), "emb": torch.zeros(3, 2)}
+    ref = {"syn": torch.tensor([0.0, 2.0, 0.0]), "manip": torch.tensor([2.0, 0.0, 0.0]), "emb": torch.zeros(3, 2)}
+    heads = {"synthetic": True, "manipulated": True}
+    assert anchor_loss(out, ref, torch.tensor([True, True, False]), heads).item() == pytest.approx(0.5)
+    assert anchor_loss(out, ref, torch.tensor([False, False, False]), heads).item() == 0.0
+    with pytest.raises(MedfakeError, match="only for a fine-tune"):
+        train_detector("dual-srm", tiny_dataset, tmp_path / "x", config=T["dual-srm"], steps=1, batch_size=8,
+                       device="cpu", anchor=1.0)
+
+    model = create("dual-srm", **{**T["dual-srm"], "dropout": 0.5}).train()
+    teacher = _frozen_copy(model)
+    x = torch.as_tensor(real[:6, None])
+    state = _rng_state(torch.device("cpu"))
+    a = model(x)
+    after = torch.get_rng_state()
+    b = _anchor_reference(teacher, x, state)
+    assert torch.equal(torch.get_rng_state(), after)  # the training stream is left where it was
+    assert torch.equal(a["syn"], b["syn"]) and torch.equal(a["manip"], b["manip"])
+    c = model(x)  # the next draw: other dropout masks
+    assert not torch.equal(a["syn"], c["syn"])

@@ -114,6 +114,8 @@ def train_detector_cmd(
     overlay_p: float = typer.Option(0.0, min=0.0, max=1.0, help="training augmentation: probability of burned-in "
                                     "annotations (captions, label bars, calipers, ROI boxes, scale bars), for "
                                     "every kind alike"),
+    anchor: float = typer.Option(0.0, min=0.0, help="fine-tune only: weight of the penalty that keeps the real "
+                                 "images' synthetic/manipulated logits at those of the --init-from weights"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
@@ -139,6 +141,7 @@ def train_detector_cmd(
             per_modality_thresholds=per_modality_thresholds,
             copy_move_cue=copy_move_cue, seg_mix=seg_mix,
             augment=AugmentConfig(resample_p=resample_p, lowres_noise_p=lowres_noise_p, overlay_p=overlay_p),
+            anchor=anchor,
             command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

@@ -7,6 +7,7 @@ CPU-friendly: every image is decoded once into memory, num_workers=0, small batc
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import time
@@ -212,6 +213,44 @@ def detector_loss(arch: str, out: dict, batch: dict, seg_loss: SegLoss, heads: d
     return loss
 
 
+def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy of `model` in train mode, so that its outputs match the training model's: batch norm uses the
+    batch's statistics as the training model's does, and dropout draws the same masks when it runs from the same
+    random state (`_anchor_reference`)."""
+    teacher = copy.deepcopy(model).train()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def _anchor_reference(teacher: torch.nn.Module, x: torch.Tensor, rng_state: tuple) -> dict:
+    """The frozen model's outputs on `x`, drawn from `rng_state` (the random state the training model's forward
+    started from: the same dropout masks); the caller's random stream is left where it was."""
+    cpu, cuda = rng_state
+    with torch.random.fork_rng(devices=[x.device] if cuda is not None else []), torch.no_grad():
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, x.device)
+        return teacher(x)
+
+
+def _rng_state(dev) -> tuple:
+    return torch.get_rng_state(), (torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
+
+
+def anchor_loss(out: dict, ref: dict, real: torch.Tensor, heads: dict) -> torch.Tensor:
+    """Mean over the real images (`real`, bool per image) of the squared rise of each trained binary head's logit
+    above `ref`'s, summed over the heads (0 when the batch holds no real image). One-sided: a real image may become
+    more clearly real, never more fake."""
+    loss = out["emb"].new_zeros(())
+    if not bool(real.any()):
+        return loss
+    for head, key, _ in HEAD_OUTPUTS:
+        if heads.get(head) and out.get(key) is not None:
+            loss = loss + F.relu(out[key].float()[real] - ref[key].float()[real]).pow(2).mean()
+    return loss
+
+
 # ------------------------------------------------------------------ inference helpers
 def shifted_copies(images: np.ndarray, copies: int, seed: int = 0) -> np.ndarray:
     """`copies` augmented versions of each (N, H, W) image, through the default training augmentation (seeded; not a
@@ -347,6 +386,7 @@ def train_detector(
     copy_move_cue: bool = True,
     seg_mix: bool = True,
     augment: AugmentConfig | None = None,
+    anchor: float = 0.0,
 ) -> dict:
     """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
     of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
@@ -356,7 +396,10 @@ def train_detector(
     "classical": the shipped copy-move / splice / retouch). `steps=0` with `init_from` recalibrates the
     given weights only (bank, anomaly scorer, temperatures, thresholds). `copy_move_cue` adds the card's
     `copy_move` section (the cue's calibration and fused thresholds, used with `--copy-move`). `seg_mix` lets the
-    calibration mix the segmentation map's evidence into the manipulation score (`scores.py`). Returns the model card;
+    calibration mix the segmentation map's evidence into the manipulation score (`scores.py`). `anchor` (a fine-tune
+    only) adds anchor × the mean squared rise of the model's synthetic/manipulated logits on the batch's real images
+    above those of the `init_from` weights (frozen, same dropout masks; learning without forgetting, one-sided), so
+    that learning new fakes does not make real images look more fake. Returns the model card;
     writes <out>/<name>.safetensors (+ .bank/.anomaly.safetensors) and <out>/<name>.json."""
     from ._progress import progress_bar
     from ..settings import torch_device
@@ -406,6 +449,10 @@ def train_detector(
             raise MedfakeError(f"--init-from {init_from}: that model is {init_card.get('architecture')!r} with another "
                                f"config; a fine-tune needs the same architecture and config")
         load_weights(model, Path(init_card["_path"]).with_name(init_card["weights"]))
+    if anchor < 0 or (anchor > 0 and init_card is None):
+        raise MedfakeError("anchor must be >= 0, and > 0 only for a fine-tune (--init-from): it anchors the real "
+                           "images' scores to those of the given weights")
+    teacher = _frozen_copy(model) if anchor > 0 else None
     train = cache_records(train_recs, "load train")
     calib_on = "val"
     if val_recs:
@@ -456,7 +503,12 @@ def train_detector(
                     z = model.proj(out["emb"].float()).view(b, 2, -1)
                     loss = supcon_loss(z.float(), batch["kind"], supcon_temperature)
                 else:
-                    loss = detector_loss(config_name, model(batch["image"]), batch, seg_loss, heads)
+                    state = _rng_state(dev) if teacher is not None else None
+                    out = model(batch["image"])
+                    loss = detector_loss(config_name, out, batch, seg_loss, heads)
+                    if teacher is not None:
+                        ref = _anchor_reference(teacher, batch["image"], state)
+                        loss = loss + anchor * anchor_loss(out, ref, batch["kind"] == 0, heads)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -517,6 +569,7 @@ def train_detector(
         "online_manipulations": online_manipulations,
         **({"online_kind": online_kind} if online_manipulations > 0 else {}),
         **(augment.changed() if augment else {}),  # top-level keys, as cards before AugmentConfig had them
+        **({"anchor": anchor} if anchor > 0 else {}),
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
