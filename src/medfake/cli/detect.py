@@ -114,8 +114,8 @@ def train_detector_cmd(
     overlay_p: float = typer.Option(0.0, min=0.0, max=1.0, help="training augmentation: probability of burned-in "
                                     "annotations (captions, label bars, calipers, ROI boxes, scale bars), for "
                                     "every kind alike"),
-    anchor: float = typer.Option(0.0, min=0.0, help="fine-tune only: weight of the penalty that keeps the real "
-                                 "images' synthetic/manipulated logits at those of the --init-from weights"),
+    anchor: float = typer.Option(0.0, min=0.0, help="fine-tune only: weight of the penalty on real images' "
+                                 "synthetic/manipulated logits rising above those of the --init-from weights"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
