@@ -254,14 +254,9 @@ def _do_manipulated(item: dict, root: Path, models_dir: str | None, params: dict
 
     img = _canonical_image(item["source_abs"], item["modality"], item["source_label"])
     mask = mask_from_geometry(item["geometry"], img.shape[0])
-    params = dict(params)
-    f = float((params.pop("feather", None) or {}).get(item["generator"], 0.0))
-    if f > 0:
-        mask = feather_mask(mask, f)
-    eta = params.pop("ddim_eta", None)
-    kw = dict(params) if item["generator"] in DIFFUSION_METHODS else {}  # e.g. steps: diffusion only
-    if eta is not None and item["generator"] == "repaint-ddim":
-        kw["eta"] = eta
+    if item.get("feather"):
+        mask = feather_mask(mask, item["feather"])
+    kw = dict(params.get(item["generator"], {}))  # the method's own settings, e.g. RePaint's steps
     if item["generator"] == "splice":
         kw["donor"] = _canonical_image(item["donor_abs"], item["modality"], "")
     if item["generator"] in DIFFUSION_METHODS:
@@ -444,10 +439,12 @@ def build_dataset(
     log = root / "items.jsonl"
     done = _read_log(log, root)
     todo = [it for it in items if it["key"] not in done]
-    params = {"steps": repaint_steps} if repaint_steps else {}
-    params["feather"] = feathers
+    for it in items:  # how each mask is feathered: part of the item, like its geometry
+        if it["kind"] == "manipulated":
+            it["feather"] = feathers.get(it["generator"], 0.0)
+    params = {m: {"steps": repaint_steps} if repaint_steps else {} for m in DIFFUSION_METHODS}  # method → settings
     if repaint_eta is not None:
-        params["ddim_eta"] = float(repaint_eta)
+        params["repaint-ddim"]["eta"] = float(repaint_eta)
     steps = {"ddpm": ddpm_steps, "ddim": ddim_steps}
 
     with log.open("a") as fh, Progress(TextColumn("build {task.fields[what]}"), BarColumn(), MofNCompleteColumn(),
