@@ -54,6 +54,11 @@ def main():
     ap.add_argument("--only", default="ddim,dcgan,ddpm", help="which of ddim, dcgan, ddpm to run")
     ap.add_argument("--ddpm-card", default="ddpm", help="the DDPM card's name (e.g. ddpm-v)")
     ap.add_argument("--grid-suffix", default="", help="docs/img/grid_<key><suffix>.png")
+    ap.add_argument("--guidance", default="1", help="classifier-free guidance scales of the DDPM's samples, "
+                    "comma-separated (one column each; 1 = plain conditional)")
+    ap.add_argument("--eta", type=float, default=0.0, help="DDIM eta (0 = deterministic)")
+    ap.add_argument("--card-settings", action="store_true", help="the DDPM samples with the settings its card chose "
+                    "per modality (`sampling`, benchmarks/sampler_sweep.py) instead of --guidance/--eta/--ddim-steps")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
     if not args.data.exists():
@@ -73,15 +78,31 @@ def main():
     results["versions"] = {n: c.get("version") for n, c in cards.items()}
     t = {}
     samples: dict = {}
-    for model, sampler, steps, n in ((args.ddpm_card, "ddim", args.ddim_steps, args.n), ("dcgan", None, None, args.n),
-                                     (args.ddpm_card, "ddpm", args.ddpm_steps, args.n_ddpm)):
-        if n <= 0 or (sampler or "dcgan") not in only:
+    scales = [float(w) for w in args.guidance.split(",")]
+    runs = ([(args.ddpm_card, "ddim", args.ddim_steps, args.n, w) for w in scales]
+            + [("dcgan", None, None, args.n, 1.0)]
+            + [(args.ddpm_card, "ddpm", args.ddpm_steps, args.n_ddpm, w) for w in scales])
+    if args.card_settings:
+        runs = [(args.ddpm_card, "card", None, args.n, None)] + [r for r in runs if r[1] != "ddim"]
+    for model, sampler, steps, n, w in runs:
+        if n <= 0 or {"card": "ddim", None: "dcgan"}.get(sampler, sampler) not in only:
             continue
-        key = {"ddim": f"DDIM-{args.ddim_steps}", "ddpm": f"DDPM-{args.ddpm_steps}", None: "DCGAN"}[sampler]
+        key = {"ddim": f"DDIM-{args.ddim_steps}", "ddpm": f"DDPM-{args.ddpm_steps}", None: "DCGAN",
+               "card": "DDIM card"}[sampler]
+        if sampler == "ddim" and args.eta:
+            key += f" eta={args.eta:g}"
+        if sampler and w is not None and w != 1.0:
+            key += f" w={w:g}"
         gen = load_generator(model, models_dir=args.models_dir)
         t0 = time.time()
-        samples[key] = {m: np.stack([i.array for i in gen.sample(m, None, n, sampler=sampler or "ddim", steps=steps, seed=1)])
-                        for m in MODALITY_NAMES}
+        if sampler == "card":  # each modality with the card's settings (gen.sampling_settings)
+            samples[key] = {m: np.stack([i.array for i in gen.sample(m, None, n, seed=1)]) for m in MODALITY_NAMES}
+            results["card_settings"] = {m: gen.sampling_settings(m) for m in MODALITY_NAMES}
+        else:
+            samples[key] = {m: np.stack([i.array for i in gen.sample(m, None, n, sampler=sampler or "ddim",
+                                                                     steps=steps, eta=args.eta if sampler == "ddim"
+                                                                     else 0.0, guidance=w, seed=1)])
+                            for m in MODALITY_NAMES}
         dt = time.time() - t0
         t[key] = n * len(MODALITY_NAMES) / dt
         results["speed"][key] = round(t[key], 3)
@@ -107,7 +128,10 @@ def main():
     for key, per in samples.items():
         k = min(8, min(len(v) for v in per.values()))
         arrays = [per[m][i] for m in MODALITY_NAMES for i in range(k)]
-        grid(arrays, len(MODALITY_NAMES), ROOT / "docs" / "img" / f"grid_{key.split('-')[0].lower()}{args.grid_suffix}.png", list(MODALITY_NAMES))
+        # "DDIM-50 w=2" → grid_ddim_w2, "DDIM card" → grid_ddim_card
+        name = key.split(" ")[0].split("-")[0].lower() + "".join(f"_{p.replace('=', '')}" for p in key.split(" ")[1:])
+        grid(arrays, len(MODALITY_NAMES), ROOT / "docs" / "img" / f"grid_{name}{args.grid_suffix}.png",
+             list(MODALITY_NAMES))
     keys = list(samples)
     head = "| modality | train-vs-test (reference) | " + " | ".join(f"{k} vs test" for k in keys) + " | " + \
         " | ".join(f"{k} frac < p1 NN" for k in keys) + " |"
@@ -121,6 +145,8 @@ def main():
     body = (f"Fréchet distance on {fcard['architecture']} features (trained on the real train split, "
             f"{fcard.get('epochs')} epochs); generators: "
             + ", ".join(f"{n} {c.get('version')}" for n, c in cards.items())
+            + (f"; DDIM card: each modality with its card's settings {results['card_settings']}"
+               if args.card_settings else f"; classifier-free guidance: {args.guidance}; DDIM eta {args.eta:g}")
             + f"; samples per modality: {args.n} (DDIM, DCGAN), {args.n_ddpm} (DDPM-{args.ddpm_steps}; "
             "few samples → the distance is biased upwards; 0 = not run). Memorisation: fraction of generated samples whose nearest "
             "training image (cosine distance in the same feature space) is closer than the 1st percentile of real test "

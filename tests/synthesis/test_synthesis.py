@@ -231,3 +231,40 @@ def test_shipped_generator_cards_document_their_training_and_load_strictly(card_
         assert card.get("trained_where") and card.get("gpu_command"), "say where it trained and how to train it on a GPU"
     gen = load_generator(card_path.stem, models_dir=card_path.parent)
     assert gen.version == card["version"]
+
+
+def test_card_sampling_defaults_per_modality(tiny_models, tmp_path, monkeypatch):
+    """A card's `sampling.per_modality` choice (benchmarks/sampler_sweep.py) is what sample() and `medfake synth`
+    use when no setting is given; given settings win; the DICOM says which settings made it."""
+    import shutil
+
+    d = tmp_path / "models"
+    shutil.copytree(tiny_models, d)
+    card = json.loads((d / "ddpm.json").read_text())
+    card["sampling"] = {"per_modality": {"lung_ct": {"sampler": "ddim", "steps": 3, "eta": 1.0, "guidance": 2.0}}}
+    (d / "ddpm.json").write_text(json.dumps(card))
+    gen = load_generator("ddpm", models_dir=d)
+    assert gen.sampling_settings("lung_ct") == {"sampler": "ddim", "steps": 3, "eta": 1.0, "guidance": 2.0}
+    assert gen.sampling_settings("brain_mri") == {"sampler": "ddim", "steps": 50, "eta": 0.0, "guidance": 1.0}
+    # another sampler keeps the card's guidance but not its steps or eta
+    assert gen.sampling_settings("lung_ct", "ddpm", 4) == {"sampler": "ddpm", "steps": 4, "eta": 0.0, "guidance": 2.0}
+    assert gen.sampling_settings("lung_ct", guidance=1.0, eta=0.0)["guidance"] == 1.0
+
+    def arr(**kw):
+        return np.stack([i.array for i in gen.sample("lung_ct", "COVID", 2, seed=5, **kw)])
+
+    by_card = arr()
+    np.testing.assert_array_equal(by_card, arr(sampler="ddim", steps=3, eta=1.0, guidance=2.0))
+    assert not np.array_equal(by_card, arr(steps=3, eta=1.0, guidance=1.0))  # the guidance changed the images
+    assert not np.array_equal(by_card, arr(steps=3, eta=0.0, guidance=2.0))  # and so did eta
+    one = gen.sample("lung_ct", "COVID", 1, seed=5)[0]
+    assert one.meta.extra["guidance"] == 2.0 and one.meta.extra["eta"] == 1.0
+
+    monkeypatch.setenv("MEDFAKE_MODELS_DIR", str(d))
+    r = CliRunner().invoke(app, ["synth", "-m", "lung_ct", "-l", "COVID", "-n", "1", "--format", "dicom", "--seed",
+                                 "5", "--out", str(tmp_path / "dcm")])
+    assert r.exit_code == 0, r.output
+    ds = pydicom.dcmread(next((tmp_path / "dcm").glob("*.dcm")))
+    for part in ("sampler=ddim", "steps=3", "eta=1.0", "guidance=2.0", "seed=5"):
+        assert part in ds.DerivationDescription, (part, ds.DerivationDescription)
+    np.testing.assert_allclose(read_image(next((tmp_path / "dcm").glob("*.dcm"))).array, one.array, atol=1 / 255)

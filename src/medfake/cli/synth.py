@@ -17,10 +17,13 @@ def synth_cmd(
     modality: str = typer.Option(..., "--modality", "-m", help="brain_mri, chest_xray, lung_ct, kidney_ct, breast_us, knee_xray"),
     label: Optional[str] = typer.Option(None, "--label", "-l", help="class label (default: drawn from the training prior)"),
     n: int = typer.Option(16, "-n", help="number of images"),
-    sampler: str = typer.Option("ddim", help="ddpm (ancestral, 1000 steps) or ddim"),
-    steps: Optional[int] = typer.Option(None, help="sampling steps (ddim default 50, ddpm default 1000)"),
-    eta: float = typer.Option(0.0, help="DDIM eta"),
-    guidance: float = typer.Option(1.0, help="classifier-free guidance scale (1 = conditional, >1 stronger)"),
+    sampler: Optional[str] = typer.Option(None, help="ddpm (ancestral, 1000 steps) or ddim (default: the model "
+                                          "card's choice for the modality, else ddim)"),
+    steps: Optional[int] = typer.Option(None, help="sampling steps (default: the card's choice for the modality, "
+                                        "else ddim 50, ddpm 1000)"),
+    eta: Optional[float] = typer.Option(None, help="DDIM eta (default: the card's choice, else 0)"),
+    guidance: Optional[float] = typer.Option(None, help="classifier-free guidance scale (1 = conditional, >1 "
+                                             "stronger; default: the card's choice for the modality, else 1)"),
     seed: int = typer.Option(0),
     model: str = typer.Option("ddpm", help="generator name in models/ (ddpm, dcgan)"),
     fmt: str = typer.Option("png", "--format", help="png or dicom"),
@@ -38,7 +41,7 @@ def synth_cmd(
 
     if fmt not in ("png", "dicom"):
         fail(f"unknown format {fmt!r}; choose png or dicom")
-    if sampler not in ("ddpm", "ddim"):
+    if sampler not in (None, "ddpm", "ddim"):
         fail(f"unknown sampler {sampler!r}; choose ddpm or ddim")
     try:
         check_modality(modality)
@@ -49,12 +52,14 @@ def synth_cmd(
                                "(medfake dataset build --synthetic vae) and cannot sample; use ddpm or dcgan")
     except (MedfakeError, ValueError) as e:
         fail(str(e))
+    st = gen.sampling_settings(modality, sampler, steps, eta, guidance)
     with Progress(transient=True) as prog:
-        task = prog.add_task(f"{model} {sampler} {modality}", total=1.0)
-        imgs = gen.sample(modality, label, n, sampler=sampler, steps=steps, eta=eta, guidance=guidance, seed=seed,
+        task = prog.add_task(f"{model} {st['sampler'] if gen.family == 'ddpm' else ''} {modality}", total=1.0)
+        imgs = gen.sample(modality, label, n, **st, seed=seed,
                           progress=lambda i, t: prog.update(task, completed=i / max(t, 1)))
-    paths = save_images(imgs, out, gen.provenance(sampler if gen.family == "ddpm" else None), fmt=fmt, bits=bits,
-                        prefix=f"{modality}_{model}")
+    prov = (gen.provenance(st.pop("sampler"), **st, seed=seed) if gen.family == "ddpm"
+            else gen.provenance(None, seed=seed))
+    paths = save_images(imgs, out, prov, fmt=fmt, bits=bits, prefix=f"{modality}_{model}")
     Console().print(f"wrote {len(paths)} {fmt.upper()} file(s) to [bold]{out}[/]")
 
 

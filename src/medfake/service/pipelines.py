@@ -151,7 +151,7 @@ def _jsonable(o):
 
 # ------------------------------------------------------------------ synthesis
 def synthesis_params(settings: Settings, *, modality: str, label: str | None, n: int, sampler: str,
-                     steps: int | None, seed: int, model: str | None, guidance: float = 1.0) -> dict:
+                     steps: int | None, seed: int, model: str | None, guidance: float | None = None) -> dict:
     from ..data.modalities import UnknownChoiceError, check_label, check_modality
 
     try:
@@ -167,7 +167,7 @@ def synthesis_params(settings: Settings, *, modality: str, label: str | None, n:
         raise HTTPException(422, "steps must be between 1 and 1000")
     if not 0 <= seed < 2**31:
         raise HTTPException(422, "seed must be between 0 and 2^31-1")
-    if not 0.0 <= guidance <= 20.0:
+    if guidance is not None and not 0.0 <= guidance <= 20.0:
         raise HTTPException(422, "guidance must be between 0 and 20")
     if model in (None, ""):
         model = backends.default_model(settings, "generator", ("ddpm", "dcgan"))
@@ -184,10 +184,11 @@ def synthesis_job(settings: Settings, params: dict):
 
         gen = backends.generator(params["model"], settings)
         job.set_progress(0.0)
-        imgs = gen.sample(params["modality"], params["label"], params["n"], sampler=params["sampler"],
-                          steps=params["steps"], seed=params["seed"], guidance=params["guidance"],
+        st = gen.sampling_settings(params["modality"], params["sampler"], params["steps"], None, params["guidance"])
+        imgs = gen.sample(params["modality"], params["label"], params["n"], **st, seed=params["seed"],
                           progress=job.set_progress)
-        prov = gen.provenance(params["sampler"] if gen.family == "ddpm" else None, seed=params["seed"])
+        prov = (gen.provenance(st.pop("sampler"), **st, seed=params["seed"]) if gen.family == "ddpm"
+                else gen.provenance(None, seed=params["seed"]))
         prefix = f"{params['modality']}_{params['model']}"
         pngs = save_images(imgs, job.dir / "png", prov, fmt="png", prefix=prefix)
         dcms = save_images(imgs, job.dir / "dicom", prov, fmt="dicom", prefix=prefix)

@@ -103,7 +103,8 @@ class SynthesisRequest(BaseModel):
     sampler: Literal["ddim", "ddpm"] = "ddim"
     steps: Optional[int] = Field(None, description="sampling steps (ddim default 50, ddpm 1000)")
     seed: int = 0
-    guidance: float = 1.0
+    guidance: Optional[float] = Field(None, description="classifier-free guidance scale (default: the model "
+                                      "card's choice for the modality, else 1)")
     model: Optional[str] = Field(None, description="generator name from GET /v1/models")
 
 

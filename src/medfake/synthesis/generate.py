@@ -4,6 +4,7 @@ images through the KL autoencoder (VAE)."""
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -13,7 +14,7 @@ from ..data.modalities import CLASS_INDEX, MODALITIES, check_label, check_modali
 from ..io.errors import MedfakeError
 from ..io.image import Image, Meta
 from ..io.writers import Provenance
-from ..models.cards import load_model
+from ..models.cards import card_path, load_model
 
 # shipped model names (cards in models/)
 DEFAULT_MODELS = {"ddpm": "ddpm", "dcgan": "dcgan", "vae": "vae"}
@@ -45,6 +46,24 @@ class Generator:
         p = p / p.sum()
         return list(rng.choice(labels, size=n, p=p))
 
+    def sampling_settings(self, modality: str, sampler: str | None = None, steps: int | None = None,
+                          eta: float | None = None, guidance: float | None = None) -> dict:
+        """The settings a DDPM samples `modality` with: what the caller gives, else the card's choice for the
+        modality (`sampling.per_modality`, chosen on the validation split by benchmarks/sampler_sweep.py), else
+        DDIM, 50 steps (1000 for ddpm), eta 0, guidance 1. The card's steps and eta apply only to its own
+        sampler; its guidance applies to either."""
+        d = ((self.card.get("sampling") or {}).get("per_modality") or {}).get(modality) or {}
+        sampler = sampler or d.get("sampler") or "ddim"
+        same = bool(d) and d.get("sampler", "ddim") == sampler
+        if steps is None:
+            full = getattr(getattr(self.module, "cfg", None), "num_train_timesteps", 1000)
+            steps = int(d["steps"]) if same and d.get("steps") else (50 if sampler == "ddim" else full)
+        if eta is None:
+            eta = float(d.get("eta", 0.0)) if same else 0.0
+        if guidance is None:
+            guidance = float(d.get("guidance", 1.0))
+        return {"sampler": sampler, "steps": int(steps), "eta": float(eta), "guidance": float(guidance)}
+
     @torch.no_grad()
     def sample(
         self,
@@ -52,10 +71,10 @@ class Generator:
         label: str | None = None,
         n: int = 1,
         *,
-        sampler: str = "ddim",
+        sampler: str | None = None,
         steps: int | None = None,
-        eta: float = 0.0,
-        guidance: float = 1.0,
+        eta: float | None = None,
+        guidance: float | None = None,
         seed: int = 0,
         chunk: int = 16,
         progress: Callable[[int, int], None] | None = None,
@@ -67,6 +86,7 @@ class Generator:
                                "or the data-set builder's 'vae' generator) and does not sample from noise")
         if n < 1:
             raise ValueError("n must be ≥ 1")
+        sampler, steps, eta, guidance = self.sampling_settings(modality, sampler, steps, eta, guidance).values()
         rng = np.random.default_rng(seed)
         labels = self.pick_labels(modality, label, n, rng)
         out: list[Image] = []
@@ -94,6 +114,8 @@ class Generator:
                 img = Image(a, Meta(modality=modality, label=lab, bits=8, value_range=(0.0, 255.0), format="synthetic"))
                 img.meta.extra.update({"generator": self.name, "sampler": sampler if self.family == "ddpm" else "gan",
                                        "seed": seed, "model_version": self.version})
+                if self.family == "ddpm":
+                    img.meta.extra.update({"steps": steps, "eta": eta, "guidance": guidance})
                 out.append(img)
             done += len(labs)
             if progress and self.family != "ddpm":
@@ -123,9 +145,7 @@ class Generator:
 
 
 @lru_cache(maxsize=8)
-def _load(name: str, models_dir: str | None, device: str) -> Generator:
-    from pathlib import Path
-
+def _load(name: str, models_dir: str | None, device: str, mtime_ns: int = 0) -> Generator:
     module, card = load_model(name, Path(models_dir) if models_dir else None, device=device)
     return Generator(module, card, torch.device(device))
 
@@ -134,8 +154,12 @@ def load_generator(name: str = "ddpm", models_dir=None, device: str | None = Non
     """Load once per process (cached). `name` is a model card name in models/ (ddpm, dcgan, ...)."""
     from ..settings import get_settings, torch_device
 
-    dev = str(device or torch_device(get_settings().device))
-    return _load(name, str(models_dir) if models_dir else None, dev)
+    settings = get_settings()
+    dev = str(device or torch_device(settings.device))
+    # cached per card file and its modification time (an edited or replaced card is read again)
+    folder = Path(models_dir or settings.models_dir).resolve()
+    card = card_path(name, folder)
+    return _load(name, str(folder), dev, card.stat().st_mtime_ns)
 
 
 def synthesize(modality: str, label: str | None = None, n: int = 1, *, model: str = "ddpm", **kw) -> list[Image]:

@@ -1,0 +1,117 @@
+"""Sampler settings of the shipped DDPM, chosen per modality on the validation split, reported on the test split.
+
+    .venv/bin/python benchmarks/sampler_sweep.py [--settings ddim50:w1,ddim50:w1.5,...] [--n 32]
+        [--ddpm-card ddpm] [--write-card]
+
+Each setting is `<sampler><steps>[e<eta>]:w<guidance>` (e.g. `ddim50:w1.5`, `ddim50e1:w1`, `ddpm250:w1`). For each
+modality and setting: the Fréchet distance (project-trained features, as benchmarks/synthesis_quality.py) of n samples
+against the real validation images (what the choice is made on) and against the real test images (what is reported).
+The same seed for every setting, so the columns differ by the setting, not by the draw. `--write-card` stores the
+choice as the card's `sampling` defaults (used by `medfake synth`, the service and `medfake manipulate` when no
+--guidance is given). Needs ../shared/datasets/medimg128.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from _common import ROOT, SHARED, append
+from medfake.data import MODALITY_NAMES, filter_records, read_manifest, to_canonical
+from medfake.io import read_image
+from medfake.synthesis import load_generator
+from medfake.synthesis.quality import features, frechet_distance, load_feature_net
+
+SETTING = re.compile(r"^(ddim|ddpm)(\d+)(?:e([\d.]+))?:w([\d.]+)$")
+
+
+def parse(setting: str) -> dict:
+    m = SETTING.match(setting)
+    if not m:
+        raise SystemExit(f"bad setting {setting!r}: use <ddim|ddpm><steps>[e<eta>]:w<guidance>, e.g. ddim50:w1.5")
+    return {"sampler": m[1], "steps": int(m[2]), "eta": float(m[3] or 0.0), "guidance": float(m[4])}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    ap.add_argument("--data", type=Path, default=SHARED)
+    ap.add_argument("--ddpm-card", default="ddpm")
+    ap.add_argument("--settings", default="ddim50:w1,ddim50:w1.5,ddim50:w2")
+    ap.add_argument("--n", type=int, default=32, help="samples per modality and setting")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--write-card", action="store_true", help="store the per-modality choice in the card")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench_out" / "sampler_sweep")
+    ap.add_argument("--no-append", action="store_true")
+    args = ap.parse_args()
+    if not args.data.exists():
+        raise SystemExit(f"{args.data} not found: this benchmark needs ../shared/datasets/medimg128")
+    settings = args.settings.split(",")
+    parsed = {s: parse(s) for s in settings}
+    recs = read_manifest(args.data)
+    fnet, fcard = load_feature_net("features", args.models_dir)
+    gen = load_generator(args.ddpm_card, models_dir=args.models_dir)
+
+    def feats(split, m):
+        rs = [r for r in filter_records(recs, split) if r.modality == m]
+        return features(fnet, np.stack([to_canonical(read_image(r.path)) for r in rs]))
+
+    res: dict = {"card": args.ddpm_card, "version": gen.version, "n": args.n, "seed": args.seed, "per_modality": {},
+                 "seconds": {}}
+    with Progress() as prog:
+        task = prog.add_task("sampling", total=len(settings) * len(MODALITY_NAMES))
+        for m in MODALITY_NAMES:
+            f_val, f_test = feats("val", m), feats("test", m)
+            row = res["per_modality"][m] = {}
+            for s in settings:
+                p = parsed[s]
+                t0 = time.time()
+                imgs = gen.sample(m, None, args.n, sampler=p["sampler"], steps=p["steps"], eta=p["eta"],
+                                  guidance=p["guidance"], seed=args.seed)
+                res["seconds"][s] = res["seconds"].get(s, 0.0) + time.time() - t0
+                f = features(fnet, np.stack([i.array for i in imgs]))
+                row[s] = {"val": round(frechet_distance(f, f_val), 2), "test": round(frechet_distance(f, f_test), 2)}
+                prog.advance(task)
+            row["chosen"] = min(settings, key=lambda s: row[s]["val"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(res, indent=2))
+
+    head = "| modality | " + " | ".join(f"{s} val / test" for s in settings) + " | chosen on val |"
+    lines = [head, "|" + "---|" * (len(settings) + 2)]
+    for m in MODALITY_NAMES:
+        r = res["per_modality"][m]
+        cells = [(f"**{r[s]['val']} / {r[s]['test']}**" if s == r["chosen"] else f"{r[s]['val']} / {r[s]['test']}")
+                 for s in settings]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {r['chosen']} |")
+    per_s = {s: round(len(MODALITY_NAMES) * args.n / res["seconds"][s], 2) for s in settings}
+    body = (f"Generator `{args.ddpm_card}` {gen.version}; Fréchet distance on {fcard['architecture']} features of "
+            f"{args.n} samples per modality and setting (seed {args.seed}, the same draw for every setting) against "
+            "the real validation images (the choice) and the real test images (the report); lower is better.\n\n"
+            + "\n".join(lines) + "\n\nSamples/s: " + ", ".join(f"{s} {v}" for s, v in per_s.items()) + ".")
+    if args.write_card:
+        path = args.models_dir / f"{args.ddpm_card}.json"
+        card = json.loads(path.read_text())
+        card["sampling"] = {
+            "per_modality": {m: parsed[res["per_modality"][m]["chosen"]] for m in MODALITY_NAMES},
+            "chosen_on": f"validation-split Fréchet distance, {args.n} samples per modality and setting "
+                         f"(benchmarks/sampler_sweep.py --settings {args.settings})",
+            "fd_val": {m: res["per_modality"][m][res["per_modality"][m]["chosen"]]["val"] for m in MODALITY_NAMES},
+            "fd_test": {m: res["per_modality"][m][res["per_modality"][m]["chosen"]]["test"] for m in MODALITY_NAMES},
+        }
+        path.write_text(json.dumps(card, indent=2) + "\n")
+        body += f"\n\nWritten to `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` as `sampling`."
+    print(body)
+    if not args.no_append:
+        append("DDPM sampler settings per modality (benchmarks/sampler_sweep.py)", body)
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()
