@@ -190,3 +190,35 @@ def test_repaint_masks_feathered_as_the_cli_does(real_folder, tiny_models, tmp_p
     assert json.loads((tmp_path / "eta0" / "build.json").read_text())["repaint_eta"] == 0.0
     eta0 = {r["path"]: r["sha256_pixels"] for r in _rows(tmp_path / "eta0") if r["kind"] == "manipulated"}
     assert all(eta0[b["path"]] != b["sha256_pixels"] for _, b in pairs)
+
+
+def test_sampling_plain_or_as_the_card_chose(real_folder, tiny_models, tmp_path):
+    """The DDPM's fakes are drawn at the plain settings whatever its card chose (so a rebuild draws the same
+    benchmark), or with `sampling="card"` at the card's per-modality choice (what `medfake synth` does)."""
+    import shutil
+
+    md = tmp_path / "models"
+    shutil.copytree(tiny_models, md)
+    kw = dict(BUILD_KW, synthetic=["ddim"], manipulated=[], per_modality=2)
+    build_dataset(real_folder, tmp_path / "before", models_dir=md, progress=False, **kw)
+    card = json.loads((md / "ddpm.json").read_text())
+    card["sampling"] = {"per_modality": {m: {"sampler": "ddim", "eta": 1.0, "guidance": 3.0}
+                                         for m in ("brain_mri", "chest_xray", "lung_ct", "kidney_ct", "breast_us",
+                                                   "knee_xray")}}
+    (md / "ddpm.json").write_text(json.dumps(card))
+    build_dataset(real_folder, tmp_path / "plain", models_dir=md, progress=False, **kw)
+    build_dataset(real_folder, tmp_path / "card", models_dir=md, progress=False, sampling="card", **kw)
+    assert "sampling" not in json.loads((tmp_path / "plain" / "build.json").read_text())
+    assert json.loads((tmp_path / "card" / "build.json").read_text())["sampling"] == "card"
+
+    def fakes(name):
+        return {r["path"]: r["sha256_pixels"] for r in _rows(tmp_path / name) if r["kind"] == "synthetic"}
+
+    before, plain, by_card = fakes("before"), fakes("plain"), fakes("card")
+    assert before and plain == before
+    differ = sum(by_card[p] != plain[p] for p in plain)
+    assert set(by_card) == set(plain) and differ >= len(plain) // 2, (differ, len(plain))
+    with pytest.raises(BuildError, match="different settings.*sampling"):
+        build_dataset(real_folder, tmp_path / "card", models_dir=md, progress=False, **kw)
+    with pytest.raises(BuildError, match="sampling must be"):
+        build_dataset(real_folder, tmp_path / "bad", models_dir=md, progress=False, sampling="best", **kw)

@@ -53,6 +53,8 @@ def build_cmd(
                                             "2, the classical methods 0)"),
     repaint_eta: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="η of repaint-ddim (default 1; the "
                                                 "first benchmark build used 0)"),
+    sampling: str = typer.Option("plain", help="the DDPM's fakes: plain (guidance 1, η 0, the benchmark's) or "
+                                 "card (the settings its card chose per modality, as `medfake synth` by default)"),
     steps: Optional[int] = typer.Option(None, help="shorthand: the same step count for ddpm, ddim and repaint"),
     audit: bool = typer.Option(True, help="run the shortcut audit (fails the build at AUC >= 0.6)"),
     count: Optional[str] = typer.Option(None, "--count", help="per-generator/method overrides of --per-modality, e.g. repaint=20,ddpm=40"),
@@ -76,7 +78,7 @@ def build_cmd(
                           real_per_modality=real_per_modality, modalities=mods, seed=seed, workers=workers,
                           models_dir=models_dir, ddpm_steps=ddpm_steps or steps, ddim_steps=ddim_steps or steps,
                           repaint_steps=repaint_steps or steps, audit=audit, counts=counts or None,
-                          feather=feather, repaint_eta=repaint_eta)
+                          feather=feather, repaint_eta=repaint_eta, sampling=sampling)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     _report(f"wrote {s['n']} images to [bold]{out}[/] ({s['resumed']} already there)", s)

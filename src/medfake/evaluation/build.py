@@ -286,7 +286,7 @@ def _do_cpu_item(item: dict, root: str, models_dir: str | None, params: dict) ->
 
 
 def _run_synthetic(items: list[dict], done: set, root: Path, models_dir, steps: dict, chunk: int,
-                   on_row: Callable) -> None:
+                   on_row: Callable, sampling: str = "plain") -> None:
     """Sample in fixed chunks of the planned items (so a resumed build draws the very same images) and write the
     items of each chunk that are not done yet."""
     from ..synthesis import load_generator
@@ -308,7 +308,13 @@ def _run_synthetic(items: list[dict], done: set, root: Path, models_dir, steps: 
                     write_canonical(img, root / it["path"])
                     on_row(_row(it, root, model_version=f"{gen.name}-{gen.version}"))
                 continue
-            kw = {"sampler": sampler, "steps": steps.get(g)} if sampler else {}
+            if not sampler:
+                kw = {}
+            elif sampling == "card":  # the card's per-modality choice (Generator.sampling_settings), as the CLI
+                kw = {"sampler": sampler, "steps": steps.get(g)}
+            else:  # the plain settings, whatever the card chose, so a rebuild draws the benchmark's images
+                kw = {"sampler": sampler, "steps": steps.get(g) or (50 if sampler == "ddim" else 1000), "eta": 0.0,
+                      "guidance": 1.0}
             imgs = gen.sample(m, lab, len(part), seed=int(part[0]["seed"]), chunk=len(part), **kw)
             for it, img in zip(part, imgs):
                 if it["key"] in done:
@@ -370,12 +376,15 @@ def build_dataset(
     counts: dict[str, int] | None = None,
     feather: float | None = None,
     repaint_eta: float | None = None,
+    sampling: str = "plain",
 ) -> dict:
     """Build (or resume) a forensic data set in `out`; returns a summary. See the module docstring.
 
     `feather` (px) feathers every manipulation's mask; None uses each method's default, as `medfake manipulate`
     does (RePaint 2 px, the classical methods none). The feathers used go into build.json. `repaint_eta` sets
-    `repaint-ddim`'s η (None: its default, 1; the first benchmark build used 0).
+    `repaint-ddim`'s η (None: its default, 1; the first benchmark build used 0). `sampling` "plain" draws the
+    DDPM's fakes at guidance 1 and η 0 (the benchmark's setting); "card" with the settings the DDPM's card chose per
+    modality (what `medfake synth` does by default); --ddpm-steps/--ddim-steps win over the card's steps.
 
     Raises BuildError on bad arguments, LeakageError on split leakage and ShortcutAuditError when the
     file-level shortcut audit reaches AUC >= 0.6 (audit.json is written either way)."""
@@ -422,6 +431,10 @@ def build_dataset(
     feathers = {m: f for m, f in sorted(feathers.items()) if f > 0}
     if feathers:  # absent: every mask sharp (and builds from before feathering resume unchanged)
         config["feather"] = feathers
+    if sampling not in ("plain", "card"):
+        raise BuildError(f"--sampling must be plain or card, got {sampling!r}")
+    if sampling != "plain":  # absent: plain (builds from before the option resume unchanged)
+        config["sampling"] = sampling
     if repaint_eta is not None:
         if not 0.0 <= repaint_eta <= 1.0:
             raise BuildError(f"--repaint-eta must be in [0, 1], got {repaint_eta}")
@@ -475,7 +488,7 @@ def build_dataset(
                 on_row(_do_cpu_item(it, str(root), md, params))
         for it in diffusion:  # one process: the generator is loaded once (on the GPU when there is one)
             on_row(_do_manipulated(it, root, md, params))
-        _run_synthetic(synth, set(done), root, md, steps, chunk, on_row)
+        _run_synthetic(synth, set(done), root, md, steps, chunk, on_row, sampling)
 
     rows = [{k: v for k, v in done[it["key"]].items() if k != "key"} for it in items]
     rows += merged_rows(root)  # earlier merges' rows stay in the manifest (their names are never the builder's)
