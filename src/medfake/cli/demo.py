@@ -45,13 +45,9 @@ def demo_cmd(
     for model in ("ddpm", "dcgan"):
         gen = load_generator(model)
         for m in MODALITY_NAMES:
-            if model == "ddpm":  # DDIM at the demo's steps, eta and guidance as the card chose for the modality
-                st = gen.sampling_settings(m, "ddim", steps)
-                imgs = gen.sample(m, None, n, **st, seed=seed)
-                prov = gen.provenance(st.pop("sampler"), **st)
-            else:
-                imgs = gen.sample(m, None, n, seed=seed)
-                prov = gen.provenance(None)
+            st = gen.sampling_settings(m, "ddim", steps)  # DDPM: DDIM at the demo's steps, the card's eta/guidance
+            imgs = gen.sample(m, None, n, **st, seed=seed)
+            prov = gen.provenance(**st)
             written += save_images(imgs, out / "synthetic" / "png", prov, fmt="png", prefix=f"{m}_{model}")
             written += save_images(imgs[:1], out / "synthetic" / "dicom", prov, fmt="dicom", prefix=f"{m}_{model}")
         con.print(f"  {model}: {len(MODALITY_NAMES) * n} PNG + {len(MODALITY_NAMES)} DICOM  ({time.time() - t0:.0f} s)")

@@ -54,12 +54,10 @@ def synth_cmd(
         fail(str(e))
     st = gen.sampling_settings(modality, sampler, steps, eta, guidance)
     with Progress(transient=True) as prog:
-        task = prog.add_task(f"{model} {st['sampler'] if gen.family == 'ddpm' else ''} {modality}", total=1.0)
+        task = prog.add_task(f"{model} {st.get('sampler', '')} {modality}", total=1.0)
         imgs = gen.sample(modality, label, n, **st, seed=seed,
                           progress=lambda i, t: prog.update(task, completed=i / max(t, 1)))
-    prov = (gen.provenance(st.pop("sampler"), **st, seed=seed) if gen.family == "ddpm"
-            else gen.provenance(None, seed=seed))
-    paths = save_images(imgs, out, prov, fmt=fmt, bits=bits, prefix=f"{modality}_{model}")
+    paths = save_images(imgs, out, gen.provenance(**st, seed=seed), fmt=fmt, bits=bits, prefix=f"{modality}_{model}")
     Console().print(f"wrote {len(paths)} {fmt.upper()} file(s) to [bold]{out}[/]")
 
 

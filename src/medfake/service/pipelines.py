@@ -187,8 +187,7 @@ def synthesis_job(settings: Settings, params: dict):
         st = gen.sampling_settings(params["modality"], params["sampler"], params["steps"], None, params["guidance"])
         imgs = gen.sample(params["modality"], params["label"], params["n"], **st, seed=params["seed"],
                           progress=job.set_progress)
-        prov = (gen.provenance(st.pop("sampler"), **st, seed=params["seed"]) if gen.family == "ddpm"
-                else gen.provenance(None, seed=params["seed"]))
+        prov = gen.provenance(**st, seed=params["seed"])
         prefix = f"{params['modality']}_{params['model']}"
         pngs = save_images(imgs, job.dir / "png", prov, fmt="png", prefix=prefix)
         dcms = save_images(imgs, job.dir / "dicom", prov, fmt="dicom", prefix=prefix)

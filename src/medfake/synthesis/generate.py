@@ -51,7 +51,10 @@ class Generator:
         """The settings a DDPM samples `modality` with: what the caller gives, else the card's choice for the
         modality (`sampling.per_modality`, chosen on the validation split by benchmarks/sampler_sweep.py), else
         DDIM, 50 steps (1000 for ddpm), eta 0, guidance 1. The card's steps and eta apply only to its own
-        sampler; its guidance applies to either."""
+        sampler; its guidance applies to either. {} for a generator without sampler settings (DCGAN), so the
+        result can always be passed on: `sample(..., **s)`, `provenance(**s)`."""
+        if self.family != "ddpm":
+            return {}
         d = ((self.card.get("sampling") or {}).get("per_modality") or {}).get(modality) or {}
         sampler = sampler or d.get("sampler") or "ddim"
         same = bool(d) and d.get("sampler", "ddim") == sampler
@@ -86,7 +89,7 @@ class Generator:
                                "or the data-set builder's 'vae' generator) and does not sample from noise")
         if n < 1:
             raise ValueError("n must be ≥ 1")
-        sampler, steps, eta, guidance = self.sampling_settings(modality, sampler, steps, eta, guidance).values()
+        settings = self.sampling_settings(modality, sampler, steps, eta, guidance)
         rng = np.random.default_rng(seed)
         labels = self.pick_labels(modality, label, n, rng)
         out: list[Image] = []
@@ -102,9 +105,7 @@ class Generator:
                     if progress:
                         progress(_done * total + i * _k, n * total)
 
-                x = sample_ddpm_model(
-                    self.module, cls, sampler=sampler, steps=steps, eta=eta, guidance=guidance, generator=gen, progress=_p
-                )
+                x = sample_ddpm_model(self.module, cls, **settings, generator=gen, progress=_p)
             else:
                 g = self.module.generator
                 z = torch.randn((len(labs), g.cfg.z_dim), generator=gen).to(self.device)
@@ -112,10 +113,8 @@ class Generator:
             arr = ((x.float().cpu().numpy()[:, 0] + 1.0) / 2.0).clip(0, 1)
             for a, lab in zip(arr, labs):
                 img = Image(a, Meta(modality=modality, label=lab, bits=8, value_range=(0.0, 255.0), format="synthetic"))
-                img.meta.extra.update({"generator": self.name, "sampler": sampler if self.family == "ddpm" else "gan",
-                                       "seed": seed, "model_version": self.version})
-                if self.family == "ddpm":
-                    img.meta.extra.update({"steps": steps, "eta": eta, "guidance": guidance})
+                img.meta.extra.update({"generator": self.name, "sampler": "gan", **settings, "seed": seed,
+                                       "model_version": self.version})
                 out.append(img)
             done += len(labs)
             if progress and self.family != "ddpm":
