@@ -141,3 +141,47 @@ def test_detect_paths_copy_move_column(tiny_models_dir, tmp_path):
     assert rows[0]["copy_move"] > 0.3 and rows[0]["verdict"] == "manipulated"
     rows = detect_paths([tmp_path], detector="tiny-dual", models_dir=tiny_models_dir)
     assert rows[0]["copy_move"] is None
+
+
+def test_sparse_correlations_match_a_direct_computation():
+    """The fast paths (zero-padded gathers, the 8 neighbouring offsets from one patch, slice shifts, windowed means
+    at chosen pixels) give the plain definition's numbers, including offsets that move a window partly or wholly
+    off the image."""
+    from medfake.detection.copymove import _box, _shifted, _SparseCorr, _window_mean, residual
+
+    rng = np.random.default_rng(3)
+    h, w, win = 23, 19, 5
+    r = torch.as_tensor(rng.standard_normal((2, h, w)), dtype=torch.float64)
+    e = _box(r[:, None] ** 2, win)[:, 0]
+    p = win // 2
+    rp = np.pad(r.numpy(), ((0, 0), (h + p, h + p), (w + p, w + p)))
+    ep = np.pad(e.numpy(), ((0, 0), (h, h), (w, w)))
+
+    def direct(i, y, x, dy, dx):
+        a = rp[i, h + y:h + y + win, w + x:w + x + win]
+        b = rp[i, h + y + dy:h + y + dy + win, w + x + dx:w + x + dx + win]
+        return (a * b).sum() / max(np.sqrt(ep[i, h + y, w + x] * ep[i, h + y + dy, w + x + dx]), 1e-12)
+
+    py = torch.as_tensor(rng.integers(0, h, (2, 3, 7)))
+    px = torch.as_tensor(rng.integers(0, w, (2, 3, 7)))
+    sc = _SparseCorr(r, e, py, px, win)
+    for dy, dx in [(0, 1), (-4, 6), (h - 1, 0), (2, -w + 1), (h - 2, w - 2), (-h + 1, -w + 1)]:
+        got = sc.at(torch.full(py.shape, dy), torch.full(px.shape, dx)).numpy()
+        want = np.array([[[direct(i, int(py[i, a, b]), int(px[i, a, b]), dy, dx) for b in range(7)]
+                          for a in range(3)] for i in range(2)])
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+        got = sc.best_neighbour(torch.full(py.shape, dy), torch.full(px.shape, dx)).numpy()
+        want = np.max([sc.at(torch.full(py.shape, dy + a), torch.full(px.shape, dx + b)).numpy()
+                       for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)], axis=0)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    offs = torch.tensor([[[3, -5], [-h + 1, 2]], [[0, w - 1], [h, 0]]])
+    got = _shifted(r, offs).numpy()
+    for i in range(2):
+        for m, (dy, dx) in enumerate(offs[i].tolist()):
+            want = np.pad(r[i].numpy(), ((h + 1, h + 1), (w + 1, w + 1)))[h + 1 + dy:2 * h + 1 + dy,
+                                                                          w + 1 + dx:2 * w + 1 + dx]
+            np.testing.assert_array_equal(got[i, m], want)
+    c = residual(torch.rand(2, 1, h, w, dtype=torch.float64)).expand(2, 3, h, w).contiguous()
+    ci = torch.as_tensor(rng.integers(0, h * w, (2, 3, 4)))
+    want = torch.gather((_box(c, 5) / 25).flatten(2), 2, ci)
+    torch.testing.assert_close(_window_mean(c, ci, 5), want)

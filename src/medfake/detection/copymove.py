@@ -24,6 +24,7 @@ whose centre is set on real validation images), and thresholds are calibrated on
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -85,6 +86,22 @@ def anisotropy(x: torch.Tensor, w: int) -> torch.Tensor:
     return (((jxx - jyy) ** 2 + 4 * jxy ** 2).sqrt() / (jxx + jyy + 1e-8)).clamp(0, 1)
 
 
+@functools.lru_cache(maxsize=8)
+def _offset_grid(h: int, w: int, min_offset: int, min_overlap: int):
+    """The autocorrelation's offsets (dy, dx) on its 2h × 2w grid, √ of each offset's overlap with the image, and
+    the offsets not examined (too short, too little overlap, or the − of a ± pair). The same for every image of a
+    size, so made once."""
+    dy = torch.arange(2 * h)
+    dy = torch.where(dy >= h, dy - 2 * h, dy)
+    dx = torch.arange(2 * w)
+    dx = torch.where(dx >= w, dx - 2 * w, dx)
+    DY, DX = torch.meshgrid(dy, dx, indexing="ij")
+    overlap = ((h - DY.abs()).clamp_min(0) * (w - DX.abs()).clamp_min(0)).float()
+    valid = (torch.maximum(DY.abs(), DX.abs()) >= min_offset) & (overlap >= min_overlap) & \
+        ((DY > 0) | ((DY == 0) & (DX > 0)))
+    return DY, DX, overlap.clamp_min(1).sqrt(), ~valid
+
+
 def candidate_offsets(r: torch.Tensor, cfg: CopyMoveConfig) -> torch.Tensor:
     """(N, K, 2) integer offsets (dy, dx): the K most prominent peaks of each whitened residual's autocorrelation,
     one of each ± pair, at least cfg.min_offset long."""
@@ -96,65 +113,99 @@ def candidate_offsets(r: torch.Tensor, cfg: CopyMoveConfig) -> torch.Tensor:
     row3 = torch.maximum(torch.maximum(ring[..., :-2], ring[..., 1:-1]), ring[..., 2:])  # max over x−1..x+1
     nb = torch.maximum(torch.maximum(row3[:, :-2], row3[:, 2:]),
                        torch.maximum(ring[:, 1:-1, :-2], ring[:, 1:-1, 2:]))  # the 8 neighbours, centre excluded
-    dy = torch.arange(2 * h)
-    dy = torch.where(dy >= h, dy - 2 * h, dy)
-    dx = torch.arange(2 * w)
-    dx = torch.where(dx >= w, dx - 2 * w, dx)
-    DY, DX = torch.meshgrid(dy, dx, indexing="ij")
-    overlap = ((h - DY.abs()).clamp_min(0) * (w - DX.abs()).clamp_min(0)).float()
-    valid = (torch.maximum(DY.abs(), DX.abs()) >= cfg.min_offset) & (overlap >= cfg.min_overlap) & \
-        ((DY > 0) | ((DY == 0) & (DX > 0)))
-    prom = torch.where(valid, (ac - nb) / overlap.clamp_min(1).sqrt(), torch.full_like(ac, -torch.inf))
+    DY, DX, root_overlap, invalid = _offset_grid(h, w, cfg.min_offset, cfg.min_overlap)
+    prom = (ac - nb).div_(root_overlap).masked_fill_(invalid, -torch.inf)
     idx = prom.flatten(1).topk(cfg.candidates, dim=1).indices
     return torch.stack([DY.flatten()[idx], DX.flatten()[idx]], dim=-1)
 
 
 def _shifted(a: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
-    """a: (N, H, W); offs: (N, M, 2) → (N, M, H, W) with out[i, m, y, x] = a[i, y + dy, x + dx] (0 outside)."""
+    """a: (N, H, W); offs: (N, M, 2) → (N, M, H, W) with out[i, m, y, x] = a[i, y + dy, x + dx] (0 outside).
+    One slice copy per (image, offset): far cheaper than building an index for every output pixel."""
     n, h, w = a.shape
     m = offs.shape[1]
-    ys = torch.arange(h).view(1, 1, h, 1) + offs[..., 0].view(n, m, 1, 1)
-    xs = torch.arange(w).view(1, 1, 1, w) + offs[..., 1].view(n, m, 1, 1)
-    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)  # (N, M, H, W) by broadcasting
-    idx = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).expand(n, m, h, w).reshape(n, -1)
-    out = torch.gather(a.reshape(n, -1), 1, idx).view(n, m, h, w)
-    return out * inside
+    out = a.new_zeros((n, m, h, w))
+    for i, j, dy, dx in ((i, j, int(o[0]), int(o[1])) for i in range(n) for j, o in enumerate(offs[i].tolist())):
+        if abs(dy) < h and abs(dx) < w:
+            out[i, j, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = \
+                a[i, max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
+    return out
+
+
+def _window_mean(c: torch.Tensor, ci: torch.Tensor, w: int) -> torch.Tensor:
+    """c: (N, K, H, W); ci: (N, K, T) flat pixel indices → (N, K, T) mean of c over the w×w window around each
+    (zero outside the image), gathered at those pixels only."""
+    n, k, h, wd = c.shape
+    p = w // 2
+    cp = F.pad(c, (p, p, p, p)).flatten(2)
+    oy, ox = torch.meshgrid(torch.arange(w), torch.arange(w), indexing="ij")
+    offs = (oy * (wd + 2 * p) + ox).flatten()  # the window's pixels from its top-left corner, in the padded map
+    q = (ci // wd) * (wd + 2 * p) + ci % wd
+    idx = (q[..., None] + offs).flatten(2)
+    return torch.gather(cp, 2, idx).view(n, k, -1, w * w).sum(-1) / (w * w)
 
 
 class _SparseCorr:
     """Windowed correlation of a residual at chosen pixels with the residual at the same pixels moved by an offset:
     the window gathers of the chosen pixels are made once, each offset then costs one gather and a dot product.
-    Window pixels outside the image count as 0 (indices clamped, then masked: no padded copy of the image)."""
+    Window pixels outside the image count as 0: the residual and the window energy are zero-padded once by a margin
+    wide enough for every window examined, and a moved centre farther outside than that is clamped to a position
+    whose windows lie wholly in the padding (so no per-element clamping or masking)."""
 
     def __init__(self, r: torch.Tensor, e: torch.Tensor, py: torch.Tensor, px: torch.Tensor, w: int):
         n, h, wd = r.shape
         self.n, self.h, self.wd, self.shape = n, h, wd, py.shape
-        p = w // 2
+        self.p = p = w // 2
+        self.w = w
+        self.m = m = 2 * p + 3  # the padding: a window and its 8 neighbours around a centre clamped to p + 2 outside
+        self.wp = wp = wd + 2 * m
+        self.rp = F.pad(r, (m, m, m, m)).reshape(n, -1)
+        self.ep = F.pad(e, (m, m, m, m)).reshape(n, -1)
         oy, ox = torch.meshgrid(torch.arange(-p, p + 1), torch.arange(-p, p + 1), indexing="ij")
-        self.oy, self.ox = oy.flatten(), ox.flatten()
-        self.py, self.px = py.reshape(n, -1, 1), px.reshape(n, -1, 1)
-        self.r = r.reshape(n, -1)
-        self.a = self._windows(self.py, self.px)
-        self.e = e.flatten(1)
-        self.ea = torch.gather(self.e, 1, (self.py * wd + self.px).flatten(1))
+        self.woff = (oy * wp + ox).flatten()  # flat offsets of a window's pixels from its centre
+        oy, ox = torch.meshgrid(torch.arange(-p - 1, p + 2), torch.arange(-p - 1, p + 2), indexing="ij")
+        self.poff = (oy * wp + ox).flatten()  # ... of the (w + 2)² patch holding a window and its 8 neighbours
+        d = torch.arange(-1, 2)
+        self.noff = (d[:, None] * wp + d[None, :]).flatten()  # the 3×3 neighbouring centres
+        self.py, self.px = py.reshape(n, -1), px.reshape(n, -1)
+        q = self._centre(torch.zeros_like(self.py), torch.zeros_like(self.px), 0)
+        self.a = self._gather(self.rp, q, self.woff)  # (N, P, w²)
+        self.ea = torch.gather(self.ep, 1, q)  # (N, P)
 
-    def _windows(self, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
-        """(N, P, 1) window centres → (N, P, w²) residual values (0 outside the image)."""
-        yy, xx = cy + self.oy, cx + self.ox
-        inside = (yy >= 0) & (yy < self.h) & (xx >= 0) & (xx < self.wd)
-        idx = yy.clamp(0, self.h - 1) * self.wd + xx.clamp(0, self.wd - 1)
-        return torch.gather(self.r, 1, idx.flatten(1)).view(idx.shape) * inside
+    def _centre(self, dy: torch.Tensor, dx: torch.Tensor, slack: int) -> torch.Tensor:
+        """Flat index into the padded arrays of each chosen pixel moved by (dy, dx), clamped so that a centre whose
+        windows (grown by `slack`) would lie wholly outside the image stays in the padding."""
+        lo = -(self.p + 1 + slack)
+        qy = (self.py + dy).clamp(lo, self.h - 1 - lo) + self.m
+        qx = (self.px + dx).clamp(lo, self.wd - 1 - lo) + self.m
+        return qy * self.wp + qx
+
+    @staticmethod
+    def _gather(flat: torch.Tensor, q: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+        """(N, P) centres → (N, P, len(offs)) values at centre + offs."""
+        idx = q[..., None] + offs
+        return torch.gather(flat, 1, idx.flatten(1)).view(idx.shape)
 
     def at(self, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
         """dy, dx: (N, M) offsets per chosen pixel (same leading shape as py) → correlations of that shape."""
-        n, h, wd = self.n, self.h, self.wd
-        dy, dx = dy.reshape(n, -1, 1), dx.reshape(n, -1, 1)
-        qy, qx = self.py + dy, self.px + dx
-        b = self._windows(qy, qx)
-        inside = ((qy >= 0) & (qy < h) & (qx >= 0) & (qx < wd)).flatten(1)
-        eb = torch.gather(self.e, 1, (qy.clamp(0, h - 1) * wd + qx.clamp(0, wd - 1)).flatten(1)) * inside
+        q = self._centre(dy.reshape(self.n, -1), dx.reshape(self.n, -1), 0)
+        b = self._gather(self.rp, q, self.woff)
+        eb = torch.gather(self.ep, 1, q)
         c = (self.a * b).sum(-1) / (self.ea * eb).sqrt().clamp_min(1e-12)
         return c.view(self.shape)
+
+    def best_neighbour(self, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+        """The largest correlation over the 8 offsets around (dy, dx), from one gathered (w + 2)² patch per pixel
+        (the 8 windows overlap) instead of 8 window gathers. Same values as max over `at` of the 8 offsets."""
+        n, w = self.n, self.w
+        q = self._centre(dy.reshape(n, -1), dx.reshape(n, -1), 1)
+        patch = self._gather(self.rp, q, self.poff).view(1, -1, w + 2, w + 2)
+        # each pixel's window slid over its patch: a depthwise convolution, one group per (image, pixel)
+        dots = F.conv2d(patch, self.a.reshape(-1, 1, w, w), groups=patch.shape[1]).view(n, -1, 9)
+        eb = self._gather(self.ep, q, self.noff)
+        c = dots / (self.ea[..., None] * eb).sqrt().clamp_min(1e-12)
+        c[..., 4] = -torch.inf  # the offset itself is no rival
+        return c.max(-1).values.view(self.shape)
 
 
 @torch.no_grad()
@@ -188,9 +239,10 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     sparse = _SparseCorr(r, e, py, px, win)
     # rivals of offset d: its 8 neighbours (a ridge: edges, gradients) and −d, 2d (a period: a pattern that repeats
     # at every multiple of d, e.g. scanner or compression texture in a dark border, is no copy)
-    rivals = [(offs[..., 0] + a, offs[..., 1] + b) for a, b in NEIGHBOURS]
+    best_nb = torch.maximum(best_nb, sparse.best_neighbour(offs[..., 0, None].expand_as(py),
+                                                           offs[..., 1, None].expand_as(px)))
     half = torch.div(offs, 2, rounding_mode="floor")
-    rivals += [(-offs[..., 0], -offs[..., 1]), (2 * offs[..., 0], 2 * offs[..., 1]), (half[..., 0], half[..., 1])]
+    rivals = [(-offs[..., 0], -offs[..., 1]), (2 * offs[..., 0], 2 * offs[..., 1]), (half[..., 0], half[..., 1])]
     # ... and the other candidate offsets: a periodic pattern puts several of them on its multiples
     for m in range(1, k):
         other = offs.roll(m, dims=1)
@@ -199,8 +251,7 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
         best_nb = torch.maximum(best_nb, sparse.at(ry[..., None].expand_as(py), rx[..., None].expand_as(px)))
     # spatial coherence: a copy repeats a whole region, so its neighbourhood matches too; a lone matching window
     # among random texture (CT noise in a dark lung field) does not
-    coh = _box(c.view(n * k, 1, h, w), COHERENCE).view(n, k, h * w) / COHERENCE ** 2
-    coh = torch.gather(coh, 2, ci).clamp(0, 1)
+    coh = _window_mean(c, ci, COHERENCE).clamp(0, 1)
     sharp = torch.where(cv > 0, (cv - best_nb) * coh, torch.zeros_like(cv))
     if cfg.edge_weight > 0:
         # a window on one dominant edge (the rim of a CT field of view, a bone border) can match a shifted piece of
