@@ -5,6 +5,7 @@ Target: ≥ 150 img/s on 2 CPU cores with the default detector (dual-srm).
     python benchmarks/detect_speed.py                          # default detector from models/, medimg128 test PNGs
     python benchmarks/detect_speed.py --untrained dual-srm     # the architecture with random weights (no models yet)
     python benchmarks/detect_speed.py --models-dir DIR --detector NAME --n 2000 --threads 2
+    python benchmarks/detect_speed.py --no-copy-move           # without the copy-move cue (on by default, as in detect)
 
 Appends a line to benchmarks/RESULTS.md (command, machine, date, numbers) unless --no-record.
 """
@@ -79,13 +80,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-record", action="store_true")
-    ap.add_argument("--copy-move", action="store_true", help="with the copy-move cue (detect --copy-move)")
+    ap.add_argument("--copy-move", action=argparse.BooleanOptionalAction, default=None,
+                    help="the copy-move cue on / off (default: as medfake detect, on when the card has it)")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
     from medfake.detection import detect_paths, load_detector, write_csv
+    from medfake.detection.detector import use_copy_move
 
     tmp = Path(tempfile.mkdtemp(prefix="detect_speed_"))
     models_dir, name = args.models_dir, args.detector
@@ -93,12 +96,11 @@ def main(argv=None) -> dict:
         models_dir, name = tmp, untrained_detector(args.untrained, tmp)
     files = input_pngs(args.n, tmp / "png")
     det = load_detector(name, models_dir)  # model load is not part of the timed run (it is cached in a server)
-    if args.copy_move:
-        det = det.with_copy_move()
-    detect_paths(files[: args.batch_size], detector=det, batch_size=args.batch_size)  # warm-up
+    det = use_copy_move(det, args.copy_move)
+    detect_paths(files[: args.batch_size], detector=det, batch_size=args.batch_size, copy_move=args.copy_move)  # warm
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    rows = detect_paths(files, detector=det, batch_size=args.batch_size)
+    rows = detect_paths(files, detector=det, batch_size=args.batch_size, copy_move=args.copy_move)
     write_csv(rows, tmp / "out.csv")
     dt = time.perf_counter() - t0
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -106,7 +108,7 @@ def main(argv=None) -> dict:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res = {
         "detector": f"{det.name} ({det.card.get('architecture')}, {det.version}"
-                    f"{', with the copy-move cue' if args.copy_move else ''})",
+                    f"{', with the copy-move cue' if det.copy_move is not None else ''})",
         "parameters": sum(p.numel() for p in det.module.parameters()),
         "images": len(rows), "seconds": round(dt, 2), "images_per_s": round(len(rows) / dt, 1),
         "peak_rss_mb": round(peak_mb, 1),

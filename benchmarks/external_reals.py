@@ -22,18 +22,20 @@ def main() -> None:
     ap.add_argument("--detector", default="default")
     ap.add_argument("--models-dir", default=None)
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--copy-move", action=argparse.BooleanOptionalAction, default=None,
+                    help="the copy-move cue on / off (default: as medfake detect, on when the card has it)")
     args = ap.parse_args()
 
-    from medfake.detection.detector import load_detector
+    from medfake.detection.detector import load_detector, use_copy_move
     from medfake.evaluation.external import external_real_alarms
 
-    det = load_detector(args.detector, args.models_dir)
+    det = use_copy_move(load_detector(args.detector, args.models_dir), args.copy_move)  # as medfake detect runs it
     r = external_real_alarms(det)
     lines = ["| image | kind | modality guess | p_synthetic | p_manipulated | verdict |", "|---|---|---|---|---|---|"]
     lines += [f"| {f['image']} | {f['kind']} | {f['modality']} | {f['p_synthetic']:.3f} | {f['p_manipulated']:.3f} | "
               f"**{f['verdict']}** |" for f in r["flagged"]]
-    t = det.card.get("thresholds") or {}
-    body = (f"Detector `{args.detector}` (version {det.card.get('version')}; thresholds "
+    t = det.thresholds or {}
+    body = (f"Detector `{args.detector}` (version {det.version}; thresholds "
             + ", ".join(f"{k} {v:.3g}" for k, v in t.items() if isinstance(v, float)) + ").\n\n"
             f"{r['n']} real images ({r['files']} files) from outside medimg128: **{r['not_real']:.1%} called anything "
             f"but real** (target ≤ 2%), {r['called_fake']:.1%} called fake; file-balanced {r['not_real_file_balanced']:.1%}; "

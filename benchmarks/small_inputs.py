@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -38,23 +39,27 @@ def main() -> None:
     ap.add_argument("--detector", default="default")
     ap.add_argument("--models-dir", default=None)
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--copy-move", action=argparse.BooleanOptionalAction, default=None,
+                    help="the copy-move cue on / off (default: as medfake detect, on when the card has it)")
     args = ap.parse_args()
 
     from PIL import Image as P
 
-    from medfake.detection.detector import ShippedDetector, load_detector
+    from medfake.detection.detector import ShippedDetector, load_detector, use_copy_move
     from medfake.io.image import Image
 
     manifest = Path(args.data)
     if not manifest.is_file():
         sys.exit(f"no benchmark manifest at {manifest}: build it first (benchmarks/pipeline_cpu.sh, step 1)")
     rows = list(csv.DictReader(manifest.open()))
-    det = load_detector(args.detector, args.models_dir)
-    if not (det.card.get("thresholds") or {}).get("by_input_side"):
+    det = use_copy_move(load_detector(args.detector, args.models_dir), args.copy_move)  # as medfake detect runs it
+    if not (det.thresholds or {}).get("by_input_side"):
         sys.exit(f"detector {det.name} {det.version} has no small-input floors (recalibrate it: medfake train "
                  f"detector --steps 0 --init-from CARD)")
     thr = {k: v for k, v in det.card["thresholds"].items() if k != "by_input_side"}
-    plain = ShippedDetector(det.module, {**det.card, "thresholds": thr}, det.bank, det.anomaly)
+    cue = None if det.copy_move is None else dataclasses.replace(
+        det.copy_move, thresholds={k: v for k, v in det.copy_move.thresholds.items() if k != "by_input_side"})
+    plain = ShippedDetector(det.module, {**det.card, "thresholds": thr}, det.bank, det.anomaly, copy_move=cue)
     rng = np.random.default_rng(0)
     table = ["| input side | kind | n | not real, 128 px thresholds | not real, small-input floors | "
              "called fake, floors |", "|---|---|---|---|---|---|"]

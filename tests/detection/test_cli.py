@@ -60,6 +60,11 @@ def test_detect_csv_contract(inputs, tiny_models_dir, tmp_path):
             assert 0 <= float(row["p_synthetic"]) <= 1 and 0 <= float(row["p_manipulated"]) <= 1
             assert row["verdict"] in ("real", "synthetic", "manipulated", "uncertain")
             assert row["modality"] and float(row["anomaly"]) >= 0
+            assert float(row["copy_move"]) > -2  # the card has the cue: on by default
+    r = runner.invoke(app, ["detect", str(inputs / "img0.png"), "--out", str(out), "--models-dir",
+                            str(tiny_models_dir), "--no-copy-move"])
+    assert r.exit_code == 0, r.output
+    assert _rows(out)[0]["copy_move"] == ""
 
 
 def test_detect_files_as_given_and_table_output(inputs, tiny_models_dir):

@@ -139,8 +139,29 @@ def test_detect_paths_copy_move_column(tiny_models_dir, tmp_path):
     PILImage.fromarray(np.round(fake * 255).astype(np.uint8)).save(tmp_path / "cm.png")
     rows = detect_paths([tmp_path], detector="tiny-dual", models_dir=tiny_models_dir, copy_move=True)
     assert rows[0]["copy_move"] > 0.3 and rows[0]["verdict"] == "manipulated"
-    rows = detect_paths([tmp_path], detector="tiny-dual", models_dir=tiny_models_dir)
+    assert detect_paths([tmp_path], detector="tiny-dual", models_dir=tiny_models_dir) == rows  # on by default
+    rows = detect_paths([tmp_path], detector="tiny-dual", models_dir=tiny_models_dir, copy_move=False)
     assert rows[0]["copy_move"] is None
+
+
+def test_the_cue_is_on_by_default_where_the_card_has_it(det):
+    """None (every entry point's default) fuses the cue when the card calibrated one and otherwise keeps the plain
+    detector; True requires it; False takes it off again; asking twice does not fuse twice."""
+    from medfake.detection.detector import ShippedDetector, use_copy_move
+    from medfake.io.errors import MedfakeError
+
+    plain = det
+    on = use_copy_move(plain, None)
+    assert on.copy_move is not None and on.version == plain.version + "+copy-move"
+    assert use_copy_move(on, None) is on and use_copy_move(on, True) is on
+    off = use_copy_move(on, False)
+    assert off.copy_move is None and off.version == plain.version and off.thresholds == plain.thresholds
+    assert use_copy_move(plain, False) is plain
+    card = {k: v for k, v in det.card.items() if k != "copy_move"}  # a card calibrated without the cue
+    old = ShippedDetector(det.module, card, det.bank, det.anomaly)
+    assert use_copy_move(old, None) is old
+    with pytest.raises(MedfakeError, match="no calibrated copy-move cue"):
+        use_copy_move(old, True)
 
 
 def test_sparse_correlations_match_a_direct_computation():

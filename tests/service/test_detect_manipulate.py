@@ -58,8 +58,8 @@ def test_v1_detect_rows_errors_and_maps(client):
 
 
 def test_v1_detect_copy_move_cue(client):
-    """copy_move=true runs the cue: its score comes back per row, a pasted copy of fine texture scores higher than
-    the image it came from, and the mask keeps the image's size."""
+    """copy_move=true (and the default) runs the cue, false does not: its score comes back per row, a pasted copy
+    of fine texture scores higher than the image it came from, and the mask keeps the image's size."""
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(7)
@@ -75,7 +75,10 @@ def test_v1_detect_copy_move_cue(client):
     assert cm["scores"]["copy_move"] > 0.3 > 0.1 > orig["scores"]["copy_move"]
     assert cm["p_manipulated"] >= cm["scores"]["p_copy_move"] > 0.9
     assert png_array(from_data_url(cm["mask"])).shape == (128, 128)
-    r = client.post("/v1/detect", files=files[:1])
+    r = client.post("/v1/detect", files=files[:1])  # the cue is on by default where the card has it
+    assert r.json()["results"][0]["scores"]["copy_move"] == orig["scores"]["copy_move"]
+    r = client.post("/v1/detect", files=files[:1], data={"copy_move": "false"})
+    assert r.status_code == 200, r.text
     assert "copy_move" not in r.json()["results"][0]["scores"]
 
 

@@ -124,7 +124,9 @@ def eval_cmd(
     adversarial_max: int = typer.Option(256, min=0, help="attack at most this many images (random, seeded; 0: "
                                         "no attacks, as --no-adversarial)"),
     seed: int = typer.Option(0),
-    copy_move: bool = typer.Option(False, "--copy-move", help="evaluate the detector with its copy-move cue"),
+    copy_move: Optional[bool] = typer.Option(None, "--copy-move/--no-copy-move",
+                                             help="the detector's copy-move cue (default: on when its card has it, "
+                                                  "as medfake detect runs it)"),
 ):
     """Evaluate a detector: metrics by modality/label/generator, localization, robustness, attacks, report."""
     from rich.console import Console

@@ -170,6 +170,20 @@ class ShippedDetector(Detector):
         det.version = f"{self.version}+copy-move"  # what a row or a report says was run
         return det
 
+    def with_copy_move_if(self, wanted: bool | None = None) -> "ShippedDetector":
+        """The detector as an entry point runs it: `wanted` None (the default of `medfake detect`, `eval`, the
+        service and the demo) adds the copy-move cue when the card has one calibrated and keeps the plain detector
+        otherwise; True requires the cue (a card without it is a clear error); False runs without it."""
+        if wanted is False:
+            if self.copy_move is None:
+                return self
+            det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device, None)
+            det.version = self.version.removesuffix("+copy-move")
+            return det
+        if self.copy_move is not None or (wanted is None and not (self.card.get("copy_move") and self.has_man)):
+            return self
+        return self.with_copy_move()
+
     # ---------------------------------------------------------------- the contract
     def predict(self, images: Sequence[Image], *, explain: bool = False, batch_size: int = 64) -> list[Prediction]:
         preds: list[Prediction] = []
@@ -341,9 +355,21 @@ def load_detector(name: str = "default", models_dir: str | Path | None = None, d
         return det
 
 
+def use_copy_move(det, wanted: bool | None = None):
+    """`det` with the copy-move cue as `wanted` (None: when its card has one; see
+    `ShippedDetector.with_copy_move_if`). A detector that cannot run the cue stays as it is unless the cue is
+    required (True), which is then a clear error."""
+    if hasattr(det, "with_copy_move_if"):
+        return det.with_copy_move_if(wanted)
+    if wanted:
+        raise MedfakeError(f"detector {getattr(det, 'name', det)!r} has no copy-move cue")
+    return det
+
+
 def clear_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
 
 
-__all__ = ["ShippedDetector", "load_detector", "resolve_card", "clear_cache", "to_input_size", "IMAGE_SIZE"]
+__all__ = ["ShippedDetector", "load_detector", "resolve_card", "clear_cache", "to_input_size", "use_copy_move",
+           "IMAGE_SIZE"]

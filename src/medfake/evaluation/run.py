@@ -207,21 +207,20 @@ def evaluate(
     seed: int = 0,
     adversarial_max: int = 256,
     progress: bool = True,
-    copy_move: bool = False,
+    copy_move: bool | None = None,
 ) -> dict:
     """Evaluate `detector` (a name for medfake.detection.load_detector, or a Detector) on `data`; writes
-    out/results.json and out/report.html and returns the results dict. `copy_move`: the detector with its
-    copy-move cue (`with_copy_move`)."""
+    out/results.json and out/report.html and returns the results dict. `copy_move`: the detector's copy-move cue
+    on, off, or (None) on when its card has it (`detection.detector.use_copy_move`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .metrics import binary_metrics, localization_metrics, modality_confusion
 
     recs = load_eval_records(data, split)
     det = _resolve_detector(detector, models_dir)
-    if copy_move:
-        if not hasattr(det, "with_copy_move"):
-            raise MedfakeError(f"detector {getattr(det, 'name', det)!r} has no copy-move cue")
-        det = det.with_copy_move()
+    from ..detection.detector import use_copy_move
+
+    det = use_copy_move(det, copy_move)
     thr = float(threshold if threshold is not None else (getattr(det, "card", None) or {}).get("threshold", 0.5))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

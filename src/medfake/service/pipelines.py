@@ -117,10 +117,11 @@ def _heat_png(a: np.ndarray | None) -> str | None:
 
 
 def detect_images(images: list[Image], settings: Settings, model: str | None, explain: bool = True,
-                  copy_move: bool = False) -> list[dict]:
-    det = backends.detector(model, settings)
-    if copy_move:
-        det = det.with_copy_move()  # shares the loaded network; a card without the cue → MedfakeError → 422
+                  copy_move: bool | None = None) -> list[dict]:
+    from ..detection.detector import use_copy_move
+
+    # the cue shares the loaded network; None: on when the card has it; True on a card without it → MedfakeError → 422
+    det = use_copy_move(backends.detector(model, settings), copy_move)
     with backends.infer_lock:
         preds = det.predict(images, explain=explain)
     rows = []

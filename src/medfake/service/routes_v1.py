@@ -25,8 +25,9 @@ async def detect(request: Request, files: list[UploadFile] = File(..., descripti
                  model: Optional[str] = Form(None, description="detector name from GET /v1/models (default: the shipped one)"),
                  explain: bool = Form(True, description="include heatmap and mask PNGs"),
                  include_image: bool = Form(False, description="echo each decoded image as a PNG data URL"),
-                 copy_move: bool = Form(False, description="also run the copy-move cue (slower; finds copy-moves in "
-                                                           "unprocessed files)")):
+                 copy_move: Optional[bool] = Form(None, description="the copy-move cue (duplicated texture): default "
+                                                                    "on when the detector's card has it; false: off, "
+                                                                    "faster")):
     """Detect synthetic and manipulated images. One row per file; a bad file gives a row with verdict 'error'.
     A request whose every file is bad is answered 4xx (413 too large, 422 undecodable)."""
     settings = settings_of(request)
