@@ -58,8 +58,8 @@ class CopyMoveConfig:
 
 def residual(x: torch.Tensor) -> torch.Tensor:
     """4-neighbour Laplacian residual (edges replicated). x: (N, 1, H, W)."""
-    k = torch.tensor([[[[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]]]], dtype=x.dtype, device=x.device)
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k)
+    p = F.pad(x, (1, 1, 1, 1), mode="replicate")  # slices, not a 1-channel conv2d (10x slower on a CPU)
+    return 4 * x - p[..., :-2, 1:-1] - p[..., 2:, 1:-1] - p[..., 1:-1, :-2] - p[..., 1:-1, 2:]
 
 
 def _box(x: torch.Tensor, w: int) -> torch.Tensor:
