@@ -29,6 +29,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--online-manipulations", type=float, default=0.0,
                     help="train each fold with on-the-fly pseudo-manipulations (self-blends/splices) at this rate")
+    ap.add_argument("--no-copy-move", action="store_true",
+                    help="train and score the folds without the copy-move cue (as before 2026-12-02)")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args(argv)
 
@@ -38,7 +40,8 @@ def main(argv=None) -> dict:
     gens = [g for g in args.generators.split(",") if g] or None
     res = leave_one_generator_out(args.data, work_dir=args.out, generators=gens, seed=args.seed,
                                   train_fn=detection_trainer(args.config, args.steps, args.batch_size,
-                                                             online_manipulations=args.online_manipulations),
+                                                             online_manipulations=args.online_manipulations,
+                                                             copy_move_cue=not args.no_copy_move),
                                   detector_config=args.config, steps=args.steps)
     res["minutes"] = round((time.time() - t0) / 60, 1)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -58,6 +61,7 @@ def main(argv=None) -> dict:
     worst = min(held, key=lambda k: held[k] if held[k] is not None else 2)
     body = (f"Detector `{args.config}`, {args.steps} steps of batch {args.batch_size} per fold"
             + (f", pseudo-manipulations at rate {args.online_manipulations}" if args.online_manipulations else "")
+            + (", without the copy-move cue" if args.no_copy_move else ", with the copy-move cue (as medfake detect)")
             + f", {len(res['rows'])} "
             f"folds, {res['minutes']} min in all; test split, {res['n_test']} images; AUC of the fake score (any "
             f"fake) of each generator's test images against all real test images. Bold: the held-out generator.\n\n"

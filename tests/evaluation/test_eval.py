@@ -167,3 +167,22 @@ def test_degradations_change_pixels_identically():
     assert np.abs(degrade(img, "requant16").array - a).max() <= 0.5 / 65535 + 1e-6
     with pytest.raises(ValueError, match="unknown degradation"):
         degrade(img, "sharpen")
+
+
+def test_logo_folds_run_with_the_copy_move_cue_as_detect_does(built, tmp_path):
+    """detection_trainer calibrates each fold's copy-move cue and scores the fold with it on (as `medfake detect`
+    runs a card); the protocol also reports the fold's fused score without the cue, and can leave the cue out."""
+    from medfake.evaluation.protocols import detection_trainer
+
+    kw = dict(steps=3, batch_size=8, device="cpu", bank_size=10,
+              model_config={"stem": 4, "widths": [8, 16, 16], "seg_channels": 4})
+    res = leave_one_generator_out(built / "manifest.csv", work_dir=tmp_path / "on", generators=["copy-move"],
+                                  train_fn=detection_trainer("dual-srm", **kw), progress=False)
+    side = res["held_out_auc_by_score"]["copy-move"]
+    assert {"copy_move", "fake_without_copy_move"} <= set(side)
+    assert all(0 <= v <= 1 for v in side.values())
+    card = json.loads((tmp_path / "on" / "without_copy-move" / "logo.json").read_text())
+    assert card["copy_move"]["thresholds"]["manipulated"] is not None
+    res = leave_one_generator_out(built / "manifest.csv", work_dir=tmp_path / "off", generators=["copy-move"],
+                                  train_fn=detection_trainer("dual-srm", copy_move_cue=False, **kw), progress=False)
+    assert not {"copy_move", "fake_without_copy_move"} & set(res["held_out_auc_by_score"]["copy-move"])

@@ -26,20 +26,23 @@ DEFAULT_CONFIG = "resnet18-12"
 
 
 def detection_trainer(config: str = DEFAULT_CONFIG, steps: int = 50, batch_size: int = 32, device: str = "auto",
-                      **kw) -> TrainFn:
+                      model_config: dict | None = None, **kw) -> TrainFn:
     """A TrainFn over medfake.detection.train_detector(config, records, out_dir, ...) — a registered detector
-    architecture trained for `steps` (small on the CPU) — loaded back with load_detector. The opt-in copy-move cue
-    is not calibrated (the protocol scores the detector without it) unless `copy_move_cue=True` is passed."""
-    kw.setdefault("copy_move_cue", False)
+    architecture trained for `steps` (small on the CPU) — loaded back with load_detector, with the copy-move cue
+    calibrated and on, as `medfake detect` runs a card (`copy_move_cue=False` trains and scores a fold without it).
+    The cue has no weights, so a fold cannot learn the held-out method through it. `model_config`: the
+    architecture's config fields (default: its registered defaults)."""
+    kw.setdefault("copy_move_cue", True)
 
     def train(records: list, out_dir: Path, seed: int):
         from ..detection import load_detector, train_detector
+        from ..detection.detector import use_copy_move
         from ..settings import get_settings, torch_device
 
         card = train_detector(config, records, out_dir, name="logo", steps=steps, batch_size=batch_size, seed=seed,
-                              device=device, **kw)
+                              device=device, **({"config": model_config} if model_config else {}), **kw)
         dev = str(torch_device(device if device != "auto" else get_settings().device))
-        return load_detector(card.get("name", "logo"), models_dir=out_dir, device=dev)
+        return use_copy_move(load_detector(card.get("name", "logo"), models_dir=out_dir, device=dev), None)
 
     return train
 
@@ -61,7 +64,7 @@ def leave_one_generator_out(
     from rich.progress import Progress
     from sklearn.metrics import roc_auc_score
 
-    from .run import load_images, predict_batched, score_table
+    from .run import fake_score, load_images, predict_batched, score_table
 
     if isinstance(data, (str, Path)):
         root = Path(data) if Path(data).is_dir() else Path(data).parent
@@ -98,6 +101,11 @@ def leave_one_generator_out(
             train = [r for r, gg in zip(recs, gen_of) if r.split == "train" and (r.extra["kind"] == "real" or gg != g)]
             det = train_fn(train, work_dir / f"without_{g}", seed)
             table = score_table(predict_batched(det, images, batch=batch))
+            if getattr(det, "copy_move", None) is not None:  # the same fold without the cue, for comparison
+                from ..detection.detector import use_copy_move
+
+                plain = predict_batched(use_copy_move(det, False), images, batch=batch)
+                table["fake_without_copy_move"] = np.array([fake_score(p) for p in plain], dtype=float)
             s = table["fake"]
             held = (test_gen == g) | (test_gen == "real")
             side[g] = {k: float(roc_auc_score(y[held], v[held])) for k, v in table.items()
