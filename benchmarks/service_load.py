@@ -101,7 +101,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def fire(url: str, png: bytes, n: int, concurrency: int, explain: bool, api_key: str | None):
+async def fire(url: str, png: bytes, n: int, concurrency: int, explain: bool, api_key: str | None,
+               copy_move: bool | None = None):
     import httpx
 
     lat: list[float] = []
@@ -121,7 +122,9 @@ async def fire(url: str, png: bytes, n: int, concurrency: int, explain: bool, ap
             t0 = time.perf_counter()
             try:
                 r = await client.post(f"{url}/v1/detect", files={"files": ("x.png", png, "image/png")},
-                                      data={"explain": str(explain).lower()}, headers=headers)
+                                      data={"explain": str(explain).lower(),
+                                            **({} if copy_move is None else {"copy_move": str(copy_move).lower()})},
+                                      headers=headers)
                 code = r.status_code
             except httpx.HTTPError:
                 code = -1  # connection error / timeout
@@ -154,6 +157,8 @@ def main() -> None:
     ap.add_argument("--models-dir", type=Path, default=None, help="default: MEDFAKE_MODELS_DIR or models/")
     ap.add_argument("--tiny", action="store_true", help="train a tiny detector in a temp dir (checks the script)")
     ap.add_argument("--explain", action="store_true", help="ask for heatmaps and masks (Grad-CAM) too")
+    ap.add_argument("--copy-move", action=argparse.BooleanOptionalAction, default=None,
+                    help="send copy_move=true/false (default: send nothing, the server's default: on)")
     ap.add_argument("--threads", type=int, default=None, help="OMP/torch threads of the server process")
     ap.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
     ap.add_argument("--note", default="", help="free text added to the RESULTS.md entry")
@@ -200,7 +205,8 @@ def main() -> None:
                           timeout=120)
         if warm.status_code != 200:
             raise SystemExit(f"warm-up request failed: {warm.status_code} {warm.text[:200]}")
-        lat, status, wall = asyncio.run(fire(url, png, args.requests, args.concurrency, args.explain, key))
+        lat, status, wall = asyncio.run(fire(url, png, args.requests, args.concurrency, args.explain, key,
+                                               args.copy_move))
         healthy = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
     finally:
         proc.terminate()
@@ -214,7 +220,8 @@ def main() -> None:
     ms = lat * 1000
     body = (
         f"Detector: `{det['name']}` version {det['version']} ({det.get('architecture')}); image: {what}; "
-        f"explain={args.explain}; server: 1 uvicorn worker, subprocess"
+        f"explain={args.explain}; copy_move={'default (on)' if args.copy_move is None else args.copy_move}; "
+        f"server: 1 uvicorn worker, subprocess"
         + (f", OMP threads {args.threads}" if args.threads else "") + ".\n"
         + (f"{args.note}\n" if args.note else "")
         + "\n| requests | concurrency | status counts | 5xx/errors | p50 ms | p90 ms | p99 ms | max ms | req/s | healthz after |\n"

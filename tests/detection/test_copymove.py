@@ -154,6 +154,7 @@ def test_the_cue_is_on_by_default_where_the_card_has_it(det):
     on = use_copy_move(plain, None)
     assert on.copy_move is not None and on.version == plain.version + "+copy-move"
     assert use_copy_move(on, None) is on and use_copy_move(on, True) is on
+    assert plain.with_copy_move() is on and on._lock is plain._lock  # made once, one explain lock per network
     off = use_copy_move(on, False)
     assert off.copy_move is None and off.version == plain.version and off.thresholds == plain.thresholds
     assert use_copy_move(plain, False) is plain

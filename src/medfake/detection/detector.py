@@ -114,6 +114,7 @@ class ShippedDetector(Detector):
         self.retrieval_weights = retrieval_weights(card) if bank is not None else {"synthetic": 0.0, "manipulated": 0.0}
         self.anomaly = anomaly
         self._lock = threading.Lock()  # Grad-CAM registers hooks; one explain at a time
+        self._with_cue: ShippedDetector | None = None  # with_copy_move()'s detector, made on first use
 
     def verdict_for(self, p_synthetic: float, p_manipulated: float, modality: str | None,
                     side: int | None = None) -> str:
@@ -154,6 +155,7 @@ class ShippedDetector(Detector):
         bank.add(self.embed(images), labels)
         det = ShippedDetector(self.module, self.card, bank, self.anomaly, self.device, self.copy_move)
         det.version = self.version
+        det._lock = self._lock  # the same network
         if self.bank is None:  # no shipped bank: references alone, default weight
             det.retrieval_weights = retrieval_weights(self.card, 0.3)
         return det
@@ -165,10 +167,13 @@ class ShippedDetector(Detector):
         if not section or not self.has_man:
             raise MedfakeError(f"detector {self.name} {self.version} has no calibrated copy-move cue (recalibrate it: "
                                f"medfake train detector --init-from CARD --steps 0 --copy-move-cue)")
-        det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device,
-                              CopyMoveCue.from_card(section))
-        det.version = f"{self.version}+copy-move"  # what a row or a report says was run
-        return det
+        if self._with_cue is None:  # made once: a server asks for it on every request, and it shares the explain lock
+            det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device,
+                                  CopyMoveCue.from_card(section))
+            det.version = f"{self.version}+copy-move"  # what a row or a report says was run
+            det._lock = self._lock  # one network: one Grad-CAM at a time across both
+            self._with_cue = det
+        return self._with_cue
 
     def with_copy_move_if(self, wanted: bool | None = None) -> "ShippedDetector":
         """The detector as an entry point runs it: `wanted` None (the default of `medfake detect`, `eval`, the
@@ -179,6 +184,7 @@ class ShippedDetector(Detector):
                 return self
             det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device, None)
             det.version = self.version.removesuffix("+copy-move")
+            det._lock = self._lock
             return det
         if self.copy_move is not None or (wanted is None and not (self.card.get("copy_move") and self.has_man)):
             return self
