@@ -55,3 +55,16 @@ def test_eval_cli_with_detection_stage_detector(built, tmp_path):
     assert "adversarial" not in res  # --adversarial-max 0 attacks nothing (it used to fail on an empty stack)
     assert res["n"] == sum(1 for row in csv.DictReader((built / "manifest.csv").open()) if row["split"] == "test")
     assert (out / "report.html").stat().st_size > 10_000
+    # the copy-move cue: on by default where the card has it, --no-copy-move off, --copy-move required
+    has_cue = bool(card.get("copy_move"))
+    assert res["detector"]["copy_move_cue"] is has_cue
+    args = ["eval", "--data", str(built / "manifest.csv"), "--models-dir", str(tmp_path / "det"), "--out",
+            str(tmp_path / "ev2"), "--no-robustness", "--adversarial-max", "0", "--no-external"]
+    r = runner.invoke(app, args + ["--no-copy-move"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "ev2" / "results.json").read_text())["detector"]["copy_move_cue"] is False
+    r = runner.invoke(app, args + ["--copy-move"])
+    if has_cue:
+        assert r.exit_code == 0, r.output
+    else:
+        assert r.exit_code != 0 and "no calibrated copy-move cue" in r.output
