@@ -68,7 +68,7 @@ def _row(label: str, pred=None, message: str = "") -> dict:
 
 
 def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, heatmaps: str | Path | None = None,
-                  batch_size: int = 32, start_index: int = 0) -> list[dict]:
+                  batch_size: int = 64, start_index: int = 0) -> list[dict]:
     """(label, Image) pairs → rows, in order."""
     rows = []
     for i in range(0, len(items), batch_size):
@@ -83,7 +83,7 @@ def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, hea
 
 
 def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "default", models_dir=None,
-                 reference: str | Path | None = None, batch_size: int = 32, heatmaps: str | Path | None = None,
+                 reference: str | Path | None = None, batch_size: int = 64, heatmaps: str | Path | None = None,
                  progress: bool = False, copy_move: bool | None = None) -> list[dict]:
     """Files and folders (recursive) → one row per image/frame (see module doc). The model loads once; images are
     decoded and scored in batches of `batch_size`. `copy_move`: the copy-move cue on (True), off (False) or, by
