@@ -104,8 +104,8 @@ def train_detector_cmd(
                                     "splices) or 'classical' (the shipped copy-move/splice/retouch)"),
     per_modality_thresholds: bool = typer.Option(True, help="raise the thresholds of a modality whose val reals "
                                                             "score higher than the others (per-modality FPR bound)"),
-    copy_move_cue: bool = typer.Option(True, help="also calibrate the copy-move cue (used by detect/eval "
-                                                  "--copy-move; slower, see docs/detection.md)"),
+    copy_move_cue: bool = typer.Option(True, help="also calibrate the copy-move cue (then detect, eval and the "
+                                                  "service run it by default; see docs/detection.md)"),
     seg_mix: bool = typer.Option(True, help="let validation mix the segmentation map's top-64 evidence into "
                                             "the manipulation score (docs/detection.md)"),
     resample_p: float = typer.Option(0.25, min=0.0, max=1.0, help="training augmentation: probability of the "

@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 
 COHERENCE = 5  # side of the neighbourhood whose mean correlation weighs each pixel's sharpness
-NEIGHBOURS = [(a, b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)]
 
 
 @dataclass(frozen=True)
