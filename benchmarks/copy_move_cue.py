@@ -111,8 +111,8 @@ def main() -> None:
     body = (f"{len(reals)} medimg128 **test** reals and a copy-move of each (the data-set builder's mask sampler and "
             f"method), unmodified and after JPEG 75 / resize x0.5 (both sets). TPR at the 99th percentile of the "
             f"reals' scores (1 % FPR here). Detector: `{det.name}` {det.version}, p_manipulated, alone and fused "
-            f"with the cue (as `medfake detect` runs it by default); 'called' = verdict manipulated at the card's thresholds, copies / "
-            f"reals.\n\n"
+            f"with the cue (as `medfake detect` runs it by default); 'called' = verdict manipulated at the card's "
+            f"thresholds, copies / reals.\n\n"
             "| images | cue AUC | cue TPR@1%FPR | detector AUC | TPR@1%FPR | called | + cue AUC | TPR@1%FPR | "
             "called |\n|---|---|---|---|---|---|---|---|---|\n"
             + "\n".join(rows)
