@@ -35,9 +35,11 @@ time $MED train detector --config dual-srm --name detector-default --data $B/man
 time $MED train detector --config dual-srm --name detector-default --data $B/manifest.csv --out runs/recal \
     --steps 0 --init-from runs/detect/detector-default.json
 
-# 3. evaluation on the fixed test split (robustness + adversarial), HTML report; and with the opt-in copy-move cue
+# 3. evaluation on the fixed test split (robustness + adversarial), HTML report: as medfake detect runs the card
+#    (with its copy-move cue), and without the cue for comparison
 time $MED eval --data $B/manifest.csv --out bench_out/eval --models-dir runs/recal --adversarial-max 64
-time $MED eval --data $B/manifest.csv --out bench_out/eval_cm --models-dir runs/recal --adversarial-max 64 --copy-move
+time $MED eval --data $B/manifest.csv --out bench_out/eval_no_cm --models-dir runs/recal --adversarial-max 64 \
+    --no-copy-move
 time .venv/bin/python benchmarks/copy_move_cue.py --models-dir runs/recal
 time .venv/bin/python benchmarks/external_reals.py --models-dir runs/recal
 
