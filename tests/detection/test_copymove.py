@@ -207,3 +207,14 @@ def test_sparse_correlations_match_a_direct_computation():
     ci = torch.as_tensor(rng.integers(0, h * w, (2, 3, 4)))
     want = torch.gather((_box(c, 5) / 25).flatten(2), 2, ci)
     torch.testing.assert_close(_window_mean(c, ci, 5), want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: the GPU path of the cue is checked "
+                                                            "where one exists (the CPU path is every other test)")
+def test_the_cue_gives_the_same_scores_and_maps_on_a_gpu():
+    imgs = [texture(s, sigma=0.7) for s in range(3)] + [with_copy(texture(4, sigma=0.7))[0]]
+    x = torch.as_tensor(np.stack(imgs)[:, None])
+    s_cpu, r_cpu, o_cpu = copy_move_scores(x, return_maps=True)
+    s_gpu, r_gpu, o_gpu = copy_move_scores(x.cuda(), return_maps=True)
+    torch.testing.assert_close(s_gpu.cpu(), s_cpu, atol=1e-4, rtol=1e-4)
+    assert torch.equal(o_gpu.cpu(), o_cpu) and (r_gpu.cpu() != r_cpu).float().mean() < 0.01

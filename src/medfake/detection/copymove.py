@@ -86,13 +86,13 @@ def anisotropy(x: torch.Tensor, w: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=8)
-def _offset_grid(h: int, w: int, min_offset: int, min_overlap: int):
+def _offset_grid(h: int, w: int, min_offset: int, min_overlap: int, device: str = "cpu"):
     """The autocorrelation's offsets (dy, dx) on its 2h × 2w grid, √ of each offset's overlap with the image, and
     the offsets not examined (too short, too little overlap, or the − of a ± pair). The same for every image of a
-    size, so made once."""
-    dy = torch.arange(2 * h)
+    size, so made once (per device)."""
+    dy = torch.arange(2 * h, device=device)
     dy = torch.where(dy >= h, dy - 2 * h, dy)
-    dx = torch.arange(2 * w)
+    dx = torch.arange(2 * w, device=device)
     dx = torch.where(dx >= w, dx - 2 * w, dx)
     DY, DX = torch.meshgrid(dy, dx, indexing="ij")
     overlap = ((h - DY.abs()).clamp_min(0) * (w - DX.abs()).clamp_min(0)).float()
@@ -112,7 +112,7 @@ def candidate_offsets(r: torch.Tensor, cfg: CopyMoveConfig) -> torch.Tensor:
     row3 = torch.maximum(torch.maximum(ring[..., :-2], ring[..., 1:-1]), ring[..., 2:])  # max over x−1..x+1
     nb = torch.maximum(torch.maximum(row3[:, :-2], row3[:, 2:]),
                        torch.maximum(ring[:, 1:-1, :-2], ring[:, 1:-1, 2:]))  # the 8 neighbours, centre excluded
-    DY, DX, root_overlap, invalid = _offset_grid(h, w, cfg.min_offset, cfg.min_overlap)
+    DY, DX, root_overlap, invalid = _offset_grid(h, w, cfg.min_offset, cfg.min_overlap, str(r.device))
     prom = (ac - nb).div_(root_overlap).masked_fill_(invalid, -torch.inf)
     idx = prom.flatten(1).topk(cfg.candidates, dim=1).indices
     return torch.stack([DY.flatten()[idx], DX.flatten()[idx]], dim=-1)
@@ -137,7 +137,7 @@ def _window_mean(c: torch.Tensor, ci: torch.Tensor, w: int) -> torch.Tensor:
     n, k, h, wd = c.shape
     p = w // 2
     cp = F.pad(c, (p, p, p, p)).flatten(2)
-    oy, ox = torch.meshgrid(torch.arange(w), torch.arange(w), indexing="ij")
+    oy, ox = torch.meshgrid(torch.arange(w, device=c.device), torch.arange(w, device=c.device), indexing="ij")
     offs = (oy * (wd + 2 * p) + ox).flatten()  # the window's pixels from its top-left corner, in the padded map
     q = (ci // wd) * (wd + 2 * p) + ci % wd
     idx = (q[..., None] + offs).flatten(2)
@@ -160,11 +160,12 @@ class _SparseCorr:
         self.wp = wp = wd + 2 * m
         self.rp = F.pad(r, (m, m, m, m)).reshape(n, -1)
         self.ep = F.pad(e, (m, m, m, m)).reshape(n, -1)
-        oy, ox = torch.meshgrid(torch.arange(-p, p + 1), torch.arange(-p, p + 1), indexing="ij")
+        ar = functools.partial(torch.arange, device=r.device)
+        oy, ox = torch.meshgrid(ar(-p, p + 1), ar(-p, p + 1), indexing="ij")
         self.woff = (oy * wp + ox).flatten()  # flat offsets of a window's pixels from its centre
-        oy, ox = torch.meshgrid(torch.arange(-p - 1, p + 2), torch.arange(-p - 1, p + 2), indexing="ij")
+        oy, ox = torch.meshgrid(ar(-p - 1, p + 2), ar(-p - 1, p + 2), indexing="ij")
         self.poff = (oy * wp + ox).flatten()  # ... of the (w + 2)² patch holding a window and its 8 neighbours
-        d = torch.arange(-1, 2)
+        d = ar(-1, 2)
         self.noff = (d[:, None] * wp + d[None, :]).flatten()  # the 3×3 neighbouring centres
         self.py, self.px = py.reshape(n, -1), px.reshape(n, -1)
         q = self._centre(torch.zeros_like(self.py), torch.zeros_like(self.px), 0)
@@ -262,16 +263,16 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     scores, j = per_cand.max(1)
     if not return_maps:
         return scores
-    regions = torch.zeros((n, 2, h, w), dtype=torch.bool)
-    best_off = offs[torch.arange(n), j]
+    regions = torch.zeros((n, 2, h, w), dtype=torch.bool, device=x.device)
+    best_off = offs[torch.arange(n, device=x.device), j]
     rad = win // 2
     for i in range(n):
-        hit = torch.zeros(h * w)
+        hit = torch.zeros(h * w, device=x.device)
         sel = sharp[i, j[i]] >= cfg.map_threshold
         hit[ci[i, j[i]][sel]] = 1.0
         hit = F.max_pool2d(hit.view(1, 1, h, w), 2 * rad + 1, stride=1, padding=rad)[0]  # centres → windows
         dy, dx = (int(v) for v in best_off[i])
-        partner = _shifted(hit, torch.tensor([[[-dy, -dx]]]))[0, 0]  # partner[y] = hit[y − d]
+        partner = _shifted(hit, torch.tensor([[[-dy, -dx]]], device=x.device))[0, 0]  # partner[y] = hit[y − d]
         regions[i, 0], regions[i, 1] = hit[0] > 0, partner > 0
     return scores, regions, best_off
 

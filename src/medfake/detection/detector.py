@@ -222,9 +222,10 @@ class ShippedDetector(Detector):
             p_syn_f, p_man_f = p_syn, p_man
         cm_scores = cm_regions = p_cm = None
         if self.copy_move is not None:
-            got = copy_move_scores(x, self.copy_move.config, return_maps=explain)
-            cm_scores, cm_regions = (got[0], got[1]) if explain else (got, None)
-            cm_scores = cm_scores.numpy().astype(np.float64)
+            # on the detector's device (a GPU when there is one); the cue has no weights, only tensor operations
+            got = copy_move_scores(x.to(self.device), self.copy_move.config, return_maps=explain)
+            cm_scores, cm_regions = (got[0], got[1].cpu()) if explain else (got, None)
+            cm_scores = cm_scores.cpu().numpy().astype(np.float64)
             p_cm = self.copy_move.probability(cm_scores)
             p_man_f = fuse(p_man_f, p_cm)
         anomaly = self.anomaly.score(emb) if self.anomaly is not None else None
