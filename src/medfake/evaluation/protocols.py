@@ -64,6 +64,7 @@ def leave_one_generator_out(
     from rich.progress import Progress
     from sklearn.metrics import roc_auc_score
 
+    from ..detection.detector import use_copy_move
     from .run import fake_score, load_images, predict_batched, score_table
 
     if isinstance(data, (str, Path)):
@@ -102,8 +103,6 @@ def leave_one_generator_out(
             det = train_fn(train, work_dir / f"without_{g}", seed)
             table = score_table(predict_batched(det, images, batch=batch))
             if getattr(det, "copy_move", None) is not None:  # the same fold without the cue, for comparison
-                from ..detection.detector import use_copy_move
-
                 plain = predict_batched(use_copy_move(det, False), images, batch=batch)
                 table["fake_without_copy_move"] = np.array([fake_score(p) for p in plain], dtype=float)
             s = table["fake"]
