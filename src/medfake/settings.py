@@ -45,9 +45,24 @@ def get_settings() -> Settings:
     return Settings()
 
 
-def torch_device(name: str = "auto"):
+def torch_device(name: str | None = "auto"):
+    """"auto" (or None): a CUDA GPU when torch sees one, else the CPU; "cpu", "cuda", "cuda:N" as named. A device that
+    does not exist here is a ValueError that says why (not torch's error at the first tensor moved there)."""
     import torch
 
+    name = (name or "auto").strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
+                             f"use auto or cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+    elif dev.type != "cpu":
+        raise ValueError(f"unsupported device {name!r}; choose auto, cpu, cuda or cuda:N")
+    return dev

@@ -106,6 +106,25 @@ def test_detect_bad_inputs_are_clear_errors(tiny_models_dir, tmp_path):
     assert r.exit_code == 2 and "weird" in r.output
 
 
+def test_detect_device_option(inputs, tiny_models_dir, tmp_path):
+    import torch
+
+    args = ["detect", str(inputs / "img0.png"), "--models-dir", str(tiny_models_dir)]
+    cpu, auto = tmp_path / "cpu.csv", tmp_path / "auto.csv"
+    r = runner.invoke(app, args + ["--out", str(cpu), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, args + ["--out", str(auto)])  # auto: a GPU where there is one
+    assert r.exit_code == 0, r.output
+    a, b = _rows(cpu)[0], _rows(auto)[0]
+    assert a["verdict"] == b["verdict"] and abs(float(a["p_synthetic"]) - float(b["p_synthetic"])) < 1e-3
+    bad = tmp_path / "bad.csv"
+    for device, says in [("tpu0", "unknown device"), ("mps", "unsupported device")] + \
+            ([] if torch.cuda.is_available() else [("cuda", "sees no CUDA GPU")]):
+        r = runner.invoke(app, args + ["--out", str(bad), "--device", device])
+        assert r.exit_code == 2 and says in r.output, (device, r.output)
+        assert not bad.exists()
+
+
 def test_train_detector_cli(tiny_dataset, tmp_path):
     out = tmp_path / "m"
     r = runner.invoke(app, ["train", "detector", "--config", "dual-srm", "--data", str(tiny_dataset), "--out", str(out),

@@ -76,6 +76,22 @@ def test_readyz_without_models_is_503(tmp_path, tiny_models):
         assert failed["state"] == "failed" and str(tmp_path) not in failed["error"]
 
 
+def test_device_without_a_gpu_is_a_clear_503(tiny_models):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU: MEDFAKE_DEVICE=cuda is valid here")
+    with live(tiny_models, device="cuda") as (_, c):
+        r = c.post("/v1/detect", files={"files": ("a.png", png_bytes_of(smooth_image(0)), "image/png")})
+        assert_json_error(r, 503)
+        assert "sees no CUDA GPU" in r.json()["detail"]
+        assert c.get("/healthz").status_code == 200
+    with live(tiny_models, device="cpu") as (_, c):
+        r = c.post("/v1/detect", files={"files": ("a.png", png_bytes_of(smooth_image(0)), "image/png")})
+        assert r.status_code == 200 and r.json()["results"][0]["verdict"] in ("real", "synthetic", "manipulated",
+                                                                              "uncertain")
+
+
 # ------------------------------------------------------------------ model_path is refused everywhere
 @pytest.mark.parametrize("path,kind", [
     ("/v1/detect", "files"), ("/v1/manipulate", "image"), ("/detect/manipulated", "image"),

@@ -29,6 +29,8 @@ def detect_cmd(
                                              help="the copy-move cue (duplicated texture) fused into p_manipulated, "
                                                   "with the thresholds calibrated with it; default: on when the "
                                                   "detector's card has it (the shipped one does); off is ~1.8× faster"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto (a CUDA GPU when there is one), cpu, cuda, "
+                                                                "cuda:N; default: MEDFAKE_DEVICE or auto"),
 ):
     """Score images: p_synthetic, p_manipulated and a verdict per image (per frame for multi-frame files)."""
     from ..detection import detect_paths, write_csv
@@ -40,7 +42,7 @@ def detect_cmd(
     try:
         rows = detect_paths(paths, detector=detector, models_dir=models_dir, reference=reference,
                             batch_size=batch_size, heatmaps=heatmaps, progress=out is not None,
-                            copy_move=copy_move)
+                            copy_move=copy_move, device=device)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     if not rows:

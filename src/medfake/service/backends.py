@@ -143,8 +143,14 @@ def detector(name: str | None, settings: Settings):
         from ..detection import load_detector
     except ImportError:
         raise HTTPException(503, "detection is not available in this installation") from None
+    from ..settings import torch_device
+
     try:
-        return load_detector(name or "default", models_dir=settings.models_dir)
+        device = str(torch_device(settings.device))  # MEDFAKE_DEVICE: auto (a GPU when there is one), cpu, cuda
+    except ValueError as e:
+        raise HTTPException(503, f"detector {name or 'default'!r} cannot be loaded: {e}") from None
+    try:
+        return load_detector(name or "default", models_dir=settings.models_dir, device=device)
     except MedfakeError as e:
         raise HTTPException(503, f"detector {name or 'default'!r} cannot be loaded: {redact(str(e), settings)}") from None
 
