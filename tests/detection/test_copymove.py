@@ -4,6 +4,8 @@ the detector fuses it and uses the thresholds calibrated with it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -207,6 +209,44 @@ def test_sparse_correlations_match_a_direct_computation():
     ci = torch.as_tensor(rng.integers(0, h * w, (2, 3, 4)))
     want = torch.gather((_box(c, 5) / 25).flatten(2), 2, ci)
     torch.testing.assert_close(_window_mean(c, ci, 5), want)
+
+
+def test_candidate_offsets_are_the_most_prominent_autocorrelation_peaks():
+    """The half-plane search gives what a direct search of every offset gives: the direct linear autocorrelation,
+    each offset's prominence over its 8 neighbours (wrapping around the ±offset grid) per √overlap, the K best
+    examined offsets, one of each ± pair."""
+    from medfake.detection.copymove import candidate_offsets, residual
+
+    cfg = CopyMoveConfig(min_offset=3, min_overlap=20)
+    h, w = 14, 11
+    copied, _ = with_copy(texture(4, 64), src=(2, 3), dst=(20, 30), side=12)
+    x = torch.stack([torch.as_tensor(copied[16:16 + h, 20:20 + w]),
+                     torch.as_tensor(texture(9, 64)[:h, :w])])[:, None].double()
+    r = residual(x)
+    box = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(r * r, (3, 3, 3, 3)), cfg.window, stride=1)
+    rn = (r / (box.sqrt() + cfg.whiten))[:, 0].numpy()
+    for i in range(2):
+        ac = {}
+        for dy in range(-h + 1, h):
+            for dx in range(-w + 1, w):
+                a = rn[i, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)]
+                b = rn[i, max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)]
+                ac[dy, dx] = (a * b).sum()
+
+        def at(dy, dx):  # the 2h × 2w grid wraps around; offsets of no overlap correlate 0
+            dy, dx = (dy + h) % (2 * h) - h, (dx + w) % (2 * w) - w
+            return ac.get((dy, dx), 0.0)
+
+        prom = {}
+        for (dy, dx), v in ac.items():
+            overlap = (h - abs(dy)) * (w - abs(dx))
+            if max(abs(dy), abs(dx)) < cfg.min_offset or overlap < cfg.min_overlap or not (dy > 0 or (dy == 0 < dx)):
+                continue
+            nb = max(at(dy + a, dx + b) for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0))
+            prom[dy, dx] = (v - nb) / np.sqrt(overlap)
+        want = sorted(prom, key=prom.get, reverse=True)  # every examined offset, in order: each prominence counts
+        got = candidate_offsets(r[i:i + 1], dataclasses.replace(cfg, candidates=len(prom)))[0]
+        assert [tuple(o) for o in got.tolist()] == want
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: the GPU path of the cue is checked "

@@ -107,13 +107,17 @@ def candidate_offsets(r: torch.Tensor, cfg: CopyMoveConfig) -> torch.Tensor:
     n, _, h, w = r.shape
     rn = r / ((_box(r * r, cfg.window) / cfg.window ** 2).sqrt() + cfg.whiten)
     f = torch.fft.rfft2(rn[:, 0], s=(2 * h, 2 * w))
-    ac = torch.fft.irfft2(f * f.conj(), s=(2 * h, 2 * w))  # zero padding: linear, not circular, correlation
-    ring = F.pad(ac[:, None], (1, 1, 1, 1), mode="circular")[:, 0]  # the autocorrelation wraps around
+    ac = torch.fft.irfft2(f.real.square() + f.imag.square(), s=(2 * h, 2 * w))  # zero padded: linear correlation
+    # ac(d) = ac(−d): only the half plane dy ≥ 0 (rows 0..h−1 of the 2h × 2w grid) is examined, with the rows
+    # beside it as neighbours; the autocorrelation wraps around (row −1 is row 2h − 1, and so are the columns)
+    ring = torch.cat([ac[:, -1:], ac[:, : h + 1]], dim=1)
+    ring = torch.cat([ring[..., -1:], ring, ring[..., :1]], dim=2)
     row3 = torch.maximum(torch.maximum(ring[..., :-2], ring[..., 1:-1]), ring[..., 2:])  # max over x−1..x+1
     nb = torch.maximum(torch.maximum(row3[:, :-2], row3[:, 2:]),
                        torch.maximum(ring[:, 1:-1, :-2], ring[:, 1:-1, 2:]))  # the 8 neighbours, centre excluded
-    DY, DX, root_overlap, invalid = _offset_grid(h, w, cfg.min_offset, cfg.min_overlap, str(r.device))
-    prom = (ac - nb).div_(root_overlap).masked_fill_(invalid, -torch.inf)
+    DY, DX, root_overlap, invalid = (g[:h] for g in _offset_grid(h, w, cfg.min_offset, cfg.min_overlap,
+                                                                 str(r.device)))
+    prom = (ac[:, :h] - nb).div_(root_overlap).masked_fill_(invalid, -torch.inf)
     idx = prom.flatten(1).topk(cfg.candidates, dim=1).indices
     return torch.stack([DY.flatten()[idx], DX.flatten()[idx]], dim=-1)
 
