@@ -42,6 +42,26 @@ def test_predict_rows_and_separation(det):
     assert sum(p.verdict == "synthetic" for p in preds[6:]) >= 5
 
 
+def test_predictions_do_not_depend_on_the_compute_batch(det, monkeypatch):
+    """On a CPU the caller's batch goes through the network in CPU_COMPUTE_BATCH pieces (for speed); every score
+    is per image, so any piece size gives the same probabilities, scores and verdicts."""
+    import medfake.detection.detector as detector_module
+
+    rng = np.random.default_rng(11)
+    images = [Image(make_example(kind, rng)[0]) for kind in ("real", "synthetic", "manipulated") * 4]
+    assert det.compute_batch(64) == detector_module.CPU_COMPUTE_BATCH and det.compute_batch(5) == 5
+    runs = []
+    for piece in (64, 5, 1):
+        monkeypatch.setattr(detector_module, "CPU_COMPUTE_BATCH", piece)
+        runs.append(det.predict(images, batch_size=64))
+    for other in runs[1:]:
+        for p, q in zip(runs[0], other):
+            assert p.verdict == q.verdict and p.modality == q.modality
+            assert p.p_synthetic == pytest.approx(q.p_synthetic, abs=1e-5)
+            assert p.p_manipulated == pytest.approx(q.p_manipulated, abs=1e-5)
+            assert p.scores["anomaly"] == pytest.approx(q.scores["anomaly"], rel=1e-4)
+
+
 def test_explain_outputs_have_the_input_size(det):
     rng = np.random.default_rng(3)
     # a synthetic example, which the tiny model calls fake: Grad-CAM of the fake score is then not empty (for an
@@ -106,6 +126,22 @@ def test_reference_bank_knn_and_roundtrip(tmp_path):
     bank.add(e[:3], [0, 1, "manipulated"])
     p = bank.knn(np.array([[0, 1, 0.1, 0]], np.float32))
     assert p.argmax() == 1 and p.sum() == pytest.approx(1)
+    # the similarity-weighted vote of the k nearest, against a direct computation
+    rng = np.random.default_rng(2)
+    big = ReferenceBank(k=5, tau=0.1)
+    refs = rng.standard_normal((40, 8)).astype(np.float32)
+    labels = rng.integers(0, 3, 40)
+    big.add(refs, labels)
+    q = rng.standard_normal((6, 8)).astype(np.float32)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    sim = unit(q).astype(np.float64) @ unit(refs).T.astype(np.float64)
+    want = np.zeros((6, 3))
+    for i in range(6):
+        top = np.argsort(-sim[i])[:5]
+        w = np.exp((sim[i, top] - sim[i, top].max()) / 0.1)
+        for j, t in enumerate(top):
+            want[i, labels[t]] += w[j] / w.sum()
+    np.testing.assert_allclose(big.knn(q), want, atol=1e-5)
     bank.save(tmp_path / "b.safetensors")
     b2 = ReferenceBank.load(tmp_path / "b.safetensors")
     assert len(b2) == 3 and b2.k == 1
