@@ -28,7 +28,7 @@ def detect_cmd(
     copy_move: Optional[bool] = typer.Option(None, "--copy-move/--no-copy-move",
                                              help="the copy-move cue (duplicated texture) fused into p_manipulated, "
                                                   "with the thresholds calibrated with it; default: on when the "
-                                                  "detector's card has it (the shipped one does); off is ~1.8× faster"),
+                                                  "detector's card has it (the shipped one does); off is ~2× faster"),
     device: Optional[str] = typer.Option(None, "--device", help="auto (a CUDA GPU when there is one), cpu, cuda, "
                                                                 "cuda:N; default: MEDFAKE_DEVICE or auto"),
 ):
