@@ -31,7 +31,8 @@ else
 fi
 export PYTHONUNBUFFERED=1 MEDFAKE_DEVICE="$DEVICE"
 nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
-"$PY" -c "import torch, monai; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'monai', monai.__version__)"
+"$PY" -c "import torch, monai; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
+                                   'monai', monai.__version__)"
 
 stamp "1. CUDA tests"
 timeout 240 "$PY" -m pytest -q -p no:cacheprovider tests/detection/test_copymove.py tests/detection/test_cli.py \

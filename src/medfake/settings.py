@@ -46,8 +46,9 @@ def get_settings() -> Settings:
 
 
 def torch_device(name: str | None = "auto"):
-    """"auto" (or None): a CUDA GPU when torch sees one, else the CPU; "cpu", "cuda", "cuda:N" as named. A device that
-    does not exist here is a ValueError that says why (not torch's error at the first tensor moved there)."""
+    """A device name → torch.device: "auto" (or None) is a CUDA GPU when torch sees one, else the CPU; "cpu", "cuda"
+    and "cuda:N" as named. A device that does not exist here is a ValueError that says why (not torch's error at the
+    first tensor moved there)."""
     import torch
 
     name = (name or "auto").strip().lower()
