@@ -78,7 +78,8 @@ print(f"tree {tree_bytes / 2**20:.1f} MiB + wheels {wheels / 2**20:.1f} MiB + tr
 PYEOF
 cat <<'TXT'
 Ready. One call of the device tool (9-10 minutes: the limit of one call; MINUTES = DDPM training minutes):
-  run(command="MINUTES=5 bash benchmarks/gpu/session.sh", carry=["gpu_carry"], timeout_s=600)
-Its files come back: session.log, infer_speed.md, ddpm.json, ddpm.safetensors, ddpm_grid.png. Then, here:
+  run(command="MINUTES=4 bash benchmarks/gpu/session.sh", carry=["gpu_carry"], timeout_s=600)
+Its files come back: session.log, infer_speed.md, manipulation_speed.md, ddpm.json, ddpm.safetensors,
+ddpm_grid.png. Then, here:
   benchmarks/gpu/restore.sh      # models back in git's index, the exclude lines removed
 TXT

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # One call of the device tool, on the lent GPU machine (after benchmarks/gpu/prepare.sh here; docs/gpu.md):
-#   run(command="MINUTES=5 bash benchmarks/gpu/session.sh", carry=["gpu_carry"], timeout_s=600)
+#   run(command="MINUTES=4 bash benchmarks/gpu/session.sh", carry=["gpu_carry"], timeout_s=600)
 # Steps, each bounded so that one failure leaves the others' results (all logged to $OUT/session.log):
 #   1. the CUDA tests (the copy-move cue on the GPU against the CPU; `medfake detect --device`);
-#   2. detector inference speed on the GPU (issue #5's >= 5,000 img/s target), fp32 and bf16 autocast;
+#   2. detector inference speed on the GPU (issue #5's >= 5,000 img/s target), fp32 and bf16 autocast; seconds per
+#      RePaint (paper setting, 250 steps, jump 10x10) and RePaint-DDIM edit (issue #3);
 #   3. the DDPM continued from the shipped weights for MINUTES minutes at batch 64 (bf16), on the carried train images;
 #   4. a DDIM-50 sample grid of the new weights (6 modalities x 8).
-# Files back in $OUT: session.log, infer_speed.md, ddpm.json, ddpm.safetensors, ddpm_grid.png.
+# Files back in $OUT: session.log, infer_speed.md, manipulation_speed.md, ddpm.json, ddpm.safetensors,
+# ddpm_grid.png.
 # Dry run on a CPU (no GPU steps' numbers, checks the plumbing): PY=.venv/bin/python DEVICE=cpu MINUTES=0.2
 #   OUT=/tmp/gpu_out bash benchmarks/gpu/session.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:?set by the device tool}
-MINUTES=${MINUTES:-5}
+MINUTES=${MINUTES:-4}
 DEVICE=${DEVICE:-cuda}
 LR=${LR:-2e-4}
 PY=${PY:-python3}
@@ -43,6 +45,10 @@ for amp in off bf16; do
     timeout 150 "$PY" benchmarks/infer_speed.py --device "$DEVICE" --batch-sizes 256,1024,4096 --amp $amp \
         --seconds 3 --threads 8 --no-append | tee -a "$OUT/infer_speed.md" || echo "infer_speed ($amp) failed"
 done
+
+stamp "2b. manipulation speed (issue #3: seconds per RePaint / RePaint-DDIM edit on a GPU)"
+timeout 150 "$PY" benchmarks/manipulation_speed.py --paper --repeats 1 --no-append \
+    | tee -a "$OUT/manipulation_speed.md" || echo "manipulation_speed failed or timed out"
 
 stamp "3. DDPM training, $MINUTES min"
 total=$("$PY" -c "import json, sys; c = json.load(open('models/ddpm.json')); print(c['training_minutes'] + $MINUTES)")
