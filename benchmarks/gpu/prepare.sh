@@ -3,7 +3,7 @@
 #
 # The tool sends the working tree (tracked files and untracked files git does not ignore) plus the carried paths,
 # 64 MiB at most. git tracks ~87 MB, 76 MB of it models/, so as committed NO call can go out. This script:
-#   1. takes the shipped weights the GPU session does not use (the two baselines, ddpm-eps, the DCGAN: ~68 MB) out
+#   1. takes the shipped weights the GPU session does not use (the two baselines and ddpm-eps: ~64 MB) out
 #      of git's index (git rm --cached; the files stay on disk) and ignores them in .git/info/exclude, so they do
 #      not travel; benchmarks/gpu/restore.sh puts both back. Commit nothing in between;
 #   2. downloads the Python 3.12 wheels the device's image lacks (MONAI; pydicom for the tests) into gpu_carry/wheels;
@@ -19,7 +19,7 @@ PY=${PY:-.venv/bin/python}
 HEAVY=(models/resnet18-12.json models/resnet18-12.safetensors models/resnet18-12.bank.safetensors
        models/resnet18-12.anomaly.safetensors models/effnet-attn.json models/effnet-attn.safetensors
        models/effnet-attn.bank.safetensors models/effnet-attn.anomaly.safetensors models/ddpm-eps.json
-       models/ddpm-eps.safetensors models/dcgan.json models/dcgan.safetensors)
+       models/ddpm-eps.safetensors)
 MARK="# medfake benchmarks/gpu/prepare.sh (undo: benchmarks/gpu/restore.sh)"
 
 [ -f "$M" ] || { echo "no medimg128 manifest at $M (set MEDIMG)" >&2; exit 2; }
@@ -77,9 +77,9 @@ print(f"tree {tree_bytes / 2**20:.1f} MiB + wheels {wheels / 2**20:.1f} MiB + tr
       f"{(tree_bytes + wheels + used) / 2**20:.1f} MiB of the tool's 64")
 PYEOF
 cat <<'TXT'
-Ready. One call of the device tool (9-10 minutes: the limit of one call; MINUTES = DDPM training minutes):
-  run(command="MINUTES=4 bash benchmarks/gpu/session.sh", carry=["gpu_carry"], timeout_s=600)
-Its files come back: session.log, infer_speed.md, manipulation_speed.md, ddpm.json, ddpm.safetensors,
-ddpm_grid.png. Then, here:
+Ready. One call of the device tool (~9.5 minutes, inside the limit of one call; the DDPM trains for what is left):
+  run(command="bash benchmarks/gpu/session.sh", carry=["gpu_carry"], timeout_s=600)
+Its files come back: session.log, infer_speed.md, manipulation_speed.md, synthesis_speed.md, ddpm.json,
+ddpm.safetensors, ddpm_grid.png. Then, here:
   benchmarks/gpu/restore.sh      # models back in git's index, the exclude lines removed
 TXT

@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # One call of the device tool, on the lent GPU machine (after benchmarks/gpu/prepare.sh here; docs/gpu.md):
-#   run(command="MINUTES=4 bash benchmarks/gpu/session.sh", carry=["gpu_carry"], timeout_s=600)
+#   run(command="bash benchmarks/gpu/session.sh", carry=["gpu_carry"], timeout_s=600)
 # Steps, each bounded so that one failure leaves the others' results (all logged to $OUT/session.log):
 #   1. the CUDA tests (the copy-move cue on the GPU against the CPU; `medfake detect --device`);
 #   2. detector inference speed on the GPU (issue #5's >= 5,000 img/s target), fp32 and bf16 autocast; seconds per
-#      RePaint (paper setting, 250 steps, jump 10x10) and RePaint-DDIM edit (issue #3);
-#   3. the DDPM continued from the shipped weights for MINUTES minutes at batch 64 (bf16), on the carried train images;
+#      RePaint (paper setting, 250 steps, jump 10x10) and RePaint-DDIM edit (issue #3); samples per second of
+#      DDIM-50, DDPM-1000 and the DCGAN (issue #2);
+#   3. the DDPM continued from the shipped weights at batch 64 (bf16) on the carried train images, for MINUTES
+#      minutes (default: what is left of the call, ~4);
 #   4. a DDIM-50 sample grid of the new weights (6 modalities x 8).
-# Files back in $OUT: session.log, infer_speed.md, manipulation_speed.md, ddpm.json, ddpm.safetensors,
-# ddpm_grid.png.
+# Files back in $OUT: session.log, infer_speed.md, manipulation_speed.md, synthesis_speed.md, ddpm.json,
+# ddpm.safetensors, ddpm_grid.png.
 # Dry run on a CPU (no GPU steps' numbers, checks the plumbing): PY=.venv/bin/python DEVICE=cpu MINUTES=0.2
 #   OUT=/tmp/gpu_out bash benchmarks/gpu/session.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:?set by the device tool}
-MINUTES=${MINUTES:-4}
+MINUTES=${MINUTES:-auto}  # DDPM training minutes; auto: what the call's CALL_S seconds leave after the other steps
+CALL_S=${CALL_S:-570}  # one call may run 600 s
 DEVICE=${DEVICE:-cuda}
 LR=${LR:-2e-4}
 PY=${PY:-python3}
@@ -50,10 +53,17 @@ stamp "2b. manipulation speed (issue #3: seconds per RePaint / RePaint-DDIM edit
 timeout 150 "$PY" benchmarks/manipulation_speed.py --paper --repeats 1 --no-append \
     | tee -a "$OUT/manipulation_speed.md" || echo "manipulation_speed failed or timed out"
 
+stamp "2c. synthesis speed (issue #2: DDIM-50, DDPM-1000, DCGAN samples/s on a GPU)"
+timeout 150 "$PY" benchmarks/synthesis_speed.py --device "$DEVICE" --n-ddim 256 --n-ddpm 64 --n-dcgan 4096 \
+    --chunk 256 --no-append | tee -a "$OUT/synthesis_speed.md" || echo "synthesis_speed failed or timed out"
+
+if [ "$MINUTES" = auto ]; then  # what is left of one call's CALL_S seconds, less ~90 s for loading, grid and copies
+    MINUTES=$("$PY" -c "print(max(0.5, round(($CALL_S - $(( $(date +%s) - t0 )) - 90) / 60, 1)))")
+fi
 stamp "3. DDPM training, $MINUTES min"
 total=$("$PY" -c "import json, sys; c = json.load(open('models/ddpm.json')); print(c['training_minutes'] + $MINUTES)")
 steps=$("$PY" -c "import json; print(json.load(open('models/ddpm.json'))['steps'] + 1000000)")
-timeout $(( ${MINUTES%.*} * 60 + 240 )) "$PY" -m medfake train synth --model ddpm --data "$C/medimg/manifest.csv" \
+timeout $(( ${MINUTES%.*} * 60 + 150 )) "$PY" -m medfake train synth --model ddpm --data "$C/medimg/manifest.csv" \
     --out /tmp/runs/ddpm --init-from models/ddpm.json --device "$DEVICE" --batch-size 64 --lr "$LR" \
     --steps "$steps" --max-minutes "$total" --ckpt-every 2000 --no-resume || echo "training failed (exit $?)"
 cp /tmp/runs/ddpm/ddpm.json /tmp/runs/ddpm/ddpm.safetensors "$OUT"/ 2>/dev/null || echo "no trained weights"
