@@ -28,3 +28,17 @@ def append(title: str, body: str) -> None:
     with RESULTS.open("a") as fh:
         fh.write(text)
     print(text)
+
+
+def device_from_args(ap, device: str, threads: int):
+    """torch threads set, `device` (auto, cpu, cuda, cuda:N) as a torch.device; one that does not exist here is the
+    parser's usage error (exit 2), not a traceback."""
+    import torch
+
+    from medfake.settings import torch_device
+
+    torch.set_num_threads(threads)
+    try:
+        return torch_device(device)
+    except ValueError as e:
+        ap.error(str(e))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, append  # noqa: E402
+from _common import SHARED, append, device_from_args  # noqa: E402
 
 
 def input_images(n: int, seed: int = 0):
@@ -86,15 +86,10 @@ def main(argv=None) -> dict:
 
     import torch
 
-    torch.set_num_threads(args.threads)
     from medfake.detection.copymove import copy_move_scores
     from medfake.detection.detector import load_detector, use_copy_move
-    from medfake.settings import torch_device
 
-    try:
-        dev = torch_device(args.device)
-    except ValueError as e:
-        ap.error(str(e))
+    dev = device_from_args(ap, args.device, args.threads)
     det = use_copy_move(load_detector(args.detector, args.models_dir, device=str(dev)), args.copy_move)
     sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     if not sizes or min(sizes) < 1:

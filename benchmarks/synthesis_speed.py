@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append  # noqa: E402
+from _common import append, device_from_args  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -33,14 +33,9 @@ def main(argv=None) -> dict:
 
     import torch
 
-    torch.set_num_threads(args.threads)
-    from medfake.settings import torch_device
     from medfake.synthesis import load_generator
 
-    try:
-        dev = torch_device(args.device)
-    except ValueError as e:
-        ap.error(str(e))
+    dev = device_from_args(ap, args.device, args.threads)
 
     def sync():
         if dev.type == "cuda":

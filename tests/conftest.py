@@ -17,6 +17,29 @@ TINY_DCGAN = {"ngf": 8, "ndf": 8}
 TINY_VAE = {"channels": [8, 8, 16], "norm_num_groups": 8}
 
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """name → the module of benchmarks/<name>.py (the scripts import their sibling _common, so the folder is on
+    sys.path while each one loads)."""
+    import importlib.util
+    import sys
+
+    def load(name: str):
+        sys.path.insert(0, str(BENCHMARKS))
+        try:
+            spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        finally:
+            sys.path.remove(str(BENCHMARKS))
+        return mod
+
+    return load
+
+
 @pytest.fixture(scope="session")
 def tiny_configs() -> dict:
     """Architecture overrides that make generators tiny: {"ddpm": {...}, "dcgan": {...}, "vae": {...}}."""
