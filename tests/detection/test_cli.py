@@ -106,10 +106,13 @@ def test_detect_bad_inputs_are_clear_errors(tiny_models_dir, tmp_path):
     assert r.exit_code == 2 and "weird" in r.output
 
 
-def test_detect_device_option(inputs, tiny_models_dir, tmp_path):
+def test_detect_device_option(tiny_models_dir, tmp_path):
+    """Its own input (not the `inputs` set, which needs pydicom-data): the GPU session runs it where that is absent."""
     import torch
 
-    args = ["detect", str(inputs / "img0.png"), "--models-dir", str(tiny_models_dir)]
+    a, _ = make_example("real", np.random.default_rng(3))
+    PILImage.fromarray(np.round(a * 255).astype(np.uint8)).save(tmp_path / "img.png")
+    args = ["detect", str(tmp_path / "img.png"), "--models-dir", str(tiny_models_dir)]
     cpu, auto = tmp_path / "cpu.csv", tmp_path / "auto.csv"
     r = runner.invoke(app, args + ["--out", str(cpu), "--device", "cpu"])
     assert r.exit_code == 0, r.output
