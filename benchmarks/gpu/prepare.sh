@@ -23,6 +23,11 @@ HEAVY=(models/resnet18-12.json models/resnet18-12.safetensors models/resnet18-12
 MARK="# medfake benchmarks/gpu/prepare.sh (undo: benchmarks/gpu/restore.sh)"
 
 [ -f "$M" ] || { echo "no medimg128 manifest at $M (set MEDIMG)" >&2; exit 2; }
+if ! grep -qxF "$MARK" .git/info/exclude 2>/dev/null && ! git diff --cached --quiet -- models/; then
+    # restore.sh resets models/ in the index to HEAD: staged work there would be unstaged
+    echo "changes under models/ are staged: commit or unstage them first (restore.sh resets models/ to HEAD)" >&2
+    exit 2
+fi
 if ! grep -qxF "$MARK" .git/info/exclude 2>/dev/null; then
     mkdir -p .git/info
     { echo "$MARK"; printf '/%s\n' "${HEAVY[@]}"; echo "$MARK end"; } >> .git/info/exclude

@@ -89,3 +89,10 @@ def test_prepare_fits_the_call_and_restore_undoes_it(clone, tmp_path):
     assert _git(clone, "ls-files", "models").split() == tracked_before
     assert _git(clone, "status", "--porcelain") == ""  # gpu_carry/ is git-ignored
     assert "prepare.sh" not in (clone / ".git" / "info" / "exclude").read_text()
+    # staged work under models/ would be unstaged by restore.sh: prepare.sh refuses to start
+    (clone / "models" / "vae.json").write_text("{}")
+    _git(clone, "add", "models/vae.json")
+    r = subprocess.run(["bash", "benchmarks/gpu/prepare.sh"], cwd=clone, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "staged" in r.stderr
+    assert _git(clone, "ls-files", "models").split() == tracked_before
