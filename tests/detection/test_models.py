@@ -245,3 +245,39 @@ def test_anchor_keeps_real_scores_near_the_base(tiny_models_dir, tiny_dataset, t
     assert torch.equal(a["syn"], b["syn"]) and torch.equal(a["manip"], b["manip"])
     c = model(x)  # the next draw: other dropout masks
     assert not torch.equal(a["syn"], c["syn"])
+
+
+def test_interpolate_blends_a_fine_tune_with_its_base(tiny_models_dir, tiny_dataset, tmp_path):
+    """--steps 0 --init-from BASE --interpolate FT --interpolate-weight w: the calibrated blend
+    (1 − w)·BASE + w·FT (WiSE-FT); the card names both parents and the version says it is a blend."""
+    from .conftest import TINY as T
+
+    base = tiny_models_dir / "tiny-dual.json"
+    kw = dict(config=T["dual-srm"], batch_size=12, device="cpu", bank_size=24, calibration_shifts=0,
+              copy_move_cue=False)
+    ft = train_detector("dual-srm", tiny_dataset, tmp_path / "ft", name="ft", steps=6, lr=1e-2, init_from=base,
+                        seed=3, **kw)
+    blend = train_detector("dual-srm", tiny_dataset, tmp_path / "mix", name="mix", steps=0, init_from=base,
+                           interpolate=tmp_path / "ft" / "ft.json", interpolate_weight=0.25, **kw)
+    assert blend["interpolated"] == {"name": "ft", "version": ft["version"], "total_steps": 46, "weight": 0.25}
+    assert blend["total_steps"] == 46 and re.search(r"-s46-wise0\.25-recal-[0-9a-f]{8}$", blend["version"])
+    a, _ = load_model(base)
+    b, _ = load_model(tmp_path / "ft" / "ft.json")
+    m, _ = load_model(tmp_path / "mix" / "mix.json")
+    sa, sb, sm = a.state_dict(), b.state_dict(), m.state_dict()
+    changed = 0
+    for k, t in sm.items():
+        if t.is_floating_point():
+            want = (0.75 * sa[k].float() + 0.25 * sb[k].float()).half().float()
+            assert torch.allclose(t.float(), want, atol=2e-3, rtol=1e-3), k
+            changed += int(not torch.equal(sa[k], sb[k]))
+    assert changed > 10  # the fine-tune moved the weights, so the blend is not one of its parents
+    with pytest.raises(MedfakeError, match="needs --init-from and --steps 0"):
+        train_detector("dual-srm", tiny_dataset, tmp_path / "x", name="x", steps=1, init_from=base,
+                       interpolate=tmp_path / "ft" / "ft.json", **kw)
+    other = json.loads((tmp_path / "ft" / "ft.json").read_text())
+    other["config"]["seg_channels"] += 4
+    (tmp_path / "ft" / "wider.json").write_text(json.dumps(other))
+    with pytest.raises(MedfakeError, match="--interpolate .* another config"):
+        train_detector("dual-srm", tiny_dataset, tmp_path / "y", name="y", steps=0, init_from=base,
+                       interpolate=tmp_path / "ft" / "wider.json", **kw)

@@ -119,6 +119,11 @@ def train_detector_cmd(
                                     "every kind alike"),
     anchor: float = typer.Option(0.0, min=0.0, help="fine-tune only: weight of the penalty on real images' "
                                  "synthetic/manipulated logits rising above those of the --init-from weights"),
+    interpolate: Optional[Path] = typer.Option(None, "--interpolate", help="with --init-from and --steps 0: "
+                                               "blend the --init-from weights with this card's (a fine-tune of "
+                                               "them; WiSE-FT) and calibrate the blend"),
+    interpolate_weight: float = typer.Option(0.5, min=0.0, max=1.0, help="the --interpolate card's share of the "
+                                             "blend: (1-w)·init + w·other"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
@@ -144,7 +149,7 @@ def train_detector_cmd(
             per_modality_thresholds=per_modality_thresholds,
             copy_move_cue=copy_move_cue, seg_mix=seg_mix,
             augment=AugmentConfig(resample_p=resample_p, lowres_noise_p=lowres_noise_p, overlay_p=overlay_p),
-            anchor=anchor,
+            anchor=anchor, interpolate=interpolate, interpolate_weight=interpolate_weight,
             command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

@@ -26,7 +26,7 @@ from ..io.errors import MedfakeError
 from ..io.readers import read_image
 from ..models.cards import read_card, write_card
 from ..models.registry import create, entry, make_config
-from ..models.weights import load_weights, save_weights
+from ..models.weights import interpolate_states, load_weights, save_weights
 from .anomaly import MahalanobisScorer
 from .augment import AugmentConfig, detector_transforms
 from .calibrate import (MIN_MODALITY_REALS, SMALL_INPUT_SIDES, UNCERTAIN_FACTOR, alarm_rates, apply_temperature,
@@ -387,6 +387,8 @@ def train_detector(
     seg_mix: bool = True,
     augment: AugmentConfig | None = None,
     anchor: float = 0.0,
+    interpolate: str | Path | None = None,
+    interpolate_weight: float = 0.5,
 ) -> dict:
     """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
     of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
@@ -399,7 +401,10 @@ def train_detector(
     calibration mix the segmentation map's evidence into the manipulation score (`scores.py`). `anchor` (a fine-tune
     only) adds anchor × the mean squared rise of the model's synthetic/manipulated logits on the batch's real images
     above those of the `init_from` weights (frozen, same dropout masks; learning without forgetting, one-sided), so
-    that learning new fakes does not make real images look more fake. Returns the model card;
+    that learning new fakes does not make real images look more fake. `interpolate` (a card of the same
+    architecture and config; needs `init_from` and steps=0) blends the weights, (1 − w)·init_from + w·interpolate
+    with w = `interpolate_weight` (WiSE-FT, Wortsman et al. 2022: a fine-tune's gains with less of its drift away
+    from what its base did on data it never saw), and calibrates the blend. Returns the model card;
     writes <out>/<name>.safetensors (+ .bank/.anomaly.safetensors) and <out>/<name>.json."""
     from ._progress import progress_bar
     from ..settings import torch_device
@@ -449,6 +454,19 @@ def train_detector(
             raise MedfakeError(f"--init-from {init_from}: that model is {init_card.get('architecture')!r} with another "
                                f"config; a fine-tune needs the same architecture and config")
         load_weights(model, Path(init_card["_path"]).with_name(init_card["weights"]))
+    other_card = None
+    if interpolate is not None:
+        if init_card is None or steps != 0 or supcon_steps:
+            raise MedfakeError("--interpolate blends the --init-from weights with another fine-tune of them and "
+                               "calibrates the blend: it needs --init-from and --steps 0")
+        other_card = read_card(interpolate)
+        if other_card.get("architecture") != config_name or make_config(config_name,
+                                                                         other_card.get("config", {})) != cfg:
+            raise MedfakeError(f"--interpolate {interpolate}: that model is {other_card.get('architecture')!r} with "
+                               f"another config; a blend needs the same architecture and config")
+        other = load_weights(create(config_name, cfg), Path(other_card["_path"]).with_name(other_card["weights"]))
+        model.load_state_dict(interpolate_states(model.state_dict(), other.state_dict(), interpolate_weight))
+        resume = False  # no steps to resume; a checkpoint in --out may hold a blend of another weight
     if anchor < 0 or (anchor > 0 and init_card is None):
         raise MedfakeError("anchor must be >= 0, and > 0 only for a fine-tune (--init-from): it anchors the real "
                            "images' scores to those of the given weights")
@@ -540,6 +558,9 @@ def train_detector(
     card_extra["metrics"]["calibrated_on"] = calib_on
     weights = save_weights(model, out_dir / f"{name}.safetensors", fp16=True)
     main_losses = losses[supcon_steps:] if len(losses) > supcon_steps else losses
+    # a blend has seen the steps of both its parents (their common base counted once would be exact; the larger
+    # of the two totals is what each parent's own count says)
+    base_steps = max(total_steps(init_card), total_steps(other_card))
     n_first = max(1, min(50, len(main_losses) // 10))
     card = {
         "name": name,
@@ -548,7 +569,8 @@ def train_detector(
         # the version counts every step since random initialisation, so a fine-tune never repeats its base's
         # (a recalibration of given weights, steps=0, is marked "-recal-<hash of its thresholds>": the same weights
         # with new thresholds, told apart from another recalibration of them on the same day)
-        "version": time.strftime("%Y%m%d") + f"-s{total_steps(init_card) + step}"
+        "version": time.strftime("%Y%m%d") + f"-s{base_steps + step}"
+                   + (f"-wise{interpolate_weight:g}" if other_card else "")
                    + (f"-recal-{_calibration_hash(card_extra)}" if step == 0 and init_card else ""),
         "config": dataclasses.asdict(cfg),
         "weights": weights.name,
@@ -561,7 +583,7 @@ def train_detector(
         "val_images": {KINDS[k]: int(v) for k, v in sorted(Counter(val.kind.tolist()).items())},
         "generators": sorted({str(r.get("generator") or "") for r in train_recs if _kind(r) > 0} - {""}),
         "steps": step,
-        "total_steps": total_steps(init_card) + step,
+        "total_steps": base_steps + step,
         "init_from": ({"name": init_card.get("name"), "version": init_card.get("version"),
                        "steps": init_card.get("steps"), "total_steps": total_steps(init_card),
                        "minutes": init_card.get("minutes")} if init_card else None),
@@ -570,6 +592,9 @@ def train_detector(
         **({"online_kind": online_kind} if online_manipulations > 0 else {}),
         **(augment.changed() if augment else {}),  # top-level keys, as cards before AugmentConfig had them
         **({"anchor": anchor} if anchor > 0 else {}),
+        **({"interpolated": {"name": other_card.get("name"), "version": other_card.get("version"),
+                             "total_steps": total_steps(other_card), "weight": float(interpolate_weight)}}
+           if other_card else {}),
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,

@@ -58,3 +58,26 @@ def load_weights(module: torch.nn.Module, path: str | Path) -> torch.nn.Module:
         raise WeightsMismatchError(f"{path}: checkpoint does not match the architecture: " + "; ".join(parts))
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
     return module
+
+
+def interpolate_states(base: dict[str, torch.Tensor], other: dict[str, torch.Tensor],
+                       weight: float) -> dict[str, torch.Tensor]:
+    """(1 − weight)·base + weight·other, tensor by tensor: the weight-space ensemble of two fine-tunes of one
+    network (WiSE-FT, Wortsman et al. 2022). Floating tensors (parameters and BatchNorm running statistics) are
+    blended in float32 and returned in base's dtype; the others (e.g. `num_batches_tracked`) are base's. Both must
+    hold the same keys and shapes, else WeightsMismatchError."""
+    if not 0.0 <= float(weight) <= 1.0:
+        raise ValueError(f"interpolation weight must be in [0, 1], got {weight}")
+    if set(base) != set(other):
+        diff = sorted(set(base) ^ set(other))
+        raise WeightsMismatchError(f"the two weight sets hold different tensors ({len(diff)}, e.g. {diff[:3]})")
+    out = {}
+    for k, a in base.items():
+        b = other[k]
+        if tuple(a.shape) != tuple(b.shape):
+            raise WeightsMismatchError(f"{k}: shape {tuple(a.shape)} vs {tuple(b.shape)}")
+        if a.is_floating_point():
+            out[k] = torch.lerp(a.float(), b.to(a.device).float(), float(weight)).to(a.dtype)
+        else:
+            out[k] = a.clone()
+    return out
