@@ -1,9 +1,9 @@
 """Does a RePaint lesion injection carry the lesion class? Guidance scales compared.
 
-    .venv/bin/python benchmarks/lesion_injection.py [--n 8] [--guidance 1,2] [--steps 25]
+    .venv/bin/python benchmarks/lesion_injection.py [--n 8] [--guidance 1,2] [--steps 25] [--radius 0.18]
 
-For each modality with a lesion label, n real test images of the healthy label get an ellipse (radii 18 % of the
-side) at their foreground's centroid inpainted by `repaint-ddim` conditioned on the lesion label. The project's
+For each modality with a lesion label, n real test images of the healthy label get an ellipse (radii `--radius` of
+the side, default 18 %) at their foreground's centroid inpainted by `repaint-ddim` conditioned on the lesion label. The project's
 feature network (`models/features.*`, a 20-class (modality, label) classifier trained on the real train split)
 scores each image before and after: the lesion's probability among the modality's labels, and whether it becomes
 the top label. A crude proxy for "the injected region reads as that lesion" (the classifier is weak: 68 % train
@@ -47,11 +47,14 @@ def main():
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--guidance", default="1,2")
     ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--radius", type=float, default=0.18, help="the ellipse's radii as a fraction of the side")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
     if not args.data.exists():
         raise SystemExit(f"{args.data} not found: this benchmark needs ../shared/datasets/medimg128")
     scales = [float(w) for w in args.guidance.split(",")]
+    if not 0.02 <= args.radius <= 0.5:
+        raise SystemExit("--radius must be between 0.02 and 0.5 (a fraction of the image side)")
     fnet, _ = load_feature_net("features", args.models_dir)
     test = filter_records(read_manifest(args.data), "test")
 
@@ -79,7 +82,7 @@ def main():
             outs = []
             for k, (im, a) in enumerate(zip(imgs, arrs)):
                 im.array = a  # work at the canonical 128 px, as the benchmark's edits
-                r = repaint_ddim(im, ellipse_at_foreground(a), label=lesion, modality=m, seed=k, steps=args.steps,
+                r = repaint_ddim(im, ellipse_at_foreground(a, args.radius), label=lesion, modality=m, seed=k, steps=args.steps,
                                  guidance=w, models_dir=args.models_dir)
                 outs.append(to_canonical(r.image))
             after = p_label(np.stack(outs), m)
@@ -97,7 +100,7 @@ def main():
                      f"{row['before']['top_lesion']:.2f} | "
                      + " | ".join(f"{row[k]['p_lesion']:.2f}, {row[k]['top_lesion']:.2f}" for k in keys) + " |")
     body = (f"`repaint-ddim` ({args.steps} steps, jump 5 × 2, η = 1) with the shipped `ddpm`; an ellipse of radii "
-            "18 % of the side at the foreground centroid; P(lesion) is the feature network's mean probability of "
+            f"{args.radius:.0%} of the side at the foreground centroid; P(lesion) is the feature network's mean probability of "
             "the lesion among the modality's labels, `top` the fraction whose top label is the lesion; the first column scores "
             "n real test images of the lesion label (what the classifier can tell).\n\n"
             + "\n".join(lines))
