@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/lesion_injection.py [--n 8] [--guidance 1,2] [--steps 25] [--radius 0.18]
 
 For each modality with a lesion label, n real test images of the healthy label get an ellipse (radii `--radius` of
-the side, default 18 %) at their foreground's centroid inpainted by `repaint-ddim` conditioned on the lesion label. The project's
-feature network (`models/features.*`, a 20-class (modality, label) classifier trained on the real train split)
-scores each image before and after: the lesion's probability among the modality's labels, and whether it becomes
-the top label. A crude proxy for "the injected region reads as that lesion" (the classifier is weak: 68 % train
+the side, default 18 %) at their foreground's centroid inpainted by `repaint-ddim` conditioned on the lesion label.
+The project's feature network (`models/features.*`, a 20-class (modality, label) classifier trained on the real
+train split) scores each image before and after: the lesion's probability among the modality's labels, and
+whether it becomes the top label. A crude proxy for "the injected region reads as that lesion" (the classifier is weak: 68 % train
 accuracy), used only to compare settings on the same images, masks and seeds. Needs ../shared/datasets/medimg128.
 """
 
@@ -82,8 +82,8 @@ def main():
             outs = []
             for k, (im, a) in enumerate(zip(imgs, arrs)):
                 im.array = a  # work at the canonical 128 px, as the benchmark's edits
-                r = repaint_ddim(im, ellipse_at_foreground(a, args.radius), label=lesion, modality=m, seed=k, steps=args.steps,
-                                 guidance=w, models_dir=args.models_dir)
+                r = repaint_ddim(im, ellipse_at_foreground(a, args.radius), label=lesion, modality=m, seed=k,
+                                 steps=args.steps, guidance=w, models_dir=args.models_dir)
                 outs.append(to_canonical(r.image))
             after = p_label(np.stack(outs), m)
             row[f"w={w:g}"] = {"p_lesion": float(after[:, j].mean()), "top_lesion": float((after.argmax(1) == j).mean()),
@@ -100,7 +100,8 @@ def main():
                      f"{row['before']['top_lesion']:.2f} | "
                      + " | ".join(f"{row[k]['p_lesion']:.2f}, {row[k]['top_lesion']:.2f}" for k in keys) + " |")
     body = (f"`repaint-ddim` ({args.steps} steps, jump 5 × 2, η = 1) with the shipped `ddpm`; an ellipse of radii "
-            f"{args.radius:.0%} of the side at the foreground centroid; P(lesion) is the feature network's mean probability of "
+            f"{args.radius:.0%} of the side at the foreground centroid; P(lesion) is the feature network's mean "
+            "probability of "
             "the lesion among the modality's labels, `top` the fraction whose top label is the lesion; the first column scores "
             "n real test images of the lesion label (what the classifier can tell).\n\n"
             + "\n".join(lines))
