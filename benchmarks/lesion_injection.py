@@ -6,8 +6,9 @@ For each modality with a lesion label, n real test images of the healthy label g
 the side, default 18 %) at their foreground's centroid inpainted by `repaint-ddim` conditioned on the lesion label.
 The project's feature network (`models/features.*`, a 20-class (modality, label) classifier trained on the real
 train split) scores each image before and after: the lesion's probability among the modality's labels, and
-whether it becomes the top label. A crude proxy for "the injected region reads as that lesion" (the classifier is weak: 68 % train
-accuracy), used only to compare settings on the same images, masks and seeds. Needs ../shared/datasets/medimg128.
+whether it becomes the top label. A crude proxy for "the injected region reads as that lesion" (the classifier is
+weak: 68 % train accuracy, and it reads whole-image cues), used only to compare settings on the same images, masks
+and seeds. Needs ../shared/datasets/medimg128.
 """
 
 from __future__ import annotations
