@@ -39,6 +39,46 @@ def parse(setting: str) -> dict:
     return {"sampler": m[1], "steps": int(m[2]), "eta": float(m[3] or 0.0), "guidance": float(m[4])}
 
 
+def merge_sampling(old: dict | None, new: dict) -> tuple[dict, list[str]]:
+    """Per modality, keep the old choice unless the new one has a lower validation distance. The two must come from
+    the same number of samples and seed (older cards without `n`/`seed` record the sweep's default n, 32, and seed 1
+    in `chosen_on`), else the distances are not comparable and this is an error."""
+    if not old:
+        return new, []
+    n_old = old.get("n", 32 if "32 samples" in old.get("chosen_on", "") else None)
+    if n_old != new["n"] or old.get("seed", 1) != new["seed"]:
+        raise SystemExit(f"--merge-card: the card's choice was made with n={n_old}, seed={old.get('seed', 1)}; "
+                         f"this sweep has n={new['n']}, seed={new['seed']}: the distances are not comparable")
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in new.items()}
+    out["chosen_on"] = old.get("chosen_on", "") + "; merged with " + new["chosen_on"]
+    kept = []
+    for m, fd in old["fd_val"].items():
+        if fd <= new["fd_val"][m]:
+            kept.append(m)
+            for k in ("per_modality", "fd_val", "fd_test"):
+                out[k][m] = old[k][m]
+    by = {fam: dict(per) for fam, per in (new.get("by_sampler") or {}).items()}
+    for fam, per in by_sampler(old).items():
+        for m, choice in per.items():
+            if m not in by.get(fam, {}) or choice["fd_val"] <= by[fam][m]["fd_val"]:
+                by.setdefault(fam, {})[m] = choice
+    out["by_sampler"] = by
+    return out, kept
+
+
+def by_sampler(sampling: dict) -> dict:
+    """The best setting per sampler and modality that a card's `sampling` records (`by_sampler`; a card written
+    before it had one gives its per-modality choices, each the best of its own sampler)."""
+    if "by_sampler" in sampling:
+        return sampling["by_sampler"]
+    out: dict = {}
+    for m, choice in sampling["per_modality"].items():
+        out.setdefault(choice["sampler"], {})[m] = {
+            **{k: choice[k] for k in ("steps", "eta", "guidance")},
+            "fd_val": sampling["fd_val"][m], "fd_test": sampling["fd_test"][m]}
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models-dir", type=Path, default=ROOT / "models")
@@ -48,6 +88,10 @@ def main():
     ap.add_argument("--n", type=int, default=32, help="samples per modality and setting")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--write-card", action="store_true", help="store the per-modality choice in the card")
+    ap.add_argument("--merge-card", action="store_true",
+                    help="with --write-card: the card's current choice competes as an incumbent with its stored "
+                         "validation distance (same n and seed), so a sweep of new settings only replaces a "
+                         "modality's choice where one of them is better on validation")
     ap.add_argument("--out", type=Path, default=ROOT / "bench_out" / "sampler_sweep")
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
@@ -98,13 +142,26 @@ def main():
     if args.write_card:
         path = args.models_dir / f"{args.ddpm_card}.json"
         card = json.loads(path.read_text())
-        card["sampling"] = {
+        new = {
             "per_modality": {m: parsed[res["per_modality"][m]["chosen"]] for m in MODALITY_NAMES},
             "chosen_on": f"validation-split Fréchet distance, {args.n} samples per modality and setting "
                          f"(benchmarks/sampler_sweep.py --settings {args.settings})",
             "fd_val": {m: res["per_modality"][m][res["per_modality"][m]["chosen"]]["val"] for m in MODALITY_NAMES},
             "fd_test": {m: res["per_modality"][m][res["per_modality"][m]["chosen"]]["test"] for m in MODALITY_NAMES},
+            "n": args.n, "seed": args.seed,
+            "by_sampler": {},
         }
+        for m in MODALITY_NAMES:  # the best of each sampler, for callers who name one (the demo, the service)
+            for s in sorted(settings, key=lambda s: res["per_modality"][m][s]["val"]):
+                best = new["by_sampler"].setdefault(parsed[s]["sampler"], {})
+                if m not in best:
+                    best[m] = {**{k: parsed[s][k] for k in ("steps", "eta", "guidance")},
+                               "fd_val": res["per_modality"][m][s]["val"], "fd_test": res["per_modality"][m][s]["test"]}
+        if args.merge_card:
+            new, kept = merge_sampling(card.get("sampling"), new)
+            body += ("\n\nMerged with the card's previous choice (`--merge-card`): kept for "
+                     + (", ".join(kept) if kept else "no modality") + ".")
+        card["sampling"] = new
         path.write_text(json.dumps(card, indent=2) + "\n")
         body += f"\n\nWritten to `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` as `sampling`."
     print(body)

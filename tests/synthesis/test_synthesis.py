@@ -241,13 +241,19 @@ def test_card_sampling_defaults_per_modality(tiny_models, tmp_path, monkeypatch)
     d = tmp_path / "models"
     shutil.copytree(tiny_models, d)
     card = json.loads((d / "ddpm.json").read_text())
-    card["sampling"] = {"per_modality": {"lung_ct": {"sampler": "ddim", "steps": 3, "eta": 1.0, "guidance": 2.0}}}
+    card["sampling"] = {"per_modality": {"lung_ct": {"sampler": "ddim", "steps": 3, "eta": 1.0, "guidance": 2.0},
+                                         "kidney_ct": {"sampler": "ddpm", "steps": 6, "eta": 0.0, "guidance": 1.0}},
+                        "by_sampler": {"ddim": {"kidney_ct": {"steps": 4, "eta": 1.0, "guidance": 1.5, "fd_val": 9.0}}}}
     (d / "ddpm.json").write_text(json.dumps(card))
     gen = load_generator("ddpm", models_dir=d)
     assert gen.sampling_settings("lung_ct") == {"sampler": "ddim", "steps": 3, "eta": 1.0, "guidance": 2.0}
     assert gen.sampling_settings("brain_mri") == {"sampler": "ddim", "steps": 50, "eta": 0.0, "guidance": 1.0}
-    # another sampler keeps the card's guidance but not its steps or eta
+    # another sampler keeps the card's guidance but not its steps or eta ...
     assert gen.sampling_settings("lung_ct", "ddpm", 4) == {"sampler": "ddpm", "steps": 4, "eta": 0.0, "guidance": 2.0}
+    # ... unless the card has a best setting for that sampler too (what the demo and the service's DDIM get)
+    assert gen.sampling_settings("kidney_ct") == {"sampler": "ddpm", "steps": 6, "eta": 0.0, "guidance": 1.0}
+    assert gen.sampling_settings("kidney_ct", "ddim") == {"sampler": "ddim", "steps": 4, "eta": 1.0, "guidance": 1.5}
+    assert gen.sampling_settings("kidney_ct", "ddim", 8)["steps"] == 8
     assert gen.sampling_settings("lung_ct", guidance=1.0, eta=0.0)["guidance"] == 1.0
 
     def arr(**kw):

@@ -17,10 +17,10 @@ def synth_cmd(
     modality: str = typer.Option(..., "--modality", "-m", help="brain_mri, chest_xray, lung_ct, kidney_ct, breast_us, knee_xray"),
     label: Optional[str] = typer.Option(None, "--label", "-l", help="class label (default: drawn from the training prior)"),
     n: int = typer.Option(16, "-n", help="number of images"),
-    sampler: Optional[str] = typer.Option(None, help="ddpm (ancestral, 1000 steps) or ddim (default: the model "
-                                          "card's choice for the modality, else ddim)"),
-    steps: Optional[int] = typer.Option(None, help="sampling steps (default: the card's choice for the modality, "
-                                        "else ddim 50, ddpm 1000)"),
+    sampler: Optional[str] = typer.Option(None, help="ddpm (ancestral, 1000 steps; slow on a CPU) or ddim (fast) "
+                                          "(default: the model card's choice for the modality, else ddim)"),
+    steps: Optional[int] = typer.Option(None, help="sampling steps (default: the card's choice for the modality "
+                                        "and sampler, else ddim 50, ddpm 1000)"),
     eta: Optional[float] = typer.Option(None, help="DDIM eta (default: the card's choice, else 0)"),
     guidance: Optional[float] = typer.Option(None, help="classifier-free guidance scale (1 = conditional, >1 "
                                              "stronger; default: the card's choice for the modality, else 1)"),

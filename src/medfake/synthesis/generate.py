@@ -50,13 +50,20 @@ class Generator:
                           eta: float | None = None, guidance: float | None = None) -> dict:
         """The settings a DDPM samples `modality` with: what the caller gives, else the card's choice for the
         modality (`sampling.per_modality`, chosen on the validation split by benchmarks/sampler_sweep.py), else
-        DDIM, 50 steps (1000 for ddpm), eta 0, guidance 1. The card's steps and eta apply only to its own
-        sampler; its guidance applies to either. {} for a generator without sampler settings (DCGAN), so the
-        result can always be passed on: `sample(..., **s)`, `provenance(**s)`."""
+        DDIM, 50 steps (1000 for ddpm), eta 0, guidance 1. A caller who names another sampler than the card's
+        choice gets the card's best setting for that sampler (`sampling.by_sampler`) where it has one; otherwise
+        the card's steps and eta apply only to its own sampler and its guidance to either. {} for a generator
+        without sampler settings (DCGAN), so the result can always be passed on: `sample(..., **s)`,
+        `provenance(**s)`."""
         if self.family != "ddpm":
             return {}
-        d = ((self.card.get("sampling") or {}).get("per_modality") or {}).get(modality) or {}
+        card = self.card.get("sampling") or {}
+        d = (card.get("per_modality") or {}).get(modality) or {}
         sampler = sampler or d.get("sampler") or "ddim"
+        if d and d.get("sampler", "ddim") != sampler:
+            alt = ((card.get("by_sampler") or {}).get(sampler) or {}).get(modality)
+            if alt:
+                d = {"sampler": sampler, **{k: alt[k] for k in ("steps", "eta", "guidance") if k in alt}}
         same = bool(d) and d.get("sampler", "ddim") == sampler
         if steps is None:
             full = getattr(getattr(self.module, "cfg", None), "num_train_timesteps", 1000)
