@@ -27,6 +27,9 @@ class Settings:
     max_upload_bytes: int = field(default_factory=lambda: int(_env("MAX_UPLOAD_BYTES", str(32 * 1024 * 1024))))
     max_files_per_request: int = field(default_factory=lambda: int(_env("MAX_FILES", "64")))
     max_synthesis_images: int = field(default_factory=lambda: int(_env("MAX_SYNTH_IMAGES", "64")))
+    # network passes a synthesis request may cost: images × steps × 2 with classifier-free guidance ≠ 1
+    # (64,000: 64 ancestral 1000-step images at guidance 1, ~8 min on 2 CPU cores, inside the 900 s job timeout)
+    max_synthesis_passes: int = field(default_factory=lambda: int(_env("MAX_SYNTH_PASSES", "64000")))
     job_workers: int = field(default_factory=lambda: int(_env("JOB_WORKERS", "1")))
     job_queue: int = field(default_factory=lambda: int(_env("JOB_QUEUE", "16")))
     job_timeout_s: float = field(default_factory=lambda: float(_env("JOB_TIMEOUT_S", "900")))

@@ -213,6 +213,24 @@ def test_synthesis_validation(client, server):
     assert_json_error(client.get("/v1/jobs/" + "a" * 32 + "/result"), 404)
 
 
+def test_synthesis_cost_is_bounded_before_queueing(tiny_models):
+    """images × steps (× 2 with guidance) at the settings the job would use is refused with 413 and a way out,
+    before any job is queued; requests within the bound run."""
+    with live(tiny_models, max_synthesis_passes=20) as (_, c):
+        ask = {"modality": "brain_mri", "label": "glioma", "sampler": "ddim", "model": "ddpm"}
+        r = c.post("/v1/synthesize", json={**ask, "n": 8, "steps": 3})
+        assert_json_error(r, 413)
+        assert "24 network passes" in r.json()["detail"] and "at most 6 images" in r.json()["detail"]
+        r = c.post("/v1/synthesize", json={**ask, "n": 4, "steps": 3, "guidance": 2.0})
+        assert_json_error(r, 413)
+        assert "guidance 2" in r.json()["detail"] and "at most 3 images" in r.json()["detail"]
+        # steps left open: the job's default (DDIM 50 for a card without sampler settings) is what is counted
+        assert_json_error(c.post("/v1/synthesize", json={**ask, "n": 1}), 413)
+        ok = c.post("/v1/synthesize", json={**ask, "n": 3, "steps": 3, "guidance": 2.0})
+        assert ok.status_code == 202, ok.text
+        assert wait_job(c, ok.json()["job_id"])["state"] == "done"
+
+
 # ------------------------------------------------------------------ jobs
 def test_synthesis_job_runs_to_completion(client):
     import pydicom

@@ -175,8 +175,31 @@ def synthesis_params(settings: Settings, *, modality: str, label: str | None, n:
         if model is None:
             raise HTTPException(503, "no generator is installed (GET /v1/models lists the models)")
     model = backends.check_name(model, settings, kind="generator", what="generator")
+    check_synthesis_cost(settings, model, modality=modality, n=n, sampler=sampler, steps=steps, guidance=guidance)
     return {"modality": modality, "label": label, "n": n, "sampler": sampler, "steps": steps, "seed": seed,
             "model": model, "guidance": guidance}
+
+
+def check_synthesis_cost(settings: Settings, model: str, *, modality: str, n: int, sampler: str, steps: int | None,
+                         guidance: float | None) -> None:
+    """Refuse (413) before queueing a request whose network passes (images × steps, × 2 for classifier-free
+    guidance ≠ 1, at the settings the job would use: the card's choice for what the request leaves open) exceed
+    `max_synthesis_passes`, so a client learns at once what it may ask instead of waiting for the job timeout.
+    A generator that cannot be loaded is left to the job, which reports it."""
+    try:
+        gen = backends.generator(model, settings)
+    except Exception:  # noqa: BLE001 - the job reports a broken model by name (readyz lists it too)
+        return
+    st = gen.sampling_settings(modality, sampler, steps, None, guidance)
+    per_image = int(st.get("steps", 1)) * (2 if st.get("guidance", 1.0) != 1.0 else 1)
+    if n * per_image > settings.max_synthesis_passes:
+        how = f"{st['steps']} {st['sampler']} steps" + (f" × 2 for guidance {st['guidance']:g}"
+                                                        if per_image > st.get("steps", 1) else "")
+        most = settings.max_synthesis_passes // per_image
+        raise HTTPException(413, f"{n} images × {how} = {n * per_image:,} network passes; this service allows "
+                                 f"{settings.max_synthesis_passes:,} a request: ask for "
+                                 + (f"at most {most} images, " if most else "")
+                                 + "fewer steps, or the ddim sampler")
 
 
 def synthesis_job(settings: Settings, params: dict):

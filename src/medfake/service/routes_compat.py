@@ -44,8 +44,8 @@ async def synthesis(request: Request, modality: Optional[str] = Form(None), cls:
     settings = settings_of(request)
     mod, lab = _split_class(cls, modality, label)
     count = n if n is not None else (num_images if num_images is not None else 1)
-    params = synthesis_params(settings, modality=mod, label=lab, n=count, sampler=sampler, steps=steps, seed=seed,
-                              model=model)
+    params = await run_in_threadpool(lambda: synthesis_params(settings, modality=mod, label=lab, n=count,
+                                                              sampler=sampler, steps=steps, seed=seed, model=model))
     job = submit(jobs_of(request), "synthesis", synthesis_job(settings, params), params)
     await wait_job(job, settings.request_timeout_s)
     imgs = await run_in_threadpool(job_images, job)

@@ -113,7 +113,7 @@ class SynthesisRequest(BaseModel):
 async def synthesize(request: Request, body: SynthesisRequest):
     """Queue a synthesis job; poll GET /v1/jobs/{id}, then download GET /v1/jobs/{id}/result (zip)."""
     settings = settings_of(request)
-    params = synthesis_params(settings, **body.model_dump())
+    params = await run_in_threadpool(lambda: synthesis_params(settings, **body.model_dump()))  # may load the model
     job = submit(jobs_of(request), "synthesis", synthesis_job(settings, params), params)
     return {"job_id": job.id, "state": job.state, "status_url": f"/v1/jobs/{job.id}"}
 
