@@ -270,6 +270,7 @@ def test_card_sampling_defaults_per_modality(tiny_models, tmp_path, monkeypatch)
     r = CliRunner().invoke(app, ["synth", "-m", "lung_ct", "-l", "COVID", "-n", "1", "--format", "dicom", "--seed",
                                  "5", "--out", str(tmp_path / "dcm")])
     assert r.exit_code == 0, r.output
+    assert "ddim 3 steps, eta 1, guidance 2 (the model card's choice" in r.output, r.output  # says what it draws
     ds = pydicom.dcmread(next((tmp_path / "dcm").glob("*.dcm")))
     for part in ("sampler=ddim", "steps=3", "eta=1.0", "guidance=2.0", "seed=5"):
         assert part in ds.DerivationDescription, (part, ds.DerivationDescription)
