@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from medfake.cli import app
 from medfake.data import read_folder
+from medfake.data.modalities import MODALITIES
 from medfake.io import read_image
 from medfake.models import WeightsMismatchError, create, load_weights, save_weights
 from medfake.synthesis import load_generator
@@ -231,6 +232,28 @@ def test_shipped_generator_cards_document_their_training_and_load_strictly(card_
         assert card.get("trained_where") and card.get("gpu_command"), "say where it trained and how to train it on a GPU"
     gen = load_generator(card_path.stem, models_dir=card_path.parent)
     assert gen.version == card["version"]
+
+
+SWEPT = [p for p in SHIPPED if json.loads(p.read_text()).get("sampling")]  # DDPM cards with sampler settings
+
+
+@pytest.mark.parametrize("card_path", SWEPT, ids=lambda p: p.stem)
+def test_shipped_sampling_choice_is_consistent(card_path):
+    """A shipped card's sampler choice per modality is the best (lowest validation distance) of the per-sampler
+    bests it records, and each recorded setting names a sampler the code has and a valid step count, so what
+    `medfake synth`, the demo and the service draw is what the sweep measured."""
+    sampling = json.loads(card_path.read_text())["sampling"]
+    by = sampling["by_sampler"]
+    assert set(by) <= {"ddim", "ddpm"}
+    for m in MODALITIES:
+        choice = sampling["per_modality"][m]
+        best = min((s for s in by if m in by[s]), key=lambda s: by[s][m]["fd_val"])
+        assert choice["sampler"] == best, m
+        assert {k: choice[k] for k in ("steps", "eta", "guidance")} == {
+            k: by[best][m][k] for k in ("steps", "eta", "guidance")}, m
+        assert sampling["fd_val"][m] == by[best][m]["fd_val"] and sampling["fd_test"][m] == by[best][m]["fd_test"]
+        for s in by:
+            assert 1 <= by[s].get(m, {"steps": 1})["steps"] <= 1000 and by[s].get(m, {"guidance": 1})["guidance"] >= 0
 
 
 def test_card_sampling_defaults_per_modality(tiny_models, tmp_path, monkeypatch):
