@@ -3,7 +3,7 @@
 # per-modality settings (the default) and at its best DDIM settings (`--sampler ddim`: the demo's and the
 # service's default), then `medfake detect` on each set; prints the verdicts per modality.
 #   benchmarks/detect_card_samples.sh [OUT=bench_out/detect_card_samples] [N=16] [SEED=11]
-# ~12 min on 2 CPU cores (ancestral DDPM-1000 is ~8 s per image there). Appends nothing: copy the table to RESULTS.md.
+# ~20 min on 2 CPU cores (ancestral DDPM-1000: 8-16 s per image there). Appends nothing: copy the table to RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench_out/detect_card_samples}; N=${2:-16}; SEED=${3:-11}

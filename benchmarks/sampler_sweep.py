@@ -40,30 +40,24 @@ def parse(setting: str) -> dict:
 
 
 def merge_sampling(old: dict | None, new: dict) -> tuple[dict, list[str]]:
-    """Per modality, keep the old choice unless the new one has a lower validation distance. The two must come from
-    the same number of samples and seed (older cards without `n`/`seed` record the sweep's default n, 32, and seed 1
-    in `chosen_on`), else the distances are not comparable and this is an error."""
+    """Per sampler and modality, keep the old setting unless the new one has a lower validation distance; the
+    per-modality choice is then the best of those. The two must come from the same number of samples and seed
+    (older cards without `n`/`seed` record the sweep's default n, 32, and seed 1 in `chosen_on`), else the distances
+    are not comparable and this is an error. Returns the merged `sampling` and the modalities whose choice stayed."""
     if not old:
         return new, []
     n_old = old.get("n", 32 if "32 samples" in old.get("chosen_on", "") else None)
     if n_old != new["n"] or old.get("seed", 1) != new["seed"]:
         raise SystemExit(f"--merge-card: the card's choice was made with n={n_old}, seed={old.get('seed', 1)}; "
                          f"this sweep has n={new['n']}, seed={new['seed']}: the distances are not comparable")
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in new.items()}
-    out["chosen_on"] = old.get("chosen_on", "") + "; merged with " + new["chosen_on"]
-    kept = []
-    for m, fd in old["fd_val"].items():
-        if fd <= new["fd_val"][m]:
-            kept.append(m)
-            for k in ("per_modality", "fd_val", "fd_test"):
-                out[k][m] = old[k][m]
-    by = {fam: dict(per) for fam, per in (new.get("by_sampler") or {}).items()}
+    by = {fam: dict(per) for fam, per in by_sampler(new).items()}
     for fam, per in by_sampler(old).items():
         for m, choice in per.items():
             if m not in by.get(fam, {}) or choice["fd_val"] <= by[fam][m]["fd_val"]:
                 by.setdefault(fam, {})[m] = choice
-    out["by_sampler"] = by
-    return out, kept
+    kept = [m for m, fd in old["fd_val"].items() if fd <= new["fd_val"].get(m, float("inf"))]
+    return {**new, "chosen_on": old.get("chosen_on", "") + "; merged with " + new["chosen_on"],
+            **with_choice(by)}, kept
 
 
 def by_sampler(sampling: dict) -> dict:
@@ -77,6 +71,22 @@ def by_sampler(sampling: dict) -> dict:
             **{k: choice[k] for k in ("steps", "eta", "guidance")},
             "fd_val": sampling["fd_val"][m], "fd_test": sampling["fd_test"][m]}
     return out
+
+
+def with_choice(by: dict) -> dict:
+    """`by_sampler` plus what is derived from it: per modality the sampler setting with the lowest validation
+    distance (`per_modality`, what a caller who names no sampler gets) and its distances."""
+    best = {}
+    for fam, per in by.items():
+        for m, choice in per.items():
+            if m not in best or choice["fd_val"] < best[m][1]["fd_val"]:
+                best[m] = (fam, choice)
+    order = [m for m in MODALITY_NAMES if m in best] + sorted(set(best) - set(MODALITY_NAMES))
+    return {"by_sampler": by,
+            "per_modality": {m: {"sampler": best[m][0], **{k: best[m][1][k] for k in ("steps", "eta", "guidance")}}
+                             for m in order},
+            "fd_val": {m: best[m][1]["fd_val"] for m in order},
+            "fd_test": {m: best[m][1]["fd_test"] for m in order}}
 
 
 def main():
@@ -142,21 +152,17 @@ def main():
     if args.write_card:
         path = args.models_dir / f"{args.ddpm_card}.json"
         card = json.loads(path.read_text())
-        new = {
-            "per_modality": {m: parsed[res["per_modality"][m]["chosen"]] for m in MODALITY_NAMES},
-            "chosen_on": f"validation-split Fréchet distance, {args.n} samples per modality and setting "
-                         f"(benchmarks/sampler_sweep.py --settings {args.settings})",
-            "fd_val": {m: res["per_modality"][m][res["per_modality"][m]["chosen"]]["val"] for m in MODALITY_NAMES},
-            "fd_test": {m: res["per_modality"][m][res["per_modality"][m]["chosen"]]["test"] for m in MODALITY_NAMES},
-            "n": args.n, "seed": args.seed,
-            "by_sampler": {},
-        }
-        for m in MODALITY_NAMES:  # the best of each sampler, for callers who name one (the demo, the service)
-            for s in sorted(settings, key=lambda s: res["per_modality"][m][s]["val"]):
-                best = new["by_sampler"].setdefault(parsed[s]["sampler"], {})
+        by: dict = {}  # the best of each sampler, for callers who name one (the demo, the service)
+        for m in MODALITY_NAMES:
+            for st in sorted(settings, key=lambda st: res["per_modality"][m][st]["val"]):
+                best = by.setdefault(parsed[st]["sampler"], {})
                 if m not in best:
-                    best[m] = {**{k: parsed[s][k] for k in ("steps", "eta", "guidance")},
-                               "fd_val": res["per_modality"][m][s]["val"], "fd_test": res["per_modality"][m][s]["test"]}
+                    best[m] = {**{k: parsed[st][k] for k in ("steps", "eta", "guidance")},
+                               "fd_val": res["per_modality"][m][st]["val"],
+                               "fd_test": res["per_modality"][m][st]["test"]}
+        new = {"chosen_on": f"validation-split Fréchet distance, {args.n} samples per modality and setting "
+                            f"(benchmarks/sampler_sweep.py --settings {args.settings})",
+               "n": args.n, "seed": args.seed, **with_choice(by)}
         if args.merge_card:
             new, kept = merge_sampling(card.get("sampling"), new)
             body += ("\n\nMerged with the card's previous choice (`--merge-card`): kept for "
