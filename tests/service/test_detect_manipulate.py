@@ -55,6 +55,33 @@ def test_v1_detect_rows_errors_and_maps(client):
     assert png_array(from_data_url(a["image"])).shape == (96, 80)
     assert c["verdict"] == "error" and c["status"] == 422 and "broken.png" in c["message"]
     assert c["p_synthetic"] is None
+    assert b["series_uid"] and a["series_uid"] is None  # the DICOM's own UIDs; a PNG has none
+    assert [g["group"] for g in body["series"]] == ["odd.png", b["series_uid"], "broken.png"]
+    assert [g["verdict"] for g in body["series"]] == [a["verdict"], b["verdict"], "error"]
+
+
+def test_v1_detect_series_summary(client):
+    """Two files of one DICOM series and one of another: one verdict per series, the most serious of its images'."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    def member(series: str, i: int) -> bytes:
+        ds = pydicom.dcmread(io.BytesIO(dicom_upload(smooth_image(10 + i))))
+        ds.SeriesInstanceUID, ds.StudyInstanceUID = series, study
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        return buf.getvalue()
+
+    study, s1, s2 = generate_uid(), generate_uid(), generate_uid()
+    files = [("files", (f"{i}.dcm", member(s, i), "application/dicom")) for i, s in enumerate((s1, s1, s2))]
+    body = client.post("/v1/detect", files=files, data={"explain": "false"}).json()
+    rows, groups = body["results"], {g["group"]: g for g in body["series"]}
+    assert [r["series_uid"] for r in rows] == [s1, s1, s2] and all(r["study_uid"] == study for r in rows)
+    assert set(groups) == {s1, s2} and (groups[s1]["files"], groups[s1]["images"]) == (2, 2)
+    order = ("manipulated", "synthetic", "uncertain", "real")
+    worst = min((r["verdict"] for r in rows[:2]), key=order.index)
+    assert groups[s1]["verdict"] == worst and groups[s2]["verdict"] == rows[2]["verdict"]
+    assert groups[s1]["max_p_synthetic"] == pytest.approx(max(r["p_synthetic"] for r in rows[:2]))
 
 
 def test_v1_detect_copy_move_cue(client):

@@ -31,11 +31,19 @@ def detect_cmd(
                                                   "detector's card has it (the shipped one does); off is ~2× faster"),
     device: Optional[str] = typer.Option(None, "--device", help="auto (a CUDA GPU when there is one), cpu, cuda, "
                                                                 "cuda:N; default: MEDFAKE_DEVICE or auto"),
+    summary: Optional[Path] = typer.Option(None, "--summary", help="also write one row per DICOM series (or "
+                                           "study, --group-by) to this CSV: image counts per verdict and the "
+                                           "group's verdict (the most serious of its images'); a file without "
+                                           "UIDs is its own group"),
+    group_by: str = typer.Option("series", "--group-by", help="what --summary groups by: series, study or file"),
 ):
     """Score images: p_synthetic, p_manipulated and a verdict per image (per frame for multi-frame files)."""
     from ..detection import detect_paths, write_csv
+    from ..detection.summary import GROUP_BY, summarize, write_summary_csv
     from ..io.errors import MedfakeError
 
+    if group_by not in GROUP_BY:
+        fail(f"--group-by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
     missing = [str(p) for p in paths if not p.exists()]
     if missing and len(missing) == len(paths):
         fail(f"no such file or folder: {', '.join(missing)}")
@@ -72,6 +80,14 @@ def detect_cmd(
                           f"[{colour.get(r['verdict'], 'white')}]{r['verdict']}[/]", f(r.get("anomaly")),
                           r.get("message") or "")
         console.print(table)
+    if summary is not None:
+        groups = summarize(rows, group_by)
+        write_summary_csv(groups, summary)
+        counts = {}
+        for g in groups:
+            counts[g["verdict"]] = counts.get(g["verdict"], 0) + 1
+        console.print(f"wrote {len(groups)} {group_by} group(s) to [bold]{summary}[/]: "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
 @train_app.command("detector")

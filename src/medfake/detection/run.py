@@ -2,7 +2,9 @@
 
 CSV contract: the header starts exactly `path,modality,p_synthetic,p_manipulated,verdict`, followed by
 EXTRA_COLUMNS. `path` is the path as found (`path#frame` for the frames of a multi-frame file). An unreadable
-file gives one row with verdict `error` and the reason in `message`; the run continues.
+file gives one row with verdict `error` and the reason in `message`; the run continues. `study_uid` and `series_uid`
+are a DICOM file's Study and Series Instance UIDs (also on its error row when its header could be read), which
+`detection.summary` groups rows by. Each row dict also carries `file` (the file as found; not a CSV column).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .base import CSV_HEADER, Detector
 from .retrieval import reference_files
 
 EXTRA_COLUMNS = ("p_modality", "anomaly", "p_synthetic_classifier", "knn_synthetic", "copy_move", "heatmap", "mask",
-                 "message")
+                 "message", "study_uid", "series_uid")
 COLUMNS = CSV_HEADER + EXTRA_COLUMNS
 
 
@@ -55,27 +57,49 @@ def _save_maps(pred, image: Image, out_dir: Path, index: int, label: str) -> tup
     return str(hp), str(mp)
 
 
-def _row(label: str, pred=None, message: str = "") -> dict:
+def _uids(ds) -> dict:
+    """{study_uid, series_uid} of a pydicom Dataset ("" where absent)."""
+    return {"study_uid": str(getattr(ds, "StudyInstanceUID", "") or ""),
+            "series_uid": str(getattr(ds, "SeriesInstanceUID", "") or "")}
+
+
+def _header_uids(path: str | Path) -> dict:
+    """The UIDs of a DICOM file whose pixels could not be read, from its header alone (nothing for another file or
+    an unreadable header): the error row then still counts in its series."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(132)[128:] != b"DICM":
+                return {}
+        import pydicom
+
+        return _uids(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID",
+                                                                                   "SeriesInstanceUID"]))
+    except Exception:  # noqa: BLE001 - best effort: the row already says why the file failed
+        return {}
+
+
+def _row(label: str, pred=None, message: str = "", image: Image | None = None, file: str | None = None) -> dict:
+    ids = _uids(image.meta.dicom) if image is not None and image.meta.dicom is not None else {}
     if pred is None:
         return {"path": label, "modality": "", "p_synthetic": "", "p_manipulated": "", "verdict": "error",
-                "message": message}
+                "message": message, "file": file or label, **ids}
     s = pred.scores
     return {"path": label, "modality": pred.modality, "p_synthetic": pred.p_synthetic,
             "p_manipulated": pred.p_manipulated, "verdict": pred.verdict, "p_modality": s.get("p_modality"),
             "anomaly": s.get("anomaly"), "p_synthetic_classifier": s.get("p_synthetic_classifier"),
             "knn_synthetic": s.get("knn_synthetic"), "copy_move": s.get("copy_move"),
-            "message": message or pred.note}
+            "message": message or pred.note, "file": file or label, **ids}
 
 
 def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, heatmaps: str | Path | None = None,
-                  batch_size: int = 64, start_index: int = 0) -> list[dict]:
-    """(label, Image) pairs → rows, in order."""
+                  batch_size: int = 64, start_index: int = 0, files: Sequence[str] | None = None) -> list[dict]:
+    """(label, Image) pairs → rows, in order (`files`: each item's file, for the rows' `file`; default the label)."""
     rows = []
     for i in range(0, len(items), batch_size):
         chunk = items[i:i + batch_size]
         preds = detector.predict([im for _, im in chunk], explain=heatmaps is not None)
         for j, ((label, im), p) in enumerate(zip(chunk, preds)):
-            row = _row(label, p)
+            row = _row(label, p, image=im, file=files[i + j] if files is not None else None)
             if heatmaps is not None:
                 row["heatmap"], row["mask"] = _save_maps(p, im, Path(heatmaps), start_index + i + j, label)
             rows.append(row)
@@ -105,14 +129,14 @@ def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "def
         det = add_references(det, reference)
     files = list(iter_image_files(paths))
     rows: list[dict | None] = []
-    pending: list[tuple[int, str, Image]] = []
+    pending: list[tuple[int, str, Image, str]] = []
 
     def flush():
         if not pending:
             return
-        out = detect_images(det, [(lab, im) for _, lab, im in pending], heatmaps=heatmaps, batch_size=batch_size,
-                            start_index=pending[0][0])
-        for (k, _, _), r in zip(pending, out):
+        out = detect_images(det, [(lab, im) for _, lab, im, _ in pending], heatmaps=heatmaps, batch_size=batch_size,
+                            start_index=pending[0][0], files=[f for _, _, _, f in pending])
+        for (k, _, _, _), r in zip(pending, out):
             rows[k] = r
         pending.clear()
 
@@ -122,14 +146,14 @@ def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "def
             try:
                 images = read_images(f)
             except ImageReadError as e:
-                rows.append(_row(shown, message=e.reason))
+                rows.append(_row(shown, message=e.reason, file=shown) | _header_uids(f))
                 advance()
                 continue
             for n, im in enumerate(images):
                 frame = im.meta.frame if im.meta.frame is not None else n
                 label = f"{shown}#{frame}" if len(images) > 1 else shown
                 rows.append(None)
-                pending.append((len(rows) - 1, label, im))
+                pending.append((len(rows) - 1, label, im, shown))
                 if len(pending) >= batch_size:
                     flush()
             advance()

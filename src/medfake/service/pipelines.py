@@ -125,8 +125,11 @@ def detect_images(images: list[Image], settings: Settings, model: str | None, ex
     with backends.infer_lock:
         preds = det.predict(images, explain=explain)
     rows = []
-    for p in preds:
+    for im, p in zip(images, preds):
+        ds = im.meta.dicom
         rows.append({
+            "study_uid": str(getattr(ds, "StudyInstanceUID", "") or "") or None,
+            "series_uid": str(getattr(ds, "SeriesInstanceUID", "") or "") or None,
             "modality": p.modality, "p_synthetic": float(p.p_synthetic), "p_manipulated": float(p.p_manipulated),
             "verdict": p.verdict, "scores": _jsonable(p.scores), "note": p.note or None,
             "heatmap": _heat_png(p.heatmap) if explain else None,

@@ -55,7 +55,12 @@ async def detect(request: Request, files: list[UploadFile] = File(..., descripti
         else:
             results.append({"filename": it["name"], "verdict": "error", "status": it["status"], "message": it["error"],
                             "modality": None, "p_synthetic": None, "p_manipulated": None, "heatmap": None, "mask": None})
-    return {"results": results, "count": len(results), "errors": sum(r["verdict"] == "error" for r in results)}
+    from ..detection.summary import summarize
+
+    # one verdict per DICOM series (a file without UIDs is its own group): detection.summary's rule
+    series = summarize([{**r, "path": r["filename"], "file": r["filename"]} for r in results], "series")
+    return {"results": results, "count": len(results), "errors": sum(r["verdict"] == "error" for r in results),
+            "series": series}
 
 
 @router.post("/preview")

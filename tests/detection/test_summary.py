@@ -1,0 +1,126 @@
+"""Per-series / per-study verdicts (`medfake detect --summary`): the grouping and verdict rule on constructed rows,
+then end to end on a real DICOM study written from pydicom's CT (two series, one file truncated), a multi-frame
+DICOM and a PNG, with a tiny trained detector."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from typer.testing import CliRunner
+
+from medfake.cli import app
+from medfake.detection.summary import MAX_FLAGGED, SUMMARY_COLUMNS, summarize
+
+runner = CliRunner()
+SEVERITY = ("manipulated", "synthetic", "uncertain")
+
+
+def _row(path, verdict, series="", study="", file=None, ps=0.1, pm=0.2):
+    err = verdict == "error"
+    return {"path": path, "verdict": verdict, "series_uid": series, "study_uid": study, "file": file or path,
+            "p_synthetic": "" if err else ps, "p_manipulated": "" if err else pm}
+
+
+def test_group_verdicts_on_constructed_rows():
+    rows = [_row("a0", "real", "A", "S"), _row("a1", "synthetic", "A", "S", ps=0.9), _row("a2", "real", "A", "S"),
+            _row("b0", "manipulated", "B", "S", pm=0.8), _row("b1", "synthetic", "B", "S"),
+            _row("c0", "real", "C", "T"), _row("c1", "uncertain", "C", "T"),
+            _row("d0", "real", "D", "T"), _row("d1", "error", "D", "T"),
+            _row("e0", "error", "E", "U"), _row("e1", "error", "E", "U"),
+            _row("f0", "real", "F", "U"), _row("f1", "real", "F", "U"),
+            _row("m.dcm#0", "real", file="m.dcm"), _row("m.dcm#1", "real", file="m.dcm"), _row("x.png", "real")]
+    g = {r["group"]: r for r in summarize(rows)}
+    assert list(g) == ["A", "B", "C", "D", "E", "F", "m.dcm", "x.png"]  # order of first appearance
+    assert {k: v["verdict"] for k, v in g.items()} == {
+        "A": "synthetic", "B": "manipulated", "C": "uncertain", "D": "uncertain", "E": "error", "F": "real",
+        "m.dcm": "real", "x.png": "real"}
+    assert g["A"]["flagged"] == "a1" and g["A"]["max_p_synthetic"] == pytest.approx(0.9)
+    assert (g["A"]["images"], g["A"]["real"], g["A"]["synthetic"], g["A"]["files"]) == (3, 2, 1, 3)
+    assert g["B"]["flagged"] == "b0; b1" and g["B"]["max_p_manipulated"] == pytest.approx(0.8)
+    assert g["D"]["message"] == "1 of 2 file(s) could not be read" and g["D"]["images"] == 1
+    assert g["E"]["message"] and g["E"]["max_p_synthetic"] is None and g["E"]["images"] == 0
+    assert g["F"]["message"] == "" and g["F"]["flagged"] == ""
+    assert g["m.dcm"]["group_by"] == "file" and (g["m.dcm"]["files"], g["m.dcm"]["images"]) == (1, 2)
+    assert g["A"]["group_by"] == "series" and g["A"]["series_uid"] == "A" and g["A"]["study_uid"] == "S"
+    by_study = {r["group"]: r for r in summarize(rows, "study")}
+    assert by_study["S"]["verdict"] == "manipulated" and by_study["S"]["images"] == 5
+    assert by_study["S"]["series_uid"] == ""  # two series in it
+    assert by_study["T"]["verdict"] == "uncertain" and by_study["U"]["verdict"] == "uncertain"  # E + F: 2 of 4 unread
+    assert by_study["U"]["message"] == "2 of 4 file(s) could not be read"
+    by_file = summarize(rows, "file")
+    assert len(by_file) == len(rows) - 1  # only m.dcm's two frames share a group
+    many = [_row(f"s{i}", "synthetic", "Z") for i in range(MAX_FLAGGED + 3)]
+    assert summarize(many)[0]["flagged"].endswith("… (+3 more)")
+    with pytest.raises(ValueError, match="series, study, file"):
+        summarize(rows, "patient")
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    d = tmp_path_factory.mktemp("study")
+    study, s1, s2 = generate_uid(), generate_uid(), generate_uid()
+    for series, n in ((s1, 3), (s2, 2)):
+        for i in range(n):
+            ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, generate_uid()
+            ds.save_as(d / f"{series[-6:]}_{i}.dcm")
+    bad = d / f"{s2[-6:]}_1.dcm"
+    bad.write_bytes(bad.read_bytes()[:-5000])  # pixel data cut short, header intact
+    shutil.copy(get_testdata_file("emri_small.dcm"), d / "multi.dcm")  # 10 frames, its own study and series
+    a = np.random.default_rng(0).random((96, 96))
+    PILImage.fromarray(np.round(a * 255).astype(np.uint8)).save(d / "plain.png")
+    return d, study, s1, s2
+
+
+def _csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_detect_summary_end_to_end(study_dir, tiny_models_dir, tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    d, study, s1, s2 = study_dir
+    res, summ = tmp_path / "res.csv", tmp_path / "series.csv"
+    r = runner.invoke(app, ["detect", str(d), "--out", str(res), "--summary", str(summ), "--models-dir",
+                            str(tiny_models_dir), "--no-copy-move"])
+    assert r.exit_code == 0, r.output
+    assert "group(s)" in r.output
+    rows = _csv(res)
+    assert len(rows) == 5 + 10 + 1
+    by_path = {row["path"]: row for row in rows}
+    bad = by_path[str(d / f"{s2[-6:]}_1.dcm")]
+    assert bad["verdict"] == "error" and bad["series_uid"] == s2 and bad["study_uid"] == study
+    assert by_path[str(d / "plain.png")]["series_uid"] == ""
+    emri = pydicom.dcmread(get_testdata_file("emri_small.dcm"), stop_before_pixels=True)
+    assert by_path[f"{d / 'multi.dcm'}#3"]["series_uid"] == emri.SeriesInstanceUID
+    with open(summ, newline="") as fh:
+        assert tuple(next(csv.reader(fh))) == SUMMARY_COLUMNS
+    g = {row["group"]: row for row in _csv(summ)}
+    assert set(g) == {s1, s2, emri.SeriesInstanceUID, str(d / "plain.png")}
+    assert (g[s1]["files"], g[s1]["images"], g[s1]["error"]) == ("3", "3", "0")
+    assert (g[s2]["files"], g[s2]["images"], g[s2]["error"]) == ("2", "1", "1")
+    assert g[s2]["verdict"] != "real"  # one of its two files is unreadable
+    assert (g[emri.SeriesInstanceUID]["images"], g[str(d / "plain.png")]["group_by"]) == ("10", "file")
+    for gid, grp in g.items():  # each group's verdict is the most serious of its rows' (rule checked above)
+        mine = [row["verdict"] for row in rows if gid in (row["series_uid"], row["path"])]
+        worst = next((v for v in SEVERITY if v in mine), "real")
+        assert grp["verdict"] == (worst if "error" not in mine or worst in SEVERITY[:2] else "uncertain"), gid
+        assert sum(int(grp[v]) for v in ("real", *SEVERITY, "error")) == len(mine)
+    r = runner.invoke(app, ["detect", str(d), "--out", str(res), "--summary", str(summ), "--group-by", "study",
+                            "--models-dir", str(tiny_models_dir), "--no-copy-move"])
+    assert r.exit_code == 0, r.output
+    g = {row["group"]: row for row in _csv(summ)}
+    assert g[study]["files"] == "5" and g[study]["series_uid"] == "" and g[study]["verdict"] != "real"
+    r = runner.invoke(app, ["detect", str(d), "--summary", str(summ), "--group-by", "patient",
+                            "--models-dir", str(tiny_models_dir)])
+    assert r.exit_code == 2 and "--group-by" in r.output
