@@ -81,6 +81,41 @@ def test_detection_in_browser(page, tmp_path):
     shot(page, "web-detection.png")
 
 
+def test_series_verdicts_in_browser(page, tmp_path):
+    """Three DICOM files of one series and a PNG: the page adds one row per series, with the most serious verdict."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from medfake.io import Image, Provenance, dicom_bytes
+
+    series = generate_uid()
+    paths = []
+    for i in range(3):
+        ds = pydicom.dcmread(io.BytesIO(dicom_bytes(Image(smooth_image(20 + i)), Provenance("synthetic", "test"))))
+        ds.SeriesInstanceUID = series
+        paths.append(tmp_path / f"im{i}.dcm")
+        ds.save_as(paths[-1])
+    png = tmp_path / "other.png"
+    png.write_bytes(png_bytes_of(smooth_image(24)))
+    page.click("#tab-detection")
+    page.set_input_files("#detect-files", [str(p) for p in paths] + [str(png)])
+    page.wait_for_selector("#detect-csv:not([disabled])", timeout=30_000)
+    verdicts = [page.locator("#detect-table tbody tr").nth(i).locator("td").nth(4).inner_text() for i in range(3)]
+    assert page.locator("#series-block").is_visible()
+    rows = page.locator("#series-table tbody tr")
+    assert rows.count() == 1  # the PNG has no series
+    assert page.inner_text("#detect-detail") == "Click a row to inspect it."  # the last batch's selection is gone
+    cells = [rows.nth(0).locator("td").nth(k).inner_text() for k in range(5)]
+    order = ("manipulated", "synthetic", "uncertain", "real")
+    flagged = sum(v != "real" for v in verdicts)
+    assert cells[1:] == ["3", str(3 - flagged), str(flagged), min(verdicts, key=order.index)]
+    assert series.endswith(cells[0].lstrip("…")) and rows.nth(0).locator("td").nth(0).get_attribute("title") == series
+    shot(page, "web-series.png")
+    page.set_input_files("#detect-files", [str(png)])  # a new batch without DICOM: the block goes away
+    page.wait_for_selector("#detect-csv:not([disabled])", timeout=30_000)
+    assert not page.locator("#series-block").is_visible()
+
+
 def test_draw_mask_and_manipulate(page, tmp_path):
     from PIL import Image as PILImage
 

@@ -303,7 +303,9 @@ const fmt = (p) => (p === null || p === undefined ? "—" : p.toFixed(3));
 async function detectFiles(files) {
   if (!files.length) return;
   const bar = $("#detect-progress"), lab = $("#detect-state"), tbody = $("#detect-table tbody");
-  state.detectRows = []; tbody.innerHTML = ""; $("#detect-csv").disabled = true;
+  state.detectRows = []; tbody.innerHTML = ""; $("#detect-csv").disabled = true; renderSeries([]);
+  state.selected = null; $("#detect-detail").textContent = "Click a row to inspect it."; // a new batch: no stale detail
+  const cv = $("#detect-canvas"); cv.getContext("2d").clearRect(0, 0, cv.width, cv.height);
   const chunk = 8;
   for (let i = 0; i < files.length; i += chunk) {
     const fd = new FormData();
@@ -317,8 +319,35 @@ async function detectFiles(files) {
     bar.value = Math.min(1, (i + chunk) / files.length);
   }
   lab.textContent = `${files.length} file(s) done`;
+  renderSeries(state.detectRows);
   $("#detect-csv").disabled = false;
   say(`Checked ${files.length} file(s).`);
+}
+
+const SEVERITY = ["manipulated", "synthetic", "uncertain"];
+
+function renderSeries(rows) { // one verdict per DICOM series: the rule of `medfake detect --summary`
+  const groups = new Map();
+  rows.filter((r) => r.series_uid).forEach((r) => {
+    if (!groups.has(r.series_uid)) groups.set(r.series_uid, []);
+    groups.get(r.series_uid).push(r);
+  });
+  const tbody = $("#series-table tbody");
+  tbody.innerHTML = "";
+  $("#series-block").classList.toggle("hidden", groups.size === 0);
+  for (const [uid, rs] of groups) {
+    const verdict = SEVERITY.find((v) => rs.some((r) => r.verdict === v)) || "real";
+    const flagged = rs.filter((r) => SEVERITY.includes(r.verdict)).length;
+    const tr = document.createElement("tr");
+    [uid.length > 24 ? `…${uid.slice(-24)}` : uid, rs.length, rs.length - flagged, flagged, verdict].forEach((v, k) => {
+      const td = document.createElement("td"); td.textContent = v;
+      if (k === 0) td.title = uid;
+      if (k === 4) td.className = `verdict verdict-${verdict}`;
+      tr.appendChild(td);
+    });
+    tr.title = rs.filter((r) => SEVERITY.includes(r.verdict)).map((r) => `${r.filename}: ${r.verdict}`).join("\n");
+    tbody.appendChild(tr);
+  }
 }
 
 function addRow(r) {
