@@ -81,6 +81,22 @@ def test_demo_verdicts_on_the_real_originals_and_the_fakes(demo):
     assert caught >= 0.9 * len(fakes), [(Path(r["path"]).name, r["verdict"]) for r in fakes]
 
 
+def test_demo_summarises_per_dicom_series(demo):
+    """series.csv: the manipulated CT copies keep the original's series, so that series holds all three files and
+    its verdict is the most serious of theirs."""
+    out, output, rows = demo
+    with open(out / "series.csv", newline="") as fh:
+        groups = {g["group"]: g for g in csv.DictReader(fh)}
+    ct = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm", download=False), stop_before_pixels=True)
+    g = groups[ct.SeriesInstanceUID]
+    members = [r for r in rows if r["series_uid"] == ct.SeriesInstanceUID]
+    assert {Path(r["path"]).name.split("_")[0] for r in members} == {"CT"} and len(members) == int(g["files"]) >= 3
+    order = ("manipulated", "synthetic", "uncertain", "real")
+    assert g["verdict"] == min((r["verdict"] for r in members), key=order.index)
+    assert all(g["group_by"] == "series" for g in groups.values())  # PNGs are not listed
+    assert "per DICOM series" in output
+
+
 def test_demo_exits_nonzero_when_a_stage_fails(tmp_path, monkeypatch):
     """A broken stage is reported and the demo goes on, but it must not end as if it had finished."""
     import medfake.detection as detection

@@ -169,13 +169,13 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
-    """Rows → CSV with the fixed header (COLUMNS)."""
+def write_csv(rows: Sequence[dict], path: str | Path, columns: Sequence[str] = COLUMNS) -> Path:
+    """Rows → CSV with the fixed header (COLUMNS; `detection.summary` passes its own)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(COLUMNS)
+        w.writerow(columns)
         for r in rows:
-            w.writerow([_fmt(r.get(c)) for c in COLUMNS])
+            w.writerow([_fmt(r.get(c)) for c in columns])
     return path

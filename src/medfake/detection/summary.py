@@ -13,7 +13,6 @@ header could not be read) is its own file's group. A group's verdict is the most
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -83,16 +82,9 @@ def summarize(rows: Sequence[dict], by: str = "series") -> list[dict]:
 
 
 def write_summary_csv(groups: Sequence[dict], path: str | Path) -> Path:
-    from .run import _fmt
+    from .run import write_csv
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(SUMMARY_COLUMNS)
-        for g in groups:
-            w.writerow([_fmt(g.get(c)) for c in SUMMARY_COLUMNS])
-    return path
+    return write_csv(groups, path, SUMMARY_COLUMNS)
 
 
 __all__ = ["GROUP_BY", "SUMMARY_COLUMNS", "group_verdict", "summarize", "write_summary_csv"]
