@@ -20,6 +20,7 @@ from ..io.image import Image
 from ..io.readers import iter_image_files, read_images
 from .base import CSV_HEADER, Detector
 from .retrieval import reference_files
+from .summary import dicom_uids
 
 EXTRA_COLUMNS = ("p_modality", "anomaly", "p_synthetic_classifier", "knn_synthetic", "copy_move", "heatmap", "mask",
                  "message", "study_uid", "series_uid")
@@ -57,12 +58,6 @@ def _save_maps(pred, image: Image, out_dir: Path, index: int, label: str) -> tup
     return str(hp), str(mp)
 
 
-def _uids(ds) -> dict:
-    """{study_uid, series_uid} of a pydicom Dataset ("" where absent)."""
-    return {"study_uid": str(getattr(ds, "StudyInstanceUID", "") or ""),
-            "series_uid": str(getattr(ds, "SeriesInstanceUID", "") or "")}
-
-
 def _header_uids(path: str | Path) -> dict:
     """The UIDs of a DICOM file whose pixels could not be read, from its header alone (nothing for another file or
     an unreadable header): the error row then still counts in its series."""
@@ -72,14 +67,14 @@ def _header_uids(path: str | Path) -> dict:
                 return {}
         import pydicom
 
-        return _uids(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID",
+        return dicom_uids(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["StudyInstanceUID",
                                                                                    "SeriesInstanceUID"]))
     except Exception:  # noqa: BLE001 - best effort: the row already says why the file failed
         return {}
 
 
 def _row(label: str, pred=None, message: str = "", image: Image | None = None, file: str | None = None) -> dict:
-    ids = _uids(image.meta.dicom) if image is not None and image.meta.dicom is not None else {}
+    ids = dicom_uids(image.meta.dicom) if image is not None and image.meta.dicom is not None else {}
     if pred is None:
         return {"path": label, "modality": "", "p_synthetic": "", "p_manipulated": "", "verdict": "error",
                 "message": message, "file": file or label, **ids}

@@ -24,6 +24,12 @@ ALARMS = ("manipulated", "synthetic", "uncertain")
 MAX_FLAGGED = 10  # image paths listed per group in `flagged`
 
 
+def dicom_uids(ds) -> dict:
+    """{study_uid, series_uid} of a pydicom Dataset ("" where absent): what rows are grouped by."""
+    return {"study_uid": str(getattr(ds, "StudyInstanceUID", "") or ""),
+            "series_uid": str(getattr(ds, "SeriesInstanceUID", "") or "")}
+
+
 def _file_of(row: dict) -> str:
     return str(row.get("file") or row["path"])
 
@@ -87,4 +93,4 @@ def write_summary_csv(groups: Sequence[dict], path: str | Path) -> Path:
     return write_csv(groups, path, SUMMARY_COLUMNS)
 
 
-__all__ = ["GROUP_BY", "SUMMARY_COLUMNS", "group_verdict", "summarize", "write_summary_csv"]
+__all__ = ["GROUP_BY", "SUMMARY_COLUMNS", "dicom_uids", "group_verdict", "summarize", "write_summary_csv"]

@@ -124,12 +124,13 @@ def detect_images(images: list[Image], settings: Settings, model: str | None, ex
     det = use_copy_move(backends.detector(model, settings), copy_move)
     with backends.infer_lock:
         preds = det.predict(images, explain=explain)
+    from ..detection.summary import dicom_uids
+
     rows = []
     for im, p in zip(images, preds):
-        ds = im.meta.dicom
+        ids = dicom_uids(im.meta.dicom)
         rows.append({
-            "study_uid": str(getattr(ds, "StudyInstanceUID", "") or "") or None,
-            "series_uid": str(getattr(ds, "SeriesInstanceUID", "") or "") or None,
+            "study_uid": ids["study_uid"] or None, "series_uid": ids["series_uid"] or None,
             "modality": p.modality, "p_synthetic": float(p.p_synthetic), "p_manipulated": float(p.p_manipulated),
             "verdict": p.verdict, "scores": _jsonable(p.scores), "note": p.note or None,
             "heatmap": _heat_png(p.heatmap) if explain else None,
