@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -38,6 +39,29 @@ def load_benchmark():
         return mod
 
     return load
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X ≥ k) for X ~ Binomial(n, p), summed term by term (independent of the scipy call under test)."""
+    return sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k, n + 1))
+
+
+def expected_group_verdict(verdicts: list[str], fpr: float = 0.01) -> str:
+    """detection.summary's group rule written out again for the tests: a group is called fake only when more of
+    its images are called fake than chance explains at the per-image rate `fpr`."""
+    n = sum(v != "error" for v in verdicts)
+    if n == 0:
+        return "error"
+    k = sum(v in ("manipulated", "synthetic") for v in verdicts)
+    if k and binomial_tail(k, n, fpr) <= fpr * (1 + 1e-9):
+        return "manipulated" if "manipulated" in verdicts else "synthetic"
+    return "uncertain" if k or "uncertain" in verdicts or "error" in verdicts else "real"
+
+
+@pytest.fixture(scope="session")
+def group_rule():
+    """(binomial_tail, expected_group_verdict) for the tests of per-series verdicts (CLI, demo, service, web)."""
+    return binomial_tail, expected_group_verdict
 
 
 @pytest.fixture(scope="session")

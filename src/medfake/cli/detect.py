@@ -33,13 +33,15 @@ def detect_cmd(
                                                                 "cuda:N; default: MEDFAKE_DEVICE or auto"),
     summary: Optional[Path] = typer.Option(None, "--summary", help="also write one row per DICOM series (or "
                                            "study, --group-by) to this CSV: image counts per verdict and the "
-                                           "group's verdict (the most serious of its images'); a file without "
+                                           "group's verdict: synthetic/manipulated only when more of its images "
+                                           "are called so than a real group of its size shows by chance (the "
+                                           "detector's per-image 1 %), else uncertain; a file without "
                                            "UIDs is its own group"),
     group_by: str = typer.Option("series", "--group-by", help="what --summary groups by: series, study or file"),
 ):
     """Score images: p_synthetic, p_manipulated and a verdict per image (per frame for multi-frame files)."""
     from ..detection import detect_paths, write_csv
-    from ..detection.summary import GROUP_BY, summarize, write_summary_csv
+    from ..detection.summary import GROUP_BY, detector_fpr, summarize, write_summary_csv
     from ..io.errors import MedfakeError
 
     if group_by not in GROUP_BY:
@@ -81,7 +83,7 @@ def detect_cmd(
                           r.get("message") or "")
         console.print(table)
     if summary is not None:
-        groups = summarize(rows, group_by)
+        groups = summarize(rows, group_by, detector_fpr(detector, models_dir))
         write_summary_csv(groups, summary)
         counts = {}
         for g in groups:
