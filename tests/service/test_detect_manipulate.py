@@ -60,8 +60,10 @@ def test_v1_detect_rows_errors_and_maps(client):
     assert [g["verdict"] for g in body["series"]] == [a["verdict"], b["verdict"], "error"]
 
 
-def test_v1_detect_series_summary(client):
-    """Two files of one DICOM series and one of another: one verdict per series, the most serious of its images'."""
+def test_v1_detect_series_summary(client, group_rule):
+    """Two files of one DICOM series and one of another: one verdict per series (detection.summary's rule, the
+    detector's 1 % per image weighed against the series' size); /v1/summary gives the same over the rows, and two
+    uploads that share a file name stay two groups."""
     import pydicom
     from pydicom.uid import generate_uid
 
@@ -78,10 +80,39 @@ def test_v1_detect_series_summary(client):
     rows, groups = body["results"], {g["group"]: g for g in body["series"]}
     assert [r["series_uid"] for r in rows] == [s1, s1, s2] and all(r["study_uid"] == study for r in rows)
     assert set(groups) == {s1, s2} and (groups[s1]["files"], groups[s1]["images"]) == (2, 2)
-    order = ("manipulated", "synthetic", "uncertain", "real")
-    worst = min((r["verdict"] for r in rows[:2]), key=order.index)
-    assert groups[s1]["verdict"] == worst and groups[s2]["verdict"] == rows[2]["verdict"]
+    rule = group_rule[1]
+    assert groups[s1]["verdict"] == rule([r["verdict"] for r in rows[:2]])
+    assert groups[s2]["verdict"] == rows[2]["verdict"]  # a one-image series is its image's verdict
     assert groups[s1]["max_p_synthetic"] == pytest.approx(max(r["p_synthetic"] for r in rows[:2]))
+    again = client.post("/v1/summary", json={"results": rows}).json()  # what the web page sends after its batches
+    assert again["groups"] == body["series"] and again["group_by"] == "series"
+    by_study = client.post("/v1/summary", json={"results": rows, "group_by": "study"}).json()["groups"]
+    assert [(g["group"], g["files"]) for g in by_study] == [(study, 3)]
+    # constructed rows: 2 of 3 synthetic is more than chance, 1 of 3 is not; PNGs of the same name are two groups
+    made = [{"filename": "a.dcm", "verdict": v, "series_uid": "1.2.3", "p_synthetic": 0.9 if v != "real" else 0.1}
+            for v in ("synthetic", "synthetic", "real")]
+    made += [{"filename": "x.png", "verdict": "synthetic"}, {"filename": "x.png", "verdict": "real"}]
+    g = client.post("/v1/summary", json={"results": made}).json()["groups"]
+    assert [(x["group"], x["verdict"]) for x in g] == [("1.2.3", "synthetic"), ("x.png (1)", "synthetic"),
+                                                       ("x.png (2)", "real")]
+    made[1]["verdict"] = "real"
+    g = client.post("/v1/summary", json={"results": made}).json()["groups"]
+    assert g[0]["verdict"] == "uncertain" and "1 of 3 image(s)" in g[0]["message"]
+
+
+def test_v1_summary_is_bounded_and_validated(client):
+    ok = {"filename": "a.png", "verdict": "real"}
+    for body, why in (({"results": [{"filename": "a", "verdict": "fake"}]}, "verdict"),
+                      ({"results": [{**ok, "p_synthetic": 1.5}]}, "p_synthetic"),
+                      ({"results": [ok], "group_by": "patient"}, "group_by"),
+                      ({"results": [ok], "path": "/etc/passwd"}, "path"),
+                      ({"results": [ok] * 20_001}, "results")):
+        r = client.post("/v1/summary", json=body)
+        assert r.status_code == 422 and why in r.text, (why, r.status_code)
+    r = client.post("/v1/summary", json={"results": [ok], "model": "../models/detector-default.json"})
+    assert r.status_code in (400, 404, 422), r.text
+    r = client.post("/v1/summary", json={"results": []})
+    assert r.status_code == 200 and r.json()["groups"] == []
 
 
 def test_v1_detect_copy_move_cue(client):

@@ -114,7 +114,8 @@ class APIKeyMiddleware:
 def _validation_detail(exc: RequestValidationError) -> str:
     parts = []
     for e in exc.errors()[:5]:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path"))
+        loc = list(e.get("loc", ()))
+        loc = ".".join(str(x) for x in (loc[1:] if loc and loc[0] in ("body", "query", "path", "form") else loc))
         parts.append(f"{loc}: {e.get('msg', 'invalid')}" if loc else str(e.get("msg", "invalid")))
     return "invalid request: " + "; ".join(parts) if parts else "invalid request"
 

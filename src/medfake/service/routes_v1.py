@@ -1,4 +1,4 @@
-"""Versioned API: /v1/detect, /v1/manipulate, /v1/synthesize, /v1/jobs/{id}, /v1/jobs/{id}/result, /v1/models."""
+"""Versioned API: /v1/detect, /v1/summary, /v1/manipulate, /v1/synthesize, /v1/jobs/{id}, /v1/jobs/{id}/result, /v1/models."""
 
 from __future__ import annotations
 
@@ -55,12 +55,66 @@ async def detect(request: Request, files: list[UploadFile] = File(..., descripti
         else:
             results.append({"filename": it["name"], "verdict": "error", "status": it["status"], "message": it["error"],
                             "modality": None, "p_synthetic": None, "p_manipulated": None, "heatmap": None, "mask": None})
-    from ..detection.summary import summarize
-
     # one verdict per DICOM series (a file without UIDs is its own group): detection.summary's rule
-    series = summarize([{**r, "path": r["filename"], "file": r["filename"]} for r in results], "series")
+    series = group_results(results, "series", backends.detector(model, settings).card)
     return {"results": results, "count": len(results), "errors": sum(r["verdict"] == "error" for r in results),
             "series": series}
+
+
+MAX_SUMMARY_ROWS = 20_000
+
+
+class SummaryRow(BaseModel):
+    """One /v1/detect result row, as much of it as the grouping reads."""
+
+    model_config = ConfigDict(extra="ignore")
+    filename: str = Field("", max_length=256)
+    verdict: Literal["real", "synthetic", "manipulated", "uncertain", "error"]
+    p_synthetic: Optional[float] = Field(None, ge=0.0, le=1.0)
+    p_manipulated: Optional[float] = Field(None, ge=0.0, le=1.0)
+    study_uid: Optional[str] = Field(None, max_length=64)
+    series_uid: Optional[str] = Field(None, max_length=64)
+
+
+class SummaryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    results: list[SummaryRow] = Field(..., max_length=MAX_SUMMARY_ROWS)
+    group_by: Literal["series", "study", "file"] = "series"
+    model: Optional[str] = Field(None, max_length=128, description="the detector that scored the rows (its "
+                                                                   "calibrated false-alarm rate weighs the counts)")
+
+
+@router.post("/summary")
+async def summary(request: Request, body: SummaryRequest):
+    """Per-series (or study, or file) verdicts over result rows of one or more /v1/detect calls (the web page sends
+    a batch in several requests): the rule of `medfake detect --summary`. Rows are grouped by position and UID;
+    nothing is decoded or scored here."""
+    settings = settings_of(request)
+    model = None if body.model is None else backends.check_name(body.model, settings, kind="detector",
+                                                                 what="detector")
+    card = backends.detector(model, settings).card
+    groups = group_results([r.model_dump() for r in body.results], body.group_by, card)
+    return {"groups": groups, "count": len(groups), "group_by": body.group_by}
+
+
+def group_results(results: list[dict], by: str, card: dict) -> list[dict]:
+    """`detection.summary.summarize` over service result rows: the file name is the path, and an upload whose name
+    another upload also has is told apart by its position ("name (2)"), so two different `image.png` are two
+    groups."""
+    from ..detection.summary import DEFAULT_FPR, summarize
+
+    seen: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for r in results:
+        total[r["filename"]] = total.get(r["filename"], 0) + 1
+    rows = []
+    for r in results:
+        name = r["filename"]
+        seen[name] = seen.get(name, 0) + 1
+        key = f"{name} ({seen[name]})" if total[name] > 1 else name
+        rows.append({**r, "path": key, "file": key})
+    fpr = float((card.get("thresholds") or {}).get("target_fpr") or DEFAULT_FPR)
+    return summarize(rows, by, fpr)
 
 
 @router.post("/preview")

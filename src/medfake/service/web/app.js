@@ -319,33 +319,36 @@ async function detectFiles(files) {
     bar.value = Math.min(1, (i + chunk) / files.length);
   }
   lab.textContent = `${files.length} file(s) done`;
-  renderSeries(state.detectRows);
+  await renderSeries(state.detectRows);
   $("#detect-csv").disabled = false;
   say(`Checked ${files.length} file(s).`);
 }
 
-const SEVERITY = ["manipulated", "synthetic", "uncertain"];
-
-function renderSeries(rows) { // one verdict per DICOM series: the rule of `medfake detect --summary`
-  const groups = new Map();
-  rows.filter((r) => r.series_uid).forEach((r) => {
-    if (!groups.has(r.series_uid)) groups.set(r.series_uid, []);
-    groups.get(r.series_uid).push(r);
-  });
+async function renderSeries(rows) { // one verdict per DICOM series: the server's rule (`medfake detect --summary`)
   const tbody = $("#series-table tbody");
   tbody.innerHTML = "";
-  $("#series-block").classList.toggle("hidden", groups.size === 0);
-  for (const [uid, rs] of groups) {
-    const verdict = SEVERITY.find((v) => rs.some((r) => r.verdict === v)) || "real";
-    const flagged = rs.filter((r) => SEVERITY.includes(r.verdict)).length;
+  $("#series-block").classList.add("hidden");
+  if (!rows.some((r) => r.series_uid)) return;
+  const results = rows.map((r) => ({ filename: r.filename, verdict: r.verdict, p_synthetic: r.p_synthetic ?? null,
+    p_manipulated: r.p_manipulated ?? null, study_uid: r.study_uid || null, series_uid: r.series_uid || null }));
+  let groups;
+  try {
+    groups = (await api("/v1/summary", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ results, group_by: "series" }) })).groups;
+  } catch (err) { say(`Per-series verdicts failed: ${err.message}`, true); return; }
+  if (rows !== state.detectRows) return; // a newer batch started meanwhile
+  const series = groups.filter((g) => g.group_by === "series");
+  $("#series-block").classList.toggle("hidden", series.length === 0);
+  for (const g of series) {
+    const flagged = g.synthetic + g.manipulated + g.uncertain;
     const tr = document.createElement("tr");
-    [uid.length > 24 ? `…${uid.slice(-24)}` : uid, rs.length, rs.length - flagged, flagged, verdict].forEach((v, k) => {
+    [g.group.length > 24 ? `…${g.group.slice(-24)}` : g.group, g.files, g.real, flagged, g.verdict].forEach((v, k) => {
       const td = document.createElement("td"); td.textContent = v;
-      if (k === 0) td.title = uid;
-      if (k === 4) td.className = `verdict verdict-${verdict}`;
+      if (k === 0) td.title = g.group;
+      if (k === 4) td.className = `verdict verdict-${g.verdict}`;
       tr.appendChild(td);
     });
-    tr.title = rs.filter((r) => SEVERITY.includes(r.verdict)).map((r) => `${r.filename}: ${r.verdict}`).join("\n");
+    tr.title = [g.message, g.flagged && `flagged: ${g.flagged}`].filter(Boolean).join("\n");
     tbody.appendChild(tr);
   }
 }
