@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 from typer.testing import CliRunner
 
 from medfake.cli import app
-from medfake.detection.summary import MAX_FLAGGED, SUMMARY_COLUMNS, chance, detector_fpr, summarize
+from medfake.detection.summary import MAX_FLAGGED, SUMMARY_COLUMNS, chance, detector_rates, summarize
 
 runner = CliRunner()
 SEVERITY = ("manipulated", "synthetic", "uncertain")
@@ -37,13 +37,16 @@ def test_group_verdicts_on_constructed_rows(group_rule):
     g = {r["group"]: r for r in summarize(rows)}
     assert list(g) == ["A", "B", "C", "D", "E", "F", "m.dcm", "x.png"]  # order of first appearance
     assert {k: v["verdict"] for k, v in g.items()} == {
-        "A": "uncertain", "B": "manipulated", "C": "uncertain", "D": "uncertain", "E": "error", "F": "real",
+        "A": "uncertain", "B": "manipulated", "C": "real", "D": "uncertain", "E": "error", "F": "real",
         "m.dcm": "real", "x.png": "real"}
     assert g["A"]["flagged"] == "a1" and g["A"]["max_p_synthetic"] == pytest.approx(0.9)
     # one false alarm in three images happens to 3 % of real series (> the 1 % per image): uncertain, and why
     assert g["A"]["p_chance"] == pytest.approx(tail(1, 3, 0.01)) and "1 of 3 image(s)" in g["A"]["message"]
     assert g["B"]["p_chance"] == pytest.approx(tail(2, 2, 0.01)) and g["B"]["message"] == ""
-    assert g["C"]["p_chance"] is None and g["F"]["p_chance"] is None
+    assert g["F"]["p_chance"] is None and g["F"]["message"] == ""
+    # one uncertain image in two is what 3 % of real pairs show (> the 1.5 % per image): real, but said
+    assert g["C"]["p_chance"] == pytest.approx(tail(1, 2, 0.015)) and "1 of 2 image(s) uncertain" in g["C"]["message"]
+    assert summarize([_row("u", "uncertain", "U1")])[0]["verdict"] == "uncertain"  # alone: its own verdict
     assert (g["A"]["images"], g["A"]["real"], g["A"]["synthetic"], g["A"]["files"]) == (3, 2, 1, 3)
     assert g["B"]["flagged"] == "b0; b1" and g["B"]["max_p_manipulated"] == pytest.approx(0.8)
     assert g["D"]["message"] == "1 of 2 file(s) could not be read" and g["D"]["images"] == 1
@@ -54,7 +57,7 @@ def test_group_verdicts_on_constructed_rows(group_rule):
     by_study = {r["group"]: r for r in summarize(rows, "study")}
     assert by_study["S"]["verdict"] == "manipulated" and by_study["S"]["images"] == 5
     assert by_study["S"]["series_uid"] == ""  # two series in it
-    assert by_study["T"]["verdict"] == "uncertain" and by_study["U"]["verdict"] == "uncertain"  # E + F: 2 of 4 unread
+    assert by_study["T"]["verdict"] == "uncertain" and by_study["U"]["verdict"] == "uncertain"  # unreadable files
     assert by_study["U"]["message"] == "2 of 4 file(s) could not be read"
     by_file = summarize(rows, "file")
     assert len(by_file) == len(rows) - 1  # only m.dcm's two frames share a group
@@ -64,8 +67,9 @@ def test_group_verdicts_on_constructed_rows(group_rule):
     assert summarize(many)[0]["flagged"].endswith("… (+3 more)")
     with pytest.raises(ValueError, match="series, study, file"):
         summarize(rows, "patient")
-    with pytest.raises(ValueError, match="false-alarm rate"):
-        summarize(rows, fpr=0.0)
+    for bad in ({"fpr": 0.0}, {"fpr": 0.02, "uncertain_fpr": 0.01}):
+        with pytest.raises(ValueError, match="false-alarm rates"):
+            summarize(rows, **bad)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 120, 300])
@@ -81,7 +85,11 @@ def test_long_series_need_more_alarms_than_chance(n, group_rule):
         assert g["verdict"] == ("synthetic" if k >= k_min else "uncertain"), (n, k)
         assert (g["synthetic"], g["real"]) == (k, n - k)
     assert {1: 1, 2: 2, 3: 2, 10: 2, 120: 5, 300: 9}[n] == k_min
-
+    # uncertain images alone: weighed the same way at the 1.5 % a real image is called anything but real
+    j_min = next(j for j in range(1, n + 1) if tail(j, n, 0.015) <= 0.015 * (1 + 1e-9))
+    for j in {j_min - 1, j_min} - {0}:
+        rows = [_row(f"u{i}", "uncertain" if i < j else "real", "S") for i in range(n)]
+        assert summarize(rows)[0]["verdict"] == ("uncertain" if j >= j_min else "real"), (n, j)
 
 
 def test_a_stricter_detector_needs_fewer_alarms():
@@ -142,11 +150,11 @@ def test_detect_summary_end_to_end(study_dir, tiny_models_dir, tmp_path, group_r
     assert (g[s2]["files"], g[s2]["images"], g[s2]["error"]) == ("2", "1", "1")
     assert g[s2]["verdict"] != "real"  # one of its two files is unreadable
     assert (g[emri.SeriesInstanceUID]["images"], g[str(d / "plain.png")]["group_by"]) == ("10", "file")
-    fpr = detector_fpr("default", tiny_models_dir)
-    assert 0 < fpr < 1
+    fpr, ufpr = detector_rates("default", tiny_models_dir)
+    assert 0 < fpr < ufpr < 1
     for gid, grp in g.items():  # each group's verdict follows the rule (checked on constructed rows above)
         mine = [row["verdict"] for row in rows if gid in (row["series_uid"], row["path"])]
-        assert grp["verdict"] == group_rule[1](mine, fpr), gid
+        assert grp["verdict"] == group_rule[1](mine, fpr, ufpr), gid
         assert sum(int(grp[v]) for v in ("real", *SEVERITY, "error")) == len(mine)
     r = runner.invoke(app, ["detect", str(d), "--out", str(res), "--summary", str(summ), "--group-by", "study",
                             "--models-dir", str(tiny_models_dir), "--no-copy-move"])

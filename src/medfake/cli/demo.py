@@ -106,10 +106,10 @@ def demo_cmd(
                           f"{float(r['p_manipulated']):.3f}" if r["verdict"] != "error" else "", str(r["verdict"]))
         con.print(table)
         con.print(f"  CSV: {out / 'detections.csv'}")
-        from ..detection.summary import detector_fpr, summarize, write_summary_csv
+        from ..detection.summary import detector_rates, summarize, write_summary_csv
 
         # per DICOM series: the manipulated CT copies keep the original's series (as an attacker's would)
-        series = [g for g in summarize(rows, "series", detector_fpr()) if g["group_by"] == "series"]
+        series = [g for g in summarize(rows, "series", *detector_rates()) if g["group_by"] == "series"]
         write_summary_csv(series, out / "series.csv")
         for g in series:
             con.print(f"  series …{g['group'][-16:]}: {g['files']} file(s), {g['real']} real, verdict {g['verdict']}")

@@ -35,13 +35,14 @@ def detect_cmd(
                                            "study, --group-by) to this CSV: image counts per verdict and the "
                                            "group's verdict: synthetic/manipulated only when more of its images "
                                            "are called so than a real group of its size shows by chance (the "
-                                           "detector's per-image 1 %), else uncertain; a file without "
+                                           "detector's per-image 1 %), uncertain with any such image; a file "
+                                           "without "
                                            "UIDs is its own group"),
     group_by: str = typer.Option("series", "--group-by", help="what --summary groups by: series, study or file"),
 ):
     """Score images: p_synthetic, p_manipulated and a verdict per image (per frame for multi-frame files)."""
     from ..detection import detect_paths, write_csv
-    from ..detection.summary import GROUP_BY, detector_fpr, summarize, write_summary_csv
+    from ..detection.summary import GROUP_BY, detector_rates, summarize, write_summary_csv
     from ..io.errors import MedfakeError
 
     if group_by not in GROUP_BY:
@@ -83,7 +84,7 @@ def detect_cmd(
                           r.get("message") or "")
         console.print(table)
     if summary is not None:
-        groups = summarize(rows, group_by, detector_fpr(detector, models_dir))
+        groups = summarize(rows, group_by, *detector_rates(detector, models_dir))
         write_summary_csv(groups, summary)
         counts = {}
         for g in groups:

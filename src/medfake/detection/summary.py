@@ -5,18 +5,22 @@ Rows are grouped by their DICOM Series (or Study) Instance UID; an image without
 header could not be read) is its own file's group.
 
 Why not simply the most serious of its images' verdicts: each image's thresholds let up to `fpr` (the detector's
-calibrated false-alarm rate, 1 %) of real images through, so a real 300-slice CT series would almost always hold one
-false alarm (1 - 0.99^300 = 95 %). A group's verdict therefore asks whether it holds *more* images called fake than
-a real group of its size would by chance. With n readable images of which k are called synthetic or manipulated,
-`p_chance` = P(X ≥ k) for X ~ Binomial(n, fpr), the chance of so many false alarms in a real group:
+calibrated false-alarm rate, 1 %) of real images be called fake and up to `uncertain_fpr` (1.5 %) be called anything
+but real, so a real 300-slice CT series would almost always hold an alarm (1 - 0.99^300 = 95 %). A group's verdict
+therefore asks whether it holds *more* alarms than a real group of its size would by chance. With n readable
+images, k of them called synthetic or manipulated and j called anything but real (k plus the uncertain ones),
+P(X ≥ k) for X ~ Binomial(n, fpr) is the chance of so many false fake calls in a real group (`p_chance`; where
+k = 0, the same for j at `uncertain_fpr`). Each verdict is given when the count is at least as rare for a real group
+as that verdict is for one real image, so a group of one image gets exactly its image's verdict:
 
-- `manipulated` or `synthetic` (the more serious of its images' verdicts) if k ≥ 1 and p_chance ≤ fpr — a group
-  of one image is exactly its image's verdict, and a real group is called fake at most `fpr` of the time if its
-  images' errors are independent (slices of one scan are not: a noisy real scan can raise several at once);
-- else `uncertain` if k ≥ 1 (the flagged images are named, with how many a real group would show by chance), or if
-  any image is uncertain, or if some but not all of its files could not be read (an incomplete series cannot be
-  called authentic; `message` says how many),
-- else `error` if none could be read, else `real`.
+- `manipulated` or `synthetic` (the more serious of its images' verdicts) if k ≥ 1 and P(X ≥ k) ≤ fpr: a real
+  group is called fake at most `fpr` of the time if its images' errors are independent (slices of one scan are
+  not: a noisy real scan can raise several at once);
+- else `uncertain` if k ≥ 1 (an image called fake is always worth a look: `flagged` names it, `message` says how
+  many a real group shows by chance), or if j ≥ 1 and P(Y ≥ j) ≤ uncertain_fpr for Y ~ Binomial(n, uncertain_fpr),
+  or if some but not all of its files could not be read (an incomplete series cannot be called authentic),
+- else `error` if none could be read, else `real` (with a `message` when it holds uncertain images that chance
+  explains).
 """
 
 from __future__ import annotations
@@ -34,12 +38,22 @@ MAX_FLAGGED = 10  # image paths listed per group in `flagged`
 DEFAULT_FPR = 0.01  # per-image false-alarm rate when a detector card does not say (the project's calibration target)
 
 
-def detector_fpr(name: str = "default", models_dir: str | Path | None = None) -> float:
-    """The per-image false-alarm rate a detector's thresholds were calibrated to (its card's `target_fpr`)."""
+def detector_rates(name: str = "default", models_dir: str | Path | None = None) -> tuple[float, float]:
+    """(fpr, uncertain_fpr): the per-image rates a detector's thresholds were calibrated to — real images called
+    fake (its card's `target_fpr`) and called anything but real (`uncertain_factor` × that)."""
     from .detector import resolve_card
 
     card = json.loads(resolve_card(name, models_dir).read_text())
-    return float((card.get("thresholds") or {}).get("target_fpr") or DEFAULT_FPR)
+    return rates_of(card)
+
+
+def rates_of(card: dict) -> tuple[float, float]:
+    """`detector_rates` of a loaded card."""
+    from .calibrate import UNCERTAIN_FACTOR
+
+    t = card.get("thresholds") or {}
+    fpr = float(t.get("target_fpr") or DEFAULT_FPR)
+    return fpr, min(1.0, float(t.get("uncertain_factor") or UNCERTAIN_FACTOR) * fpr)
 
 
 def chance(k: int, n: int, fpr: float) -> float:
@@ -70,31 +84,43 @@ def _max(values: Iterable) -> float | None:
     return max(vals) if vals else None
 
 
-def group_verdict(counts: dict, files: int, unreadable_files: int,
-                  fpr: float = DEFAULT_FPR) -> tuple[str, str, float | None]:
+def group_verdict(counts: dict, files: int, unreadable_files: int, fpr: float = DEFAULT_FPR,
+                  uncertain_fpr: float | None = None) -> tuple[str, str, float | None]:
     """(verdict, message, p_chance) of a group from its per-image verdict counts and its file counts (module doc).
-    p_chance is None when no image is called synthetic or manipulated."""
-    if not 0.0 < fpr < 1.0:
-        raise ValueError(f"the per-image false-alarm rate must be in (0, 1), not {fpr}")
+    p_chance is None when every image is real."""
+    from .calibrate import UNCERTAIN_FACTOR
+
+    uncertain_fpr = min(1.0, UNCERTAIN_FACTOR * fpr) if uncertain_fpr is None else uncertain_fpr
+    if not 0.0 < fpr <= uncertain_fpr < 1.0:
+        raise ValueError(f"the per-image false-alarm rates must be 0 < fpr ≤ uncertain_fpr < 1, not {fpr}, "
+                         f"{uncertain_fpr}")
     n = sum(counts.get(v, 0) for v in ("real", *ALARMS))
     if n == 0:
         return "error", f"none of its {files} file(s) could be read", None
     k = counts.get("manipulated", 0) + counts.get("synthetic", 0)
-    p = chance(k, n, fpr) if k else None
-    notes = [f"{unreadable_files} of {files} file(s) could not be read"] if unreadable_files else []
-    if k and p <= fpr * (1 + 1e-9):
-        return ("manipulated" if counts.get("manipulated") else "synthetic"), "; ".join(notes), p
+    j = k + counts.get("uncertain", 0)
+    unread = [f"{unreadable_files} of {files} file(s) could not be read"] if unreadable_files else []
+    tol = 1 + 1e-9
     if k:
-        notes.insert(0, f"{k} of {n} image(s) called synthetic or manipulated, {n * fpr:.2g} expected by chance in a "
-                        f"real group of {n} (P {p:.2g})")
-    if k or counts.get("uncertain") or unreadable_files:
-        return "uncertain", "; ".join(notes), p
-    return "real", "", None
+        p = chance(k, n, fpr)
+        if p <= fpr * tol:
+            return ("manipulated" if counts.get("manipulated") else "synthetic"), "; ".join(unread), p
+        why = (f"{k} of {n} image(s) called synthetic or manipulated, {n * fpr:.2g} expected by chance in a real "
+               f"group of {n} (P {p:.2g})")
+        return "uncertain", "; ".join([why, *unread]), p
+    p = chance(j, n, uncertain_fpr) if j else None
+    why = [f"{j} of {n} image(s) uncertain, {n * uncertain_fpr:.2g} expected by chance in a real group of {n} "
+           f"(P {p:.2g})"] if j else []
+    if (j and p <= uncertain_fpr * tol) or unread:
+        return "uncertain", "; ".join(why + unread), p
+    return "real", "; ".join(why), p
 
 
-def summarize(rows: Sequence[dict], by: str = "series", fpr: float = DEFAULT_FPR) -> list[dict]:
-    """One summary row per group (in order of first appearance) of `detect_paths` rows. `fpr`: the detector's
-    per-image false-alarm rate (`detector_fpr`), what a group's count of alarms is weighed against."""
+def summarize(rows: Sequence[dict], by: str = "series", fpr: float = DEFAULT_FPR,
+              uncertain_fpr: float | None = None) -> list[dict]:
+    """One summary row per group (in order of first appearance) of `detect_paths` rows. `fpr`, `uncertain_fpr`: the
+    detector's per-image rates (`detector_rates`; default 1 % and 1.5 × that), what a group's alarms are weighed
+    against."""
     if by not in GROUP_BY:
         raise ValueError(f"group by one of {', '.join(GROUP_BY)}, not {by!r}")
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -105,7 +131,7 @@ def summarize(rows: Sequence[dict], by: str = "series", fpr: float = DEFAULT_FPR
         counts = {v: sum(r["verdict"] == v for r in rs) for v in ("real", *ALARMS, "error")}
         files = list(dict.fromkeys(_file_of(r) for r in rs))
         unreadable = len({_file_of(r) for r in rs if r["verdict"] == "error"})
-        verdict, message, p = group_verdict(counts, len(files), unreadable, fpr)
+        verdict, message, p = group_verdict(counts, len(files), unreadable, fpr, uncertain_fpr)
         flagged = [r["path"] for r in rs if r["verdict"] in ALARMS]
         shown = "; ".join(flagged[:MAX_FLAGGED]) + (f"; … (+{len(flagged) - MAX_FLAGGED} more)"
                                                     if len(flagged) > MAX_FLAGGED else "")
@@ -127,5 +153,5 @@ def write_summary_csv(groups: Sequence[dict], path: str | Path) -> Path:
     return write_csv(groups, path, SUMMARY_COLUMNS)
 
 
-__all__ = ["DEFAULT_FPR", "GROUP_BY", "SUMMARY_COLUMNS", "chance", "detector_fpr", "dicom_uids", "group_verdict",
-           "summarize", "write_summary_csv"]
+__all__ = ["DEFAULT_FPR", "GROUP_BY", "SUMMARY_COLUMNS", "chance", "detector_rates", "dicom_uids", "group_verdict",
+           "rates_of", "summarize", "write_summary_csv"]

@@ -101,7 +101,7 @@ def group_results(results: list[dict], by: str, card: dict) -> list[dict]:
     """`detection.summary.summarize` over service result rows: the file name is the path, and an upload whose name
     another upload also has is told apart by its position ("name (2)"), so two different `image.png` are two
     groups."""
-    from ..detection.summary import DEFAULT_FPR, summarize
+    from ..detection.summary import rates_of, summarize
 
     seen: dict[str, int] = {}
     total: dict[str, int] = {}
@@ -113,8 +113,7 @@ def group_results(results: list[dict], by: str, card: dict) -> list[dict]:
         seen[name] = seen.get(name, 0) + 1
         key = f"{name} ({seen[name]})" if total[name] > 1 else name
         rows.append({**r, "path": key, "file": key})
-    fpr = float((card.get("thresholds") or {}).get("target_fpr") or DEFAULT_FPR)
-    return summarize(rows, by, fpr)
+    return summarize(rows, by, *rates_of(card))
 
 
 @router.post("/preview")
