@@ -74,6 +74,11 @@ def test_derived_dicom_keeps_geometry_and_stored_values(tmp_path):
     assert "MANIPULATED" in ds.DerivationDescription and "mask_bounds=1,2,3,4" in ds.DerivationDescription
     np.testing.assert_array_equal(ds.pixel_array, orig.pixel_array)
     assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == orig.SOPInstanceUID
+    # the in-memory source is untouched (pydicom's Dataset.copy shares elements), so a second write is the same
+    assert img.meta.dicom.SOPInstanceUID == orig.SOPInstanceUID
+    assert list(img.meta.dicom.ImageType) == list(orig.ImageType)
+    again = pydicom.dcmread(write_dicom(img, tmp_path / "e.dcm", Provenance("manipulated", "retouch", "n/a")))
+    assert again.SourceImageSequence[0].ReferencedSOPInstanceUID == orig.SOPInstanceUID
 
 
 def test_image_rejects_bad_arrays():

@@ -151,7 +151,11 @@ def test_multiframe_dicom_frame_and_nifti(tmp_path):
     frame = pydicom.dcmread(f).pixel_array[2]
     assert np.array_equal(res.stored[~res.mask], frame[~res.mask])
     ds = pydicom.dcmread(save_result(res, tmp_path, "mf")["image"])
-    assert ds.pixel_array.shape == frame.shape and "NumberOfFrames" not in ds
+    # the same (Enhanced MR) SOP class as a conformant one-frame instance, referencing the frame it came from
+    src = pydicom.dcmread(f, stop_before_pixels=True)
+    assert ds.pixel_array.shape == frame.shape and ds.NumberOfFrames == 1 and ds.SOPClassUID == src.SOPClassUID
+    assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+    assert ds.SourceImageSequence[0].ReferencedFrameNumber == 3
 
     vol = (np.random.default_rng(0).random((60, 70, 5)) * 1000).astype(np.int16)
     nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "v.nii.gz")
@@ -160,3 +164,51 @@ def test_multiframe_dicom_frame_and_nifti(tmp_path):
     out = native_pixels(save_result(res, tmp_path, "v")["image"])
     assert out.dtype == np.uint16 and out.shape == img.shape
     assert np.array_equal(out[~res.mask], np.round(img.array * 65535).astype(np.uint16)[~res.mask])
+
+
+def test_multiframe_enhanced_ct_keeps_the_frames_position(tmp_path):
+    """A frame of an Enhanced CT keeps that frame's per-frame functional groups (plane position), and a cine
+    ultrasound frame that frame's value of the vector its Frame Increment Pointer names."""
+    from pydicom.data import get_testdata_file
+
+    f = get_testdata_file("eCT_Supplemental.dcm")
+    src = pydicom.dcmread(f)
+    img = read_image(f, frames=1)
+    res = manipulate(img, make_mask(img.shape, rect=(100, 100, 200, 200)), "retouch")
+    ds = pydicom.dcmread(save_result(res, tmp_path, "ect")["image"])
+    pos = ds.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient
+    assert ds.NumberOfFrames == 1 and len(ds.PerFrameFunctionalGroupsSequence) == 1
+    assert list(pos) == list(src.PerFrameFunctionalGroupsSequence[1].PlanePositionSequence[0].ImagePositionPatient)
+    assert np.array_equal(ds.pixel_array[~res.mask], src.pixel_array[1][~res.mask])
+    us = pydicom.dcmread(get_testdata_file("examples_ybr_color.dcm"), stop_before_pixels=True)
+    pointer = us.FrameIncrementPointer
+    us.NumberOfFrames, us[pointer].value = 3, [10.0, 20.0, 30.0]  # a frame-time vector, one value per frame
+    from medfake.io.writers import _one_frame
+
+    one = us.copy()
+    _one_frame(one, us, 2)
+    assert one.NumberOfFrames == 1 and float(one[pointer].value) == 30.0
+
+
+@pytest.mark.parametrize("name", ["US1_UNCR.dcm", "SC_rgb.dcm", "examples_palette.dcm", "examples_ybr_color.dcm"])
+def test_colour_dicom_in_gives_grey_dicom_out(tmp_path, name):
+    """Ultrasound and secondary captures are often colour (RGB, YBR, palette): DICOM in stays DICOM out, as the 8-bit
+    grey rendering every stage worked on, with the colour attributes gone and the unmasked pixels that rendering's."""
+    from pydicom.data import get_testdata_file
+
+    from medfake.io import read_images
+    from medfake.io.image import to_uint
+
+    f = get_testdata_file(name)
+    img = read_images(f, frames=0)[0]
+    h, w = img.shape
+    res = manipulate(img, make_mask(img.shape, rect=(w // 4, h // 4, w // 2, h // 2)), "retouch")
+    paths = save_result(res, tmp_path, "c")
+    assert paths["image"].suffix == ".dcm" and res.record["output"]["format"] == "dicom"
+    ds = pydicom.dcmread(paths["image"])
+    src = pydicom.dcmread(f, stop_before_pixels=True)
+    assert (ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.BitsAllocated) == ("MONOCHROME2", 1, 8)
+    assert "PlanarConfiguration" not in ds and "RedPaletteColorLookupTableData" not in ds
+    assert "RescaleSlope" not in ds and ds.SOPClassUID == src.SOPClassUID and "MANIPULATED" in ds.DerivationDescription
+    assert ds.pixel_array.shape == (h, w)
+    assert np.array_equal(ds.pixel_array[~res.mask], to_uint(img.array, 8)[~res.mask])

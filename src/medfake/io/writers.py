@@ -3,6 +3,8 @@ DICOM for manipulated ones). Every DICOM written here carries provenance."""
 
 from __future__ import annotations
 
+import copy
+
 import datetime as _dt
 import io as _io
 from dataclasses import dataclass, field
@@ -111,6 +113,43 @@ def dicom_secondary_capture(image: Image, prov: Provenance, *, bits: int = 8, pa
     return ds
 
 
+_COLOUR_ONLY = ("PlanarConfiguration", "RescaleSlope", "RescaleIntercept", "RescaleType", "WindowCenter",
+                "WindowWidth", "WindowCenterWidthExplanation", "VOILUTSequence", "VOILUTFunction", "ICCProfile",
+                "ColorSpace", "PixelPaddingValue", "SmallestImagePixelValue", "LargestImagePixelValue")
+
+
+def _drop_colour(ds) -> None:
+    """A colour source's attributes that do not hold for its 8-bit grey rendering: photometric, planar
+    configuration, palette tables (group 0028, elements 1101–12FF), rescale, VOI, colour profile."""
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    for kw in _COLOUR_ONLY:
+        if kw in ds:
+            delattr(ds, kw)
+    for tag in [t for t in ds.keys() if t.group == 0x0028 and 0x1101 <= t.element <= 0x12FF]:
+        del ds[tag]
+
+
+def _one_frame(ds, src, frame: int) -> None:
+    """Make `ds` (a copy of the multi-frame `src`) a one-frame instance of the same SOP class, frame `frame`
+    (0-based): NumberOfFrames 1, that frame's item of the per-frame functional groups (its position, orientation,
+    timing), and that frame's value of each vector the Frame Increment Pointer names. Dropping the multi-frame
+    attributes instead would leave an Enhanced MR/CT or a cine ultrasound object without attributes its IOD
+    requires."""
+    from pydicom.sequence import Sequence
+
+    n = int(src.get("NumberOfFrames", 1) or 1)
+    ds.NumberOfFrames = 1
+    per_frame = src.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and len(per_frame):
+        ds.PerFrameFunctionalGroupsSequence = Sequence([per_frame[min(frame, len(per_frame) - 1)]])
+    pointer = src.get("FrameIncrementPointer")
+    tags = [] if pointer is None else list(pointer) if isinstance(pointer, (list, tuple)) or (
+        hasattr(pointer, "__iter__") and not isinstance(pointer, int)) else [pointer]
+    for tag in tags:
+        if tag in ds and ds[tag].VM == n and n > 1:
+            ds[tag].value = ds[tag].value[frame]
+
+
 def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = None):
     """A copy of the source DICOM (image.meta.dicom) with new pixel data, same geometry and study/series
     context, a new SOP Instance UID and provenance marking it derived (manipulated)."""
@@ -119,30 +158,32 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     src = image.meta.dicom
     if src is None:
         raise ValueError("dicom_derived needs an image read from DICOM")
-    ds = src.copy()
-    for tag in ("NumberOfFrames", "FrameIncrementPointer", "PerFrameFunctionalGroupsSequence"):
-        if tag in ds:
-            delattr(ds, tag)
+    ds = copy.deepcopy(src)  # Dataset.copy() shares its elements: setting one would change the source's
+    frame = image.meta.frame
+    if "NumberOfFrames" in ds:
+        _one_frame(ds, src, frame or 0)
     if stored is None:
         stored = native_stored_values(image)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    if "SourceImageSequence" not in ds:
-        from pydicom.dataset import Dataset
-        from pydicom.sequence import Sequence
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
 
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = src.get("SOPClassUID", SC_IMAGE_STORAGE)
-        ref.ReferencedSOPInstanceUID = src.get("SOPInstanceUID", "")
-        ds.SourceImageSequence = Sequence([ref])
+    ref = Dataset()  # the image this one was derived from (not the source's own sources, which it may list)
+    ref.ReferencedSOPClassUID = src.get("SOPClassUID", SC_IMAGE_STORAGE)
+    ref.ReferencedSOPInstanceUID = src.get("SOPInstanceUID", "")
+    if int(src.get("NumberOfFrames", 1) or 1) > 1:
+        ref.ReferencedFrameNumber = (frame or 0) + 1
+    ds.SourceImageSequence = Sequence([ref])
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     if "SOPClassUID" in ds:
         ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.SamplesPerPixel = 1
-    if str(ds.get("PhotometricInterpretation", "")) not in ("MONOCHROME1", "MONOCHROME2"):
+    photometric = str(src.get("PhotometricInterpretation", ""))
+    if int(src.get("SamplesPerPixel", 1)) != 1 or photometric.startswith(("RGB", "YBR", "PALETTE")):
+        _drop_colour(ds)  # colour in, 8-bit grey out: the values are the grey rendering, with no rescale or VOI
+    elif photometric not in ("MONOCHROME1", "MONOCHROME2"):
         ds.PhotometricInterpretation = "MONOCHROME2"
-    if "PlanarConfiguration" in ds:
-        del ds.PlanarConfiguration
+    ds.SamplesPerPixel = 1
     ds.Rows, ds.Columns = stored.shape
     ds.BitsAllocated = stored.dtype.itemsize * 8
     ds.BitsStored = int(src.get("BitsStored", ds.BitsAllocated)) if ds.BitsAllocated > 8 else 8

@@ -38,7 +38,7 @@ class Native:
     invert: bool = False  # MONOCHROME1
     out_format: str = "png"  # "png" or "dicom"
     bits: int = 8
-    stored_source: str = "pixels"  # where `stored` came from: pixels | file | reconstructed | given
+    stored_source: str = "pixels"  # where `stored` came from: pixels | file | reconstructed | given | grey of colour
 
     def units(self) -> np.ndarray:
         return self.stored.astype(np.float64) * self.slope + self.intercept
@@ -78,7 +78,14 @@ def native_of(image: Image, original: np.ndarray | None = None) -> Native:
     from ``meta.source`` when it still matches the in-memory image, else ``io.native_stored_values`` (exact
     inside the display window; values outside it come back clipped to the window)."""
     m = image.meta
-    if m.format == "dicom" and m.dicom is not None and int(m.extra.get("samples_per_pixel", 1)) == 1:
+    grey = int(m.extra.get("samples_per_pixel", 1)) == 1 and not str(m.photometric or "").startswith(
+        ("RGB", "YBR", "PALETTE"))
+    if m.format == "dicom" and m.dicom is not None and not grey:
+        # colour DICOM (RGB, YBR, palette: ultrasound, secondary captures): what every stage saw is its 8-bit grey
+        # rendering; the output is a greyscale derived DICOM of those values (io.dicom_derived drops the colour
+        # attributes), so DICOM in stays DICOM out
+        return Native(to_uint(image.array, 8), 1.0, 0.0, 0.0, 255.0, (0.0, 255.0), False, "dicom", 8, "grey of colour")
+    if m.format == "dicom" and m.dicom is not None:
         slope = float(m.extra.get("rescale_slope", 1.0)) or 1.0
         inter = float(m.extra.get("rescale_intercept", 0.0))
         signed = int(m.extra.get("pixel_representation", 0)) == 1
