@@ -88,3 +88,39 @@ def test_image_rejects_bad_arrays():
         Image(np.zeros((2, 2, 3)))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         Image(np.full((2, 2), 3.0))
+
+
+def test_dicom_seg_of_a_manipulated_ct(tmp_path):
+    """The ground-truth mask as a DICOM SEG (highdicom) over the manipulated image: read back, same pixels, the
+    study and frame of reference of the image, a new series, the image as its source, the method as algorithm."""
+    import highdicom as hd
+
+    from medfake.io.writers import dicom_seg
+
+    img = read_image(get_testdata_file("CT_small.dcm", download=False))
+    prov = Provenance("manipulated", "repaint", "v7", {"mask_bounds": "10,20,40,50"})
+    src = pydicom.dcmread(write_dicom(img, tmp_path / "m.dcm", prov))
+    mask = np.zeros(img.shape, bool)
+    mask[20:50, 10:40] = True
+    dicom_seg(mask, src, prov).save_as(tmp_path / "m_seg.dcm")
+    seg = hd.seg.segread(tmp_path / "m_seg.dcm")
+    assert np.array_equal(seg.pixel_array.astype(bool), mask)
+    assert seg.StudyInstanceUID == src.StudyInstanceUID and seg.SeriesInstanceUID != src.SeriesInstanceUID
+    assert seg.FrameOfReferenceUID == src.FrameOfReferenceUID
+    assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == src.SOPInstanceUID
+    desc = seg.SegmentSequence[0]
+    assert desc.SegmentLabel == "Manipulated region" and desc.SegmentAlgorithmName == "medfake repaint"
+    assert "MANIPULATED" in seg.ContentDescription and seg.Manufacturer == "medfake"
+    with pytest.raises(ValueError, match="does not match"):
+        dicom_seg(mask[:-1], src, prov)
+
+
+def test_dicom_seg_refuses_what_it_cannot_describe(tmp_path):
+    """A frame of a minimal Enhanced MR without shared functional groups: a clear ValueError, no half-written SEG."""
+    from medfake.io.writers import dicom_seg
+
+    img = read_image(get_testdata_file("emri_small.dcm", download=False), frames=0)
+    prov = Provenance("manipulated", "retouch", "n/a")
+    src = pydicom.dcmread(write_dicom(img, tmp_path / "e.dcm", prov))
+    with pytest.raises(ValueError, match="geometry"):
+        dicom_seg(np.ones(img.shape, bool), src, prov)

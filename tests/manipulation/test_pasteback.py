@@ -212,3 +212,30 @@ def test_colour_dicom_in_gives_grey_dicom_out(tmp_path, name):
     assert "RescaleSlope" not in ds and ds.SOPClassUID == src.SOPClassUID and "MANIPULATED" in ds.DerivationDescription
     assert ds.pixel_array.shape == (h, w)
     assert np.array_equal(ds.pixel_array[~res.mask], to_uint(img.array, 8)[~res.mask])
+
+
+def test_dicom_out_has_its_mask_as_dicom_seg(tmp_path):
+    """DICOM in: the mask also as a DICOM SEG over the written image (record lists it); where highdicom cannot
+    describe the image (a minimal Enhanced MR frame) the sidecar says why and the PNG mask is still there."""
+    import highdicom as hd
+    from pydicom.data import get_testdata_file
+
+    img = read_image(get_testdata_file("CT_small.dcm"))
+    res = manipulate(img, make_mask(img.shape, ellipse=(60, 60, 20, 12)), "copy-move")
+    paths = save_result(res, tmp_path, "ct")
+    rec = json.loads(paths["sidecar"].read_text())
+    seg = hd.seg.segread(paths["mask_seg"])
+    assert rec["files"]["mask_seg"] == "ct_mask.dcm" and "mask_seg_skipped" not in rec
+    assert np.array_equal(seg.pixel_array.astype(bool), res.mask)
+    image = pydicom.dcmread(paths["image"])
+    assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == image.SOPInstanceUID
+    img = read_image(get_testdata_file("emri_small.dcm"), frames=0)
+    res = manipulate(img, make_mask(img.shape, rect=(10, 10, 30, 30)), "retouch")
+    paths = save_result(res, tmp_path, "mr")
+    rec = json.loads(paths["sidecar"].read_text())
+    assert "mask_seg" not in paths and "geometry" in rec["mask_seg_skipped"] and paths["mask"].is_file()
+    from medfake.io import Image
+
+    png = save_result(manipulate(Image(smooth_scan((40, 40), 3)), make_mask((40, 40), rect=(5, 5, 20, 20)), "retouch"),
+                      tmp_path, "p")
+    assert "mask_seg" not in png and "mask_seg_skipped" not in json.loads(png["sidecar"].read_text())

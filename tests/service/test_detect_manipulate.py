@@ -175,6 +175,11 @@ def test_v1_manipulate_classical_inline(client):
     ds = pydicom.dcmread(io.BytesIO(from_data_url(body["dicom"])))
     assert "MANIPULATED" in ds.DerivationDescription and (ds.Rows, ds.Columns) == (100, 100)
     assert body["record"]["method"] == "retouch"
+    import highdicom as hd
+
+    seg = hd.seg.Segmentation.from_dataset(pydicom.dcmread(io.BytesIO(from_data_url(body["mask_dicom"]))))
+    assert np.array_equal(seg.pixel_array.astype(bool), inside)  # the mask as a DICOM SEG over the result
+    assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID
 
 
 def test_v1_manipulate_mask_png_and_errors(client):
@@ -206,7 +211,7 @@ def test_v1_manipulate_diffusion_runs_as_job(client):
     j = wait_job(client, r.json()["job_id"])
     assert j["state"] == "done", j
     z = zipfile.ZipFile(io.BytesIO(client.get(f"/v1/jobs/{j['id']}/result").content))
-    assert {"original.png", "mask.png", "result.png", "result.dcm", "result.json"} <= set(z.namelist())
+    assert {"original.png", "mask.png", "result.png", "result.dcm", "mask.dcm", "result.json"} <= set(z.namelist())
     out, orig = png_array(z.read("result.png")), png_array(z.read("original.png"))
     mask = png_array(z.read("mask.png")) > 0
     assert out.shape == (128, 128) and mask.any()

@@ -145,5 +145,6 @@ def test_draw_mask_and_manipulate(page, tmp_path):
     # the rectangle drawn from image pixel (20, 30) to (60, 70) lands on those pixels (±1 px of rounding)
     assert abs(xs.min() - 20) <= 1 and abs(xs.max() - 59) <= 1 and abs(ys.min() - 30) <= 1 and abs(ys.max() - 69) <= 1
     assert page.get_attribute("#manip-dcm", "href").startswith("data:application/dicom;base64,")
+    assert page.get_attribute("#manip-seg", "href").startswith("data:application/dicom;base64,")
     assert page.get_attribute("#manip-result", "src").startswith("data:image/png;base64,")
     shot(page, "web-manipulation.png")

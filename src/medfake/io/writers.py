@@ -89,6 +89,8 @@ def dicom_secondary_capture(image: Image, prov: Provenance, *, bits: int = 8, pa
     ds.SeriesInstanceUID = generate_uid()
     ds.PatientName = "SYNTHETIC^MEDFAKE"
     ds.PatientID = patient_id
+    # type 2 attributes of the Patient, General Study and SC Equipment modules: present, empty when unknown
+    ds.PatientBirthDate = ds.PatientSex = ds.ReferringPhysicianName = ds.AccessionNumber = ""
     ds.StudyDate = ds.ContentDate = ds.SeriesDate = date
     ds.StudyTime = ds.ContentTime = ds.SeriesTime = time
     ds.Modality = "OT"
@@ -237,3 +239,48 @@ def dicom_bytes(image: Image, prov: Provenance, *, bits: int = 8) -> bytes:
     ds = dicom_derived(image, prov) if image.meta.dicom is not None else dicom_secondary_capture(image, prov, bits=bits)
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
+
+
+DIFFUSION_METHODS = ("repaint", "repaint-ddim")
+
+
+def dicom_seg(mask: np.ndarray, source, prov: Provenance):
+    """A DICOM Segmentation (highdicom, BINARY, one segment) of `mask` over `source`, the one-frame DICOM the
+    mask belongs to (a pydicom Dataset: the manipulated image as written): same study and frame of reference, a new
+    series, the segment "Manipulated region" with the method and model version as its algorithm, and the
+    provenance in its content description. Viewers that show SEG overlays (OHIF, 3D Slicer) draw the ground truth
+    on the fake. Raises ValueError when highdicom cannot describe the source's geometry (see `save_result`)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    src = copy.deepcopy(source)
+    spacing = src.get("PixelSpacing")
+    if spacing is not None and (len(spacing) != 2 or min(float(v) for v in spacing) <= 0):
+        del src.PixelSpacing  # e.g. a CR's "0\0": no spacing is better than an invalid one
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (int(src.Rows), int(src.Columns)):
+        raise ValueError(f"mask {mask.shape} does not match the image {int(src.Rows)}×{int(src.Columns)}")
+    family = codes.DCM.ArtificialIntelligence if prov.generator in DIFFUSION_METHODS else codes.DCM.ImageProcessing
+    segment = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="Manipulated region",
+        segmented_property_category=codes.SCT.PhysicalObject,
+        segmented_property_type=hd.sr.CodedConcept("MANIPULATED", "99MEDFAKE", "Manipulated region"),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=hd.AlgorithmIdentificationSequence(
+            name=f"medfake {prov.generator}"[:64], version=str(prov.model_version)[:64] or "unknown", family=family),
+    )
+    try:
+        seg = hd.seg.Segmentation(
+            source_images=[src], pixel_array=mask.astype(np.uint8)[None],
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[segment],
+            series_instance_uid=hd.UID(), series_number=9001, sop_instance_uid=hd.UID(), instance_number=1,
+            manufacturer="medfake", manufacturer_model_name=f"medfake {prov.generator}"[:64],
+            software_versions=__version__, device_serial_number="none",
+            content_label="MANIPULATED", content_description=prov.description()[:64],
+            series_description=f"medfake ground truth: {prov.kind} region"[:64],
+        )
+        # what highdicom writes it must also read (a source with partial pixel measures gives a SEG it rejects)
+        hd.seg.Segmentation.from_dataset(copy.deepcopy(seg), copy=False)
+    except (AttributeError, TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"cannot describe this image's geometry for a DICOM SEG ({type(e).__name__}: {e})") from None
+    return seg

@@ -405,9 +405,29 @@ def manipulate(image: Image, mask, method: str, *, label: str | None = None, don
     return retouch(image, mask, seed=seed, label=label, **params)
 
 
+def _write_seg(mask, paths: dict, path: Path, prov) -> str:
+    """The ground-truth mask as a DICOM SEG over the DICOM just written (`io.dicom_seg`): paths["mask_seg"], or the
+    reason it could not be made ("" when written) — the PNG mask is always there, so an image whose geometry
+    highdicom cannot describe (a classic multi-frame cine frame, an SC with a frame of reference but no slice
+    thickness) still gets its ground truth."""
+    import pydicom
+
+    from ..io.writers import dicom_seg
+
+    try:
+        seg = dicom_seg(mask, pydicom.dcmread(paths["image"]), prov)
+    except ValueError as e:
+        return str(e)
+    seg.save_as(path)
+    paths["mask_seg"] = path
+    return ""
+
+
 def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated") -> dict[str, Path]:
-    """Write <stem>.png|.dcm (same format family and bit depth as the input), <stem>_mask.png (0/255, same size)
-    and <stem>.json (the record). Returns {"image", "mask", "sidecar"} paths."""
+    """Write <stem>.png|.dcm (same format family and bit depth as the input), <stem>_mask.png (0/255, same size),
+    for DICOM also <stem>_mask.dcm (the mask as a DICOM Segmentation over the written image, where highdicom can
+    describe its geometry; else the sidecar's `mask_seg_skipped` says why) and <stem>.json (the record). Returns
+    {"image", "mask", "sidecar"[, "mask_seg"]} paths."""
     from PIL import Image as PILImage
 
     from ..io.writers import Provenance, write_dicom
@@ -426,6 +446,7 @@ def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated") 
             "label": rec.get("label"), "operation": rec.get("operation", "edit"),
         })
         paths["image"] = write_dicom(result.image, out_dir / f"{stem}.dcm", prov, stored=stored)
+        seg_note = _write_seg(result.mask, paths, out_dir / f"{stem}_mask.dcm", prov)
     else:
         p = out_dir / f"{stem}.png"
         arr = np.ascontiguousarray(stored)
@@ -438,6 +459,8 @@ def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated") 
     side = out_dir / f"{stem}.json"
     rec = dict(rec)
     rec["timings_s"] = {**rec.get("timings_s", {}), "write": round(time.perf_counter() - t0, 4)}
+    if fmt == "dicom" and seg_note:
+        rec["mask_seg_skipped"] = seg_note
     rec["files"] = {k: v.name for k, v in paths.items()}
     side.write_text(json.dumps(rec, indent=2, default=str) + "\n")
     paths["sidecar"] = side

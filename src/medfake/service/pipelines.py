@@ -324,14 +324,40 @@ class _nolock:
         return False
 
 
+def _provenance(result, params: dict):
+    from ..io.writers import Provenance
+
+    rec = getattr(result, "record", {}) or {}
+    return Provenance("manipulated", params["method"],
+                      str(rec.get("model_version") or params.get("generator") or "classical"),
+                      {"seed": params["seed"], "label": rec.get("label", params.get("label"))})
+
+
+def seg_of(result, params: dict, dicom: bytes) -> bytes | None:
+    """The ground-truth mask as a DICOM SEG over the result DICOM `dicom` (io.dicom_seg), or None where highdicom
+    cannot describe that image's geometry (the PNG mask is always sent)."""
+    import io as _io
+
+    import pydicom
+
+    from ..io.writers import dicom_seg
+
+    try:
+        seg = dicom_seg(np.asarray(result.mask, dtype=bool), pydicom.dcmread(_io.BytesIO(dicom)),
+                        _provenance(result, params))
+    except ValueError:
+        return None
+    buf = _io.BytesIO()
+    seg.save_as(buf)
+    return buf.getvalue()
+
+
 def dicom_of(result, params: dict) -> bytes:
     import io as _io
 
-    from ..io.writers import Provenance, dicom_derived, dicom_secondary_capture
+    from ..io.writers import dicom_derived, dicom_secondary_capture
 
-    rec = getattr(result, "record", {}) or {}
-    prov = Provenance("manipulated", params["method"], str(rec.get("model_version") or params.get("generator") or "classical"),
-                      {"seed": params["seed"], "label": rec.get("label", params.get("label"))})
+    prov = _provenance(result, params)
     img = result.image
     ds = dicom_derived(img, prov, getattr(result, "stored", None)) if img.meta.dicom is not None \
         else dicom_secondary_capture(img, prov)
@@ -341,9 +367,12 @@ def dicom_of(result, params: dict) -> bytes:
 
 
 def manipulation_payload(original: Image, result, params: dict) -> dict:
+    dicom = dicom_of(result, params)
+    seg = seg_of(result, params, dicom)
     return {"method": params["method"], "original": png_url(original),
             "mask": png_url(np.asarray(result.mask, dtype=bool)), "result": png_url(result.image),
-            "dicom": data_url(dicom_of(result, params), "application/dicom"),
+            "dicom": data_url(dicom, "application/dicom"),
+            "mask_dicom": None if seg is None else data_url(seg, "application/dicom"),
             "record": _jsonable(getattr(result, "record", {}))}
 
 
@@ -353,8 +382,14 @@ def manipulation_job(settings: Settings, image: Image, mask: np.ndarray, params:
         (job.dir / "original.png").write_bytes(png_of(image))
         (job.dir / "mask.png").write_bytes(png_of(np.asarray(res.mask, dtype=bool)))
         (job.dir / "result.png").write_bytes(png_of(res.image))
-        (job.dir / "result.dcm").write_bytes(dicom_of(res, params))
+        dicom = dicom_of(res, params)
+        (job.dir / "result.dcm").write_bytes(dicom)
+        files = ["original.png", "mask.png", "result.png", "result.dcm"]
+        seg = seg_of(res, params, dicom)
+        if seg is not None:
+            (job.dir / "mask.dcm").write_bytes(seg)
+            files.append("mask.dcm")
         return {"kind": "manipulation", "params": params, "record": _jsonable(getattr(res, "record", {})),
-                "files": ["original.png", "mask.png", "result.png", "result.dcm"]}
+                "files": files}
 
     return run

@@ -277,7 +277,8 @@ $("#manip-form").addEventListener("submit", async (e) => {
     let r = await api("/v1/manipulate", { method: "POST", body: fd });
     if (r.job_id) {
       const j = await pollJob(r.job_id, bar, lab);
-      r = { mask: j.files["mask.png"], result: j.files["result.png"], dicom: j.files["result.dcm"] };
+      r = { mask: j.files["mask.png"], result: j.files["result.png"], dicom: j.files["result.dcm"],
+        mask_dicom: j.files["mask.dcm"] || null };
     }
     bar.value = 1; lab.textContent = "done";
     $("#manip-mask-out").src = r.mask; $("#manip-result").src = r.result;
@@ -285,6 +286,8 @@ $("#manip-form").addEventListener("submit", async (e) => {
     Object.assign($("#manip-png"), { href: r.result, download: `${stem}_manipulated.png` });
     Object.assign($("#manip-dcm"), { href: r.dicom, download: `${stem}_manipulated.dcm` });
     $("#manip-png").classList.remove("hidden"); $("#manip-dcm").classList.remove("hidden");
+    if (r.mask_dicom) Object.assign($("#manip-seg"), { href: r.mask_dicom, download: `${stem}_mask_seg.dcm` });
+    $("#manip-seg").classList.toggle("hidden", !r.mask_dicom); // a DICOM SEG where highdicom can describe the image
     say(`Manipulated with ${$("#manip-method").value}.`);
   } catch (err) { lab.textContent = "failed"; say(`Manipulation failed: ${err.message}`, true); }
   btn.disabled = false;
