@@ -231,3 +231,11 @@ def test_gzip_nifti_named_plainly(tmp_path):
     gz = tmp_path / "w.nii.gz"
     gz.write_bytes(gzip.compress(p.read_bytes()))
     assert read_image(gz).shape == (4, 4)
+
+
+def test_dicom_segmentation_and_dose_are_not_images():
+    """pydicom's SEG (liver.dcm) and RT Dose have pixel data but are no picture: one clear error each, so a folder
+    run lists them as errors instead of scoring a label map (the SEG masks `medfake manipulate` writes sit there)."""
+    for name, what in (("liver.dcm", "Segmentation"), ("rtdose.dcm", "RT Dose")):
+        with pytest.raises(ImageReadError, match=f"a DICOM {what}.*not an image"):
+            read_image(dcm(name))

@@ -43,7 +43,8 @@ def manipulate_cmd(
     window: Optional[str] = typer.Option(None, "--window", help="CT window preset or C,W used to read DICOM/NIfTI"),
     stem: Optional[str] = typer.Option(None, "--stem", help="output file stem (default: <input>_<method>)"),
 ):
-    """Manipulate IMAGE inside a mask; writes the image (same format), <stem>_mask.png and <stem>.json to --out."""
+    """Manipulate IMAGE inside a mask; writes the image (same format), <stem>_mask.png (for DICOM also the mask as
+    a DICOM SEG, <stem>_mask.dcm) and <stem>.json to --out."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -109,4 +110,5 @@ def manipulate_cmd(
     b = res.record["mask_bounds"]
     Console().print(f"{method}: {res.record['mask_pixels']} px changed-region in ({b['x1']},{b['y1']})–({b['x2']},"
                     f"{b['y2']}) in {res.record['timings_s']['total']:.2f} s; wrote {paths['image']}, "
-                    f"{paths['mask'].name}, {paths['sidecar'].name}")
+                    f"{paths['mask'].name}" + (f", {paths['mask_seg'].name} (DICOM SEG)" if "mask_seg" in paths else "")
+                    + f", {paths['sidecar'].name}")

@@ -202,6 +202,15 @@ def _read_raster(path: Path, data: bytes, fmt: str, max_pixels: int) -> Image:
 
 
 # ---------------------------------------------------------------- DICOM
+# SOP classes whose pixel data are not an image: a folder run (`medfake detect studies/`) meets them beside the
+# images they belong to, e.g. the DICOM SEG masks `medfake manipulate` writes
+NOT_IMAGES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation (a label map over another image)",
+    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose (a dose grid)",
+}
+
+
 def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[Image]:
     import pydicom
     from pydicom.pixels import apply_modality_lut
@@ -212,6 +221,9 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[I
         raise ImageReadError(path, f"not a readable DICOM file ({e})") from None
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise ImageReadError(path, "DICOM file has no pixel data")
+    kind = NOT_IMAGES.get(str(ds.get("SOPClassUID", "")))
+    if kind:
+        raise ImageReadError(path, f"a DICOM {kind}, not an image (its pixel data are not a picture to score)")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     nframes = int(ds.get("NumberOfFrames", 1) or 1)
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
