@@ -50,14 +50,15 @@ def test_demo_writes_png_and_marked_dicom_for_every_modality_and_generator(demo)
 def test_demo_manipulates_a_real_dicom_with_mask_and_sidecar(demo):
     out, _, _ = demo
     for method in ("copy-move", "repaint-ddim"):
-        dcm = list((out / "manipulated").glob(f"CT_small_{method}*.dcm"))
-        assert dcm, method
-        ds = pydicom.dcmread(dcm[0])
+        dcm = out / "manipulated" / f"CT_small_{method}.dcm"
+        ds = pydicom.dcmread(dcm)
         src = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm", download=False))
         assert (ds.Rows, ds.Columns) == (src.Rows, src.Columns)  # same size in and out
         assert ds.SOPInstanceUID != src.SOPInstanceUID
         assert "manipulated" in ds.DerivationDescription.lower()
         assert list((out / "manipulated").glob(f"CT_small_{method}*mask*.png")), method
+        seg = pydicom.dcmread(out / "manipulated" / f"CT_small_{method}_mask.dcm")  # the mask as a DICOM SEG
+        assert seg.Modality == "SEG" and seg.StudyInstanceUID == ds.StudyInstanceUID
         sidecar = list((out / "manipulated").glob(f"CT_small_{method}*.json"))
         assert sidecar and json.loads(sidecar[0].read_text())["method"] == method
 

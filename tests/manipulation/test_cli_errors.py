@@ -28,7 +28,8 @@ def test_cli_end_to_end_dicom_copy_move(inputs, tmp_path):
     code, text = _run(["manipulate", inputs["ct"], "--rect", "30,30,50,55", "--method", "copy-move",
                        "--offset", "-40,20", "--feather", "2", "--seed", "4", "--out", out, "--stem", "ct"])
     assert code == 0, text
-    assert sorted(p.name for p in out.iterdir()) == ["ct.dcm", "ct.json", "ct_mask.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["ct.dcm", "ct.json", "ct_mask.dcm", "ct_mask.png"]
+    assert "ct_mask.dcm (DICOM SEG)" in text
     ds = pydicom.dcmread(out / "ct.dcm")
     before = pydicom.dcmread(inputs["ct"]).pixel_array
     mask = np.asarray(PILImage.open(out / "ct_mask.png")) == 255
