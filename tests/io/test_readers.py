@@ -239,3 +239,23 @@ def test_dicom_segmentation_and_dose_are_not_images():
     for name, what in (("liver.dcm", "Segmentation"), ("rtdose.dcm", "RT Dose")):
         with pytest.raises(ImageReadError, match=f"a DICOM {what}.*not an image"):
             read_image(dcm(name))
+
+
+def test_folder_walk_finds_dicom_without_extension(tmp_path):
+    """PACS exports and DICOM media name files IM000001 or by UID: a folder walk finds them by their magic bytes,
+    leaves out the DICOMDIR index and files that are not DICOM, and keeps the extension rules for the rest."""
+    import shutil
+
+    from medfake.io import iter_image_files
+
+    d = tmp_path / "export" / "SE1"
+    d.mkdir(parents=True)
+    shutil.copy(dcm("CT_small.dcm"), d / "IM000001")
+    shutil.copy(dcm("MR_small.dcm"), d / "1.2.840.113619.2.55.3.4")
+    shutil.copy(dcm("DICOMDIR"), tmp_path / "export" / "DICOMDIR")
+    (d / "README").write_text("not an image")
+    (d / "notes.txt").write_text("neither")
+    PILImage.fromarray(np.zeros((8, 8), np.uint8)).save(d / "shot.png")
+    found = [p.name for p in iter_image_files([tmp_path / "export"])]
+    assert found == ["1.2.840.113619.2.55.3.4", "IM000001", "shot.png"]
+    assert read_image(d / "IM000001").meta.format == "dicom"

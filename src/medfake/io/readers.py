@@ -131,16 +131,30 @@ def read_image(path: str | Path, **kwargs) -> Image:
     return read_images(path, **kwargs)[0]
 
 
+def _is_dicom_part10(f: Path) -> bool:
+    """The DICM magic at byte 128: a DICOM file whatever its name (PACS exports and DICOM media name files
+    IM000001 or by UID, without an extension)."""
+    try:
+        with open(f, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
 def iter_image_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Files as given, and folders searched recursively for image-like files (sorted)."""
+    """Files as given, and folders searched recursively (sorted) for image files: by extension, and DICOM files
+    without one by their magic bytes. A DICOMDIR (the index of DICOM media, no image) is left out."""
     for p in paths:
         p = Path(p)
         if p.is_dir():
             for f in sorted(p.rglob("*")):
                 n = f.name.lower()
-                if f.is_file() and (
-                    f.suffix.lower() in RASTER_EXT | DICOM_EXT or n.endswith(".nii") or n.endswith(".nii.gz")
-                ):
+                if not f.is_file() or n == "dicomdir":
+                    continue
+                if f.suffix.lower() in RASTER_EXT | DICOM_EXT or n.endswith(".nii") or n.endswith(".nii.gz"):
+                    yield f
+                elif _is_dicom_part10(f):
                     yield f
         else:
             yield p
