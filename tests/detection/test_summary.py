@@ -114,6 +114,7 @@ def study_dir(tmp_path_factory):
     bad = d / f"{s2[-6:]}_1.dcm"
     bad.write_bytes(bad.read_bytes()[:-5000])  # pixel data cut short, header intact
     shutil.copy(get_testdata_file("emri_small.dcm"), d / "multi.dcm")  # 10 frames, its own study and series
+    shutil.copy(get_testdata_file("liver.dcm"), d / "seg.dcm")  # a DICOM SEG: an error row, no group's member
     a = np.random.default_rng(0).random((96, 96))
     PILImage.fromarray(np.round(a * 255).astype(np.uint8)).save(d / "plain.png")
     return d, study, s1, s2
@@ -135,7 +136,9 @@ def test_detect_summary_end_to_end(study_dir, tiny_models_dir, tmp_path, group_r
     assert r.exit_code == 0, r.output
     assert "group(s)" in r.output
     rows = _csv(res)
-    assert len(rows) == 5 + 10 + 1
+    assert len(rows) == 5 + 10 + 1 + 1
+    seg = next(row for row in rows if row["path"].endswith("seg.dcm"))
+    assert seg["verdict"] == "error" and "Segmentation" in seg["message"]
     by_path = {row["path"]: row for row in rows}
     bad = by_path[str(d / f"{s2[-6:]}_1.dcm")]
     assert bad["verdict"] == "error" and bad["series_uid"] == s2 and bad["study_uid"] == study
@@ -152,8 +155,9 @@ def test_detect_summary_end_to_end(study_dir, tiny_models_dir, tmp_path, group_r
     assert (g[emri.SeriesInstanceUID]["images"], g[str(d / "plain.png")]["group_by"]) == ("10", "file")
     fpr, ufpr = detector_rates("default", tiny_models_dir)
     assert 0 < fpr < ufpr < 1
+    images = [row for row in rows if row is not seg]
     for gid, grp in g.items():  # each group's verdict follows the rule (checked on constructed rows above)
-        mine = [row["verdict"] for row in rows if gid in (row["series_uid"], row["path"])]
+        mine = [row["verdict"] for row in images if gid in (row["series_uid"], row["path"])]
         assert grp["verdict"] == group_rule[1](mine, fpr, ufpr), gid
         assert sum(int(grp[v]) for v in ("real", *SEVERITY, "error")) == len(mine)
     r = runner.invoke(app, ["detect", str(d), "--out", str(res), "--summary", str(summ), "--group-by", "study",

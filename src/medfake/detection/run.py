@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..io.errors import ImageReadError
+from ..io.errors import ImageReadError, NotAnImageError
 from ..io.image import Image
 from ..io.readers import iter_image_files, read_images
 from .base import CSV_HEADER, Detector
@@ -141,7 +141,10 @@ def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "def
             try:
                 images = read_images(f)
             except ImageReadError as e:
-                rows.append(_row(shown, message=e.reason, file=shown) | _header_uids(f))
+                row = _row(shown, message=e.reason, file=shown) | _header_uids(f)
+                if isinstance(e, NotAnImageError):
+                    row["not_image"] = True  # an error row, but no member of its series' verdict (summary)
+                rows.append(row)
                 advance()
                 continue
             for n, im in enumerate(images):

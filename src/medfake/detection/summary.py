@@ -125,7 +125,8 @@ def summarize(rows: Sequence[dict], by: str = "series", fpr: float = DEFAULT_FPR
         raise ValueError(f"group by one of {', '.join(GROUP_BY)}, not {by!r}")
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        groups.setdefault(_key(r, by), []).append(r)
+        if not r.get("not_image"):  # a DICOM SEG or RT Dose beside the images: no image of any group
+            groups.setdefault(_key(r, by), []).append(r)
     out = []
     for (gid, kind), rs in groups.items():
         counts = {v: sum(r["verdict"] == v for r in rs) for v in ("real", *ALARMS, "error")}

@@ -20,3 +20,7 @@ class ImageTooLargeError(ImageReadError):
 
 class UnsupportedFormatError(ImageReadError):
     pass
+
+
+class NotAnImageError(ImageReadError):
+    """A readable DICOM object whose pixel data are not a picture (a Segmentation's label map, an RT Dose grid)."""

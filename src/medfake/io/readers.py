@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .errors import ImageReadError, ImageTooLargeError, UnsupportedFormatError
+from .errors import ImageReadError, ImageTooLargeError, NotAnImageError, UnsupportedFormatError
 from .image import Image, Meta
 
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -237,7 +237,7 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[I
         raise ImageReadError(path, "DICOM file has no pixel data")
     kind = NOT_IMAGES.get(str(ds.get("SOPClassUID", "")))
     if kind:
-        raise ImageReadError(path, f"a DICOM {kind}, not an image (its pixel data are not a picture to score)")
+        raise NotAnImageError(path, f"a DICOM {kind}, not an image (its pixel data are not a picture to score)")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     nframes = int(ds.get("NumberOfFrames", 1) or 1)
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
