@@ -134,7 +134,7 @@ def test_detect_summary_end_to_end(study_dir, tiny_models_dir, tmp_path, group_r
     r = runner.invoke(app, ["detect", str(d), "--out", str(res), "--summary", str(summ), "--models-dir",
                             str(tiny_models_dir), "--no-copy-move"])
     assert r.exit_code == 0, r.output
-    assert "group(s)" in r.output
+    assert "group(s) (3 series, 1 file(s) without UIDs)" in " ".join(r.output.split())
     rows = _csv(res)
     assert len(rows) == 5 + 10 + 1 + 1
     seg = next(row for row in rows if row["path"].endswith("seg.dcm"))

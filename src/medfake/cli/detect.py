@@ -89,7 +89,9 @@ def detect_cmd(
         counts = {}
         for g in groups:
             counts[g["verdict"]] = counts.get(g["verdict"], 0) + 1
-        console.print(f"wrote {len(groups)} {group_by} group(s) to [bold]{summary}[/]: "
+        kinds = {k: sum(g["group_by"] == k for g in groups) for k in GROUP_BY}
+        what = ", ".join(f"{n} {k if k != 'file' else 'file(s) without UIDs'}" for k, n in kinds.items() if n)
+        console.print(f"wrote {len(groups)} group(s) ({what}) to [bold]{summary}[/]: "
                       + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
