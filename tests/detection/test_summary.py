@@ -168,3 +168,25 @@ def test_detect_summary_end_to_end(study_dir, tiny_models_dir, tmp_path, group_r
     r = runner.invoke(app, ["detect", str(d), "--summary", str(summ), "--group-by", "patient",
                             "--models-dir", str(tiny_models_dir)])
     assert r.exit_code == 2 and "--group-by" in r.output
+
+
+def test_detect_every_slice_of_a_nifti_volume(tiny_models_dir, tmp_path):
+    """--slices all scores every axial slice of a NIfTI volume (rows path#k) and --summary makes the volume one
+    group; by default only the middle slice is read, and a bad choice is a usage error."""
+    import nibabel as nib
+
+    vol = (np.random.default_rng(3).random((48, 40, 6)) * 1000).astype(np.int16)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "vol.nii.gz")
+    res, summ = tmp_path / "r.csv", tmp_path / "s.csv"
+    args = ["detect", str(tmp_path / "vol.nii.gz"), "--out", str(res), "--summary", str(summ), "--models-dir",
+            str(tiny_models_dir), "--no-copy-move"]
+    r = runner.invoke(app, args + ["--slices", "all"])
+    assert r.exit_code == 0, r.output
+    rows = _csv(res)
+    assert [row["path"].rsplit("#", 1)[1] for row in rows] == [str(k) for k in range(6)]
+    (g,) = _csv(summ)
+    assert (g["group_by"], g["files"], g["images"]) == ("file", "1", "6")
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and len(_csv(res)) == 1 and "#" not in _csv(res)[0]["path"]
+    r = runner.invoke(app, args + ["--slices", "some"])
+    assert r.exit_code != 0 and "middle" in r.output

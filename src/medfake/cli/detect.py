@@ -39,6 +39,9 @@ def detect_cmd(
                                            "without "
                                            "UIDs is its own group"),
     group_by: str = typer.Option("series", "--group-by", help="what --summary groups by: series, study or file"),
+    slices: str = typer.Option("middle", "--slices", help="NIfTI volumes: the middle axial slice (middle) or every "
+                                                          "axial slice (all: rows path#k; the file is one group in "
+                                                          "--summary)"),
 ):
     """Score images: p_synthetic, p_manipulated and a verdict per image (per frame for multi-frame files)."""
     from ..detection import detect_paths, write_csv
@@ -53,7 +56,7 @@ def detect_cmd(
     try:
         rows = detect_paths(paths, detector=detector, models_dir=models_dir, reference=reference,
                             batch_size=batch_size, heatmaps=heatmaps, progress=out is not None,
-                            copy_move=copy_move, device=device)
+                            copy_move=copy_move, device=device, nifti_slices=slices)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     if not rows:

@@ -103,17 +103,21 @@ def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, hea
 
 def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "default", models_dir=None,
                  reference: str | Path | None = None, batch_size: int = 64, heatmaps: str | Path | None = None,
-                 progress: bool = False, copy_move: bool | None = None, device: str | None = None) -> list[dict]:
+                 progress: bool = False, copy_move: bool | None = None, device: str | None = None,
+                 nifti_slices: str = "middle") -> list[dict]:
     """Files and folders (recursive) → one row per image/frame (see module doc). The model loads once; images are
     decoded and scored in batches of `batch_size`. `copy_move`: the copy-move cue on (True), off (False) or, by
     default, on when the card has it calibrated (`ShippedDetector.with_copy_move_if`). `device` (for a detector
-    given by name): auto (a CUDA GPU when there is one; the default, from settings), cpu, cuda, cuda:N."""
+    given by name): auto (a CUDA GPU when there is one; the default, from settings), cpu, cuda, cuda:N.
+    `nifti_slices`: a NIfTI volume's middle axial slice ("middle") or every axial slice ("all", rows `path#k`)."""
     from ..settings import get_settings, torch_device
     from ._progress import progress_bar
     from .detector import load_detector, use_copy_move
 
     if batch_size < 1:
         raise ValueError(f"batch size must be ≥ 1, got {batch_size}")
+    if nifti_slices not in ("middle", "all"):
+        raise ValueError(f"NIfTI slices must be 'middle' or 'all', not {nifti_slices!r}")
     if isinstance(detector, str):
         dev = torch_device(device if device is not None else get_settings().device)
         det = load_detector(detector, models_dir, device=str(dev))
@@ -139,7 +143,7 @@ def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "def
         for f in files:
             shown = str(f)
             try:
-                images = read_images(f)
+                images = read_images(f, slice_index=nifti_slices)
             except ImageReadError as e:
                 row = _row(shown, message=e.reason, file=shown) | _header_uids(f)
                 if isinstance(e, NotAnImageError):
