@@ -71,6 +71,9 @@ def test_demo_verdicts_on_the_real_originals_and_the_fakes(demo):
         assert 0.0 <= float(p["p_synthetic"]) <= 1.0 and 0.0 <= float(p["p_manipulated"]) <= 1.0
     # the real files the demo starts from are called real (the README says so)
     assert by_name["CT_small.dcm"]["verdict"] == "real"
+    # what the files declare about themselves: shown, not used
+    assert by_name["CT_small.dcm"]["provenance"] == ""
+    assert by_name["CT_small_copy-move.dcm"]["provenance"].startswith("medfake manipulated: generator=copy-move")
     assert by_name["MR_small.dcm"]["verdict"] == "real"
     # the VAE re-synthesis of that real MR is caught (both files)
     vae = [r for n, r in by_name.items() if n.startswith("MR_small_vae")]

@@ -90,6 +90,22 @@ def test_image_rejects_bad_arrays():
         Image(np.full((2, 2), 3.0))
 
 
+def test_declared_provenance_reads_back_what_was_written(tmp_path):
+    from medfake.io.writers import declared_provenance, dicom_secondary_capture
+
+    img = read_image(get_testdata_file("CT_small.dcm", download=False))
+    assert declared_provenance(img.meta.dicom) == "" and declared_provenance(None) == ""
+    man = pydicom.dcmread(write_dicom(img, tmp_path / "m.dcm", Provenance("manipulated", "splice", "v3")))
+    assert declared_provenance(man).startswith("medfake manipulated: generator=splice model=v3")
+    syn = dicom_secondary_capture(Image(np.zeros((8, 8), np.float32)), Provenance("synthetic", "ddpm", "s1"))
+    assert declared_provenance(syn).startswith("medfake synthetic: generator=ddpm model=s1")
+    other = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    other.ImageType, other.DerivationDescription = ["DERIVED", "SECONDARY"], "MPR from axial"
+    assert declared_provenance(other) == "derived: MPR from axial"
+    other.ImageType = ["ORIGINAL", "PRIMARY"]
+    assert declared_provenance(other) == ""
+
+
 def test_dicom_seg_of_a_manipulated_ct(tmp_path):
     """The ground-truth mask as a DICOM SEG (highdicom) over the manipulated image: read back, same pixels, the
     study and frame of reference of the image, a new series, the image as its source, the method as algorithm."""

@@ -4,7 +4,10 @@ CSV contract: the header starts exactly `path,modality,p_synthetic,p_manipulated
 EXTRA_COLUMNS. `path` is the path as found (`path#frame` for the frames of a multi-frame file). An unreadable
 file gives one row with verdict `error` and the reason in `message`; the run continues. `study_uid` and `series_uid`
 are a DICOM file's Study and Series Instance UIDs (also on its error row when its header could be read), which
-`detection.summary` groups rows by. Each row dict also carries `file` (the file as found; not a CSV column).
+`detection.summary` groups rows by. `provenance` is what a DICOM declares about its own making
+(`io.writers.declared_provenance`: medfake's marks, another tool's DERIVED description, a secondary capture; empty
+for an original): shown beside the verdict, never used by it (an attacker strips it). Each row dict also carries
+`file` (the file as found; not a CSV column).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import numpy as np
 from ..io.errors import ImageReadError, NotAnImageError
 from ..io.image import Image
 from ..io.readers import iter_image_files, read_images
+from ..io.writers import declared_provenance
 from .base import CSV_HEADER, Detector
 from .retrieval import reference_files
 from .summary import dicom_uids
 
 EXTRA_COLUMNS = ("p_modality", "anomaly", "p_synthetic_classifier", "knn_synthetic", "copy_move", "heatmap", "mask",
-                 "message", "study_uid", "series_uid")
+                 "message", "study_uid", "series_uid", "provenance")
 COLUMNS = CSV_HEADER + EXTRA_COLUMNS
 
 
@@ -75,6 +79,8 @@ def _header_uids(path: str | Path) -> dict:
 
 def _row(label: str, pred=None, message: str = "", image: Image | None = None, file: str | None = None) -> dict:
     ids = dicom_uids(image.meta.dicom) if image is not None and image.meta.dicom is not None else {}
+    if image is not None:
+        ids["provenance"] = declared_provenance(image.meta.dicom)
     if pred is None:
         return {"path": label, "modality": "", "p_synthetic": "", "p_manipulated": "", "verdict": "error",
                 "message": message, "file": file or label, **ids}

@@ -35,6 +35,25 @@ class Provenance:
         return text[:1024]  # Derivation Description is ST (≤ 1024 chars)
 
 
+def declared_provenance(ds) -> str:
+    """What a DICOM says about its own making, for a detection row: "medfake synthetic: generator=… model=…" or
+    "medfake manipulated: …" for the marks `_mark` writes, "derived: <Derivation Description>" for another tool's
+    DERIVED image, "secondary capture" for an SC without one, "" for an original (or a file that says nothing).
+    A self-declaration, not evidence: an attacker strips it, so the detector's verdict never depends on it."""
+    if ds is None:
+        return ""
+    desc = str(ds.get("DerivationDescription", "") or "").strip()
+    if desc.upper().startswith("MEDFAKE "):
+        kind, _, rest = desc[len("MEDFAKE "):].partition(" IMAGE:")
+        return f"medfake {kind.lower()}:{rest}"[:200]
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])] if hasattr(ds, "get") else []
+    if image_type[:1] == ["DERIVED"]:
+        return f"derived: {desc}"[:200] if desc else "derived"
+    if str(ds.get("SOPClassUID", "")) == SC_IMAGE_STORAGE:
+        return "secondary capture"
+    return ""
+
+
 def png_bytes(image: Image | np.ndarray, bits: int = 8) -> bytes:
     from PIL import Image as PILImage
 

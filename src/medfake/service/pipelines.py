@@ -125,12 +125,14 @@ def detect_images(images: list[Image], settings: Settings, model: str | None, ex
     with backends.infer_lock:
         preds = det.predict(images, explain=explain)
     from ..detection.summary import dicom_uids
+    from ..io.writers import declared_provenance
 
     rows = []
     for im, p in zip(images, preds):
         ids = dicom_uids(im.meta.dicom)
         rows.append({
             "study_uid": ids["study_uid"] or None, "series_uid": ids["series_uid"] or None,
+            "provenance": declared_provenance(im.meta.dicom) or None,
             "modality": p.modality, "p_synthetic": float(p.p_synthetic), "p_manipulated": float(p.p_manipulated),
             "verdict": p.verdict, "scores": _jsonable(p.scores), "note": p.note or None,
             "heatmap": _heat_png(p.heatmap) if explain else None,

@@ -363,7 +363,8 @@ function addRow(r) {
   const cells = [r.filename, r.modality || "—", fmt(r.p_synthetic), fmt(r.p_manipulated), r.verdict];
   cells.forEach((v, k) => { const td = document.createElement("td"); td.textContent = v; if (k === 4) td.className = `verdict verdict-${r.verdict}`; tr.appendChild(td); });
   if (r.verdict === "error") tr.title = r.message || "error";
-  else if (r.note) tr.title = r.note;
+  else tr.title = [r.note, r.provenance && `declared by the file (not used by the verdict): ${r.provenance}`]
+    .filter(Boolean).join("\n");
   tr.addEventListener("click", () => showDetail(idx, tr));
   tr.addEventListener("keydown", (e) => { if (e.key === "Enter") showDetail(idx, tr); });
   $("#detect-table tbody").appendChild(tr);
