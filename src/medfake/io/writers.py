@@ -1,12 +1,13 @@
 """Writers: PNG (8/16-bit) and DICOM (Secondary Capture for synthetic images; derived copies of a source
-DICOM for manipulated ones). Every DICOM written here carries provenance."""
+DICOM for manipulated ones; DICOM SEG for their masks). Every DICOM written here carries provenance, and
+`declared_provenance` reads it back."""
 
 from __future__ import annotations
 
 import copy
-
 import datetime as _dt
 import io as _io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -289,15 +290,17 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance):
             name=f"medfake {prov.generator}"[:64], version=str(prov.model_version)[:64] or "unknown", family=family),
     )
     try:
-        seg = hd.seg.Segmentation(
-            source_images=[src], pixel_array=mask.astype(np.uint8)[None],
-            segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[segment],
-            series_instance_uid=hd.UID(), series_number=9001, sop_instance_uid=hd.UID(), instance_number=1,
-            manufacturer="medfake", manufacturer_model_name=f"medfake {prov.generator}"[:64],
-            software_versions=__version__, device_serial_number="none",
-            content_label="MANIPULATED", content_description=prov.description()[:64],
-            series_description=f"medfake ground truth: {prov.kind} region"[:64],
-        )
+        with warnings.catch_warnings():  # the source's patient name is copied as it is, whatever highdicom thinks
+            warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+            seg = hd.seg.Segmentation(
+                source_images=[src], pixel_array=mask.astype(np.uint8)[None],
+                segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[segment],
+                series_instance_uid=hd.UID(), series_number=9001, sop_instance_uid=hd.UID(), instance_number=1,
+                manufacturer="medfake", manufacturer_model_name=f"medfake {prov.generator}"[:64],
+                software_versions=__version__, device_serial_number="none",
+                content_label="MANIPULATED", content_description=prov.description()[:64],
+                series_description=f"medfake ground truth: {prov.kind} region"[:64],
+            )
         # what highdicom writes it must also read (a source with partial pixel measures gives a SEG it rejects)
         hd.seg.Segmentation.from_dataset(copy.deepcopy(seg), copy=False)
     except (AttributeError, TypeError, ValueError, KeyError) as e:
