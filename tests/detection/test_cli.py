@@ -90,6 +90,7 @@ def test_detect_heatmaps_and_reference(inputs, tiny_models_dir, tmp_path):
     hm = PILImage.open(rows[0]["heatmap"])
     assert hm.size == (128, 128)  # img1 is 128×128: maps have the input's size
     assert PILImage.open(rows[0]["mask"]).size == (128, 128)
+    assert rows[0]["mask_seg"] == ""  # a PNG: no DICOM SEG (test_predicted_region_as_dicom_seg)
     write_csv(rows, tmp_path / "x.csv")
     assert _rows(tmp_path / "x.csv")[0]["heatmap"].endswith("_heatmap.png")
 
@@ -138,3 +139,34 @@ def test_train_detector_cli(tiny_dataset, tmp_path):
     r = runner.invoke(app, ["train", "detector", "--config", "dual-srm", "--data", str(tiny_dataset), "--out",
                             str(tmp_path / "x"), "--overrides", "{bad json"])
     assert r.exit_code == 2 and "JSON" in r.output
+
+
+def test_predicted_region_as_dicom_seg(tmp_path):
+    """For a single-frame DICOM called manipulated, --heatmaps also writes the predicted region as a DICOM SEG over
+    the input (a PACS viewer overlays it); nothing for other verdicts, an empty mask, a frame of a multi-frame file
+    or a PNG. The writer is real; the prediction is constructed, so the test does not hang on a model's verdict."""
+    from types import SimpleNamespace
+
+    import highdicom as hd
+    from pydicom.data import get_testdata_file
+
+    from medfake.detection.run import _save_seg
+    from medfake.io import Image, read_image
+
+    ct = read_image(get_testdata_file("CT_small.dcm", download=False))
+    mask = np.zeros(ct.shape, bool)
+    mask[40:70, 20:60] = True
+    det = SimpleNamespace(name="detector-default", version="v9")
+    got = _save_seg(SimpleNamespace(verdict="manipulated", mask=mask), ct, tmp_path / "a.dcm", det)
+    seg = hd.seg.segread(got)
+    assert np.array_equal(seg.pixel_array.astype(bool), mask)
+    assert seg.SegmentSequence[0].SegmentLabel == "Suspected manipulation" and seg.ContentLabel == "SUSPECTED"
+    assert seg.SegmentSequence[0].SegmentAlgorithmName == "medfake detector-default"
+    assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == \
+        ct.meta.dicom.SOPInstanceUID
+    mr_frame = read_image(get_testdata_file("emri_small.dcm", download=False), frames=1)
+    for pred, image in ((SimpleNamespace(verdict="real", mask=mask), ct),
+                        (SimpleNamespace(verdict="manipulated", mask=np.zeros_like(mask)), ct),
+                        (SimpleNamespace(verdict="manipulated", mask=np.ones(mr_frame.shape, bool)), mr_frame),
+                        (SimpleNamespace(verdict="manipulated", mask=mask), Image(ct.array))):
+        assert _save_seg(pred, image, tmp_path / "b.dcm", det) == "" and not (tmp_path / "b.dcm").exists()

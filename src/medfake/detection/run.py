@@ -27,7 +27,7 @@ from .retrieval import reference_files
 from .summary import dicom_uids
 
 EXTRA_COLUMNS = ("p_modality", "anomaly", "p_synthetic_classifier", "knn_synthetic", "copy_move", "heatmap", "mask",
-                 "message", "study_uid", "series_uid", "provenance")
+                 "message", "study_uid", "series_uid", "provenance", "mask_seg")
 COLUMNS = CSV_HEADER + EXTRA_COLUMNS
 
 
@@ -44,6 +44,27 @@ def add_references(detector, reference_dir: str | Path):
 
 def _safe_name(s: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in s)[-120:]
+
+
+def _save_seg(pred, image: Image, path: Path, detector) -> str:
+    """The predicted manipulated region as a DICOM SEG over the input DICOM (`io.writers.dicom_seg`), for a
+    single-frame DICOM called manipulated: a PACS viewer then overlays where the detector thinks the image was
+    changed. "" where there is none to write or highdicom cannot describe the image."""
+    from ..io.writers import Provenance, dicom_seg
+
+    if (pred.verdict != "manipulated" or pred.mask is None or not np.asarray(pred.mask).any()
+            or image.meta.dicom is None or image.meta.frame is not None):
+        return ""
+    name, version = getattr(detector, "name", "detector"), str(getattr(detector, "version", ""))
+    prov = Provenance("detected", name, version)
+    try:
+        seg = dicom_seg(np.asarray(pred.mask, dtype=bool), image.meta.dicom, prov,
+                        segment_label="Suspected manipulation", content_label="SUSPECTED",
+                        description=f"medfake {name} {version}: suspected manipulation")
+    except ValueError:
+        return ""
+    seg.save_as(path)
+    return str(path)
 
 
 def _save_maps(pred, image: Image, out_dir: Path, index: int, label: str) -> tuple[str, str]:
@@ -103,6 +124,7 @@ def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, hea
             row = _row(label, p, image=im, file=files[i + j] if files is not None else None)
             if heatmaps is not None:
                 row["heatmap"], row["mask"] = _save_maps(p, im, Path(heatmaps), start_index + i + j, label)
+                row["mask_seg"] = _save_seg(p, im, Path(row["mask"]).with_suffix(".dcm"), detector)
             rows.append(row)
     return rows
 

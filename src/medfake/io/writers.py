@@ -264,12 +264,15 @@ def dicom_bytes(image: Image, prov: Provenance, *, bits: int = 8) -> bytes:
 DIFFUSION_METHODS = ("repaint", "repaint-ddim")
 
 
-def dicom_seg(mask: np.ndarray, source, prov: Provenance):
+def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str = "Manipulated region",
+              content_label: str = "MANIPULATED", description: str | None = None):
     """A DICOM Segmentation (highdicom, BINARY, one segment) of `mask` over `source`, the one-frame DICOM the
     mask belongs to (a pydicom Dataset: the manipulated image as written): same study and frame of reference, a new
     series, the segment "Manipulated region" with the method and model version as its algorithm, and the
     provenance in its content description. Viewers that show SEG overlays (OHIF, 3D Slicer) draw the ground truth
-    on the fake. Raises ValueError when highdicom cannot describe the source's geometry (see `save_result`)."""
+    on the fake. A detector's predicted region uses the same writer (`prov.kind` "detected", its own segment and
+    content labels and description). Raises ValueError when highdicom cannot describe the source's geometry (see
+    `save_result`)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -280,9 +283,10 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance):
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != (int(src.Rows), int(src.Columns)):
         raise ValueError(f"mask {mask.shape} does not match the image {int(src.Rows)}×{int(src.Columns)}")
-    family = codes.DCM.ArtificialIntelligence if prov.generator in DIFFUSION_METHODS else codes.DCM.ImageProcessing
+    learned = prov.generator in DIFFUSION_METHODS or prov.kind == "detected"
+    family = codes.DCM.ArtificialIntelligence if learned else codes.DCM.ImageProcessing
     segment = hd.seg.SegmentDescription(
-        segment_number=1, segment_label="Manipulated region",
+        segment_number=1, segment_label=segment_label[:64],
         segmented_property_category=codes.SCT.PhysicalObject,
         segmented_property_type=hd.sr.CodedConcept("MANIPULATED", "99MEDFAKE", "Manipulated region"),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
@@ -298,7 +302,7 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance):
                 series_instance_uid=hd.UID(), series_number=9001, sop_instance_uid=hd.UID(), instance_number=1,
                 manufacturer="medfake", manufacturer_model_name=f"medfake {prov.generator}"[:64],
                 software_versions=__version__, device_serial_number="none",
-                content_label="MANIPULATED", content_description=prov.description()[:64],
+                content_label=content_label[:16], content_description=(description or prov.description())[:64],
                 series_description=f"medfake ground truth: {prov.kind} region"[:64],
             )
         # what highdicom writes it must also read (a source with partial pixel measures gives a SEG it rejects)
