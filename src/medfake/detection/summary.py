@@ -151,7 +151,9 @@ def summarize(rows: Sequence[dict], by: str = "series", fpr: float = DEFAULT_FPR
 def write_summary_csv(groups: Sequence[dict], path: str | Path) -> Path:
     from .run import write_csv
 
-    return write_csv(groups, path, SUMMARY_COLUMNS)
+    # p_chance spans many decades (a 300-slice series with 30 alarms: ~1e-15): 3 significant digits, not 6 places
+    shown = [{**g, "p_chance": "" if g.get("p_chance") is None else f"{g['p_chance']:.3g}"} for g in groups]
+    return write_csv(shown, path, SUMMARY_COLUMNS)
 
 
 __all__ = ["DEFAULT_FPR", "GROUP_BY", "SUMMARY_COLUMNS", "chance", "detector_rates", "dicom_uids", "group_verdict",
