@@ -131,8 +131,9 @@ def main() -> None:
         ext.append(f"| {f} | {len(vs)} | {dict(Counter(vs))} | {_old(vs)} | {_new(vs, rates)}"
                    + (f" ({chance(k, len(vs), fpr):.2g})" if k else "") + " |")
     body = (f"Detector `{args.detector}` (version {det.version}), per-image false-alarm rates {fpr:g} (fake) and "
-            f"{rates[1]:g} (not real), its card's targets; {len(rows)} test images of `{manifest}`, {args.trials} drawn series per row (modalities in "
-            f"turn: {', '.join(modalities)}).\n\n" + "\n".join(lines) + "\n\n" + "\n".join(ext))
+            f"{rates[1]:g} (not real), its card's targets; {len(rows)} test images of `{manifest}`, "
+            f"{args.trials} drawn series per row (modalities in turn: {', '.join(modalities)}).\n\n"
+            + "\n".join(lines) + "\n\n" + "\n".join(ext))
     print(body)
     if not args.no_append:
         append("Per-series verdicts: the most serious image against alarms weighed by chance", body)

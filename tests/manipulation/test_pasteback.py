@@ -228,7 +228,8 @@ def test_dicom_out_has_its_mask_as_dicom_seg(tmp_path):
     assert rec["files"]["mask_seg"] == "ct_mask.dcm" and "mask_seg_skipped" not in rec
     assert np.array_equal(seg.pixel_array.astype(bool), res.mask)
     image = pydicom.dcmread(paths["image"])
-    assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == image.SOPInstanceUID
+    ref = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+    assert ref.ReferencedSOPInstanceUID == image.SOPInstanceUID
     img = read_image(get_testdata_file("emri_small.dcm"), frames=0)
     res = manipulate(img, make_mask(img.shape, rect=(10, 10, 30, 30)), "retouch")
     paths = save_result(res, tmp_path, "mr")

@@ -1,4 +1,5 @@
-"""Versioned API: /v1/detect, /v1/summary, /v1/manipulate, /v1/synthesize, /v1/jobs/{id}, /v1/jobs/{id}/result, /v1/models."""
+"""Versioned API: /v1/detect, /v1/summary, /v1/manipulate, /v1/synthesize, /v1/jobs/{id}, /v1/jobs/{id}/result,
+/v1/models."""
 
 from __future__ import annotations
 

@@ -345,7 +345,8 @@ async function renderSeries(rows) { // one verdict per DICOM series: the server'
   for (const g of series) {
     const flagged = g.synthetic + g.manipulated + g.uncertain;
     const tr = document.createElement("tr");
-    [g.group.length > 24 ? `…${g.group.slice(-24)}` : g.group, g.files, g.real, flagged, g.verdict].forEach((v, k) => {
+    const shown = g.group.length > 24 ? `…${g.group.slice(-24)}` : g.group;
+    [shown, g.files, g.real, flagged, g.verdict].forEach((v, k) => {
       const td = document.createElement("td"); td.textContent = v;
       if (k === 0) td.title = g.group;
       if (k === 4) td.className = `verdict verdict-${g.verdict}`;
