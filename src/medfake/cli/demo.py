@@ -112,7 +112,9 @@ def demo_cmd(
         series = [g for g in summarize(rows, "series", *detector_rates()) if g["group_by"] == "series"]
         write_summary_csv(series, out / "series.csv")
         for g in series:
-            con.print(f"  series …{g['group'][-16:]}: {g['files']} file(s), {g['real']} real, verdict {g['verdict']}")
+            why = f" ({g['message']})" if g["message"] else ""
+            con.print(f"  series …{g['group'][-16:]}: {g['files']} file(s), {g['real']} real, "
+                      f"verdict {g['verdict']}{why}")
         con.print(f"  per DICOM series: {out / 'series.csv'}")
         errors = [r for r in rows if r["verdict"] == "error"]
         if errors:
