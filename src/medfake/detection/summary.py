@@ -110,7 +110,7 @@ def group_verdict(counts: dict, files: int, unreadable_files: int, fpr: float = 
         return "uncertain", "; ".join([why, *unread]), p
     p = chance(j, n, uncertain_fpr) if j else None
     why = [f"{j} of {n} image(s) uncertain, {n * uncertain_fpr:.2g} expected by chance in a real group of {n} "
-           f"(P {p:.2g})"] if j else []
+           f"(P {p:.2g})"] if j and n > 1 else []  # a one-image group: its image's own verdict, nothing to weigh
     if (j and p <= uncertain_fpr * tol) or unread:
         return "uncertain", "; ".join(why + unread), p
     return "real", "; ".join(why), p
