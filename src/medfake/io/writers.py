@@ -165,8 +165,7 @@ def _one_frame(ds, src, frame: int) -> None:
     if per_frame is not None and len(per_frame):
         ds.PerFrameFunctionalGroupsSequence = Sequence([per_frame[min(frame, len(per_frame) - 1)]])
     pointer = src.get("FrameIncrementPointer")
-    tags = [] if pointer is None else list(pointer) if isinstance(pointer, (list, tuple)) or (
-        hasattr(pointer, "__iter__") and not isinstance(pointer, int)) else [pointer]
+    tags = [] if pointer is None else [pointer] if isinstance(pointer, int) else list(pointer)  # AT: a tag or tags
     for tag in tags:
         if tag in ds and ds[tag].VM == n and n > 1:
             ds[tag].value = ds[tag].value[frame]

@@ -57,7 +57,9 @@ async def detect(request: Request, files: list[UploadFile] = File(..., descripti
             results.append({"filename": it["name"], "verdict": "error", "status": it["status"], "message": it["error"],
                             "modality": None, "p_synthetic": None, "p_manipulated": None, "heatmap": None, "mask": None})
     # one verdict per DICOM series (a file without UIDs is its own group): detection.summary's rule
-    series = group_results(results, "series", backends.detector(model, settings).card)
+    from ..detection.summary import rates_of
+
+    series = group_results(results, "series", rates_of(backends.detector(model, settings).card))
     return {"results": results, "count": len(results), "errors": sum(r["verdict"] == "error" for r in results),
             "series": series}
 
@@ -90,19 +92,26 @@ async def summary(request: Request, body: SummaryRequest):
     """Per-series (or study, or file) verdicts over result rows of one or more /v1/detect calls (the web page sends
     a batch in several requests): the rule of `medfake detect --summary`. Rows are grouped by position and UID;
     nothing is decoded or scored here."""
+    from ..detection.summary import detector_rates
+    from ..io.errors import MedfakeError
+
     settings = settings_of(request)
     model = None if body.model is None else backends.check_name(body.model, settings, kind="detector",
                                                                  what="detector")
-    card = backends.detector(model, settings).card
-    groups = group_results([r.model_dump() for r in body.results], body.group_by, card)
+    try:  # the card's rates only: no model is loaded for this
+        rates = detector_rates(model or "default", settings.models_dir)
+    except (MedfakeError, OSError, ValueError) as e:
+        raise HTTPException(503, f"detector {model or 'default'!r} has no readable card: "
+                                 f"{backends.redact(str(e), settings)}") from None
+    groups = group_results([r.model_dump() for r in body.results], body.group_by, rates)
     return {"groups": groups, "count": len(groups), "group_by": body.group_by}
 
 
-def group_results(results: list[dict], by: str, card: dict) -> list[dict]:
+def group_results(results: list[dict], by: str, rates: tuple[float, float]) -> list[dict]:
     """`detection.summary.summarize` over service result rows: the file name is the path, and an upload whose name
     another upload also has is told apart by its position ("name (2)"), so two different `image.png` are two
-    groups."""
-    from ..detection.summary import rates_of, summarize
+    groups. `rates`: the detector's per-image (fpr, uncertain_fpr), `detection.summary.rates_of` its card."""
+    from ..detection.summary import summarize
 
     seen: dict[str, int] = {}
     total: dict[str, int] = {}
@@ -114,7 +123,7 @@ def group_results(results: list[dict], by: str, card: dict) -> list[dict]:
         seen[name] = seen.get(name, 0) + 1
         key = f"{name} ({seen[name]})" if total[name] > 1 else name
         rows.append({**r, "path": key, "file": key})
-    return summarize(rows, by, *rates_of(card))
+    return summarize(rows, by, *rates)
 
 
 @router.post("/preview")
