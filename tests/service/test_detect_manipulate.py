@@ -230,3 +230,14 @@ def test_compat_manipulate(client):
     body = r.json()
     assert body["status"] == "ok" and body["method"] == "retouch"
     assert png_array(base64.b64decode(body["manipulated"])).shape == (128, 128)
+
+
+def test_v1_detect_says_when_a_multiframe_upload_had_only_its_first_frame_scored(client):
+    from pydicom.data import get_testdata_file
+
+    data = open(get_testdata_file("emri_small.dcm"), "rb").read()  # 10 frames
+    single = open(get_testdata_file("CT_small.dcm"), "rb").read()
+    files = [("files", ("cine.dcm", data, "application/dicom")), ("files", ("ct.dcm", single, "application/dicom"))]
+    cine, ct = client.post("/v1/detect", files=files, data={"explain": "false"}).json()["results"]
+    assert "frame 1 of 10 scored" in cine["note"]
+    assert "frame 1 of" not in (ct["note"] or "")

@@ -130,11 +130,15 @@ def detect_images(images: list[Image], settings: Settings, model: str | None, ex
     rows = []
     for im, p in zip(images, preds):
         ids = dicom_uids(im.meta.dicom)
+        frames = int(im.meta.extra.get("number_of_frames", 1) or 1)
+        # an upload is one image (decode_image): say so when the file holds more (`medfake detect` scores them all)
+        only = f"frame 1 of {frames} scored (medfake detect scores every frame)" if frames > 1 else None
         rows.append({
             "study_uid": ids["study_uid"] or None, "series_uid": ids["series_uid"] or None,
             "provenance": declared_provenance(im.meta.dicom) or None,
             "modality": p.modality, "p_synthetic": float(p.p_synthetic), "p_manipulated": float(p.p_manipulated),
-            "verdict": p.verdict, "scores": _jsonable(p.scores), "note": p.note or None,
+            "verdict": p.verdict, "scores": _jsonable(p.scores),
+            "note": "; ".join(n for n in (p.note, only) if n) or None,
             "heatmap": _heat_png(p.heatmap) if explain else None,
             "mask": _heat_png(None if p.mask is None else np.asarray(p.mask, dtype=bool)) if explain else None,
             "detector": getattr(det, "name", None), "detector_version": str(getattr(det, "version", "")),
