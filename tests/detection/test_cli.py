@@ -162,6 +162,7 @@ def test_predicted_region_as_dicom_seg(tmp_path):
     assert np.array_equal(seg.pixel_array.astype(bool), mask)
     assert seg.SegmentSequence[0].SegmentLabel == "Suspected manipulation" and seg.ContentLabel == "SUSPECTED"
     assert seg.SegmentSequence[0].SegmentAlgorithmName == "medfake detector-default"
+    assert "ground truth" not in seg.SeriesDescription  # a prediction, not the edit's record
     assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == \
         ct.meta.dicom.SOPInstanceUID
     mr_frame = read_image(get_testdata_file("emri_small.dcm", download=False), frames=1)

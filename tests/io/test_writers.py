@@ -102,6 +102,8 @@ def test_declared_provenance_reads_back_what_was_written(tmp_path):
     other = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
     other.ImageType, other.DerivationDescription = ["DERIVED", "SECONDARY"], "MPR from axial"
     assert declared_provenance(other) == "derived: MPR from axial"
+    other.ImageType = "DERIVED"  # one value: pydicom gives a str, not a list
+    assert declared_provenance(other) == "derived: MPR from axial"
     other.ImageType = ["ORIGINAL", "PRIMARY"]
     assert declared_provenance(other) == ""
 

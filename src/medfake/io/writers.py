@@ -47,8 +47,9 @@ def declared_provenance(ds) -> str:
     if desc.upper().startswith("MEDFAKE "):
         kind, _, rest = desc[len("MEDFAKE "):].partition(" IMAGE:")
         return f"medfake {kind.lower()}:{rest}"[:200]
-    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])] if hasattr(ds, "get") else []
-    if image_type[:1] == ["DERIVED"]:
+    image_type = ds.get("ImageType") or []
+    image_type = [image_type] if isinstance(image_type, str) else list(image_type)  # VM 1 comes back as a str
+    if [str(v).upper() for v in image_type[:1]] == ["DERIVED"]:
         return f"derived: {desc}"[:200] if desc else "derived"
     if str(ds.get("SOPClassUID", "")) == SC_IMAGE_STORAGE:
         return "secondary capture"
@@ -302,7 +303,8 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str 
                 manufacturer="medfake", manufacturer_model_name=f"medfake {prov.generator}"[:64],
                 software_versions=__version__, device_serial_number="none",
                 content_label=content_label[:16], content_description=(description or prov.description())[:64],
-                series_description=f"medfake ground truth: {prov.kind} region"[:64],
+                series_description=("medfake: suspected manipulation" if prov.kind == "detected"
+                                    else f"medfake ground truth: {prov.kind} region")[:64],
             )
         # what highdicom writes it must also read (a source with partial pixel measures gives a SEG it rejects)
         hd.seg.Segmentation.from_dataset(copy.deepcopy(seg), copy=False)
