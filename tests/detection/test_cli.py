@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +94,10 @@ def test_detect_heatmaps_and_reference(inputs, tiny_models_dir, tmp_path):
     assert rows[0]["mask_seg"] == ""  # a PNG: no DICOM SEG (test_predicted_region_as_dicom_seg)
     write_csv(rows, tmp_path / "x.csv")
     assert _rows(tmp_path / "x.csv")[0]["heatmap"].endswith("_heatmap.png")
+    # the maps are listed in the folder's index.json, so a run over that folder does not score them as images
+    left: list = []
+    assert detect_paths([heat], detector="default", models_dir=tiny_models_dir, left_out=left) == []
+    assert sorted(p.name for p in left) == sorted(Path(rows[0][k]).name for k in ("heatmap", "mask"))
 
 
 def test_detect_bad_inputs_are_clear_errors(tiny_models_dir, tmp_path):
@@ -171,3 +176,24 @@ def test_predicted_region_as_dicom_seg(tmp_path):
                         (SimpleNamespace(verdict="manipulated", mask=np.ones(mr_frame.shape, bool)), mr_frame),
                         (SimpleNamespace(verdict="manipulated", mask=mask), Image(ct.array))):
         assert _save_seg(pred, image, tmp_path / "b.dcm", det) == "" and not (tmp_path / "b.dcm").exists()
+
+
+def test_detect_folder_of_manipulations_scores_the_images_not_their_masks(tiny_models_dir, tmp_path):
+    """`medfake manipulate` writes the edit, its mask as PNG and DICOM SEG and a sidecar; `medfake detect` on that
+    folder scores the edited image only (the SEG used to be an error row and the PNG mask a scored "image")."""
+    from pydicom.data import get_testdata_file
+
+    out = tmp_path / "edits"
+    r = runner.invoke(app, ["manipulate", get_testdata_file("CT_small.dcm", download=False), "--rect", "30,30,50,55",
+                            "--method", "copy-move", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    written = sorted(p.name for p in out.iterdir())
+    assert [n for n in written if "_mask" in n] == ["CT_small_copy-move_mask.dcm", "CT_small_copy-move_mask.png"]
+    res = tmp_path / "res.csv"
+    r = runner.invoke(app, ["detect", str(out), "--out", str(res), "--models-dir", str(tiny_models_dir)])
+    assert r.exit_code == 0, r.output
+    assert [row["path"] for row in _rows(res)] == [str(out / "CT_small_copy-move.dcm")]
+    assert "left out 2 mask/heat-map file(s)" in " ".join(r.output.split())
+    r = runner.invoke(app, ["detect", str(out / "CT_small_copy-move_mask.png"), "--out", str(res), "--models-dir",
+                            str(tiny_models_dir)])  # named on its own: scored
+    assert r.exit_code == 0 and len(_rows(res)) == 1, r.output

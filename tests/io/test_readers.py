@@ -259,3 +259,32 @@ def test_folder_walk_finds_dicom_without_extension(tmp_path):
     found = [p.name for p in iter_image_files([tmp_path / "export"])]
     assert found == ["1.2.840.113619.2.55.3.4", "IM000001", "shot.png"]
     assert read_image(d / "IM000001").meta.format == "dicom"
+
+
+def test_folder_walk_leaves_out_what_medfake_wrote_beside_images(tmp_path):
+    """The masks a manipulation sidecar lists and the maps a heat-map index lists are by-products, not images: a
+    folder walk leaves them out (and reports them in `left_out`). Only those JSON files decide: a user's own
+    `*_mask.png`, a JSON of another kind, a broken or oversized JSON and a sidecar naming a path outside the folder
+    change nothing, and a file named on its own is always yielded."""
+    import json
+
+    from medfake.io import iter_image_files
+
+    d = tmp_path / "out"
+    (d / "heat").mkdir(parents=True)
+    for name in ("scan_copy-move.png", "scan_copy-move_mask.png", "mine_mask.png", "other.png",
+                 "heat/00000_scan_heatmap.png", "heat/00000_scan_mask.png"):
+        PILImage.fromarray(np.zeros((8, 8), np.uint8)).save(d / name)
+    (d / "scan_copy-move.json").write_text(json.dumps({"kind": "manipulated", "method": "copy-move", "files": {
+        "image": "scan_copy-move.png", "mask": "scan_copy-move_mask.png", "mask_seg": "../other.png"}}))
+    (d / "heat" / "index.json").write_text(json.dumps({"kind": "detector-maps", "files": {
+        "heatmap": ["00000_scan_heatmap.png"], "mask": ["00000_scan_mask.png"], "mask_seg": []}}))
+    (d / "config.json").write_text(json.dumps({"kind": "settings", "files": {"mask": "other.png"}}))
+    (d / "broken.json").write_text("{not json")
+    (d / "big.json").write_text(json.dumps({"kind": "manipulated", "files": {"mask": "other.png"}, "pad": "x" * 10**6}))
+    left: list = []
+    found = [p.relative_to(d).as_posix() for p in iter_image_files([d], left)]
+    assert found == ["mine_mask.png", "other.png", "scan_copy-move.png"]
+    assert sorted(p.relative_to(d).as_posix() for p in left) == [
+        "heat/00000_scan_heatmap.png", "heat/00000_scan_mask.png", "scan_copy-move_mask.png"]
+    assert list(iter_image_files([d / "scan_copy-move_mask.png"])) == [d / "scan_copy-move_mask.png"]

@@ -53,17 +53,22 @@ def detect_cmd(
     missing = [str(p) for p in paths if not p.exists()]
     if missing and len(missing) == len(paths):
         fail(f"no such file or folder: {', '.join(missing)}")
+    left_out: list = []
     try:
         rows = detect_paths(paths, detector=detector, models_dir=models_dir, reference=reference,
                             batch_size=batch_size, heatmaps=heatmaps, progress=out is not None,
-                            copy_move=copy_move, device=device, nifti_slices=slices)
+                            copy_move=copy_move, device=device, nifti_slices=slices, left_out=left_out)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     if not rows:
-        fail("no image files found")
+        fail("no image files found" + (f" (left out {len(left_out)} mask/heat-map file(s) medfake wrote)"
+                                       if left_out else ""))
     from rich.console import Console
 
     console = Console()
+    if left_out:
+        console.print(f"left out {len(left_out)} mask/heat-map file(s) that medfake wrote beside the images (listed "
+                      "in its JSON sidecars or heat-map index; name a file on its own to score it)")
     if out is not None:
         write_csv(rows, out)
         counts: dict = {}

@@ -132,12 +132,14 @@ def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, hea
 def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "default", models_dir=None,
                  reference: str | Path | None = None, batch_size: int = 64, heatmaps: str | Path | None = None,
                  progress: bool = False, copy_move: bool | None = None, device: str | None = None,
-                 nifti_slices: str = "middle") -> list[dict]:
+                 nifti_slices: str = "middle", left_out: list | None = None) -> list[dict]:
     """Files and folders (recursive) → one row per image/frame (see module doc). The model loads once; images are
     decoded and scored in batches of `batch_size`. `copy_move`: the copy-move cue on (True), off (False) or, by
     default, on when the card has it calibrated (`ShippedDetector.with_copy_move_if`). `device` (for a detector
     given by name): auto (a CUDA GPU when there is one; the default, from settings), cpu, cuda, cuda:N.
-    `nifti_slices`: a NIfTI volume's middle axial slice ("middle") or every axial slice ("all", rows `path#k`)."""
+    `nifti_slices`: a NIfTI volume's middle axial slice ("middle") or every axial slice ("all", rows `path#k`).
+    Masks and heat maps that medfake wrote into a searched folder are not scored; `left_out` (a list) receives them.
+    With `heatmaps`, the folder's `index.json` lists what was written there (so a later run leaves it out)."""
     from ..settings import get_settings, torch_device
     from ._progress import progress_bar
     from .detector import load_detector, use_copy_move
@@ -154,7 +156,7 @@ def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "def
     det = use_copy_move(det, copy_move)
     if reference is not None:
         det = add_references(det, reference)
-    files = list(iter_image_files(paths))
+    files = list(iter_image_files(paths, left_out))
     rows: list[dict | None] = []
     pending: list[tuple[int, str, Image, str]] = []
 
@@ -188,7 +190,34 @@ def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "def
                     flush()
             advance()
         flush()
-    return [r for r in rows if r is not None]
+    rows = [r for r in rows if r is not None]
+    if heatmaps is not None:
+        _index_maps(Path(heatmaps), rows)
+    return rows
+
+
+def _index_maps(out_dir: Path, rows: list[dict]) -> None:
+    """`index.json` in the heat-map folder: the files this run (and earlier runs into it) wrote, kind
+    "detector-maps", so that `io.readers.iter_image_files` never scores them as images."""
+    import json
+
+    path = out_dir / "index.json"
+    files: dict[str, set] = {"heatmap": set(), "mask": set(), "mask_seg": set()}
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(old, dict) and old.get("kind") == "detector-maps" and isinstance(old.get("files"), dict):
+            for k in files:
+                files[k].update(n for n in old["files"].get(k) or [] if isinstance(n, str))
+    except (OSError, ValueError):
+        pass
+    for r in rows:
+        for k in files:
+            if r.get(k):
+                files[k].add(Path(r[k]).name)
+    if any(files.values()):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"kind": "detector-maps", "written_by": "medfake detect --heatmaps",
+                                    "files": {k: sorted(v) for k, v in files.items()}}, indent=1) + "\n")
 
 
 def _fmt(v) -> str:

@@ -142,20 +142,60 @@ def _is_dicom_part10(f: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def iter_image_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+# what medfake writes beside an image that is not an image to score: `kind` of a JSON index → its `files` keys
+# that name such files (None: every file it lists)
+DERIVED_INDEX = {"manipulated": ("mask", "mask_seg"), "detector-maps": None}
+_MAX_INDEX_BYTES = 1_000_000
+
+
+def derived_files(folder: str | Path) -> set[str]:
+    """Names of the files in `folder` that medfake itself wrote as by-products, not images: the masks (PNG, DICOM
+    SEG) that `medfake manipulate`'s JSON sidecars list, and the heat maps and masks that `medfake detect
+    --heatmaps` lists in its `index.json`. Recognised by those JSON files only (kind and file list), never by name
+    alone: a user's own `*_mask.png` is still an image."""
+    import json
+
+    out: set[str] = set()
+    for j in Path(folder).glob("*.json"):
+        try:
+            if not j.is_file() or j.stat().st_size > _MAX_INDEX_BYTES:
+                continue
+            rec = json.loads(j.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(rec, dict) or rec.get("kind") not in DERIVED_INDEX or not isinstance(rec.get("files"), dict):
+            continue
+        keys = DERIVED_INDEX[rec["kind"]]
+        for k, names in rec["files"].items():
+            if keys is None or k in keys:
+                out.update(n for n in (names if isinstance(names, list) else [names])
+                           if isinstance(n, str) and Path(n).name == n)
+    return out
+
+
+def iter_image_files(paths: Iterable[str | Path], left_out: list | None = None) -> Iterator[Path]:
     """Files as given, and folders searched recursively (sorted) for image files: by extension, and DICOM files
-    without one by their magic bytes. A DICOMDIR (the index of DICOM media, no image) is left out."""
+    without one by their magic bytes. A DICOMDIR (the index of DICOM media, no image) is left out, and so are the
+    masks and heat maps medfake wrote beside images (`derived_files`); those are appended to `left_out` when given.
+    A file named on its own is always yielded."""
     for p in paths:
         p = Path(p)
         if p.is_dir():
+            derived: dict[Path, set[str]] = {}
             for f in sorted(p.rglob("*")):
                 n = f.name.lower()
                 if not f.is_file() or n == "dicomdir":
                     continue
-                if f.suffix.lower() in RASTER_EXT | DICOM_EXT or n.endswith(".nii") or n.endswith(".nii.gz"):
-                    yield f
-                elif _is_dicom_part10(f):
-                    yield f
+                if not (f.suffix.lower() in RASTER_EXT | DICOM_EXT or n.endswith(".nii") or n.endswith(".nii.gz")
+                        or _is_dicom_part10(f)):
+                    continue
+                if f.parent not in derived:
+                    derived[f.parent] = derived_files(f.parent)
+                if f.name in derived[f.parent]:
+                    if left_out is not None:
+                        left_out.append(f)
+                    continue
+                yield f
         else:
             yield p
 
