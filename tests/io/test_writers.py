@@ -133,6 +133,41 @@ def test_dicom_seg_of_a_manipulated_ct(tmp_path):
         dicom_seg(mask[:-1], src, prov)
 
 
+@pytest.mark.parametrize("name, frame, what", [
+    ("color3d_jpeg_baseline.dcm", 7, "a frame of a classic multi-frame ultrasound (no functional groups)"),
+    ("JPEG-LL.dcm", None, "a secondary capture with a pixel spacing and no slice thickness"),
+    ("693_UNCR.dcm", None, "a CT with a plane position and no frame of reference"),
+])
+def test_dicom_seg_over_irregular_geometries(tmp_path, name, frame, what):
+    """Images highdicom cannot take as they are still get their SEG: a one-frame Ultrasound Multi-frame instance is
+    shown to highdicom as its single-frame IOD and the SEG references it under its true SOP class; a 2-D image's
+    spacing without thickness is left out of the SEG; a CT position without a frame of reference gets a new frame of
+    reference in the derived image (the SEG shares it)."""
+    import highdicom as hd
+
+    from medfake.io.writers import dicom_seg
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} ships with pydicom-data, which is not installed")
+    img = read_image(path, frames=frame) if frame is not None else read_image(path)
+    prov = Provenance("manipulated", "retouch", "n/a")
+    src = pydicom.dcmread(write_dicom(img, tmp_path / "e.dcm", prov))
+    source_class = pydicom.dcmread(path, stop_before_pixels=True).SOPClassUID
+    assert src.SOPClassUID == source_class  # the written image keeps its source's IOD
+    mask = np.zeros(img.shape, bool)
+    mask[5:25, 8:30] = True
+    dicom_seg(mask, src, prov).save_as(tmp_path / "e_seg.dcm")
+    seg = hd.seg.segread(tmp_path / "e_seg.dcm")
+    assert np.array_equal(seg.pixel_array.astype(bool), mask), what
+    ref = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+    assert (ref.ReferencedSOPInstanceUID, ref.ReferencedSOPClassUID) == (src.SOPInstanceUID, src.SOPClassUID)
+    if "FrameOfReferenceUID" in src:
+        assert seg.FrameOfReferenceUID == src.FrameOfReferenceUID
+    if name == "693_UNCR.dcm":
+        assert "FrameOfReferenceUID" in src and "FrameOfReferenceUID" not in pydicom.dcmread(path)
+
+
 def test_dicom_seg_refuses_what_it_cannot_describe(tmp_path):
     """A frame of a minimal Enhanced MR without shared functional groups: a clear ValueError, no half-written SEG."""
     from medfake.io.writers import dicom_seg

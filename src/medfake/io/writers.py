@@ -196,6 +196,10 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     if int(src.get("NumberOfFrames", 1) or 1) > 1:
         ref.ReferencedFrameNumber = (frame or 0) + 1
     ds.SourceImageSequence = Sequence([ref])
+    if "ImagePositionPatient" in ds and "FrameOfReferenceUID" not in ds:
+        # the Image Plane module's position means nothing without a frame of reference, which the source's IOD
+        # requires and the source lacks: a new one says "this instance's own frame" (and lets a SEG describe it)
+        ds.FrameOfReferenceUID = generate_uid()
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     if "SOPClassUID" in ds:
@@ -264,6 +268,26 @@ def dicom_bytes(image: Image, prov: Provenance, *, bits: int = 8) -> bytes:
 DIFFUSION_METHODS = ("repaint", "repaint-ddim")
 
 
+# classic multi-frame IODs (no functional groups) → the single-frame IOD of the same images
+SINGLE_FRAME_COUNTERPART = {
+    "1.2.840.10008.5.1.4.1.1.3.1": "1.2.840.10008.5.1.4.1.1.6.1",  # Ultrasound Multi-frame → Ultrasound Image
+    "1.2.840.10008.5.1.4.1.1.7.1": SC_IMAGE_STORAGE,  # Multi-frame Single Bit SC → SC
+    "1.2.840.10008.5.1.4.1.1.7.2": SC_IMAGE_STORAGE,  # Multi-frame Grayscale Byte SC
+    "1.2.840.10008.5.1.4.1.1.7.3": SC_IMAGE_STORAGE,  # Multi-frame Grayscale Word SC
+    "1.2.840.10008.5.1.4.1.1.7.4": SC_IMAGE_STORAGE,  # Multi-frame True Color SC
+}
+
+
+def _restore_class(ds, instance_uid: str, sop_class: str) -> None:
+    """Every reference to `instance_uid` inside `ds` (nested sequences too) names `sop_class`."""
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                if str(item.get("ReferencedSOPInstanceUID", "")) == instance_uid and "ReferencedSOPClassUID" in item:
+                    item.ReferencedSOPClassUID = sop_class
+                _restore_class(item, instance_uid, sop_class)
+
+
 def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str = "Manipulated region",
               content_label: str = "MANIPULATED", description: str | None = None):
     """A DICOM Segmentation (highdicom, BINARY, one segment) of `mask` over `source`, the one-frame DICOM the
@@ -280,6 +304,17 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str 
     spacing = src.get("PixelSpacing")
     if spacing is not None and (len(spacing) != 2 or min(float(v) for v in spacing) <= 0):
         del src.PixelSpacing  # e.g. a CR's "0\0": no spacing is better than an invalid one
+    elif spacing is not None and "SliceThickness" not in src and "ImagePositionPatient" not in src:
+        del src.PixelSpacing  # a 2-D image (e.g. a secondary capture): highdicom's pixel measures need a thickness
+    true_class = str(src.get("SOPClassUID", ""))
+    if true_class in SINGLE_FRAME_COUNTERPART and int(src.get("NumberOfFrames", 1) or 1) == 1:
+        # a one-frame instance of a classic multi-frame IOD (a frame `medfake manipulate` wrote): highdicom reads
+        # multi-frame IODs through functional groups these have none of, so it gets the single-frame counterpart,
+        # and the SEG's references are given the true class back below
+        src.SOPClassUID = SINGLE_FRAME_COUNTERPART[true_class]
+        for k in ("NumberOfFrames", "FrameIncrementPointer", "FrameTime", "FrameTimeVector"):
+            if k in src:
+                delattr(src, k)
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != (int(src.Rows), int(src.Columns)):
         raise ValueError(f"mask {mask.shape} does not match the image {int(src.Rows)}×{int(src.Columns)}")
@@ -306,6 +341,8 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str 
                 series_description=("medfake: suspected manipulation" if prov.kind == "detected"
                                     else f"medfake ground truth: {prov.kind} region")[:64],
             )
+        if str(src.SOPClassUID) != true_class:
+            _restore_class(seg, str(src.SOPInstanceUID), true_class)
         # what highdicom writes it must also read (a source with partial pixel measures gives a SEG it rejects)
         hd.seg.Segmentation.from_dataset(copy.deepcopy(seg), copy=False)
     except (AttributeError, TypeError, ValueError, KeyError) as e:
