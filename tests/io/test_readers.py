@@ -142,6 +142,28 @@ def test_nifti_slices(tmp_path):
         read_images(p, slice_index=99)
 
 
+def test_nifti_orientation_follows_the_affine(tmp_path):
+    """A slice is shown as viewers show it whatever the file's voxel order: the same anatomy stored RAS and stored
+    LPS (as DICOM/NRRD converters write it) reads to the same picture, axial with anterior up and the patient's
+    right on the left, coronal with superior up; the slice index counts in that orientation (inferior → superior)."""
+    import nibabel as nib
+
+    vol = np.zeros((10, 12, 7), np.float32)  # x: left → right, y: posterior → anterior, z: inferior → superior
+    vol[9, 11, 2] = 1.0  # right, anterior, slice 2
+    vol[0, 0, 2] = 0.5  # left, posterior
+    vol[4, 5, 6] = 0.25  # the top slice
+    ras, lps = tmp_path / "ras.nii.gz", tmp_path / "lps.nii.gz"
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), ras)
+    nib.save(nib.Nifti1Image(vol[::-1, ::-1].copy(), np.diag([-1.0, -1.0, 1.0, 1.0])), lps)
+    for p in (ras, lps):
+        ax = read_images(p, slice_index=2)[0].array
+        assert ax.shape == (12, 10) and ax[0, 0] == 1.0 and ax[-1, -1] == 0.5, p.name  # anterior-right top left
+        assert read_images(p, slice_index=6)[0].array.max() == 0.25
+        cor = read_images(p, axis=1, slice_index=11)[0].array
+        assert cor.shape == (7, 10) and cor[7 - 1 - 2, 0] == 1.0, p.name  # slice 2 of 7 from the bottom, right left
+    assert np.array_equal(read_images(ras, slice_index="all")[2].array, read_images(lps, slice_index="all")[2].array)
+
+
 def _png_header_only(w: int, h: int) -> bytes:
     def chunk(t, d):
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)

@@ -387,6 +387,10 @@ def _read_nifti(path: Path, data: bytes, win, axis: int, slice_index, max_pixels
             img = nib.Nifti2Image.from_bytes(raw)
         except Exception as e:  # noqa: BLE001
             raise ImageReadError(path, f"not a readable NIfTI file ({e})") from None
+    if len(img.shape) >= 3:
+        # voxel axes as the affine says (RAS+, nibabel's closest canonical orientation), so that a volume stored in
+        # another voxel order (LPS from DICOM or NRRD converters, flipped axes) is displayed the same way
+        img = nib.as_closest_canonical(img)
     shape = tuple(int(s) for s in img.shape)
     if len(shape) < 2:
         raise ImageReadError(path, f"NIfTI has {len(shape)} dimension(s); need at least 2")
@@ -422,7 +426,9 @@ def _read_nifti(path: Path, data: bytes, win, axis: int, slice_index, max_pixels
     out = []
     for i in idx:
         sl = np.take(vol, i, axis=axis)
-        sl = np.rot90(sl)  # radiological display orientation (rows = anterior→posterior)
+        # radiological display: axial anterior up and the patient's right on the left (as CT and MR viewers show
+        # them, and as medimg128's slices are); coronal superior up, right on the left; sagittal anterior left
+        sl = np.fliplr(np.rot90(sl))
         a = np.clip((sl - lo) / (hi - lo), 0, 1).astype(np.float32)
         out.append(
             Image(
