@@ -9,7 +9,7 @@ import pytest
 from PIL import Image as PILImage
 from pydicom.data import get_testdata_file
 
-from medfake.io import ImageReadError, ImageTooLargeError, parse_window, read_image, read_images
+from medfake.io import ImageReadError, ImageTooLargeError, iter_image_files, parse_window, read_image, read_images
 
 
 def dcm(name: str) -> str:
@@ -310,3 +310,74 @@ def test_folder_walk_leaves_out_what_medfake_wrote_beside_images(tmp_path):
     assert sorted(p.relative_to(d).as_posix() for p in left) == [
         "heat/00000_scan_heatmap.png", "heat/00000_scan_mask.png", "scan_copy-move_mask.png"]
     assert list(iter_image_files([d / "scan_copy-move_mask.png"])) == [d / "scan_copy-move_mask.png"]
+
+
+@pytest.mark.parametrize("encoding", ["raw", "gzip", "bzip2"])
+def test_nrrd_reads_like_the_same_nifti(tmp_path, encoding):
+    """An NRRD (3D Slicer's format, written here by pynrrd) in LPS space reads to the same slices as the NIfTI of
+    the same anatomy: orientation from its space directions, spacing, every slice; a 2-D NRRD is one image."""
+    import nibabel as nib
+    import nrrd
+
+    vol = np.random.default_rng(0).integers(-1000, 2000, (10, 12, 7)).astype(np.int16)  # RAS voxel order
+    nib.save(nib.Nifti1Image(vol, np.diag([0.8, 0.9, 2.5, 1])), tmp_path / "v.nii.gz")
+    lps = vol[::-1, ::-1].copy()  # the same anatomy stored as DICOM-derived tools store it
+    p = tmp_path / "v.nrrd"
+    nrrd.write(str(p), lps, {"space": "left-posterior-superior", "encoding": encoding,
+                             "space directions": np.diag([0.8, 0.9, 2.5]), "space origin": np.zeros(3)})
+    a, b = read_images(p, slice_index="all"), read_images(tmp_path / "v.nii.gz", slice_index="all")
+    assert len(a) == 7 and a[0].meta.format == "nrrd"
+    for x, y in zip(a, b):
+        assert np.array_equal(x.array, y.array)
+    assert a[3].meta.pixel_spacing == pytest.approx((0.8, 0.9))
+    assert [p.name for p in iter_image_files([tmp_path])] == ["v.nii.gz", "v.nrrd"]
+    nrrd.write(str(tmp_path / "flat.nrrd"), vol[:, :, 0].copy())
+    assert read_image(tmp_path / "flat.nrrd").shape == (12, 10)
+
+
+def test_nrrd_bad_inputs_are_clear_errors(tmp_path):
+    import nrrd
+
+    nrrd.write(str(tmp_path / "d.nhdr"), np.zeros((4, 4, 2), np.uint8), detached_header=True)
+    with pytest.raises(ImageReadError, match="detached NRRD header"):
+        read_image(tmp_path / "d.nhdr")
+    (tmp_path / "bad.nrrd").write_bytes(b"NRRD0004\ntype: int16\nsizes: 4 4\n")  # no dimension/encoding, no data
+    with pytest.raises(ImageReadError, match="NRRD"):
+        read_image(tmp_path / "bad.nrrd")
+    (tmp_path / "big.nrrd").write_bytes(b"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 5000 5000 5000\n"
+                                        b"encoding: raw\n\n\0\0\0\0")
+    with pytest.raises(ImageTooLargeError, match="exceeds the limit"):
+        read_image(tmp_path / "big.nrrd")
+    nrrd.write(str(tmp_path / "cut.nrrd"), np.ones((16, 16, 4), np.int16), {"encoding": "gzip"})
+    data = (tmp_path / "cut.nrrd").read_bytes()
+    (tmp_path / "cut.nrrd").write_bytes(data[:-20])
+    with pytest.raises(ImageReadError, match="truncated|corrupt"):
+        read_image(tmp_path / "cut.nrrd")
+
+
+def test_compressed_volumes_inflate_no_further_than_their_declared_size(tmp_path):
+    """A .nii.gz or gzip NRRD whose stream inflates far past what its header declares (a decompression bomb that
+    fits an upload: 50 MB of zeros compress to 50 kB) is refused without inflating it: peak memory stays small."""
+    import tracemalloc
+
+    import nibabel as nib
+
+    hdr = nib.Nifti1Image(np.zeros((8, 8, 1), np.uint8), np.eye(4))
+    raw = hdr.to_bytes() + bytes(50_000_000)  # a valid 64-voxel header, then 50 MB nobody asked for
+    (tmp_path / "bomb.nii.gz").write_bytes(gzip.compress(raw, 1))
+    nrrd_bomb = (b"NRRD0004\ntype: uint8\ndimension: 2\nsizes: 8 8\nencoding: gzip\n\n"
+                 + gzip.compress(bytes(50_000_000), 1))
+    (tmp_path / "bomb.nrrd").write_bytes(nrrd_bomb)
+    for name in ("bomb.nii.gz", "bomb.nrrd"):
+        tracemalloc.start()
+        with pytest.raises(ImageTooLargeError, match="decompression bomb"):
+            read_image(tmp_path / name)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 5_000_000, (name, peak)
+    # a declared size over the pixel limit is refused from the header alone
+    big = nib.Nifti1Image(np.zeros((2, 2, 1), np.uint8), np.eye(4))
+    big.header.set_data_shape((9000, 9000, 1))
+    (tmp_path / "huge.nii.gz").write_bytes(gzip.compress(big.header.binaryblock + b"\0" * 4))
+    with pytest.raises(ImageTooLargeError, match="exceeds the limit"):
+        read_image(tmp_path / "huge.nii.gz")

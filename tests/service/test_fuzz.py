@@ -105,6 +105,22 @@ def malformed_cases(cap: int) -> list[tuple[str, bytes]]:
         hdr[40:56] = struct.pack("<8h", 3, 30_000 + i, 30_000, 30_000, 1, 1, 1, 1) if i % 2 else struct.pack("<8h", 3, 4, 4, 4, 1, 1, 1, 1)
         cases.append((f"junk{i}.nii", bytes(hdr) + rng.integers(0, 256, 16, dtype=np.uint8).tobytes()))
     cases.append(("gz.nii.gz", b"\x1f\x8b" + b"\0" * 30))
+    # compressed volumes that inflate far past their declared size (bombs that fit an upload), NRRD junk
+    import gzip
+
+    nii = bytearray(352)
+    nii[0:4] = struct.pack("<i", 348)
+    nii[40:56] = struct.pack("<8h", 3, 8, 8, 1, 1, 1, 1, 1)
+    nii[70:74] = struct.pack("<hh", 2, 8)  # uint8, 8 bits
+    nii[108:112] = struct.pack("<f", 352.0)
+    nii[344:348] = b"n+1\0"
+    cases.append(("bomb.nii.gz", gzip.compress(bytes(nii) + bytes(cap * 20), 1)))
+    cases.append(("bomb.nrrd", b"NRRD0004\ntype: uint8\ndimension: 2\nsizes: 8 8\nencoding: gzip\n\n"
+                  + gzip.compress(bytes(cap * 20), 1)))
+    cases.append(("huge.nrrd", b"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 9000 9000 9000\nencoding: raw\n\n"))
+    cases.append(("junk.nrrd", b"NRRD0004\nsizes: x\n\n" + bytes(64)))
+    cases.append(("detached.nrrd", b"NRRD0004\ntype: uint8\ndimension: 2\nsizes: 8 8\nencoding: raw\n"
+                  b"data file: /etc/passwd\n\n"))
     for name, data in [("empty.png", b""), ("text.png", b"hello world"), ("html.png", b"<html><body>hi</body></html>"),
                        ("json.dcm", b'{"a": 1}'), ("gif.png", b"GIF89a" + b"\0" * 40), ("svg.png", b"<svg xmlns='x'/>"),
                        ("tiny.png", png_bytes_of(smooth_image(1, 4))), ("pdf.png", b"%PDF-1.4\n%%EOF")]:

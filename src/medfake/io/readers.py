@@ -1,12 +1,13 @@
-"""Readers: DICOM (pydicom + pylibjpeg), NIfTI (nibabel), raster (Pillow). Every reader returns Image(s).
+"""Readers: DICOM (pydicom + pylibjpeg), NIfTI (nibabel), NRRD (pynrrd), raster (Pillow). Every reader returns
+Image(s).
 
 Each failure is one ImageReadError naming the file and the reason. Declared sizes are checked against the
-pixel limit before any pixel data is decoded (decompression-bomb guard).
+pixel limit before any pixel data is decoded, and compressed volumes (.nii.gz, gzip/bzip2 NRRD) are inflated no
+further than their declared size needs (decompression-bomb guard).
 """
 
 from __future__ import annotations
 
-import gzip
 import io as _io
 import warnings
 from pathlib import Path
@@ -31,6 +32,7 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 RASTER_EXT = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 DICOM_EXT = {".dcm", ".dicom", ".ima"}
 NIFTI_EXT = {".nii", ".nii.gz"}
+NRRD_EXT = {".nrrd"}
 
 
 def parse_window(window) -> tuple[float, float] | None:
@@ -74,6 +76,8 @@ def sniff_format(path: Path, head: bytes) -> str:
         return "tiff"
     if head.startswith(b"BM"):
         return "bmp"
+    if head.startswith(b"NRRD000") or name.endswith(".nrrd") or name.endswith(".nhdr"):
+        return "nrrd"
     if name.endswith(".nii") or name.endswith(".nii.gz"):
         return "nifti"
     if len(head) >= 4 and int.from_bytes(head[:4], "little") == 348:
@@ -113,10 +117,12 @@ def read_images(
             return _read_dicom(path, data, win, frames, max_pixels)
         if fmt == "nifti":
             return _read_nifti(path, data, win, axis, slice_index, max_pixels)
+        if fmt == "nrrd":
+            return _read_nrrd(path, data, win, axis, slice_index, max_pixels)
         if fmt in ("png", "jpeg", "tiff", "bmp"):
             return [_read_raster(path, data, fmt, max_pixels)]
         raise UnsupportedFormatError(
-            path, "unsupported or unrecognised format (expected DICOM, NIfTI, PNG, JPEG, TIFF or BMP)"
+            path, "unsupported or unrecognised format (expected DICOM, NIfTI, NRRD, PNG, JPEG, TIFF or BMP)"
         )
     except ImageReadError:
         raise
@@ -186,7 +192,8 @@ def iter_image_files(paths: Iterable[str | Path], left_out: list | None = None) 
                 n = f.name.lower()
                 if not f.is_file() or n == "dicomdir":
                     continue
-                if not (f.suffix.lower() in RASTER_EXT | DICOM_EXT or n.endswith(".nii") or n.endswith(".nii.gz")
+                if not (f.suffix.lower() in RASTER_EXT | DICOM_EXT | NRRD_EXT or n.endswith(".nii")
+                        or n.endswith(".nii.gz")
                         or _is_dicom_part10(f)):
                     continue
                 if f.parent not in derived:
@@ -376,10 +383,58 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[I
 
 
 # ---------------------------------------------------------------- NIfTI
+def _inflate(path: Path, data: bytes, limit: int, kind: str = "gzip") -> bytes:
+    """Decompress `data` (gzip or bzip2) to at most `limit` bytes: a file that inflates further is refused with
+    ImageTooLargeError before the excess is ever allocated (a 32 MB upload of zeros inflates to 32 GB)."""
+    import bz2
+    import zlib
+
+    out = bytearray()
+    rest = data
+    while rest:  # one member after another (gzip allows several)
+        d = bz2.BZ2Decompressor() if kind == "bzip2" else zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            out += d.decompress(rest, limit + 1 - len(out))  # ≥ 1: 0 would mean "no limit"
+        except (OSError, zlib.error, EOFError, ValueError) as e:
+            raise ImageReadError(path, f"corrupt {kind} stream ({e})") from None
+        if len(out) > limit:
+            raise ImageTooLargeError(path, f"decompresses to more than the {limit} bytes its declared size needs "
+                                           "(a decompression bomb?)")
+        if not d.eof:
+            raise ImageReadError(path, f"truncated {kind} stream")
+        rest = d.unused_data.lstrip(b"\0") if kind == "gzip" else d.unused_data
+    return bytes(out)
+
+
+def _nifti_limit(path: Path, data: bytes, max_pixels: int) -> int:
+    """Bytes a gzipped NIfTI may inflate to, from its header alone (inflated first on its own): refuses a declared
+    size over `max_pixels` before the voxels are decompressed."""
+    import zlib
+
+    import nibabel as nib
+
+    try:
+        head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, 540)
+    except zlib.error as e:
+        raise ImageReadError(path, f"corrupt gzip stream ({e})") from None
+    for cls in (nib.Nifti1Header, nib.Nifti2Header):
+        try:
+            hdr = cls.from_fileobj(_io.BytesIO(head))
+            break
+        except Exception:  # noqa: BLE001 - try the other version
+            continue
+    else:
+        raise ImageReadError(path, "not a readable NIfTI file (no NIfTI-1 or NIfTI-2 header)")
+    shape = tuple(int(v) for v in hdr.get_data_shape())
+    if int(np.prod(shape)) > max_pixels:
+        raise ImageTooLargeError(path, f"declared size {shape} exceeds the limit of {max_pixels} pixels")
+    return int(hdr.get_data_offset()) + int(np.prod(shape)) * hdr.get_data_dtype().itemsize + 4096
+
+
 def _read_nifti(path: Path, data: bytes, win, axis: int, slice_index, max_pixels: int) -> list[Image]:
     import nibabel as nib
 
-    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    raw = _inflate(path, data, _nifti_limit(path, data, max_pixels)) if data[:2] == b"\x1f\x8b" else data
     try:
         img = nib.Nifti1Image.from_bytes(raw)
     except Exception:  # noqa: BLE001
@@ -387,13 +442,90 @@ def _read_nifti(path: Path, data: bytes, win, axis: int, slice_index, max_pixels
             img = nib.Nifti2Image.from_bytes(raw)
         except Exception as e:  # noqa: BLE001
             raise ImageReadError(path, f"not a readable NIfTI file ({e})") from None
+    return _volume_images(path, img, win, axis, slice_index, max_pixels, "nifti")
+
+
+# NRRD "space" → the signs that take its axes to RAS+ (NIfTI's world)
+_NRRD_SPACE_TO_RAS = {
+    "right-anterior-superior": (1, 1, 1), "ras": (1, 1, 1), "left-anterior-superior": (-1, 1, 1), "las": (-1, 1, 1),
+    "left-posterior-superior": (-1, -1, 1), "lps": (-1, -1, 1), "scanner-xyz": (1, 1, 1), "3d-right-handed": (1, 1, 1),
+}
+
+
+def _read_nrrd(path: Path, data: bytes, win, axis: int, slice_index, max_pixels: int) -> list[Image]:
+    """An attached-header NRRD (3D Slicer's format; pynrrd parses it) as a volume with the affine its space
+    directions and origin give (LPS and LAS spaces turned to RAS+), then sliced as a NIfTI is. Detached headers
+    (.nhdr + data file) are refused: one file must hold the image."""
+    import nibabel as nib
+    import nrrd
+
+    fh = _io.BytesIO(data)
+    try:
+        header = nrrd.read_header(fh)
+    except Exception as e:  # noqa: BLE001 - pynrrd raises NRRDError and plain parse errors
+        raise ImageReadError(path, f"not a readable NRRD file ({e})") from None
+    if "data file" in header or "datafile" in header:
+        raise UnsupportedFormatError(path, "a detached NRRD header (its voxels are in another file); save the "
+                                           "image as one .nrrd")
+    try:
+        sizes = [int(v) for v in header["sizes"]]
+        itemsize = nrrd.reader._determine_datatype(header).itemsize  # pynrrd's own reading of "type" (pinned)
+    except Exception as e:  # noqa: BLE001
+        raise ImageReadError(path, f"not a readable NRRD file ({e})") from None
+    if not 2 <= len(sizes) <= 4 or min(sizes) < 1:
+        raise ImageReadError(path, f"NRRD of sizes {sizes}: need a 2-D, 3-D or 4-D image")
+    if int(np.prod(sizes)) > max_pixels:
+        raise ImageTooLargeError(path, f"declared size {tuple(sizes)} exceeds the limit of {max_pixels} pixels")
+    encoding = str(header.get("encoding", "raw")).lower()
+    payload = fh.getvalue()[fh.tell():]
+    need = int(np.prod(sizes)) * itemsize
+    if encoding in ("gzip", "gz", "bzip2", "bz2"):
+        payload = _inflate(path, payload, need + 1024, "bzip2" if encoding.startswith("bz") else "gzip")
+        header = dict(header, encoding="raw")
+    try:
+        arr = nrrd.read_data(header, _io.BytesIO(payload), index_order="F")
+    except Exception as e:  # noqa: BLE001
+        raise ImageReadError(path, f"cannot decode the NRRD data ({type(e).__name__}: {e})") from None
+    dirs = header.get("space directions")
+    spatial = list(range(arr.ndim))
+    affine = np.eye(4)
+    if dirs is not None:
+        dirs = np.asarray(dirs, dtype=np.float64)
+        spatial = [i for i in range(arr.ndim) if np.all(np.isfinite(dirs[i]))]
+        vectors = dirs[spatial]
+        if vectors.shape[1] == len(spatial) <= 3:
+            affine[:len(spatial), :len(spatial)] = vectors.T
+            origin = np.asarray(header.get("space origin", np.zeros(len(spatial))), dtype=np.float64)
+            affine[:len(spatial), 3] = np.where(np.isfinite(origin), origin, 0.0)
+            flip = _NRRD_SPACE_TO_RAS.get(str(header.get("space", "")).lower(), (1, 1, 1))
+            affine = np.diag([*flip[:len(spatial)], *[1] * (4 - len(spatial))]) @ affine
+        else:
+            spatial = list(range(arr.ndim))
+    elif header.get("spacings") is not None:
+        sp = np.asarray(header["spacings"], dtype=np.float64)[:3]
+        affine[:len(sp), :len(sp)] = np.diag(np.where(np.isfinite(sp) & (sp > 0), sp, 1.0))
+    others = [i for i in range(arr.ndim) if i not in spatial]
+    vol = np.moveaxis(arr, spatial + others, list(range(arr.ndim)))
+    while vol.ndim > len(spatial):
+        vol = vol[..., 0]  # a list or time axis: its first element
+    if vol.ndim == 2:
+        vol = vol[:, :, None]
+    return _volume_images(path, nib.Nifti1Image(np.ascontiguousarray(vol), affine), win, axis, slice_index,
+                          max_pixels, "nrrd")
+
+
+def _volume_images(path: Path, img, win, axis: int, slice_index, max_pixels: int, fmt: str) -> list[Image]:
+    """The chosen slice(s) of a NIfTI image (a NIfTI file's, or an NRRD's turned into one), for display."""
+    import nibabel as nib
+
     if len(img.shape) >= 3:
         # voxel axes as the affine says (RAS+, nibabel's closest canonical orientation), so that a volume stored in
         # another voxel order (LPS from DICOM or NRRD converters, flipped axes) is displayed the same way
         img = nib.as_closest_canonical(img)
+    what = {"nifti": "NIfTI", "nrrd": "NRRD"}.get(fmt, fmt)
     shape = tuple(int(s) for s in img.shape)
     if len(shape) < 2:
-        raise ImageReadError(path, f"NIfTI has {len(shape)} dimension(s); need at least 2")
+        raise ImageReadError(path, f"{what} has {len(shape)} dimension(s); need at least 2")
     if int(np.prod(shape)) > max_pixels:
         raise ImageTooLargeError(path, f"declared size {shape} exceeds the limit of {max_pixels} pixels")
     vol = np.asarray(img.dataobj, dtype=np.float64)
@@ -404,7 +536,7 @@ def _read_nifti(path: Path, data: bytes, win, axis: int, slice_index, max_pixels
     if not 0 <= axis < 3:
         raise ImageReadError(path, f"axis must be 0, 1 or 2, got {axis}")
     if not np.all(np.isfinite(vol)):
-        raise ImageReadError(path, "NIfTI contains NaN or infinite values")
+        raise ImageReadError(path, f"{what} contains NaN or infinite values")
     n = vol.shape[axis]
     if slice_index in (None, "middle"):
         idx = [n // 2]
@@ -442,7 +574,7 @@ def _read_nifti(path: Path, data: bytes, win, axis: int, slice_index, max_pixels
                     value_range=(lo, hi),
                     pixel_spacing=spacing,
                     window=win,
-                    format="nifti",
+                    format=fmt,
                     extra={"axis": axis, "slice": i},
                 ),
             )

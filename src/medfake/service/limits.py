@@ -47,7 +47,7 @@ def check_count(n: int, limit: int, what: str = "files") -> None:
 
 
 def decode_image(data: bytes, name: str, max_pixels: int) -> Image:
-    """Decode uploaded bytes (DICOM, NIfTI, PNG, JPEG, TIFF, BMP) into one Image (first frame / middle slice).
+    """Decode uploaded bytes (DICOM, NIfTI, NRRD, PNG, JPEG, TIFF, BMP) into one Image (first frame / middle slice).
 
     Too many declared pixels → 413; anything undecodable → 422. `name` is only a label, never opened.
     """
