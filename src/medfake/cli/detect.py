@@ -39,9 +39,9 @@ def detect_cmd(
                                            "without "
                                            "UIDs is its own group"),
     group_by: str = typer.Option("series", "--group-by", help="what --summary groups by: series, study or file"),
-    slices: str = typer.Option("middle", "--slices", help="NIfTI and NRRD volumes: the middle axial slice (middle) or every "
-                                                          "axial slice (all: rows path#k; the file is one group in "
-                                                          "--summary)"),
+    slices: str = typer.Option("middle", "--slices", help="NIfTI and NRRD volumes: the middle axial slice (middle) "
+                                                          "or every axial slice (all: rows path#k; the file is one "
+                                                          "group in --summary)"),
 ):
     """Score images: p_synthetic, p_manipulated and a verdict per image (per frame for multi-frame files)."""
     from ..detection import detect_paths, write_csv
