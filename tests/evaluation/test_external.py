@@ -21,3 +21,28 @@ def test_every_listed_outside_real_reads():
         a = im.array
         assert a.ndim == 2 and min(a.shape) >= 32 and np.isfinite(a).all(), label
         assert a.std() > 0.01, label  # an image, not a blank (nibabel's zero-filled DICOMs are left out)
+
+
+def test_fetched_second_set_layout_and_slices(tmp_path):
+    """MORE_SOURCES names archives by sha256 and members under one folder per package; a volume contributes its
+    middle slices, a missing file is logged and left out, and nothing in the list is a mask or label map."""
+    import nibabel as nib
+
+    from medfake.evaluation.external import MIDDLE_FRACTION, MORE_SOURCES, external_reals_more, more_files
+
+    for pkg, archive, sha, licence, members in MORE_SOURCES:
+        assert len(sha) == 64 and archive and licence and members, pkg
+        for member, what, tier in members:
+            assert tier in ("acquired", "processed") and "label" not in member and "mask" not in member, member
+    files = more_files(tmp_path)
+    assert len({f for f, *_ in files}) == len(files)  # no two members land on one path
+    path, pkg, what, tier = next(f for f in files if f[0].name.endswith(".nii.gz"))
+    path.parent.mkdir(parents=True)
+    vol = np.random.default_rng(0).random((32, 32, 10)).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
+    log: list = []
+    items = external_reals_more(tmp_path, log=log.append)
+    cut = int(10 * (1 - MIDDLE_FRACTION) / 2)
+    assert [label for label, _, _ in items] == [f"{pkg}/{path.name}#{k}" for k in range(cut, 10 - cut)]
+    assert all(kind == f"{tier}: {what}" for _, kind, _ in items)
+    assert len(log) == len(files) - 1 and all("not fetched" in m for m in log)

