@@ -192,9 +192,8 @@ def iter_image_files(paths: Iterable[str | Path], left_out: list | None = None) 
                 n = f.name.lower()
                 if not f.is_file() or n == "dicomdir":
                     continue
-                if not (f.suffix.lower() in RASTER_EXT | DICOM_EXT | NRRD_EXT or n.endswith(".nii")
-                        or n.endswith(".nii.gz")
-                        or _is_dicom_part10(f)):
+                by_name = f.suffix.lower() in RASTER_EXT | DICOM_EXT | NRRD_EXT or n.endswith((".nii", ".nii.gz"))
+                if not (by_name or _is_dicom_part10(f)):
                     continue
                 if f.parent not in derived:
                     derived[f.parent] = derived_files(f.parent)
