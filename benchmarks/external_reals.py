@@ -66,17 +66,18 @@ def more_section(r: dict, root: Path) -> str:
         if t.get("n"):
             lines.append(f"| {name} | {t['n']} | {t['files']} | **{t['not_real']:.1%}** | {t['called_fake']:.1%} | "
                          f"{t['not_real_file_balanced']:.1%} | {t['files_with_alarm']} |")
-    per_file: dict = {}
-    for f in r["flagged"]:
-        key = (f["image"].split("#")[0], f["kind"])
-        per_file.setdefault(key, []).append(f"{f['verdict']}"
-                                            + (f" #{f['image'].split('#')[1]}" if "#" in f["image"] else ""))
-    flagged = ["| file | what | not real |", "|---|---|---|"] + [
-        f"| {name} | {kind} | {len(v)}: {', '.join(v[:8])}{' …' if len(v) > 8 else ''} |"
-        for (name, kind), v in sorted(per_file.items())]
+    files = ["| file | what | images | verdicts | the file's verdict (`--summary` rule) |", "|---|---|---|---|---|"]
+    for f in sorted(r["files_verdicts"], key=lambda f: (f["kind"].split(":")[0], f["file"])):
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(f["counts"].items()))
+        files.append(f"| {f['file']} | {f['kind']} | {f['images']} | {counts} | "
+                     + (f"**{f['verdict']}**" if f["verdict"] != "real" else "real") + " |")
+    whole = {t: [f for f in r["files_verdicts"] if f["kind"].startswith(t)] for t in ("acquired", "processed")}
+    lines.append("")
+    lines.append("Files called real as a whole (a volume or mosaic is one group): " + "; ".join(
+        f"{t} {sum(f['verdict'] == 'real' for f in v)} of {len(v)}" for t, v in whole.items() if v) + ".")
     return (f"Second set: real scans inside other packages' archives on PyPI (`benchmarks/external_fetch.py`, "
             f"`MORE_SOURCES`; volumes: their middle 60 % of axial slices), {root}:\n\n" + "\n".join(lines)
-            + ("\n\nFiles with images not called real:\n\n" + "\n".join(flagged) if per_file else "")
+            + "\n\nPer file:\n\n" + "\n".join(files)
             + ("\n\nNot read: " + "; ".join(r["skipped"]) if r["skipped"] else ""))
 
 

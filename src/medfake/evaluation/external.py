@@ -228,4 +228,23 @@ def external_more_alarms(detector, root: str | Path, log=print, batch: int = 64)
     for tier in ("acquired", "processed"):
         pick = [j for j, (_, kind, _) in enumerate(items) if kind.startswith(tier + ":")]
         res["by_tier"][tier] = _stats([items[j] for j in pick], [preds[j] for j in pick], [])
+    res["files_verdicts"] = _file_verdicts(items, preds, getattr(detector, "thresholds", None) or {})
     return res
+
+
+def _file_verdicts(items: list, preds: list, thresholds: dict) -> list[dict]:
+    """Per file: its images' verdict counts and the file's own verdict by `medfake detect --summary`'s rule (a
+    volume or mosaic is one group; the detector's calibrated per-image rates)."""
+    from ..detection.summary import group_verdict, rates_of
+
+    fpr, ufpr = rates_of({"thresholds": thresholds})
+    by: dict[str, dict] = {}
+    for (label, kind, _), p in zip(items, preds):
+        f = by.setdefault(label.split("#")[0], {"file": label.split("#")[0], "kind": kind, "counts": Counter()})
+        f["counts"][p.verdict] += 1
+    out = []
+    for f in by.values():
+        n = sum(f["counts"].values())
+        verdict, message, p_chance = group_verdict(f["counts"], n, 0, fpr, ufpr)
+        out.append({**f, "counts": dict(f["counts"]), "images": n, "verdict": verdict, "p_chance": p_chance})
+    return out
