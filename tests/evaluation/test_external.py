@@ -46,3 +46,24 @@ def test_fetched_second_set_layout_and_slices(tmp_path):
     assert [label for label, _, _ in items] == [f"{pkg}/{path.name}#{k}" for k in range(cut, 10 - cut)]
     assert all(kind == f"{tier}: {what}" for _, kind, _ in items)
     assert len(log) == len(files) - 1 and all("not fetched" in m for m in log)
+
+
+def test_each_fetched_file_gets_its_series_verdict(group_rule):
+    """A volume's slices are one group, judged by `medfake detect --summary`'s rule at the detector's card rates:
+    3 of 37 slices called manipulated is a manipulated volume at 1 % per image, 1 of 37 is uncertain."""
+    from types import SimpleNamespace
+
+    from medfake.evaluation.external import _file_verdicts
+
+    plan = {"a.nrrd": ["manipulated"] * 3 + ["real"] * 34, "b.nrrd": ["manipulated"] + ["real"] * 36,
+            "c.dcm": ["synthetic"], "d.nii.gz": ["real"] * 10}
+    items, preds = [], []
+    for name, verdicts in plan.items():
+        for k, v in enumerate(verdicts):
+            items.append((f"pkg/{name}#{k}" if len(verdicts) > 1 else f"pkg/{name}", "acquired: x", None))
+            preds.append(SimpleNamespace(verdict=v))
+    got = {f["file"]: f for f in _file_verdicts(items, preds, {"target_fpr": 0.01, "uncertain_factor": 1.5})}
+    for name, verdicts in plan.items():
+        f = got[f"pkg/{name}"]
+        assert f["images"] == len(verdicts) and f["verdict"] == group_rule[1](verdicts, 0.01, 0.015), name
+    assert got["pkg/a.nrrd"]["verdict"] == "manipulated" and got["pkg/b.nrrd"]["verdict"] == "uncertain"
