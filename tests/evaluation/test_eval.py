@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medfake.data import read_manifest
-from medfake.detection.base import Detector, Prediction
+from medfake.detection.base import VERDICTS, Detector, Prediction
 from medfake.evaluation import evaluate, leave_one_generator_out
 from medfake.evaluation.adversarial import evaluate_adversarial, fgsm, pgd
 from medfake.evaluation.robustness import DEGRADATIONS, degrade
@@ -28,7 +28,15 @@ def evaluated(built, tmp_path_factory):
     recs = read_manifest(built)
     det = _train([r for r in recs if r.split == "train"])
     out = tmp_path_factory.mktemp("eval")
-    res = evaluate(built / "manifest.csv", out, split=None, detector=det, logo=True,
+    import nibabel as nib
+
+    from medfake.evaluation.external import more_files
+
+    more = tmp_path_factory.mktemp("more")  # one file of the second set, where external_fetch.py would put it
+    path = next(f for f, *_ in more_files(more) if f.name.endswith(".nii.gz"))
+    path.parent.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(np.random.default_rng(1).random((40, 40, 10)).astype(np.float32), np.eye(4)), path)
+    res = evaluate(built / "manifest.csv", out, split=None, detector=det, logo=True, external_more=more,
                    logo_options={"train_fn": _train, "generators": ["ddpm", "dcgan", "ddim"]}, progress=False)
     return res, out
 
@@ -53,6 +61,10 @@ def test_results_structure(evaluated, built):
     assert ext["n"] >= 100 and ext["files"] >= 15 and sum(ext["verdicts"].values()) == ext["n"]
     assert isinstance(ext["skipped"], list)
     assert 0 <= ext["called_fake"] <= ext["not_real"] <= 1 and len(ext["flagged"]) == ext["n"] - ext["verdicts"].get("real", 0)
+    more = res["external_more"]  # the fetched second set: here one generated volume, its middle 6 of 10 slices
+    assert more["n"] == 6 and more["files"] == 1 and len(more["files_verdicts"]) == 1
+    assert more["files_verdicts"][0]["images"] == 6 and more["files_verdicts"][0]["verdict"] in VERDICTS
+    assert "A second set" in (out / "report.html").read_text()
 
 
 def test_localization_on_manipulated(evaluated):

@@ -117,6 +117,9 @@ def eval_cmd(
     adversarial: bool = typer.Option(True, help="FGSM/PGD at 1, 2, 4 /255"),
     external: bool = typer.Option(True, help="false alarms on real images from outside the data set (shipped "
                                              "inside pydicom/pydicom-data, matplotlib, nibabel)"),
+    external_more: Path = typer.Option(Path("data_cache/external/files"), help="with --external, also the second "
+                                       "set of outside reals where benchmarks/external_fetch.py put it (skipped when "
+                                       "absent)"),
     logo: bool = typer.Option(False, "--logo", help="also run the leave-one-generator-out protocol (trains detectors)"),
     logo_config: str = typer.Option("resnet18-12", help="detector architecture trained by --logo"),
     logo_steps: int = typer.Option(50, help="training steps per LOGO detector"),
@@ -138,7 +141,8 @@ def eval_cmd(
         fail(f"{data} does not exist")
     try:
         res = evaluate(data, out, split=split or None, detector=detector, models_dir=models_dir,
-                       robustness=robustness, adversarial=adversarial, external=external, logo=logo,
+                       robustness=robustness, adversarial=adversarial, external=external,
+                       external_more=external_more if external else None, logo=logo,
                        logo_options={"detector_config": logo_config, "steps": logo_steps}, threshold=threshold,
                        seed=seed, adversarial_max=adversarial_max, copy_move=copy_move)
     except (MedfakeError, ValueError) as e:

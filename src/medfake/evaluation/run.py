@@ -199,6 +199,7 @@ def evaluate(
     robustness: bool = True,
     adversarial: bool = True,
     external: bool = True,
+    external_more: str | Path | None = None,
     logo: bool = False,
     logo_options: dict | None = None,
     threshold: float | None = None,
@@ -309,6 +310,10 @@ def evaluate(
         from .external import external_real_alarms
 
         res["external_reals"] = external_real_alarms(det, log=lambda m: None, batch=batch)  # skips: in the result
+        if external_more is not None and Path(external_more).is_dir():  # the fetched second set (external.py)
+            from .external import external_more_alarms
+
+            res["external_more"] = external_more_alarms(det, external_more, log=lambda m: None, batch=batch)
 
     if logo:
         from .protocols import leave_one_generator_out
