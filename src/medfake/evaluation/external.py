@@ -210,14 +210,15 @@ def external_reals_more(root: str | Path, log=print) -> list:
 
 
 def external_more_alarms(detector, root: str | Path, log=print, batch: int = 64) -> dict:
-    """external_real_alarms on the fetched set, overall and per tier (`by_tier`)."""
+    """external_real_alarms on the fetched set, overall, per tier (`by_tier`) and per file with the file's own
+    verdict (`files_verdicts`)."""
+    from .run import predict_batched
+
     skipped: list[str] = []
 
     def note(message: str) -> None:
         skipped.append(message)
         log(message)
-
-    from .run import predict_batched
 
     items = external_reals_more(root, note)
     if not items:
@@ -245,6 +246,6 @@ def _file_verdicts(items: list, preds: list, thresholds: dict) -> list[dict]:
     out = []
     for f in by.values():
         n = sum(f["counts"].values())
-        verdict, message, p_chance = group_verdict(f["counts"], n, 0, fpr, ufpr)
+        verdict, _, p_chance = group_verdict(f["counts"], n, 0, fpr, ufpr)
         out.append({**f, "counts": dict(f["counts"]), "images": n, "verdict": verdict, "p_chance": p_chance})
     return out
