@@ -119,3 +119,29 @@ def tiny_models(tmp_path_factory, tiny_folder) -> Path:
     train_generator("dcgan", recs, out, config=TINY_DCGAN, steps=3, batch_size=4, ckpt_every=100, log_every=1)
     train_generator("vae", recs, out, config=TINY_VAE, steps=3, batch_size=4, ckpt_every=100, log_every=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def siemens_mosaic(tmp_path_factory) -> Path:
+    """nibabel's Siemens diffusion mosaic (48 slices of 128 px on a 7×7 grid; its pixel data are zero-filled), with
+    tile k (row-major on the grid) set to k + 1 so that each slice is recognisable; its window removed; deflated."""
+    import gzip
+
+    import nibabel
+    import pydicom
+
+    src = Path(nibabel.__file__).parent / "nicom" / "tests" / "data" / "siemens_dwi_1000.dcm.gz"
+    if not src.is_file():
+        pytest.skip("nibabel's Siemens mosaic test file is not installed")
+    ds = pydicom.dcmread(gzip.open(src))
+    for kw in ("WindowCenter", "WindowWidth"):
+        if kw in ds:
+            delattr(ds, kw)
+    arr = np.zeros((896, 896), np.uint16)
+    for k in range(48):
+        arr[(k // 7) * 128:(k // 7 + 1) * 128, (k % 7) * 128:(k % 7 + 1) * 128] = k + 1
+    ds.PixelData = arr.tobytes()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian  # 1.6 MB → a few kB (uploads)
+    p = tmp_path_factory.mktemp("mosaic") / "mosaic.dcm"
+    ds.save_as(p, enforce_file_format=True)
+    return p

@@ -190,3 +190,19 @@ def test_detect_every_slice_of_a_nifti_volume(tiny_models_dir, tmp_path):
     assert r.exit_code == 0 and len(_csv(res)) == 1 and "#" not in _csv(res)[0]["path"]
     r = runner.invoke(app, args + ["--slices", "some"])
     assert r.exit_code != 0 and "middle" in r.output
+
+
+def test_detect_reads_a_siemens_mosaic_as_its_slices(tiny_models_dir, siemens_mosaic, tmp_path):
+    """A Siemens mosaic DICOM is a volume stored as one picture: --slices all gives one row per slice (path#k, 48
+    slices of 128 px, not one 896 px picture), one group in the summary; by default its middle slice alone."""
+    res, summ = tmp_path / "r.csv", tmp_path / "s.csv"
+    args = ["detect", str(siemens_mosaic), "--out", str(res), "--summary", str(summ), "--models-dir",
+            str(tiny_models_dir), "--no-copy-move"]
+    r = runner.invoke(app, args + ["--slices", "all"])
+    assert r.exit_code == 0, r.output
+    rows = _csv(res)
+    assert [row["path"] for row in rows] == [f"{siemens_mosaic}#{k}" for k in range(48)]
+    (g,) = _csv(summ)
+    assert (g["files"], g["images"]) == ("1", "48")
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and [row["path"] for row in _csv(res)] == [str(siemens_mosaic)]

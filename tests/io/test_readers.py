@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -381,3 +382,43 @@ def test_compressed_volumes_inflate_no_further_than_their_declared_size(tmp_path
     (tmp_path / "huge.nii.gz").write_bytes(gzip.compress(big.header.binaryblock + b"\0" * 4))
     with pytest.raises(ImageTooLargeError, match="exceeds the limit"):
         read_image(tmp_path / "huge.nii.gz")
+
+
+def test_siemens_mosaic_is_read_as_its_slices(siemens_mosaic):
+    p = siemens_mosaic
+    every = read_images(p, slice_index="all")
+    assert len(every) == 48  # the grid's last cell (49th) holds no slice
+    assert all(im.shape == (128, 128) and im.meta.original_shape == (128, 128) for im in every)
+    assert [im.meta.frame for im in every] == list(range(48))
+    # one range for the whole volume (0 .. 48), so slice k keeps its own level
+    levels = [float(im.array.mean()) for im in every]
+    assert levels == pytest.approx([(k + 1) / 48 for k in range(48)], abs=1e-6)
+    assert all(float(np.ptp(im.array)) == 0 for im in every)
+    mid = read_images(p)  # the default, as for a NIfTI volume: the middle slice, no frame number
+    assert len(mid) == 1 and mid[0].meta.frame is None and mid[0].meta.extra["mosaic"] == {"slices": 48, "slice": 24}
+    assert float(mid[0].array.mean()) == pytest.approx(25 / 48)
+    assert float(read_images(p, slice_index=5)[0].array.mean()) == pytest.approx(6 / 48)
+    with pytest.raises(ImageReadError, match="out of range"):
+        read_images(p, slice_index=48)
+    whole = read_images(p, mosaic=False)  # what manipulation reads: the picture as stored
+    assert len(whole) == 1 and whole[0].shape == (896, 896) and "mosaic" not in whole[0].meta.extra
+
+
+def test_mosaic_that_does_not_tile_is_read_as_stored(tmp_path):
+    import nibabel
+
+    src = Path(nibabel.__file__).parent / "nicom" / "tests" / "data" / "0.dcm"  # 48 slices declared, 256 px cropped
+    if not src.is_file():
+        pytest.skip("nibabel's mosaic test file is not installed")
+    imgs = read_images(src, slice_index="all")
+    assert len(imgs) == 1 and imgs[0].shape == (256, 256) and "mosaic" not in imgs[0].meta.extra
+
+
+def test_mosaic_type_without_siemens_header_is_one_picture(tmp_path):
+    import pydicom
+
+    ds = pydicom.dcmread(dcm("MR_small.dcm"))
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]  # says MOSAIC, but no CSA header gives a count
+    p = tmp_path / "m.dcm"
+    ds.save_as(p)
+    assert [im.shape for im in read_images(p, slice_index="all")] == [(64, 64)]

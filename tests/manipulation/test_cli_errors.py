@@ -127,3 +127,24 @@ def test_api_bad_inputs(inputs, tmp_path):
     with pytest.raises(ImageReadError):
         read_image(tmp_path / "nothing.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_siemens_mosaic_is_edited_whole(siemens_mosaic, tmp_path):
+    """`medfake detect` reads a mosaic as its slices; `medfake manipulate` edits the file as stored (coordinates in
+    the mosaic's own pixels) and writes the whole mosaic back; the Python API refuses a single slice of one."""
+    from medfake.io import read_image
+    from medfake.manipulation import ManipulationError, make_mask, manipulate
+
+    out = tmp_path / "out"
+    code, text = _run(["manipulate", siemens_mosaic, "--rect", "300,300,340,350", "--method", "retouch",
+                       "--out", out, "--stem", "m"])
+    assert code == 0, text
+    before = pydicom.dcmread(siemens_mosaic).pixel_array
+    ds = pydicom.dcmread(out / "m.dcm")
+    assert ds.pixel_array.shape == before.shape == (896, 896)
+    mask = np.asarray(PILImage.open(out / "m_mask.png")) == 255
+    assert mask.shape == (896, 896) and mask[300:350, 300:340].all()
+    assert np.array_equal(ds.pixel_array[~mask], before[~mask])
+    tile = read_image(siemens_mosaic)
+    with pytest.raises(ManipulationError, match="mosaic=False"):
+        manipulate(tile, make_mask(tile.shape, rect=(10, 10, 30, 30)), "retouch")

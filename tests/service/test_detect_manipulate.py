@@ -241,3 +241,21 @@ def test_v1_detect_says_when_a_multiframe_upload_had_only_its_first_frame_scored
     cine, ct = client.post("/v1/detect", files=files, data={"explain": "false"}).json()["results"]
     assert "frame 1 of 10 scored" in cine["note"]
     assert "frame 1 of" not in (ct["note"] or "")
+
+
+def test_v1_siemens_mosaic_detect_scores_a_slice_preview_and_edit_keep_it_whole(client, siemens_mosaic):
+    data = siemens_mosaic.read_bytes()
+    r = client.post("/v1/detect", files=[("files", ("dwi.dcm", data, "application/dicom"))], data={"explain": "true"})
+    assert r.status_code == 200, r.text
+    (row,) = r.json()["results"]
+    assert "slice 25 of the 48 in this Siemens mosaic scored" in row["note"]
+    assert png_array(from_data_url(row["heatmap"])).shape[:2] == (128, 128)  # the slice's map, not the mosaic's
+    prev = client.post("/v1/preview", files={"file": ("dwi.dcm", data, "application/dicom")}).json()
+    assert (prev["width"], prev["height"]) == (896, 896)  # the web page draws masks on the picture as stored
+    r = client.post("/v1/manipulate", files={"image": ("dwi.dcm", data, "application/dicom")},
+                    data={"method": "retouch", "rect": "300,300,340,350", "seed": "1"})
+    assert r.status_code == 200, r.text
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(from_data_url(r.json()["dicom"])))
+    assert (ds.Rows, ds.Columns) == (896, 896)

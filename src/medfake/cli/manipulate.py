@@ -61,7 +61,7 @@ def manipulate_cmd(
             check_modality(modality)
         if donor_modality is not None:
             check_modality(donor_modality)
-        img = read_image(image, window=window)
+        img = read_image(image, window=window, mosaic=False)  # coordinates in the file's own pixels
         if modality is not None:
             img.meta.modality = modality
         if method in DIFFUSION_METHODS and img.meta.modality is None:
@@ -73,7 +73,7 @@ def manipulate_cmd(
         if method == "splice":
             if donor is None:
                 fail("splice needs --donor IMAGE")
-            donor_img = read_image(donor, window=window)
+            donor_img = read_image(donor, window=window, mosaic=False)
             donor_img.meta.modality = donor_modality or modality
         elif donor is not None:
             fail(f"--donor is only used by splice, not {method}")

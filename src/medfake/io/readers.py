@@ -96,10 +96,13 @@ def read_images(
     slice_index: int | str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     data: bytes | None = None,
+    mosaic: bool = True,
 ) -> list[Image]:
-    """Read one file into one or more Images (multi-frame DICOM: one per frame; NIfTI: the chosen slice(s)).
+    """Read one file into one or more Images (multi-frame DICOM: one per frame; NIfTI, NRRD and Siemens mosaic
+    DICOM: the chosen slice(s), `slice_index` None/"middle", "all" or a number).
 
-    `data` lets a caller pass bytes already in memory (uploads); `path` is then only a name.
+    `data` lets a caller pass bytes already in memory (uploads); `path` is then only a name. `mosaic=False` reads
+    a Siemens mosaic as the one picture it is stored as (what manipulation needs to write the file back).
     """
     path = Path(path)
     try:
@@ -114,7 +117,7 @@ def read_images(
         fmt = sniff_format(path, data[:132])
         win = parse_window(window)
         if fmt == "dicom":
-            return _read_dicom(path, data, win, frames, max_pixels)
+            return _read_dicom(path, data, win, frames, max_pixels, slice_index if mosaic else False)
         if fmt == "nifti":
             return _read_nifti(path, data, win, axis, slice_index, max_pixels)
         if fmt == "nrrd":
@@ -271,7 +274,50 @@ NOT_IMAGES = {
 }
 
 
-def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[Image]:
+def _mosaic_count(ds) -> int:
+    """How many slices a Siemens mosaic holds (0: not a mosaic): ImageType says MOSAIC and the CSA image header
+    (read by nibabel's csareader) gives NumberOfImagesInMosaic. An unreadable CSA header means "not a mosaic"."""
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if "MOSAIC" not in image_type or int(ds.get("NumberOfFrames", 1) or 1) != 1:
+        return 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nibabel.nicom warns on import that its *wrappers* are experimental
+        from nibabel.nicom import csareader
+
+        try:
+            csa = csareader.get_csa_header(ds)
+            n = int(csareader.get_n_mosaic(csa) or 0) if csareader.is_mosaic(csa) else 0
+        except Exception:  # noqa: BLE001 - a damaged private header: read the picture as stored
+            return 0
+    return max(n, 0)
+
+
+def _mosaic_tiles(arr: np.ndarray, n: int) -> np.ndarray | None:
+    """The n slices of a Siemens mosaic (tiles laid out row by row on a ceil(sqrt(n))² grid) as (n, rows, cols);
+    None when the picture is not such a grid (a cropped or damaged file: read as the picture it is)."""
+    grid = int(np.ceil(np.sqrt(n)))
+    rows, cols = arr.shape[:2]
+    if rows % grid or cols % grid:
+        return None
+    tr, tc = rows // grid, cols // grid
+    return np.stack([arr[(k // grid) * tr:(k // grid + 1) * tr, (k % grid) * tc:(k % grid + 1) * tc]
+                     for k in range(n)])
+
+
+def _pick(path: Path, n: int, slice_index, where: str = "") -> list[int]:
+    """Slice numbers for slice_index None/"middle" (the middle one), "all" or a number."""
+    if slice_index in (None, "middle"):
+        return [n // 2]
+    if slice_index == "all":
+        return list(range(n))
+    i = int(slice_index)
+    if not 0 <= i < n:
+        raise ImageReadError(path, f"slice {i} out of range (0..{n - 1}){where}")
+    return [i]
+
+
+def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int, slices=None) -> list[Image]:
+    """`slices`: which slices of a Siemens mosaic (see _pick); False reads a mosaic as the picture it is stored as."""
     import pydicom
     from pydicom.pixels import apply_modality_lut
 
@@ -301,8 +347,13 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[I
         raise ImageReadError(path, f"cannot decode DICOM pixel data ({type(e).__name__}: {e})") from None
     bits_stored = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)) or 8)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    # normalise to (frames, H, W[, C])
-    if nframes > 1:
+    # normalise to (frames, H, W[, C]); a Siemens mosaic's slices become its frames (as dcm2niix reads them)
+    n_mosaic = _mosaic_count(ds) if slices is not False and spp == 1 and arr.ndim == 2 else 0
+    tiles = _mosaic_tiles(arr, n_mosaic) if n_mosaic else None
+    n_mosaic = n_mosaic if tiles is not None else 0
+    if n_mosaic:
+        stack = tiles
+    elif nframes > 1:
         stack = arr
     else:
         stack = arr[None]
@@ -312,7 +363,10 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[I
         photometric_eff = "RGB→L"
     else:
         photometric_eff = photometric
-    indices = range(stack.shape[0]) if frames in ("all", None) else [int(frames)]
+    if n_mosaic:
+        indices = _pick(path, n_mosaic, slices)
+    else:
+        indices = range(stack.shape[0]) if frames in ("all", None) else [int(frames)]
     spacing = ds.get("PixelSpacing", None) or ds.get("ImagerPixelSpacing", None)
     spacing_t = (float(spacing[0]), float(spacing[1])) if spacing is not None and len(spacing) == 2 else None
     out: list[Image] = []
@@ -340,6 +394,9 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[I
                 used_window = (c, w)
             else:
                 lo, hi = float(vals.min()), float(vals.max())
+        elif n_mosaic:  # one range for the whole volume: an edge slice's noise is not stretched to full contrast
+            whole = apply_modality_lut(arr, ds)
+            lo, hi = float(whole.min()), float(whole.max())
         else:
             lo, hi = float(vals.min()), float(vals.max())
         if hi <= lo:
@@ -355,8 +412,8 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[I
                 a.astype(np.float32),
                 Meta(
                     source=str(path),
-                    frame=i if stack.shape[0] > 1 else None,
-                    original_shape=(rows, cols),
+                    frame=(i if len(indices) > 1 else None) if n_mosaic else (i if stack.shape[0] > 1 else None),
+                    original_shape=tuple(frame.shape[:2]) if n_mosaic else (rows, cols),
                     original_dtype=str(arr.dtype),
                     bits=bits_stored,
                     value_range=(lo, hi),
@@ -374,7 +431,7 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int) -> list[I
                         "stored_max": float(vals.max()),
                         "samples_per_pixel": spp,
                         "number_of_frames": nframes,
-                    },
+                    } | ({"mosaic": {"slices": n_mosaic, "slice": i}} if n_mosaic else {}),
                 ),
             )
         )
@@ -536,15 +593,7 @@ def _volume_images(path: Path, img, win, axis: int, slice_index, max_pixels: int
         raise ImageReadError(path, f"axis must be 0, 1 or 2, got {axis}")
     if not np.all(np.isfinite(vol)):
         raise ImageReadError(path, f"{what} contains NaN or infinite values")
-    n = vol.shape[axis]
-    if slice_index in (None, "middle"):
-        idx = [n // 2]
-    elif slice_index == "all":
-        idx = list(range(n))
-    else:
-        idx = [int(slice_index)]
-        if not 0 <= idx[0] < n:
-            raise ImageReadError(path, f"slice {idx[0]} out of range (0..{n - 1}) on axis {axis}")
+    idx = _pick(path, vol.shape[axis], slice_index, f" on axis {axis}")
     if win is not None:
         lo, hi = window_bounds(*win)
     else:

@@ -66,6 +66,9 @@ def _file_sha256(path) -> str | None:
 def _check_image(image) -> None:
     if not isinstance(image, Image):
         raise ManipulationError(f"expected a medfake Image (from medfake.io.read_image), got {type(image).__name__}")
+    if image.meta.extra.get("mosaic"):
+        raise ManipulationError(f"{image.meta.source} was read as one slice of a Siemens mosaic; an edit is written back "
+                                "into the file as stored: read it whole (read_image(path, mosaic=False))")
 
 
 def _apply(

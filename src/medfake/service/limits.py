@@ -46,13 +46,14 @@ def check_count(n: int, limit: int, what: str = "files") -> None:
         raise HTTPException(413, f"too many {what}: {n} (limit {limit} per request)")
 
 
-def decode_image(data: bytes, name: str, max_pixels: int) -> Image:
-    """Decode uploaded bytes (DICOM, NIfTI, NRRD, PNG, JPEG, TIFF, BMP) into one Image (first frame / middle slice).
+def decode_image(data: bytes, name: str, max_pixels: int, mosaic: bool = True) -> Image:
+    """Decode uploaded bytes (DICOM, NIfTI, NRRD, PNG, JPEG, TIFF, BMP) into one Image (first frame / middle slice;
+    a Siemens mosaic's middle slice, or with `mosaic=False` the mosaic as one picture, as manipulation needs it).
 
     Too many declared pixels → 413; anything undecodable → 422. `name` is only a label, never opened.
     """
     try:
-        images = read_images(name, data=data, max_pixels=max_pixels, frames=0)
+        images = read_images(name, data=data, max_pixels=max_pixels, frames=0, mosaic=mosaic)
     except ImageTooLargeError as e:
         raise HTTPException(413, f"{name}: {e.reason}") from None
     except ImageReadError as e:

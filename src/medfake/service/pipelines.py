@@ -75,22 +75,23 @@ async def wait_job(job: Job, timeout: float) -> Job:
 
 
 # ------------------------------------------------------------------ uploads
-async def read_one(upload: UploadFile, settings: Settings, what: str = "image") -> tuple[str, Image]:
+async def read_one(upload: UploadFile, settings: Settings, what: str = "image",
+                   mosaic: bool = True) -> tuple[str, Image]:
     if upload is None or not hasattr(upload, "read"):
         raise HTTPException(422, f"{what}: a file upload is required")
     name = safe_name(upload.filename, what)
     data = await read_upload(upload, settings.max_upload_bytes)
     if not data:
         raise HTTPException(422, f"{name}: empty file")
-    img = await run_in_threadpool(decode_image, data, name, settings.max_pixels)
+    img = await run_in_threadpool(decode_image, data, name, settings.max_pixels, mosaic)
     return name, img
 
 
-async def read_optional(upload, settings: Settings, what: str) -> Image | None:
+async def read_optional(upload, settings: Settings, what: str, mosaic: bool = True) -> Image | None:
     """An optional upload field (mask, donor): None when the form left it out or sent it empty-named and empty."""
     if upload is None or not hasattr(upload, "read") or not (upload.filename or upload.size):
         return None
-    return (await read_one(upload, settings, what))[1]
+    return (await read_one(upload, settings, what, mosaic))[1]
 
 
 async def read_many(uploads: list, settings: Settings) -> list[dict]:
@@ -133,6 +134,10 @@ def detect_images(images: list[Image], settings: Settings, model: str | None, ex
         frames = int(im.meta.extra.get("number_of_frames", 1) or 1)
         # an upload is one image (decode_image): say so when the file holds more (`medfake detect` scores them all)
         only = f"frame 1 of {frames} scored (medfake detect scores every frame)" if frames > 1 else None
+        mosaic = im.meta.extra.get("mosaic")
+        if mosaic:
+            only = (f"slice {mosaic['slice'] + 1} of the {mosaic['slices']} in this Siemens mosaic scored "
+                    "(medfake detect --slices all scores them all)")
         rows.append({
             "study_uid": ids["study_uid"] or None, "series_uid": ids["series_uid"] or None,
             "provenance": declared_provenance(im.meta.dicom) or None,

@@ -61,7 +61,7 @@ async def manipulate(request: Request, image: UploadFile = File(...), mask: Opti
                      steps: Optional[int] = Form(None, description="diffusion methods: sampling steps")):
     """Edit a region and answer when done: base64 PNGs of the original, the mask and the manipulated image."""
     settings = settings_of(request)
-    name, img = await read_one(image, settings)
+    name, img = await read_one(image, settings, mosaic=False)  # edits write the file back: a mosaic stays whole
     mask_img = await read_optional(mask, settings, "mask")
     m = backends.manipulation()
     if method is None:

@@ -128,9 +128,9 @@ def group_results(results: list[dict], by: str, rates: tuple[float, float]) -> l
 
 @router.post("/preview")
 async def preview(request: Request, file: UploadFile = File(..., description="any supported image (DICOM, NIfTI, PNG, ...)")):
-    """Decode an upload as the service sees it (first frame / middle slice, windowed) → 8-bit PNG data URL at
-    its own pixel size. The web page draws masks on this."""
-    name, img = await read_one(file, settings_of(request))
+    """Decode an upload as the manipulation endpoint sees it (first frame / middle slice, a Siemens mosaic whole,
+    windowed) → 8-bit PNG data URL at its own pixel size. The web page draws masks on this."""
+    name, img = await read_one(file, settings_of(request), mosaic=False)
     h, w = img.shape
     return {"filename": name, "width": w, "height": h, "format": img.meta.format, "image": png_url(img)}
 
@@ -150,9 +150,9 @@ async def manipulate(request: Request, image: UploadFile = File(..., description
                      steps: Optional[int] = Form(None, description="diffusion methods: sampling steps")):
     """Edit a region. Classical methods answer inline (PNG + DICOM data URLs); diffusion methods return a job."""
     settings = settings_of(request)
-    name, img = await read_one(image, settings)
+    name, img = await read_one(image, settings, mosaic=False)  # edits write the file back: a mosaic stays whole
     mask_img = await read_optional(mask, settings, "mask")
-    donor_img = await read_optional(donor, settings, "donor")
+    donor_img = await read_optional(donor, settings, "donor", mosaic=False)
     params = manipulation_params(settings, method=method, label=label, modality=modality, seed=seed, generator=generator,
                                  steps=steps, feather=feather)
     m = await run_in_threadpool(build_mask, img, mask_img, rect, ellipse, polygon, params["feather"])
