@@ -281,3 +281,40 @@ def test_interpolate_blends_a_fine_tune_with_its_base(tiny_models_dir, tiny_data
     with pytest.raises(MedfakeError, match="--interpolate .* another config"):
         train_detector("dual-srm", tiny_dataset, tmp_path / "y", name="y", steps=0, init_from=base,
                        interpolate=tmp_path / "ft" / "wider.json", **kw)
+
+
+def test_flip_averaged_mirrors_maps_back():
+    """scores.flip_averaged: scores are the mean over the image and its mirror image; maps are mirrored back
+    before averaging (a map that echoes its input comes back as the input, not as a symmetric blur)."""
+    from medfake.detection.scores import flip_averaged
+
+    class Echo(torch.nn.Module):
+        def forward(self, x):
+            return {"syn": x[..., :, :4].mean((1, 2, 3)), "seg": x.clone(), "modality": None}
+
+    x = torch.rand(2, 1, 8, 8)
+    plain = flip_averaged(Echo(), x, False)
+    assert torch.equal(plain["syn"], x[..., :, :4].mean((1, 2, 3)))
+    avg = flip_averaged(Echo(), x, True)
+    assert torch.allclose(avg["syn"], (x[..., :, :4].mean((1, 2, 3)) + x[..., :, 4:].mean((1, 2, 3))) / 2)
+    assert torch.allclose(avg["seg"], x) and avg["modality"] is None
+
+
+def test_test_time_flip_card_is_calibrated_and_run_mirror_invariant(tiny_models_dir, tiny_dataset, tmp_path):
+    """--test-time-flip: the card says so and its detector scores an image and its mirror image alike (the
+    calibration and the detector average the same two passes); without it they differ."""
+    from medfake.io import Image
+
+    from .conftest import TINY as T
+
+    base = tiny_models_dir / "tiny-dual.json"
+    card = train_detector("dual-srm", tiny_dataset, tmp_path, name="tta", config=T["dual-srm"], steps=0,
+                          batch_size=12, device="cpu", bank_size=30, init_from=base, test_time_flip=True)
+    assert card["test_time_flip"] is True
+    a = np.random.default_rng(5).random((128, 128)).astype(np.float32)
+    pair = [Image(a), Image(np.ascontiguousarray(a[:, ::-1]))]
+    for models_dir, name, invariant in ((tmp_path, "tta", True), (tiny_models_dir, "tiny-dual", False)):
+        det = load_detector(name, models_dir=models_dir).with_copy_move_if(False)
+        p, q = det.predict(pair)
+        same = abs(p.p_synthetic - q.p_synthetic) < 1e-5 and abs(p.p_manipulated - q.p_manipulated) < 1e-5
+        assert same is invariant, (name, p, q)

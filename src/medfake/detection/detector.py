@@ -26,7 +26,7 @@ from .base import Detector, Prediction
 from .calibrate import LOWER_FRACTION, side_floors_key, thresholds_for, verdict_at
 from .copymove import CopyMoveCue, copy_move_scores, fuse
 from .retrieval import LABELS, ReferenceBank, blend
-from .scores import apply_manipulation_score, seg_top
+from .scores import apply_manipulation_score, flip_averaged, seg_top
 
 DEFAULT_NAME = "detector-default"
 # Images per network call (and per copy-move cue call) on a CPU, whatever batch the caller hands over: 16 images'
@@ -135,9 +135,12 @@ class ShippedDetector(Detector):
         return torch.as_tensor(np.stack([to_canonical(im) for im in images])[:, None])
 
     def forward(self, x: torch.Tensor) -> dict:
+        """The network's outputs with the card's manipulation score; a card calibrated with `test_time_flip` gets
+        the mean of the image's and its mirror image's outputs, as its thresholds were fitted on."""
         if self.module.training:
             self.module.eval()
-        return apply_manipulation_score(self.module(x.to(self.device)), self.manip_score)
+        out = flip_averaged(self.module, x.to(self.device), bool(self.card.get("test_time_flip")))
+        return apply_manipulation_score(out, self.manip_score)
 
     def score_tensor(self, x: torch.Tensor) -> torch.Tensor:
         return _fake_logit(apply_manipulation_score(self.module(x), self.manip_score),

@@ -44,6 +44,25 @@ def apply_manipulation_score(out: dict, spec: dict | None) -> dict:
     return {**out, "manip": mix(out["manip"].float(), top, spec), "manip_head": out["manip"]}
 
 
+def flip_averaged(module, x: torch.Tensor, flip: bool) -> dict:
+    """The network's raw outputs on `x`; with `flip`, the mean of those on `x` and on its left-right mirror image
+    (test-time augmentation: the training draws mirror images half of the time, so both are in distribution), maps
+    mirrored back first. Averaged before the manipulation score, so that calibration (run_model) and inference
+    (ShippedDetector.forward) mix the same numbers."""
+    out = module(x)
+    if not flip:
+        return out
+    other = module(torch.flip(x, dims=[-1]))
+    avg = {}
+    for k, v in out.items():
+        w = other.get(k)
+        if torch.is_tensor(v) and torch.is_tensor(w) and v.is_floating_point():
+            avg[k] = (v + (torch.flip(w, dims=[-1]) if v.ndim == 4 else w)) / 2
+        else:
+            avg[k] = v
+    return avg
+
+
 def _standardiser(v: np.ndarray) -> tuple[float, float]:
     s = float(np.std(v)) if len(v) > 1 else 0.0
     return float(np.mean(v)) if len(v) else 0.0, (s if s > 1e-6 else 1.0)

@@ -35,7 +35,7 @@ from .calibrate import (MIN_MODALITY_REALS, SMALL_INPUT_SIDES, UNCERTAIN_FACTOR,
 from .losses import SegLoss, supcon_loss
 from .pseudo import classical_manipulation, pseudo_manipulation
 from .retrieval import LABELS, ReferenceBank, blend
-from .scores import SEG_MIX_GRID, choose_seg_mix, mix, seg_top
+from .scores import SEG_MIX_GRID, choose_seg_mix, flip_averaged, mix, seg_top
 
 KINDS = LABELS  # real=0, synthetic=1, manipulated=2
 TARGET_FPR = 0.01
@@ -311,15 +311,16 @@ def small_input_copies(images: np.ndarray, side: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def run_model(model, images: np.ndarray, device, batch_size: int = 64) -> dict:
+def run_model(model, images: np.ndarray, device, batch_size: int = 64, flip: bool = False) -> dict:
     """Eval-mode outputs over an (N, 128, 128) array: syn/manip logits, modality logits, embeddings, seg probs and
-    `seg_top` (each map's top-k mean logit, `scores.seg_top`)."""
+    `seg_top` (each map's top-k mean logit, `scores.seg_top`); `flip`: averaged with the mirror image's
+    (`scores.flip_averaged`, as a card with `test_time_flip` is run)."""
     model.eval()
     keys = ("syn", "manip", "modality", "emb", "seg", "seg_top")
     acc: dict = {k: [] for k in keys}
     for i in range(0, len(images), batch_size):
         x = torch.as_tensor(images[i:i + batch_size][:, None]).to(device)
-        out = model(x)
+        out = flip_averaged(model, x, flip)
         if out.get("seg") is not None:
             out = {**out, "seg_top": seg_top(out["seg"])}
         for k in keys:
@@ -389,6 +390,7 @@ def train_detector(
     anchor: float = 0.0,
     interpolate: str | Path | None = None,
     interpolate_weight: float = 0.5,
+    test_time_flip: bool = False,
 ) -> dict:
     """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
     of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
@@ -409,6 +411,8 @@ def train_detector(
     from ._progress import progress_bar
     from ..settings import torch_device
 
+    # `test_time_flip`: the card is calibrated, and later run, on the mean of each image's and its mirror image's
+    # outputs (`scores.flip_averaged`; twice the network's work per image)
     if entry(config_name).kind != "detector":
         raise MedfakeError(f"{config_name!r} is not a detector architecture")
     if online_kind not in ONLINE_KINDS:
@@ -554,7 +558,7 @@ def train_detector(
                                    retrieval_weight=retrieval_weight, target_fpr=target_fpr, seed=seed,
                                    calibration_shifts=calibration_shifts,
                                    per_modality_thresholds=per_modality_thresholds, copy_move_cue=copy_move_cue,
-                                   seg_mix=seg_mix)
+                                   seg_mix=seg_mix, flip=test_time_flip)
     card_extra["metrics"]["calibrated_on"] = calib_on
     weights = save_weights(model, out_dir / f"{name}.safetensors", fp16=True)
     main_losses = losses[supcon_steps:] if len(losses) > supcon_steps else losses
@@ -615,13 +619,13 @@ def train_detector(
 def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, out_dir: Path, name: str,
                       heads: dict, *, bank_size: int, retrieval_weight: float | None, target_fpr: float, seed: int,
                       calibration_shifts: int = 2, per_modality_thresholds: bool = True,
-                      copy_move_cue: bool = True, seg_mix: bool = True) -> dict:
+                      copy_move_cue: bool = True, seg_mix: bool = True, flip: bool = False) -> dict:
     """Anomaly scorer (real train), retrieval bank (train sample), temperatures + thresholds + metrics (val).
     `retrieval_weight`: the kNN weight of both heads, or None to choose each head's on validation
     (`choose_retrieval_weight`). `seg_mix`: let validation mix the segmentation map's evidence into the
     manipulation score (`scores.choose_seg_mix`; the head alone stays when it is as good)."""
     rng = np.random.default_rng(seed)
-    tr = run_model(model, train.images, dev)
+    tr = run_model(model, train.images, dev, flip=flip)
     anomaly = MahalanobisScorer.fit(tr["emb"][train.kind == 0])
     anomaly.save(out_dir / f"{name}.anomaly.safetensors")
     # retrieval bank: a kind-balanced sample of training embeddings
@@ -637,13 +641,13 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     bank.add(tr["emb"][idx], bank_labels)
     bank.save(out_dir / f"{name}.bank.safetensors")
 
-    va = run_model(model, val.images, dev)
+    va = run_model(model, val.images, dev, flip=flip)
     knn = bank.knn(va["emb"])
     real = val.kind == 0
     # shifted copies of the real validation images (the training augmentation: JPEG, down-up resampling, blur,
     # noise, gamma): the thresholds bound false alarms on reals that reach us through another pipeline too
     shifted = shifted_copies(val.images[real], calibration_shifts, seed)
-    vs = run_model(model, shifted, dev) if len(shifted) else None
+    vs = run_model(model, shifted, dev, flip=flip) if len(shifted) else None
     knn_s = bank.knn(vs["emb"]) if vs is not None else None
     # the manipulation score: the head alone, or mixed with the segmentation map's evidence (chosen on val, before
     # the temperature, the kNN weight and the thresholds, which are all fitted on the score the detector reports)
@@ -686,7 +690,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     if real.any() and fused:
         for side in SMALL_INPUT_SIDES:
             imgs = small_input_copies(val.images[real], side)
-            o = _with_mix(run_model(model, imgs, dev), mix_spec)
+            o = _with_mix(run_model(model, imgs, dev, flip=flip), mix_spec)
             kn = bank.knn(o["emb"])
             small[side] = (imgs, {head: _fused_head(o, kn, head, temps[head], weights) for head in fused},
                            o["modality"].argmax(1) if o["modality"] is not None else np.full(len(imgs), -1))
@@ -728,6 +732,7 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
                     "real_train_p99": anomaly.reference_p99},
         "metrics": metrics,
         **({"copy_move": copy_move} if copy_move is not None else {}),
+        **({"test_time_flip": True} if flip else {}),
     }
 
 
