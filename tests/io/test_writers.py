@@ -137,17 +137,25 @@ def test_dicom_seg_of_a_manipulated_ct(tmp_path):
     ("color3d_jpeg_baseline.dcm", 7, "a frame of a classic multi-frame ultrasound (no functional groups)"),
     ("JPEG-LL.dcm", None, "a secondary capture with a pixel spacing and no slice thickness"),
     ("693_UNCR.dcm", None, "a CT with a plane position and no frame of reference"),
+    ("emri_small.dcm", 2, "a frame of a minimal Enhanced MR without functional groups"),
+    ("color-pl.dcm", None, "an ultrasound without a patient ID, its times written 11:20:00 (ACR-NEMA style)"),
+    ("chrH31.dcm", None, "a Japanese character set whose first value is empty"),
+    ("SC_rgb_jls_lossy_line.dcm", None, "a secondary capture without a study instance UID"),
 ])
 def test_dicom_seg_over_irregular_geometries(tmp_path, name, frame, what):
-    """Images highdicom cannot take as they are still get their SEG: a one-frame Ultrasound Multi-frame instance is
-    shown to highdicom as its single-frame IOD and the SEG references it under its true SOP class; a 2-D image's
-    spacing without thickness is left out of the SEG; a CT position without a frame of reference gets a new frame of
-    reference in the derived image (the SEG shares it)."""
+    """Images highdicom cannot take as they are still get their SEG: a one-frame Ultrasound Multi-frame (or minimal
+    Enhanced MR) instance is shown to highdicom as its single-frame IOD and the SEG references it under its true SOP
+    class; a 2-D image's spacing without thickness is left out of the SEG; a CT position without a frame of
+    reference gets a new frame of reference in the derived image (the SEG shares it); an image without a study UID
+    gets one; missing type-2 patient attributes, colon-separated times and an empty first character set value are
+    filled in or spelled out in the copy highdicom sees."""
     import highdicom as hd
 
     from medfake.io.writers import dicom_seg
 
-    path = get_testdata_file(name, download=False)
+    from pydicom.data import get_charset_files
+
+    path = get_testdata_file(name, download=False) or next(iter(get_charset_files(name)), None)
     if path is None:
         pytest.skip(f"{name} ships with pydicom-data, which is not installed")
     img = read_image(path, frames=frame) if frame is not None else read_image(path)
@@ -169,11 +177,14 @@ def test_dicom_seg_over_irregular_geometries(tmp_path, name, frame, what):
 
 
 def test_dicom_seg_refuses_what_it_cannot_describe(tmp_path):
-    """A frame of a minimal Enhanced MR without shared functional groups: a clear ValueError, no half-written SEG."""
+    """A plane position without an orientation: a clear ValueError, no half-written SEG."""
     from medfake.io.writers import dicom_seg
 
-    img = read_image(get_testdata_file("emri_small.dcm", download=False), frames=0)
+    odd = pydicom.dcmread(get_testdata_file("CT_small.dcm", download=False))
+    del odd.ImageOrientationPatient
+    odd.save_as(tmp_path / "odd.dcm")
+    img = read_image(tmp_path / "odd.dcm")
     prov = Provenance("manipulated", "retouch", "n/a")
     src = pydicom.dcmread(write_dicom(img, tmp_path / "e.dcm", prov))
-    with pytest.raises(ValueError, match="geometry"):
+    with pytest.raises(ValueError, match="cannot describe this image in a DICOM SEG"):
         dicom_seg(np.ones(img.shape, bool), src, prov)

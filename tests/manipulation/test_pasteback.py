@@ -215,8 +215,9 @@ def test_colour_dicom_in_gives_grey_dicom_out(tmp_path, name):
 
 
 def test_dicom_out_has_its_mask_as_dicom_seg(tmp_path):
-    """DICOM in: the mask also as a DICOM SEG over the written image (record lists it); where highdicom cannot
-    describe the image (a minimal Enhanced MR frame) the sidecar says why and the PNG mask is still there."""
+    """DICOM in: the mask also as a DICOM SEG over the written image (record lists it), also for a frame of a minimal
+    Enhanced MR without functional groups (referenced by its true class); where highdicom cannot describe the image
+    (a plane position without an orientation) the sidecar says why and the PNG mask is still there."""
     import highdicom as hd
     from pydicom.data import get_testdata_file
 
@@ -233,10 +234,45 @@ def test_dicom_out_has_its_mask_as_dicom_seg(tmp_path):
     img = read_image(get_testdata_file("emri_small.dcm"), frames=0)
     res = manipulate(img, make_mask(img.shape, rect=(10, 10, 30, 30)), "retouch")
     paths = save_result(res, tmp_path, "mr")
+    seg, image = hd.seg.segread(paths["mask_seg"]), pydicom.dcmread(paths["image"])
+    assert np.array_equal(seg.pixel_array.astype(bool), res.mask)
+    ref = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+    assert ref.ReferencedSOPClassUID == image.SOPClassUID == "1.2.840.10008.5.1.4.1.1.4.1"  # Enhanced MR, as written
+    odd = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    del odd.ImageOrientationPatient  # a position in space, but no orientation: no geometry to describe
+    odd.save_as(tmp_path / "odd.dcm")
+    img = read_image(tmp_path / "odd.dcm")
+    paths = save_result(manipulate(img, make_mask(img.shape, rect=(10, 10, 30, 30)), "retouch"), tmp_path, "odd")
     rec = json.loads(paths["sidecar"].read_text())
-    assert "mask_seg" not in paths and "geometry" in rec["mask_seg_skipped"] and paths["mask"].is_file()
+    assert "mask_seg" not in paths and "DICOM SEG" in rec["mask_seg_skipped"] and paths["mask"].is_file()
     from medfake.io import Image
 
     png = save_result(manipulate(Image(smooth_scan((40, 40), 3)), make_mask((40, 40), rect=(5, 5, 20, 20)), "retouch"),
                       tmp_path, "p")
     assert "mask_seg" not in png and "mask_seg_skipped" not in json.loads(png["sidecar"].read_text())
+
+
+@pytest.mark.parametrize("name, what", [
+    ("MR_small_bigendian.dcm", "retired Explicit VR Big Endian"),
+    ("emri_small_big_endian.dcm", "a big-endian Enhanced MR frame"),
+    ("SC_rgb_jpeg.dcm", "a file that declares explicit VR and is implicit VR"),
+])
+def test_dicom_in_any_byte_order_or_vr_gives_dicom_out(tmp_path, name, what):
+    """The derived copy is written as Explicit VR Little Endian whatever the source was read as: every element
+    decoded first (big-endian values swapped), the unmasked pixels those of the source, and its SEG."""
+    from pydicom.data import get_testdata_file
+
+    f = get_testdata_file(name, download=False)
+    if f is None:
+        pytest.skip(f"{name} ships with pydicom-data, which is not installed")
+    img = read_image(f, frames=0)
+    h, w = img.shape
+    res = manipulate(img, make_mask(img.shape, rect=(w // 4, h // 4, w // 2, h // 2)), "retouch")
+    paths = save_result(res, tmp_path, "out")
+    out, src = pydicom.dcmread(paths["image"]), pydicom.dcmread(f)
+    assert out.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian, what
+    before = src.pixel_array if int(src.get("NumberOfFrames", 1) or 1) == 1 else src.pixel_array[0]
+    if before.ndim == 2:
+        assert np.array_equal(out.pixel_array[~res.mask], before[~res.mask]), what
+    assert np.array_equal(out.pixel_array[~res.mask], res.stored[~res.mask])
+    assert out.StudyInstanceUID == src.get("StudyInstanceUID", out.StudyInstanceUID) and "mask_seg" in paths

@@ -172,6 +172,31 @@ def _one_frame(ds, src, frame: int) -> None:
             ds[tag].value = ds[tag].value[frame]
 
 
+_BINARY_WORD = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}  # binary VRs whose bytes follow the byte order
+
+
+def _as_explicit_little(ds) -> None:
+    """A copy of a source dataset made writable as Explicit VR Little Endian (what every derived copy is written
+    as), whatever it was read as: each element decoded (a raw element still holds the bytes as read, and has no VR
+    when the file was implicit VR, e.g. one that declares explicit VR and is not), from the retired Explicit VR Big
+    Endian syntax the bytes of word-sized binary values swapped, and each (nested) dataset's original encoding set
+    to explicit little endian, which is what pydicom checks before it agrees to write another byte order."""
+    big = ds.original_encoding[1] is False
+    for elem in ds.iterall():  # iterating decodes every raw element as it was read
+        size = _BINARY_WORD.get(elem.VR) if big else None
+        if size and isinstance(elem.value, bytes) and len(elem.value) % size == 0 and elem.keyword != "PixelData":
+            elem.value = np.frombuffer(elem.value, dtype=f">u{size}").astype(f"<u{size}").tobytes()
+
+    def relabel(d) -> None:
+        d.set_original_encoding(False, True, d.original_character_set)
+        for elem in d:
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    relabel(item)
+
+    relabel(ds)
+
+
 def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = None):
     """A copy of the source DICOM (image.meta.dicom) with new pixel data, same geometry and study/series
     context, a new SOP Instance UID and provenance marking it derived (manipulated)."""
@@ -181,6 +206,7 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     if src is None:
         raise ValueError("dicom_derived needs an image read from DICOM")
     ds = copy.deepcopy(src)  # Dataset.copy() shares its elements: setting one would change the source's
+    _as_explicit_little(ds)
     frame = image.meta.frame
     if "NumberOfFrames" in ds:
         _one_frame(ds, src, frame or 0)
@@ -196,6 +222,10 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     if int(src.get("NumberOfFrames", 1) or 1) > 1:
         ref.ReferencedFrameNumber = (frame or 0) + 1
     ds.SourceImageSequence = Sequence([ref])
+    if "StudyInstanceUID" not in ds:  # type 1, left out by some files: this instance's own study then
+        ds.StudyInstanceUID = generate_uid()
+    if "SeriesInstanceUID" not in ds:
+        ds.SeriesInstanceUID = generate_uid()
     if "ImagePositionPatient" in ds and "FrameOfReferenceUID" not in ds:
         # the Image Plane module's position means nothing without a frame of reference, which the source's IOD
         # requires and the source lacks: a new one says "this instance's own frame" (and lets a SEG describe it)
@@ -217,7 +247,7 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
     ds.InstanceCreationDate, ds.InstanceCreationTime = _now()
     _mark(ds, prov)
-    ds.PixelData = stored.tobytes()
+    ds.PixelData = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("<")).tobytes()  # as the file is
     ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"
     if "LossyImageCompression" in src:
         ds.LossyImageCompression = src.LossyImageCompression
@@ -275,6 +305,15 @@ SINGLE_FRAME_COUNTERPART = {
     "1.2.840.10008.5.1.4.1.1.7.2": SC_IMAGE_STORAGE,  # Multi-frame Grayscale Byte SC
     "1.2.840.10008.5.1.4.1.1.7.3": SC_IMAGE_STORAGE,  # Multi-frame Grayscale Word SC
     "1.2.840.10008.5.1.4.1.1.7.4": SC_IMAGE_STORAGE,  # Multi-frame True Color SC
+    # retired ultrasound IODs (1990s files), which highdicom does not know: the current ultrasound image IOD
+    "1.2.840.10008.5.1.4.1.1.6": "1.2.840.10008.5.1.4.1.1.6.1",  # Ultrasound Image (Retired)
+    "1.2.840.10008.5.1.4.1.1.3": "1.2.840.10008.5.1.4.1.1.6.1",  # Ultrasound Multi-frame (Retired)
+}
+# enhanced IODs → the classic IOD of the same modality, for a one-frame instance that lacks the functional groups
+# the enhanced IOD requires (a minimal file such as pydicom's emri_small.dcm): no geometry to read from them
+ENHANCED_WITHOUT_GROUPS = {
+    "1.2.840.10008.5.1.4.1.1.4.1": "1.2.840.10008.5.1.4.1.1.4",  # Enhanced MR → MR Image
+    "1.2.840.10008.5.1.4.1.1.2.1": "1.2.840.10008.5.1.4.1.1.2",  # Enhanced CT → CT Image
 }
 
 
@@ -295,23 +334,42 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str 
     series, the segment "Manipulated region" with the method and model version as its algorithm, and the
     provenance in its content description. Viewers that show SEG overlays (OHIF, 3D Slicer) draw the ground truth
     on the fake. A detector's predicted region uses the same writer (`prov.kind` "detected", its own segment and
-    content labels and description). Raises ValueError when highdicom cannot describe the source's geometry (see
-    `save_result`)."""
+    content labels and description). Raises ValueError when highdicom cannot describe the source (a plane position
+    without an orientation, an incomplete pixel measures sequence, a character set it does not know; see
+    `save_result`). Before it is shown to highdicom, a copy of the source gets what some files leave out or write
+    in the older ACR-NEMA style: empty type-2 patient/study attributes, times without colons."""
     import highdicom as hd
+    from pydicom.multival import MultiValue
     from pydicom.sr.codedict import codes
 
     src = copy.deepcopy(source)
+    _as_explicit_little(src)  # a source read big endian or with no VRs (a detector's region over the input file)
+    for kw in ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
+               "ReferringPhysicianName", "StudyDate", "StudyTime"):
+        if kw not in src:  # type 2 in every image IOD, left out by some files (a palette US, a secondary capture):
+            setattr(src, kw, "")  # highdicom copies them into the SEG and needs them present, empty or not
+    for kw in ("StudyTime", "SeriesTime", "ContentTime", "AcquisitionTime", "InstanceCreationTime"):
+        if ":" in str(src.get(kw, "")):  # ACR-NEMA style "11:20:00" → DICOM's "112000"
+            setattr(src, kw, str(src.get(kw)).replace(":", ""))
+    charset = src.get("SpecificCharacterSet")
+    if isinstance(charset, (list, MultiValue)) and len(charset) > 1 and not str(charset[0]):
+        # an empty first value is the default repertoire with ISO 2022 extensions (Japanese files): by its name
+        src.SpecificCharacterSet = ["ISO 2022 IR 6", *[str(c) for c in charset[1:]]]
     spacing = src.get("PixelSpacing")
     if spacing is not None and (len(spacing) != 2 or min(float(v) for v in spacing) <= 0):
         del src.PixelSpacing  # e.g. a CR's "0\0": no spacing is better than an invalid one
     elif spacing is not None and "SliceThickness" not in src and "ImagePositionPatient" not in src:
         del src.PixelSpacing  # a 2-D image (e.g. a secondary capture): highdicom's pixel measures need a thickness
     true_class = str(src.get("SOPClassUID", ""))
-    if true_class in SINGLE_FRAME_COUNTERPART and int(src.get("NumberOfFrames", 1) or 1) == 1:
-        # a one-frame instance of a classic multi-frame IOD (a frame `medfake manipulate` wrote): highdicom reads
-        # multi-frame IODs through functional groups these have none of, so it gets the single-frame counterpart,
-        # and the SEG's references are given the true class back below
-        src.SOPClassUID = SINGLE_FRAME_COUNTERPART[true_class]
+    counterpart = SINGLE_FRAME_COUNTERPART.get(true_class)
+    groups = {"SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"}
+    if counterpart is None and not groups & set(src.dir()):
+        counterpart = ENHANCED_WITHOUT_GROUPS.get(true_class)
+    if counterpart is not None and int(src.get("NumberOfFrames", 1) or 1) == 1:
+        # a one-frame instance of a classic multi-frame IOD (a frame `medfake manipulate` wrote), or of an enhanced
+        # one without functional groups: highdicom reads multi-frame IODs through functional groups these have none
+        # of, so it gets the single-frame counterpart, and the SEG's references are given the true class back below
+        src.SOPClassUID = counterpart
         for k in ("NumberOfFrames", "FrameIncrementPointer", "FrameTime", "FrameTimeVector"):
             if k in src:
                 delattr(src, k)
@@ -346,5 +404,5 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str 
         # what highdicom writes it must also read (a source with partial pixel measures gives a SEG it rejects)
         hd.seg.Segmentation.from_dataset(copy.deepcopy(seg), copy=False)
     except (AttributeError, TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"cannot describe this image's geometry for a DICOM SEG ({type(e).__name__}: {e})") from None
+        raise ValueError(f"highdicom cannot describe this image in a DICOM SEG ({type(e).__name__}: {e})") from None
     return seg

@@ -410,9 +410,8 @@ def manipulate(image: Image, mask, method: str, *, label: str | None = None, don
 
 def _write_seg(mask, paths: dict, path: Path, prov) -> str:
     """The ground-truth mask as a DICOM SEG over the DICOM just written (`io.dicom_seg`): paths["mask_seg"], or the
-    reason it could not be made ("" when written) — the PNG mask is always there, so an image whose geometry
-    highdicom cannot describe (a minimal Enhanced MR frame without shared functional groups) still gets its ground
-    truth. The SEG is built over the file as written (read back), so it references exactly what a viewer loads."""
+    reason it could not be made ("" when written) — the PNG mask is always there, so an image highdicom cannot
+    describe (an incomplete pixel measures sequence, a character set it does not know) still gets its ground truth. The SEG is built over the file as written (read back), so it references exactly what a viewer loads."""
     import pydicom
 
     from ..io.writers import dicom_seg
