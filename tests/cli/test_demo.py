@@ -78,11 +78,13 @@ def test_demo_verdicts_on_the_real_originals_and_the_fakes(demo):
     # the VAE re-synthesis of that real MR is caught (both files)
     vae = [r for n, r in by_name.items() if n.startswith("MR_small_vae")]
     assert vae and all(r["verdict"] == "synthetic" for r in vae), vae
-    # the DDPM and DCGAN samples: every modality, both formats; the shipped detector catches them
+    # the DDPM and DCGAN samples: every modality, both formats; the shipped detector catches most of them
     fakes = [r for n, r in by_name.items() if "_ddpm" in n or "_dcgan" in n]
     assert len(fakes) == 2 * len(MODALITY_NAMES) * 2
+    # at least three in four: the shipped calibration (2026-12-03) gave up recall for fewer false alarms on real
+    # images from outside medimg128 (synthetic recall 0.74 on the test split; README, "Limitations"); 20 of 24 here
     caught = sum(r["verdict"] == "synthetic" for r in fakes)
-    assert caught >= 0.9 * len(fakes), [(Path(r["path"]).name, r["verdict"]) for r in fakes]
+    assert caught >= 0.75 * len(fakes), [(Path(r["path"]).name, r["verdict"]) for r in fakes]
 
 
 def test_demo_summarises_per_dicom_series(demo, group_rule):

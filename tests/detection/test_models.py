@@ -318,3 +318,23 @@ def test_test_time_flip_card_is_calibrated_and_run_mirror_invariant(tiny_models_
         p, q = det.predict(pair)
         same = abs(p.p_synthetic - q.p_synthetic) < 1e-5 and abs(p.p_manipulated - q.p_manipulated) < 1e-5
         assert same is invariant, (name, p, q)
+
+
+def test_acquisition_copies_widen_the_real_pool(tiny_models_dir, tiny_dataset, tmp_path):
+    """--acquisition-shifts: seeded copies with scanner artifacts (8-bit values in [0, 1], not the images
+    themselves) join the real pool the thresholds are set on, and the card says how big that pool was."""
+    from medfake.detection.train import acquisition_copies
+
+    from .conftest import TINY as T
+
+    ims = np.random.default_rng(2).random((3, 32, 32)).astype(np.float32)
+    a, b = acquisition_copies(ims, 2, seed=1), acquisition_copies(ims, 2, seed=1)
+    assert a.shape == (6, 32, 32) and np.array_equal(a, b) and 0.0 <= a.min() and a.max() <= 1.0
+    assert np.allclose(a * 255, np.round(a * 255), atol=1e-3)  # quantised to 8 bits, as detection sees images
+    assert not np.allclose(a[:3], ims, atol=2 / 255) and acquisition_copies(ims, 0).shape == (0, 32, 32)
+    base = tiny_models_dir / "tiny-dual.json"
+    card = train_detector("dual-srm", tiny_dataset, tmp_path, name="acq", config=T["dual-srm"], steps=0,
+                          batch_size=12, device="cpu", bank_size=30, init_from=base, acquisition_shifts=2)
+    n_real = int(card["metrics"]["calibration_real_pool"].split()[0])
+    assert f"+ {4 * n_real} shifted copies" in card["metrics"]["calibration_real_pool"]  # 2 augmented + 2 artifacts
+    assert "acquisition artifacts" in card["metrics"]["calibration_real_pool"]

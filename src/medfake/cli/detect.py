@@ -39,8 +39,8 @@ def detect_cmd(
                                            "without "
                                            "UIDs is its own group"),
     group_by: str = typer.Option("series", "--group-by", help="what --summary groups by: series, study or file"),
-    slices: str = typer.Option("middle", "--slices", help="NIfTI and NRRD volumes and Siemens mosaic DICOMs: the middle "
-                                                          "axial slice (middle) "
+    slices: str = typer.Option("middle", "--slices", help="NIfTI and NRRD volumes and Siemens mosaic DICOMs: the "
+                                                          "middle axial slice (middle) "
                                                           "or every axial slice (all: rows path#k; the file is one "
                                                           "group in --summary)"),
 ):
@@ -156,6 +156,9 @@ def train_detector_cmd(
                                              "blend: (1-w)·init + w·other"),
     test_time_flip: bool = typer.Option(False, help="calibrate (and later run) the detector on the mean of each "
                                         "image's and its mirror image's outputs (twice the network's work)"),
+    acquisition_shifts: int = typer.Option(0, min=0, help="copies of each real val image with acquisition "
+                                           "artifacts (bias field, Gibbs ringing, Rician noise, intensity curve) "
+                                           "added to the real pool the thresholds are set on"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
@@ -182,7 +185,7 @@ def train_detector_cmd(
             copy_move_cue=copy_move_cue, seg_mix=seg_mix,
             augment=AugmentConfig(resample_p=resample_p, lowres_noise_p=lowres_noise_p, overlay_p=overlay_p),
             anchor=anchor, interpolate=interpolate, interpolate_weight=interpolate_weight,
-            test_time_flip=test_time_flip, command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+            test_time_flip=test_time_flip, acquisition_shifts=acquisition_shifts, command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     m = card["metrics"]

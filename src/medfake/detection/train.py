@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -264,6 +265,26 @@ def shifted_copies(images: np.ndarray, copies: int, seed: int = 0) -> np.ndarray
                      for _ in range(copies) for im in images]).astype(np.float32)
 
 
+def acquisition_copies(images: np.ndarray, copies: int, seed: int = 0) -> np.ndarray:
+    """`copies` versions of each (N, H, W) image as another scanner or reconstruction might have made it, through
+    MONAI's acquisition-artifact transforms, each drawn with probability 0.6: a smooth bias field (MR coil
+    inhomogeneity), Gibbs ringing (k-space truncation), Rician noise (MR magnitude images at low SNR) and a random
+    monotone intensity curve (another window or display LUT); clipped to [0, 1] and quantised to 8 bits, as every
+    image is at detection time. None of these is a training augmentation: they widen the real pool the thresholds
+    are set on (`--acquisition-shifts`) without teaching the network anything."""
+    if copies <= 0 or len(images) == 0:
+        return np.zeros((0,) + images.shape[1:], np.float32)
+    from monai.transforms import Compose, RandBiasField, RandGibbsNoise, RandHistogramShift, RandRicianNoise
+
+    t = Compose([RandBiasField(coeff_range=(0.1, 0.4), prob=0.6), RandGibbsNoise(prob=0.6, alpha=(0.2, 0.6)),
+                 RandRicianNoise(prob=0.6, std=0.04, sample_std=True), RandHistogramShift((5, 10), prob=0.6)])
+    t.set_random_state(seed=seed + 104729)
+    with warnings.catch_warnings():  # torch.searchsorted's note on non-contiguous input, from the intensity curve
+        warnings.filterwarnings("ignore", message=".*non-contiguous.*")
+        out = [np.asarray(t(im[None].astype(np.float32)), np.float32)[0] for _ in range(copies) for im in images]
+    return np.round(np.clip(np.stack(out), 0.0, 1.0) * 255.0).astype(np.float32) / 255.0
+
+
 HEAD_OUTPUTS = (("synthetic", "syn", 1), ("manipulated", "manip", 2))  # head, model output key, kind index
 
 
@@ -391,6 +412,7 @@ def train_detector(
     interpolate: str | Path | None = None,
     interpolate_weight: float = 0.5,
     test_time_flip: bool = False,
+    acquisition_shifts: int = 0,
 ) -> dict:
     """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
     of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
@@ -558,7 +580,7 @@ def train_detector(
                                    retrieval_weight=retrieval_weight, target_fpr=target_fpr, seed=seed,
                                    calibration_shifts=calibration_shifts,
                                    per_modality_thresholds=per_modality_thresholds, copy_move_cue=copy_move_cue,
-                                   seg_mix=seg_mix, flip=test_time_flip)
+                                   seg_mix=seg_mix, flip=test_time_flip, acquisition_shifts=acquisition_shifts)
     card_extra["metrics"]["calibrated_on"] = calib_on
     weights = save_weights(model, out_dir / f"{name}.safetensors", fp16=True)
     main_losses = losses[supcon_steps:] if len(losses) > supcon_steps else losses
@@ -619,7 +641,8 @@ def train_detector(
 def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, out_dir: Path, name: str,
                       heads: dict, *, bank_size: int, retrieval_weight: float | None, target_fpr: float, seed: int,
                       calibration_shifts: int = 2, per_modality_thresholds: bool = True,
-                      copy_move_cue: bool = True, seg_mix: bool = True, flip: bool = False) -> dict:
+                      copy_move_cue: bool = True, seg_mix: bool = True, flip: bool = False,
+                      acquisition_shifts: int = 0) -> dict:
     """Anomaly scorer (real train), retrieval bank (train sample), temperatures + thresholds + metrics (val).
     `retrieval_weight`: the kNN weight of both heads, or None to choose each head's on validation
     (`choose_retrieval_weight`). `seg_mix`: let validation mix the segmentation map's evidence into the
@@ -647,6 +670,8 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     # shifted copies of the real validation images (the training augmentation: JPEG, down-up resampling, blur,
     # noise, gamma): the thresholds bound false alarms on reals that reach us through another pipeline too
     shifted = shifted_copies(val.images[real], calibration_shifts, seed)
+    if acquisition_shifts > 0:  # and copies as other scanners might have made them (`acquisition_copies`)
+        shifted = np.concatenate([shifted, acquisition_copies(val.images[real], acquisition_shifts, seed)])
     vs = run_model(model, shifted, dev, flip=flip) if len(shifted) else None
     knn_s = bank.knn(vs["emb"]) if vs is not None else None
     # the manipulation score: the head alone, or mixed with the segmentation map's evidence (chosen on val, before
@@ -699,7 +724,9 @@ def calibrate_and_fit(model, arch: str, train: CachedSet, val: CachedSet, dev, o
     metrics.update(head_metrics)
     if real.any() and fused:
         metrics["calibration_real_pool"] = (f"{int(real.sum())} real val images + {len(shifted)} shifted copies "
-                                            f"({calibration_shifts} per image, training augmentation)")
+                                            f"({calibration_shifts} per image, training augmentation"
+                                            + (f"; {acquisition_shifts} per image, acquisition artifacts"
+                                               if acquisition_shifts > 0 else "") + ")")
     copy_move = None
     if copy_move_cue and "manipulated" in fused and real.any():
         copy_move = _calibrate_copy_move(val, shifted, fused, shifted_p, real, mod_v, mod_s, target_fpr,
