@@ -185,7 +185,8 @@ def train_detector_cmd(
             copy_move_cue=copy_move_cue, seg_mix=seg_mix,
             augment=AugmentConfig(resample_p=resample_p, lowres_noise_p=lowres_noise_p, overlay_p=overlay_p),
             anchor=anchor, interpolate=interpolate, interpolate_weight=interpolate_weight,
-            test_time_flip=test_time_flip, acquisition_shifts=acquisition_shifts, command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+            test_time_flip=test_time_flip, acquisition_shifts=acquisition_shifts,
+            command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     m = card["metrics"]

@@ -429,12 +429,13 @@ def train_detector(
     architecture and config; needs `init_from` and steps=0) blends the weights, (1 − w)·init_from + w·interpolate
     with w = `interpolate_weight` (WiSE-FT, Wortsman et al. 2022: a fine-tune's gains with less of its drift away
     from what its base did on data it never saw), and calibrates the blend. Returns the model card;
-    writes <out>/<name>.safetensors (+ .bank/.anomaly.safetensors) and <out>/<name>.json."""
+    writes <out>/<name>.safetensors (+ .bank/.anomaly.safetensors) and <out>/<name>.json. `test_time_flip`: the card
+    is calibrated, and later run, on the mean of each image's and its mirror image's outputs (`scores.flip_averaged`;
+    twice the network's work); `acquisition_shifts`: copies of each real val image with scanner artifacts join the
+    real pool the thresholds are set on (`acquisition_copies`)."""
     from ._progress import progress_bar
     from ..settings import torch_device
 
-    # `test_time_flip`: the card is calibrated, and later run, on the mean of each image's and its mirror image's
-    # outputs (`scores.flip_averaged`; twice the network's work per image)
     if entry(config_name).kind != "detector":
         raise MedfakeError(f"{config_name!r} is not a detector architecture")
     if online_kind not in ONLINE_KINDS:

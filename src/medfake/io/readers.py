@@ -365,6 +365,8 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int, slices=No
         photometric_eff = photometric
     if n_mosaic:
         indices = _pick(path, n_mosaic, slices)
+        whole = apply_modality_lut(arr, ds)  # one range for the volume, unless a window is given or in the file
+        mosaic_range = (float(whole.min()), float(whole.max()))
     else:
         indices = range(stack.shape[0]) if frames in ("all", None) else [int(frames)]
     spacing = ds.get("PixelSpacing", None) or ds.get("ImagerPixelSpacing", None)
@@ -395,8 +397,7 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int, slices=No
             else:
                 lo, hi = float(vals.min()), float(vals.max())
         elif n_mosaic:  # one range for the whole volume: an edge slice's noise is not stretched to full contrast
-            whole = apply_modality_lut(arr, ds)
-            lo, hi = float(whole.min()), float(whole.max())
+            lo, hi = mosaic_range
         else:
             lo, hi = float(vals.min()), float(vals.max())
         if hi <= lo:
