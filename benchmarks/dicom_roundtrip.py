@@ -76,8 +76,8 @@ def main() -> None:
             rows.append((Path(f).name, outcome, detail))
     n = Counter(o for _, o, _ in rows)
     images = len(rows) - n["not-image"]
-    body = [f"{len(rows)} local pydicom/pydicom-data test files; {images} read as images of ≥ 16 px, their first frame "
-            f"manipulated (`retouch`): **{images - n['error'] - n['bad']} written** with the unmasked pixels of the "
+    body = [f"{len(rows)} local pydicom/pydicom-data test files; {images} read as images of ≥ 16 px, their first "
+            f"frame manipulated (`retouch`): **{images - n['error'] - n['bad']} written** with the unmasked pixels of the "
             f"source, **{n['seg']} with a DICOM SEG** read back pixel-exact; {n['no-seg']} without a SEG, "
             f"{n['error']} not written, {n['bad']} written wrongly.", ""]
     if any(o in ("no-seg", "error", "bad") for _, o, _ in rows):

@@ -67,8 +67,8 @@ def _check_image(image) -> None:
     if not isinstance(image, Image):
         raise ManipulationError(f"expected a medfake Image (from medfake.io.read_image), got {type(image).__name__}")
     if image.meta.extra.get("mosaic"):
-        raise ManipulationError(f"{image.meta.source} was read as one slice of a Siemens mosaic; an edit is written back "
-                                "into the file as stored: read it whole (read_image(path, mosaic=False))")
+        raise ManipulationError(f"{image.meta.source} was read as one slice of a Siemens mosaic; an edit is written "
+                                "back into the file as stored: read it whole (read_image(path, mosaic=False))")
 
 
 def _apply(
@@ -411,7 +411,8 @@ def manipulate(image: Image, mask, method: str, *, label: str | None = None, don
 def _write_seg(mask, paths: dict, path: Path, prov) -> str:
     """The ground-truth mask as a DICOM SEG over the DICOM just written (`io.dicom_seg`): paths["mask_seg"], or the
     reason it could not be made ("" when written) — the PNG mask is always there, so an image highdicom cannot
-    describe (an incomplete pixel measures sequence, a character set it does not know) still gets its ground truth. The SEG is built over the file as written (read back), so it references exactly what a viewer loads."""
+    describe (an incomplete pixel measures sequence, a character set it does not know) still gets its ground truth.
+    The SEG is built over the file as written (read back), so it references exactly what a viewer loads."""
     import pydicom
 
     from ..io.writers import dicom_seg
