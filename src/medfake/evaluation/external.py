@@ -188,8 +188,9 @@ def more_files(root: str | Path) -> list[tuple[Path, str, str, str]]:
 
 
 def external_reals_more(root: str | Path, log=print) -> list:
-    """[(label, kind, Image)] for the fetched set: a DICOM's image(s), a volume's middle MIDDLE_FRACTION axial
-    slices (`label#k`); `kind` is "<tier>: <what>". A file that is missing or unreadable is logged and left out."""
+    """[(label, kind, Image)] for the fetched set: a DICOM's image(s), the middle MIDDLE_FRACTION of the slices of
+    a volume or a Siemens mosaic (`label#k`); `kind` is "<tier>: <what>". A file that is missing or unreadable is
+    logged and left out."""
     from ..io.readers import read_images
 
     out = []
