@@ -153,3 +153,33 @@ def test_overlay_burns_in_annotations_and_leaves_the_mask():
     for i in range(5):
         np.testing.assert_array_equal(a({"image": _img(i), "mask": np.zeros((1, 128, 128), np.float32)})["image"],
                                       b({"image": _img(i), "mask": np.zeros((1, 128, 128), np.float32)})["image"])
+
+
+def test_acquisition_artifacts_as_training_augmentation():
+    """`--acquisition-p`: bias field, Gibbs ringing, Rician noise and an intensity curve on the image (never the
+    mask), values in [0, 1] and 8-bit like every other training image; seeded; at 0 not in the pipeline."""
+    names = [type(u).__name__ for u in detector_transforms(True).transforms]
+    assert "Compose" not in names  # nothing nested by default
+    t = detector_transforms(True, AugmentConfig(acquisition_p=1.0))
+    inner = [u for u in t.transforms if type(u).__name__ == "Compose"]
+    assert [type(u).__name__ for u in inner[0].transforms] == [
+        "RandBiasFieldd", "RandGibbsNoised", "RandRicianNoised", "RandHistogramShiftd"]
+    mask = np.zeros((1, 128, 128), np.float32)
+    mask[0, 30:50, 30:50] = 1
+    t.set_random_state(seed=5)
+    outs = []
+    for i in range(4):
+        out = t({"image": _img(i), "mask": mask.copy()})
+        a = np.asarray(out["image"])
+        assert a.shape == (1, 128, 128) and 0 <= a.min() and a.max() <= 1
+        np.testing.assert_allclose(a * 255, np.round(a * 255), atol=1e-3)
+        m = np.asarray(out["mask"])
+        assert np.array_equal(m, mask) or np.array_equal(m, mask[..., ::-1])  # flipped or not, never altered
+        outs.append(a)
+    plain = detector_transforms(True)
+    plain.set_random_state(seed=5)
+    ref = [np.asarray(plain({"image": _img(i), "mask": mask.copy()})["image"]) for i in range(4)]
+    assert np.mean([np.abs(o - r).mean() for o, r in zip(outs, ref)]) > 0.01  # the artifacts change the images
+    t.set_random_state(seed=5)
+    np.testing.assert_array_equal(np.asarray(t({"image": _img(0), "mask": mask.copy()})["image"]), outs[0])
+    assert AugmentConfig(acquisition_p=0.3).changed() == {"acquisition_p": 0.3}

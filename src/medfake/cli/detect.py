@@ -147,6 +147,9 @@ def train_detector_cmd(
     overlay_p: float = typer.Option(0.0, min=0.0, max=1.0, help="training augmentation: probability of burned-in "
                                     "annotations (captions, label bars, calipers, ROI boxes, scale bars), for "
                                     "every kind alike"),
+    acquisition_p: float = typer.Option(0.0, min=0.0, max=1.0, help="training augmentation: probability of each "
+                                        "acquisition artifact (bias field, Gibbs ringing, Rician noise, intensity "
+                                        "curve), for every kind alike"),
     anchor: float = typer.Option(0.0, min=0.0, help="fine-tune only: weight of the penalty on real images' "
                                  "synthetic/manipulated logits rising above those of the --init-from weights"),
     interpolate: Optional[Path] = typer.Option(None, "--interpolate", help="with --init-from and --steps 0: "
@@ -183,7 +186,8 @@ def train_detector_cmd(
             online_manipulations=online_manipulations, online_kind=online_kind,
             per_modality_thresholds=per_modality_thresholds,
             copy_move_cue=copy_move_cue, seg_mix=seg_mix,
-            augment=AugmentConfig(resample_p=resample_p, lowres_noise_p=lowres_noise_p, overlay_p=overlay_p),
+            augment=AugmentConfig(resample_p=resample_p, lowres_noise_p=lowres_noise_p, overlay_p=overlay_p,
+                                  acquisition_p=acquisition_p),
             anchor=anchor, interpolate=interpolate, interpolate_weight=interpolate_weight,
             test_time_flip=test_time_flip, acquisition_shifts=acquisition_shifts,
             command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))

@@ -177,6 +177,27 @@ class RandOverlayd(RandomizableTransform, MapTransform):
         return d
 
 
+ACQUISITION_ARTIFACTS = "bias field, Gibbs ringing, Rician noise, intensity curve"
+
+
+def acquisition_transforms(prob: float, keys: str | None = None):
+    """MONAI's acquisition-artifact transforms, each drawn with probability `prob`: a smooth bias field (MR coil
+    inhomogeneity), Gibbs ringing (k-space truncation), Rician noise (MR magnitude images at low SNR) and a random
+    monotone intensity curve (another window or display LUT). `keys`: dictionary versions on that key (training
+    augmentation), else array versions (the calibration pool's copies, `train.acquisition_copies`). The same
+    strengths in both places, set by eye on medimg128's val reals."""
+    from monai.transforms import (Compose, RandBiasField, RandBiasFieldd, RandGibbsNoise, RandGibbsNoised,
+                                  RandHistogramShift, RandHistogramShiftd, RandRicianNoise, RandRicianNoised)
+
+    kw = [dict(coeff_range=(0.1, 0.4), prob=prob), dict(prob=prob, alpha=(0.2, 0.6)),
+          dict(prob=prob, std=0.04, sample_std=True), dict(num_control_points=(5, 10), prob=prob)]
+    if keys is None:
+        return Compose([t(**k) for t, k in zip((RandBiasField, RandGibbsNoise, RandRicianNoise, RandHistogramShift),
+                                               kw)])
+    return Compose([t(keys, **k) for t, k in zip((RandBiasFieldd, RandGibbsNoised, RandRicianNoised,
+                                                  RandHistogramShiftd), kw)])
+
+
 def _quantise8(a):
     return (np.round(_np(a) * 255.0) / 255.0).astype(np.float32)
 
@@ -189,11 +210,14 @@ class AugmentConfig:
     it so that a soft, upsampled-looking real image (a 64 px MR) is not taken for a generator's blur.
     `lowres_noise_p`: share of those resizes that add noise at the small size (`RandResizeDownUpd.noise_p`).
     `overlay_p`: probability of burned-in annotations (`RandOverlayd`); 0 leaves it out of the pipeline, so the
-    random stream of the other transforms (and earlier runs) is unchanged."""
+    random stream of the other transforms (and earlier runs) is unchanged.
+    `acquisition_p`: probability of each of the acquisition artifacts (`acquisition_transforms`), for every kind
+    alike; 0 leaves them out, as `overlay_p` does."""
 
     resample_p: float = 0.25
     lowres_noise_p: float = 0.0
     overlay_p: float = 0.0
+    acquisition_p: float = 0.0
 
     def __post_init__(self):
         for k, v in asdict(self).items():
@@ -219,6 +243,8 @@ def detector_transforms(augment: bool = True, cfg: AugmentConfig | None = None):
         ts += [RandFlipd(keys=("image", "mask"), prob=0.5, spatial_axis=1)]
         if cfg.overlay_p > 0:
             ts += [RandOverlayd("image", prob=cfg.overlay_p)]
+        if cfg.acquisition_p > 0:  # at acquisition: before any re-encoding or resampling
+            ts += [acquisition_transforms(cfg.acquisition_p, keys="image")]
         ts += [
             RandJPEGd("image", prob=0.25),
             RandResizeDownUpd("image", prob=cfg.resample_p, noise_p=cfg.lowres_noise_p),

@@ -29,7 +29,7 @@ from ..models.cards import read_card, write_card
 from ..models.registry import create, entry, make_config
 from ..models.weights import interpolate_states, load_weights, save_weights
 from .anomaly import MahalanobisScorer
-from .augment import AugmentConfig, detector_transforms
+from .augment import AugmentConfig, acquisition_transforms, detector_transforms
 from .calibrate import (MIN_MODALITY_REALS, SMALL_INPUT_SIDES, UNCERTAIN_FACTOR, alarm_rates, apply_temperature,
                         choose_on_validation, fit_temperature, head_thresholds, modality_floors,
                         monotone_side_floors, thresholds_for, verdict_at)
@@ -270,14 +270,11 @@ def acquisition_copies(images: np.ndarray, copies: int, seed: int = 0) -> np.nda
     MONAI's acquisition-artifact transforms, each drawn with probability 0.6: a smooth bias field (MR coil
     inhomogeneity), Gibbs ringing (k-space truncation), Rician noise (MR magnitude images at low SNR) and a random
     monotone intensity curve (another window or display LUT); clipped to [0, 1] and quantised to 8 bits, as every
-    image is at detection time. None of these is a training augmentation: they widen the real pool the thresholds
-    are set on (`--acquisition-shifts`) without teaching the network anything."""
+    image is at detection time. They widen the real pool the thresholds are set on (`--acquisition-shifts`); as a
+    training augmentation the same transforms are `AugmentConfig.acquisition_p`."""
     if copies <= 0 or len(images) == 0:
         return np.zeros((0,) + images.shape[1:], np.float32)
-    from monai.transforms import Compose, RandBiasField, RandGibbsNoise, RandHistogramShift, RandRicianNoise
-
-    t = Compose([RandBiasField(coeff_range=(0.1, 0.4), prob=0.6), RandGibbsNoise(prob=0.6, alpha=(0.2, 0.6)),
-                 RandRicianNoise(prob=0.6, std=0.04, sample_std=True), RandHistogramShift((5, 10), prob=0.6)])
+    t = acquisition_transforms(0.6)
     t.set_random_state(seed=seed + 104729)
     with warnings.catch_warnings():  # torch.searchsorted's note on non-contiguous input, from the intensity curve
         warnings.filterwarnings("ignore", message=".*non-contiguous.*")
