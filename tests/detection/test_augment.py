@@ -176,10 +176,10 @@ def test_acquisition_artifacts_as_training_augmentation():
         m = np.asarray(out["mask"])
         assert np.array_equal(m, mask) or np.array_equal(m, mask[..., ::-1])  # flipped or not, never altered
         outs.append(a)
-    plain = detector_transforms(True)
-    plain.set_random_state(seed=5)
-    ref = [np.asarray(plain({"image": _img(i), "mask": mask.copy()})["image"]) for i in range(4)]
-    assert np.mean([np.abs(o - r).mean() for o, r in zip(outs, ref)]) > 0.01  # the artifacts change the images
+    artifacts = inner[0]
+    changed = [np.abs(np.asarray(artifacts({"image": _img(i), "mask": mask.copy()})["image"]) - _img(i)).mean()
+               for i in range(4)]
+    assert min(changed) > 0.005  # every artifact drawn (p = 1): each image changes
     t.set_random_state(seed=5)
     np.testing.assert_array_equal(np.asarray(t({"image": _img(0), "mask": mask.copy()})["image"]), outs[0])
     assert AugmentConfig(acquisition_p=0.3).changed() == {"acquisition_p": 0.3}

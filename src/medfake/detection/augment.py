@@ -177,9 +177,6 @@ class RandOverlayd(RandomizableTransform, MapTransform):
         return d
 
 
-ACQUISITION_ARTIFACTS = "bias field, Gibbs ringing, Rician noise, intensity curve"
-
-
 def acquisition_transforms(prob: float, keys: str | None = None):
     """MONAI's acquisition-artifact transforms, each drawn with probability `prob`: a smooth bias field (MR coil
     inhomogeneity), Gibbs ringing (k-space truncation), Rician noise (MR magnitude images at low SNR) and a random
