@@ -182,7 +182,9 @@ def acquisition_transforms(prob: float, keys: str | None = None):
     inhomogeneity), Gibbs ringing (k-space truncation), Rician noise (MR magnitude images at low SNR) and a random
     monotone intensity curve (another window or display LUT). `keys`: dictionary versions on that key (training
     augmentation), else array versions (the calibration pool's copies, `train.acquisition_copies`). The same
-    strengths in both places, set by eye on medimg128's val reals."""
+    strengths in both places, set by eye on medimg128's val reals. The bias field is far stronger than a coil's
+    (max/min over 128 px: median 20×; MONAI's default coefficients 0–0.1: 1.8×); it is kept so that the shipped
+    card's calibration stays reproducible (docs/detection.md)."""
     from monai.transforms import (Compose, RandBiasField, RandBiasFieldd, RandGibbsNoise, RandGibbsNoised,
                                   RandHistogramShift, RandHistogramShiftd, RandRicianNoise, RandRicianNoised)
 
