@@ -178,23 +178,23 @@ class RandOverlayd(RandomizableTransform, MapTransform):
 
 
 def acquisition_transforms(prob: float, keys: str | None = None):
-    """MONAI's acquisition-artifact transforms, each drawn with probability `prob`: a smooth bias field (MR coil
-    inhomogeneity), Gibbs ringing (k-space truncation), Rician noise (MR magnitude images at low SNR) and a random
-    monotone intensity curve (another window or display LUT). `keys`: dictionary versions on that key (training
-    augmentation), else array versions (the calibration pool's copies, `train.acquisition_copies`). The same
-    strengths in both places, set by eye on medimg128's val reals. The bias field is far stronger than a coil's
-    (max/min over 128 px: median 20×; MONAI's default coefficients 0–0.1: 1.8×); it is kept so that the shipped
-    card's calibration stays reproducible (docs/detection.md)."""
+    """MONAI's acquisition-artifact transforms, each drawn with probability `prob`: a smooth bias field (shading),
+    Gibbs ringing (k-space truncation), Rician noise (MR magnitude images at low SNR) and a random monotone intensity
+    curve (another window or display LUT). `keys`: dictionary versions on that key (training augmentation), else
+    array versions (the calibration pool's copies, `train.acquisition_copies`). The same strengths in both places,
+    set by eye on medimg128's val reals. The bias field is far stronger than a coil's (max/min over 128 px: median
+    20×; MONAI's default coefficients 0–0.1: 1.8×); it is kept so that the shipped card's calibration stays
+    reproducible (docs/detection.md)."""
     from monai.transforms import (Compose, RandBiasField, RandBiasFieldd, RandGibbsNoise, RandGibbsNoised,
                                   RandHistogramShift, RandHistogramShiftd, RandRicianNoise, RandRicianNoised)
 
     kw = [dict(coeff_range=(0.1, 0.4), prob=prob), dict(prob=prob, alpha=(0.2, 0.6)),
           dict(prob=prob, std=0.04, sample_std=True), dict(num_control_points=(5, 10), prob=prob)]
     if keys is None:
-        return Compose([t(**k) for t, k in zip((RandBiasField, RandGibbsNoise, RandRicianNoise, RandHistogramShift),
-                                               kw)])
-    return Compose([t(keys, **k) for t, k in zip((RandBiasFieldd, RandGibbsNoised, RandRicianNoised,
-                                                  RandHistogramShiftd), kw)])
+        kinds, args = (RandBiasField, RandGibbsNoise, RandRicianNoise, RandHistogramShift), ()
+    else:
+        kinds, args = (RandBiasFieldd, RandGibbsNoised, RandRicianNoised, RandHistogramShiftd), (keys,)
+    return Compose([t(*args, **k) for t, k in zip(kinds, kw)])
 
 
 def _quantise8(a):
