@@ -15,6 +15,7 @@ from medfake.data.modalities import MODALITY_NAMES
 
 TINY = {
     "dual-srm": {"stem": 4, "widths": [8, 16, 16], "seg_channels": 4},
+    "spatial-cnn": {"stem": 4, "widths": [8, 16, 16], "seg_channels": 4},
     "manip-supcon": {"stem": 4, "widths": [8, 16, 16], "seg_channels": 4},
     "resnet18-12": {"block_inplanes": [8, 8, 16, 16], "layers": [1, 1, 1, 1]},
     "effnet-attn": {"width_coefficient": 0.25, "depth_coefficient": 0.25},

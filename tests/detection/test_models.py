@@ -22,7 +22,7 @@ from medfake.models.detectors import SRMFilter, count_parameters
 from .conftest import TINY
 
 
-@pytest.mark.parametrize("arch,steps,supcon", [("resnet18-12", 30, 0), ("effnet-attn", 16, 0),
+@pytest.mark.parametrize("arch,steps,supcon", [("resnet18-12", 30, 0), ("effnet-attn", 16, 0), ("spatial-cnn", 30, 0),
                                                 ("manip-supcon", 30, 10)])
 def test_architecture_trains_and_loss_drops(arch, steps, supcon, tiny_dataset, tmp_path):
     card = train_detector(arch, tiny_dataset, tmp_path, config=TINY[arch], steps=steps, supcon_steps=supcon,

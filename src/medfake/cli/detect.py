@@ -106,8 +106,8 @@ def detect_cmd(
 
 @train_app.command("detector")
 def train_detector_cmd(
-    config: str = typer.Option("dual-srm", "--config", help="architecture: dual-srm, manip-supcon, resnet18-12, "
-                                                            "effnet-attn"),
+    config: str = typer.Option("dual-srm", "--config", help="architecture: dual-srm, spatial-cnn, manip-supcon, "
+                                                            "resnet18-12, effnet-attn"),
     data: Path = typer.Option(..., "--data", help="data-set manifest (path, modality, label, split, kind, generator, "
                                                   "mask)"),
     out: Path = typer.Option(Path("runs/detect"), "--out"),

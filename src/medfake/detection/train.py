@@ -47,7 +47,7 @@ def heads_of(arch: str) -> dict:
     return {
         "synthetic": arch != "manip-supcon",
         "manipulated": arch != "resnet18-12",
-        "segmentation": arch in ("dual-srm", "manip-supcon"),
+        "segmentation": arch in ("dual-srm", "spatial-cnn", "manip-supcon"),
     }
 
 

@@ -10,9 +10,10 @@ Every detector returns the same dict from `forward(x)`:
 
 Registered names: ``resnet18-12`` (MONAI ResNet, 12 classes = modality × {real, fake}, MedXFake-style),
 ``effnet-attn`` (MONAI EfficientNet-B0 features + CBAM attention head), ``dual-srm`` (spatial stream + fixed
-SRM noise-residual stream, multi-head with segmentation whose map also feeds p_manipulated; the default) and
-``manip-supcon`` (the dual-srm network trained with a supervised-contrastive warm-up; same architecture, own name
-and card).
+SRM noise-residual stream, multi-head with segmentation whose map also feeds p_manipulated; the default),
+``spatial-cnn`` (the same network with the noise stream switched off: the ablation that says what the SRM stream
+adds) and ``manip-supcon`` (the dual-srm network trained with a supervised-contrastive warm-up; same architecture,
+own name and card).
 """
 
 from __future__ import annotations
@@ -190,6 +191,13 @@ class DualSRMConfig:
     # p_manipulated also reads the segmentation map (mean of its top 1% logits and its mean logit), so image-level
     # manipulation evidence is where the per-pixel supervision put it (as in MVSS-Net's map-to-label fusion)
     manip_from_seg: bool = True
+    # False: no SRM noise stream; the spatial stem alone gives the 2 * stem channels the stages read
+    noise_stream: bool = True
+
+
+@dataclass(frozen=True)
+class SpatialCNNConfig(DualSRMConfig):
+    noise_stream: bool = False
 
 
 SEG_TOPK_FRACTION = 0.01
@@ -214,9 +222,11 @@ class DualSRM(nn.Module):
         from monai.networks.blocks import Convolution, ResidualUnit
 
         self.cfg = cfg
-        self.srm = SRMFilter(cfg.srm_truncation)
-        self.spatial_stem = Convolution(2, 1, cfg.stem, strides=2, kernel_size=3, act="relu", norm="batch")
-        self.noise_stem = Convolution(2, 3, cfg.stem, strides=2, kernel_size=3, act="relu", norm="batch")
+        self.srm = SRMFilter(cfg.srm_truncation) if cfg.noise_stream else None
+        spatial = cfg.stem if cfg.noise_stream else 2 * cfg.stem
+        self.spatial_stem = Convolution(2, 1, spatial, strides=2, kernel_size=3, act="relu", norm="batch")
+        self.noise_stem = (Convolution(2, 3, cfg.stem, strides=2, kernel_size=3, act="relu", norm="batch")
+                           if cfg.noise_stream else None)
         stages, cin = [], 2 * cfg.stem
         for w in cfg.widths:
             stages.append(ResidualUnit(2, cin, w, strides=2, kernel_size=3, subunits=cfg.subunits, act="relu", norm="batch"))
@@ -236,7 +246,9 @@ class DualSRM(nn.Module):
         self.gradcam_layer = f"stages.{min(2, len(cfg.widths) - 1)}"  # 8 px map: coarse but still spatial
 
     def forward(self, x: torch.Tensor) -> dict:
-        h = torch.cat([self.spatial_stem(_to_signed(x)), self.noise_stem(self.srm(x))], 1)
+        h = self.spatial_stem(_to_signed(x))
+        if self.noise_stem is not None:
+            h = torch.cat([h, self.noise_stem(self.srm(x))], 1)
         feats = []
         for st in self.stages:
             h = st(h)
@@ -254,6 +266,12 @@ class DualSRM(nn.Module):
 
 @register("dual-srm", "detector", DualSRMConfig)
 def build_dual_srm(cfg: DualSRMConfig) -> DualSRM:
+    return DualSRM(cfg)
+
+
+@register("spatial-cnn", "detector", SpatialCNNConfig)
+def build_spatial_cnn(cfg: SpatialCNNConfig) -> DualSRM:
+    """dual-srm without its SRM noise-residual stream (the spatial stem is twice as wide, so the stages match)."""
     return DualSRM(cfg)
 
 
