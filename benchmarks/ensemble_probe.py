@@ -101,7 +101,7 @@ def main() -> None:
         members[label] = [scores(det, val_imgs), scores(det, test_imgs)] + [scores(det, ims) for _, ims in outside]
         print(f"scored {label}", flush=True)
 
-    combos = {name: s for name, s in members.items()}
+    combos = dict(members)
     agree = {}  # each member's own verdict (its card's full rule); not real only where both say not real
     for a, b in itertools.combinations(members, 2):
         for how, fn in (("min", np.minimum), ("mean", lambda x, y: (x + y) / 2)):
