@@ -9,7 +9,10 @@ combination then gets the same plain rule, so that the rows compare like with li
   real.
 
 The shipped verdicts differ (floors, uncertain band, shifted copies in the real pool), so the single rows here are
-not `medfake eval`'s numbers; only the comparison within this table is.
+not `medfake eval`'s numbers; only the comparison within this table is. A second table keeps each member's own
+verdicts (its card's full rule, as `medfake detect` gives them) and, for each pair, the agreement rule: not real
+only where both members say not real (the first member's verdict then). In both tables a catch is any verdict
+other than real.
 
     python benchmarks/ensemble_probe.py --data data_cache/bench/manifest.csv \\
         --member models:default --member runs/abl_dual-srm:abl-dual-srm [--no-append]
