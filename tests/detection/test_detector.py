@@ -145,6 +145,15 @@ def test_reference_bank_knn_and_roundtrip(tmp_path):
     bank.save(tmp_path / "b.safetensors")
     b2 = ReferenceBank.load(tmp_path / "b.safetensors")
     assert len(b2) == 3 and b2.k == 1
+    # stored as fp16 (half the file), read back as float32, with the same votes to fp16 precision
+    from safetensors import safe_open
+
+    big.save(tmp_path / "big.safetensors")
+    with safe_open(str(tmp_path / "big.safetensors"), "pt") as fh:
+        assert fh.get_tensor("embeddings").dtype == torch.float16
+    big2 = ReferenceBank.load(tmp_path / "big.safetensors")
+    assert big2.emb.dtype == np.float32
+    np.testing.assert_allclose(big2.knn(q), want, atol=0.02)
     with pytest.raises(ValueError):
         bank.add(np.ones((1, 5)), ["real"])
 
