@@ -106,10 +106,11 @@ def main(argv=None) -> dict:
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    members = (det.primary, det.second) if hasattr(det, "primary") else (det,)  # an ensemble runs both networks
     res = {
-        "detector": f"{det.name} ({det.card.get('architecture')}, {det.version}"
+        "detector": f"{det.name} ({det.card.get('architecture') or det.card.get('kind')}, {det.version}"
                     f"{', with the copy-move cue' if det.copy_move is not None else ''})",
-        "parameters": sum(p.numel() for p in det.module.parameters()),
+        "parameters": sum(p.numel() for m in members for p in m.module.parameters()),
         "images": len(rows), "seconds": round(dt, 2), "images_per_s": round(len(rows) / dt, 1),
         "peak_rss_mb": round(peak_mb, 1),
         # CPU time used: on a shared/busy machine, images / (cpu_seconds / threads) estimates the idle-machine rate

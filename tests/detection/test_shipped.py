@@ -43,3 +43,29 @@ def test_shipped_detector_card_and_predictions(card_path):
     for p in preds:
         assert 0.0 <= p.p_synthetic <= 1.0 and 0.0 <= p.p_manipulated <= 1.0 and np.isfinite(p.p_synthetic)
         assert p.verdict in VERDICTS
+
+
+ENSEMBLE_CARDS = sorted(p for p in MODELS.glob("*.json")
+                        if json.loads(p.read_text()).get("kind") == "detector-ensemble")
+
+
+@pytest.mark.parametrize("card_path", ENSEMBLE_CARDS, ids=lambda p: p.stem)
+def test_shipped_ensemble_card_and_predictions(card_path):
+    """An ensemble card names two shipped detector cards, its veto levels were chosen on val and it is measured on
+    the test split; it loads, and on real DICOM files it never scores above its primary member."""
+    from pydicom.data import get_testdata_file
+
+    from medfake.detection.ensemble import VetoEnsemble
+
+    card = json.loads(card_path.read_text())
+    for key in ("version", "members", "veto", "data", "command", "val_check", "test_metrics"):
+        assert card.get(key) not in (None, ""), (card_path.name, key)
+    assert {card["members"]["primary"], card["members"]["second"]} <= {p.stem for p in DETECTOR_CARDS}
+    assert card["test_metrics"]["split"] == "test"
+    det = load_detector(card_path.stem, MODELS)
+    assert isinstance(det, VetoEnsemble)
+    images = read_images(get_testdata_file("CT_small.dcm")) + read_images(get_testdata_file("MR_small.dcm"))
+    got, ref = det.predict(images), det.primary.predict(images)
+    for g, r in zip(got, ref):
+        assert 0.0 <= g.p_synthetic <= r.p_synthetic + 1e-12 and 0.0 <= g.p_manipulated <= r.p_manipulated + 1e-12
+        assert g.verdict in VERDICTS and (r.verdict != "real" or g.verdict == "real")

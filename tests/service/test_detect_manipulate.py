@@ -259,3 +259,47 @@ def test_v1_siemens_mosaic_detect_scores_a_slice_preview_and_edit_keep_it_whole(
 
     ds = pydicom.dcmread(io.BytesIO(from_data_url(r.json()["dicom"])))
     assert (ds.Rows, ds.Columns) == (896, 896)
+
+
+def test_an_ensemble_card_is_a_detector_and_the_default(tmp_path, tiny_models):
+    """A models folder with a two-network ensemble card: listed as a detector, checked by /readyz with its members,
+    the default of /v1/detect; an ensemble whose member is missing is reported by name and does not stop the rest."""
+    import shutil
+
+    from .service_helpers import live
+
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_models, folder)
+    card = json.loads((folder / "detector-default.json").read_text())
+    for suffix in (".safetensors", ".bank.safetensors", ".anomaly.safetensors"):
+        if (folder / f"detector-default{suffix}").exists():
+            shutil.copy(folder / f"detector-default{suffix}", folder / f"second{suffix}")
+    card.update(name="second", weights="second.safetensors")
+    for key, suffix in (("retrieval", ".bank.safetensors"), ("anomaly", ".anomaly.safetensors")):
+        if card.get(key) and card[key].get("file"):
+            card[key]["file"] = f"second{suffix}"
+    (folder / "second.json").write_text(json.dumps(card))
+    ens = {"name": "detector-ensemble", "kind": "detector-ensemble", "version": "t1",
+           "members": {"primary": "detector-default", "second": "second"}, "veto": {"synthetic": 0.6,
+                                                                                    "manipulated": 0.6}}
+    (folder / "detector-ensemble.json").write_text(json.dumps(ens))
+    with live(folder) as (_, c):
+        r = c.get("/readyz")
+        assert r.status_code == 200, r.text
+        assert {m["name"]: m["ok"] for m in r.json()["models"]}["detector-ensemble"] is True
+        listed = {m["name"]: m for m in c.get("/v1/models").json()["models"]}["detector-ensemble"]
+        assert listed["kind"] == "detector" and "second" in listed["architecture"]
+        files = [("files", ("a.png", png_bytes_of(smooth_image(4)), "image/png"))]
+        for data in ({}, {"model": "detector-ensemble"}):
+            r = c.post("/v1/detect", files=files, data=data)
+            assert r.status_code == 200, r.text
+            (row,) = r.json()["results"]
+            assert row["detector"] == "detector-ensemble" and "t1" in row["detector_version"]
+            assert row["verdict"] in ("real", "synthetic", "manipulated", "uncertain")
+        (folder / "detector-ensemble.json").write_text(json.dumps({**ens, "members": {"primary": "detector-default",
+                                                                                       "second": "gone"}}))
+        r = c.get("/readyz")
+        assert r.status_code == 503
+        bad = {m["name"]: m for m in r.json()["models"]}["detector-ensemble"]
+        assert not bad["ok"] and "gone" in bad["problem"] and str(folder) not in bad["problem"]
+        assert c.get("/healthz").status_code == 200

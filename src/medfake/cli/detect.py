@@ -197,3 +197,44 @@ def train_detector_cmd(
     auc = {h: (m.get(h) or {}).get("auc") for h in ("synthetic", "manipulated")}
     Console().print(f"trained {card['name']}: {card['steps']} steps in {card['minutes']} min on {card['hardware']}; "
                     f"loss {card['loss_first']} → {card['loss_last']}; val AUC {auc}; wrote {out}/{card['name']}.json")
+
+
+@train_app.command("ensemble")
+def train_ensemble_cmd(
+    data: Path = typer.Option(..., "--data", help="data-set manifest with a val split (kind column)"),
+    primary: str = typer.Option("detector-default", help="card name of the primary member (its verdict rule, maps "
+                                                          "and explanations are the ensemble's)"),
+    second: str = typer.Option(..., help="card name of the second member (it can only lower the primary's scores)"),
+    models_dir: Path = typer.Option(Path("models"), "--models-dir", help="folder with both members' cards; the "
+                                                                         "ensemble card is written there"),
+    name: str = typer.Option("detector-ensemble", help="the ensemble card's name"),
+    kept: float = typer.Option(0.95, min=0.5, max=1.0, help="share of the primary's val catches (per head) the "
+                               "veto must keep"),
+):
+    """Fit a two-network ensemble (detection.ensemble): choose the second member's veto levels on split=val and
+    write the ensemble's card. No training; both members must already exist."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from ..detection.ensemble import fit_ensemble
+    from ..io.errors import MedfakeError
+
+    if not data.exists():
+        fail(f"data-set manifest not found: {data}")
+    try:
+        with Progress(transient=True) as prog:
+            task = prog.add_task("score val (both members)", total=None)
+            card = fit_ensemble(primary, second, data, models_dir, name=name, kept=kept,
+                                command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                                progress=lambda n: prog.update(task, completed=n))
+    except (MedfakeError, ValueError) as e:
+        fail(str(e))
+    v, chk = card["veto"], card["val_check"]
+
+    def change(key: str, fmt: str = ".1%") -> str:
+        a, b = chk["primary"][key], chk["ensemble"][key]
+        return "n/a" if a is None or b is None else f"{a:{fmt}} → {b:{fmt}}"
+
+    Console().print(f"wrote {models_dir}/{name}.json: veto levels synthetic {v['synthetic']}, manipulated "
+                    f"{v['manipulated']}; val: real alarms {change('real_not_real', '.2%')}, synthetic caught "
+                    f"{change('synthetic_caught')}, manipulated caught {change('manipulated_caught')}")

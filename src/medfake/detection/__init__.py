@@ -1,11 +1,12 @@
 """Detection: is an image real, fully synthetic, or locally manipulated — and where.
 
-Public API: `load_detector`, `detect_paths`, `detect_images`, `write_csv`, `train_detector`, plus the contract
-(`Detector`, `Prediction`, `VERDICTS`, `CSV_HEADER`)."""
+Public API: `load_detector`, `detect_paths`, `detect_images`, `write_csv`, `train_detector`, `fit_ensemble`, plus the
+contract (`Detector`, `Prediction`, `VERDICTS`, `CSV_HEADER`)."""
 
 from .base import CSV_HEADER, VERDICTS, Detector, Prediction
 from .calibrate import apply_temperature, fit_temperature, threshold_at_fpr, verdict
 from .detector import ShippedDetector, clear_cache, load_detector
+from .ensemble import VetoEnsemble, fit_ensemble
 from .retrieval import ReferenceBank, reference_files
 from .run import COLUMNS, EXTRA_COLUMNS, add_references, detect_images, detect_paths, write_csv
 
@@ -19,5 +20,6 @@ def train_detector(*args, **kwargs):
 __all__ = [
     "CSV_HEADER", "VERDICTS", "Detector", "Prediction", "apply_temperature", "fit_temperature", "threshold_at_fpr",
     "verdict", "ShippedDetector", "clear_cache", "load_detector", "ReferenceBank", "reference_files", "COLUMNS",
-    "EXTRA_COLUMNS", "add_references", "detect_images", "detect_paths", "write_csv", "train_detector",
+    "EXTRA_COLUMNS", "add_references", "detect_images", "detect_paths", "write_csv", "train_detector", "VetoEnsemble",
+    "fit_ensemble",
 ]

@@ -1,8 +1,9 @@
 """The shipped detectors behind `detection.base.Detector`: model + card (temperatures, thresholds), retrieval bank,
 anomaly scorer, Grad-CAM (MONAI) and segmentation masks at each input image's own size.
 
-Name resolution (`load_detector`): "default" means the card `detector-default.json` in the models folder;
-any other name is a card `<name>.json` there (or a path to a card file).
+Name resolution (`load_detector`): "default" means the card `detector-ensemble.json` in the models folder when it
+is there (two networks, detection.ensemble), else `detector-default.json`; any other name is a card `<name>.json`
+there (or a path to a card file).
 """
 
 from __future__ import annotations
@@ -20,15 +21,18 @@ from ..data.canonical import to_canonical
 from ..data.modalities import IMAGE_SIZE, MODALITY_NAMES
 from ..io.errors import MedfakeError
 from ..io.image import Image
-from ..models.cards import card_path, load_model
+from ..models.cards import card_path, load_model, read_card
+from ..settings import get_settings
 from .anomaly import MahalanobisScorer
 from .base import Detector, Prediction
 from .calibrate import LOWER_FRACTION, side_floors_key, thresholds_for, verdict_at
 from .copymove import CopyMoveCue, copy_move_scores, fuse
+from .ensemble import ENSEMBLE_KIND, build_ensemble
 from .retrieval import LABELS, ReferenceBank, blend
 from .scores import apply_manipulation_score, flip_averaged, seg_top
 
-DEFAULT_NAME = "detector-default"
+DEFAULT_NAME = "detector-default"  # the default network's card
+DEFAULT_ENSEMBLE = "detector-ensemble"  # the default detector where the models folder has this card
 # Images per network call (and per copy-move cue call) on a CPU, whatever batch the caller hands over: 16 images'
 # tensors stay in the caches, so on 2 cores detection runs ~1.2x faster end to end than at 64 (benchmarks/RESULTS.md,
 # 2026-12-02). Every score is per image, so results do not depend on it. On a GPU the caller's batch is one call.
@@ -210,10 +214,14 @@ class ShippedDetector(Detector):
             preds += self._predict_batch(images[i:i + batch_size], explain)
         return preds
 
-    def _predict_batch(self, images: Sequence[Image], explain: bool) -> list[Prediction]:
+    def _predict_batch(self, images: Sequence[Image], explain: bool, x: torch.Tensor | None = None,
+                       cue=None) -> list[Prediction]:
+        """One compute batch. `x` (the images' canonical batch) and `cue` (their `copy_move_scores` with this cue's
+        config, maps included when `explain`) may be handed in by a caller that already has them (an ensemble
+        sharing one cue between its members); else they are computed here."""
         if not images:
             return []
-        x = self.canonical_batch(images)
+        x = self.canonical_batch(images) if x is None else x
         with torch.no_grad():
             out = self.forward(x)
         emb = out["emb"].float().cpu().numpy()
@@ -236,7 +244,8 @@ class ShippedDetector(Detector):
         cm_scores = cm_regions = p_cm = None
         if self.copy_move is not None:
             # on the detector's device (a GPU when there is one); the cue has no weights, only tensor operations
-            got = copy_move_scores(x.to(self.device), self.copy_move.config, return_maps=explain)
+            got = (cue if cue is not None
+                   else copy_move_scores(x.to(self.device), self.copy_move.config, return_maps=explain))
             cm_scores, cm_regions = (got[0], got[1].cpu()) if explain else (got, None)
             cm_scores = cm_scores.cpu().numpy().astype(np.float64)
             p_cm = self.copy_move.probability(cm_scores)
@@ -342,7 +351,13 @@ _CACHE_LOCK = threading.Lock()
 
 
 def resolve_card(name: str = "default", models_dir: str | Path | None = None) -> Path:
+    """The card file of a detector name: "default" is `detector-ensemble.json` where the models folder has one (the
+    two-network ensemble, detection.ensemble), else `detector-default.json`; any other name is `<name>.json`."""
     models_dir = Path(models_dir) if models_dir is not None else None
+    if name in ("default", "", None):
+        ensemble = (models_dir or get_settings().models_dir) / f"{DEFAULT_ENSEMBLE}.json"
+        if ensemble.is_file():
+            return ensemble
     try:
         return card_path(DEFAULT_NAME if name in ("default", "", None) else name, models_dir)
     except MedfakeError as e:
@@ -351,10 +366,20 @@ def resolve_card(name: str = "default", models_dir: str | Path | None = None) ->
         raise
 
 
-def load_detector(name: str = "default", models_dir: str | Path | None = None, device: str = "cpu") -> ShippedDetector:
-    """Load (once per card file and modification time) a detector by card name; "default" → detector-default."""
+def load_detector(name: str = "default", models_dir: str | Path | None = None, device: str = "cpu"):
+    """Load (once per card file and modification time) a detector by card name (`resolve_card`).
+    A card of kind `detector-ensemble` gives a `VetoEnsemble` of the two member cards it names (same folder)."""
     p = resolve_card(name, models_dir).resolve()
     key = (str(p), p.stat().st_mtime_ns, str(device))
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    card = read_card(p)
+    if card.get("kind") == ENSEMBLE_KIND:  # members load (and cache) on their own; then the ensemble is cached
+        det = build_ensemble(card, lambda member: load_detector(member, p.parent, device),
+                             lambda member: read_card(member, p.parent))
+        with _CACHE_LOCK:
+            return _CACHE.setdefault(key, det)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]

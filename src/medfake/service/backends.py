@@ -45,6 +45,7 @@ def _registry_kind(arch: str | None) -> str | None:
 def list_models(settings: Settings) -> list[dict[str, Any]]:
     """One row per model card in models_dir: name, version, kind, modalities, metrics (+ the card)."""
     from ..data.modalities import MODALITY_NAMES
+    from ..detection.ensemble import ENSEMBLE_KIND
     from ..models.cards import list_cards
 
     d = Path(settings.models_dir)
@@ -55,10 +56,14 @@ def list_models(settings: Settings) -> list[dict[str, Any]]:
         name = card.get("name") or Path(card["_path"]).stem
         stem = Path(card["_path"]).stem
         kind = card.get("kind") or _registry_kind(card.get("architecture")) or _KINDS.get(card.get("family", ""), "unknown")
+        arch = card.get("architecture")
+        if kind == ENSEMBLE_KIND:  # a detector made of two member cards (detection.ensemble)
+            members = card.get("members") or {}
+            kind, arch = "detector", f"ensemble of {members.get('primary')} and {members.get('second')}"
         mods = card.get("modalities") or sorted(card.get("label_prior", {})) or list(MODALITY_NAMES)
         public = {k: v for k, v in card.items() if not k.startswith("_") and k not in ("command",)}
         rows.append({"name": stem, "card_name": name, "version": str(card.get("version", "0")), "kind": kind,
-                     "family": card.get("family"), "architecture": card.get("architecture"), "modalities": mods,
+                     "family": card.get("family"), "architecture": arch, "modalities": mods,
                      "metrics": card.get("metrics", {}), "card": public})
     return rows
 
@@ -71,10 +76,13 @@ def _loadable(card_file: Path) -> str | None:
     Cached per (card, card mtime, weights mtime), so /readyz loads each model once."""
     import json
 
+    from ..detection.ensemble import ENSEMBLE_KIND
     from ..models.cards import load_model
 
     try:
         card = json.loads(card_file.read_text())
+        if isinstance(card, dict) and card.get("kind") == ENSEMBLE_KIND:
+            return _ensemble_loadable(card_file)
         w = card_file.with_name(card.get("weights", card_file.stem + ".safetensors"))
         if not w.is_file():
             return "weights file missing"
@@ -88,6 +96,17 @@ def _loadable(card_file: Path) -> str | None:
         except (MedfakeError, TypeError, ValueError, RuntimeError, OSError) as e:
             _ready_cache[key] = redact(str(e).replace(str(card_file.parent), "models"))[:300]
     return _ready_cache[key]
+
+
+def _ensemble_loadable(card_file: Path) -> str | None:
+    """`_loadable` of an ensemble card: it and both members load (members are checked as their own cards too)."""
+    from ..detection.detector import load_detector
+
+    try:
+        load_detector(card_file.stem, card_file.parent)
+        return None
+    except (MedfakeError, TypeError, ValueError, RuntimeError, OSError) as e:
+        return redact(str(e).replace(str(card_file.parent), "models"))[:300]
 
 
 def model_check(settings: Settings) -> list[dict]:

@@ -1,0 +1,310 @@
+"""Two detector networks, one verdict: the primary's verdict rule applied to scores the second network can only lower.
+
+Single networks raise false alarms on real scans from outside the training collection (benchmarks/RESULTS.md, stop
+36): each network on its own scans, so that an alarm both networks raise is rarer than an alarm of either. The
+ensemble (`VetoEnsemble`) keeps the primary detector whole (its thresholds, per-modality and small-input floors,
+uncertain band, retrieval bank, copy-move cue, Grad-CAM and segmentation mask) and lowers each head's probability to
+
+    p = min(p_primary, g(p_second)),   logit g(q) = logit q − logit v + logit t   (where the primary alarms)
+
+where t is the primary's threshold for that head and v the card's veto level for the second network (`veto`): g maps
+v onto t, so at the primary's thresholds a head fires only when the primary clears t *and* the second network
+clears v. A raised (per-modality or small-input) threshold raises the second network's bar by the same logit step.
+
+The second network is a second opinion on alarms only: it runs on the images whose primary verdict is not real, and
+an image the primary calls real keeps the primary's scores (lowering them could not change its verdict). On real
+scans, nearly all of a hospital's traffic, the ensemble then costs little more than the primary alone; the two
+members share each batch's canonical tensor and copy-move cue.
+
+Properties the tests check: a score never rises (the ensemble never flags an image the primary clears, so its false
+alarms on any set are at most the primary's); it equals the primary's wherever the primary says real or the second
+network is at or above its veto level; and with the cue shared it gives the scores of each member run on its own.
+
+The veto levels are chosen on the validation split (`veto_levels`): for each head, the `kept` quantile of the second
+network's probability over the val fakes of that kind that the primary catches, so that the veto costs at most
+1 − kept of the primary's val catches.
+
+Card (`kind: detector-ensemble`, in the models folder beside its members' cards):
+
+    {"name": ..., "kind": "detector-ensemble", "version": ...,
+     "members": {"primary": "<card name>", "second": "<card name>"},
+     "veto": {"synthetic": v_s, "manipulated": v_m, "kept": 0.95, ...}, "metrics": ..., "command": ...}
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..io.errors import MedfakeError
+from ..io.image import Image
+from .base import Detector, Prediction
+from .scores import apply_manipulation_score
+
+ENSEMBLE_KIND = "detector-ensemble"
+HEADS = (("synthetic", "p_synthetic"), ("manipulated", "p_manipulated"))
+_EPS = 1e-9
+
+
+def _logit(p):
+    p = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def lowered(p_primary, p_second, veto: float | None, threshold: float | None):
+    """min(p_primary, g(p_second)) with g shifting p_second on the logit scale so that g(veto) = threshold; the
+    primary's score unchanged where a head has no veto level or no threshold (a switched-off head)."""
+    p1 = np.asarray(p_primary, dtype=np.float64)
+    if veto is None or threshold is None:
+        return p1
+    g = 1.0 / (1.0 + np.exp(-(_logit(p_second) - _logit(veto) + _logit(threshold))))
+    return np.minimum(p1, g)
+
+
+def veto_levels(p_second: np.ndarray, caught: np.ndarray, kept: float = 0.95) -> float | None:
+    """The second network's veto level for one head: its probability's (1 − kept) quantile over the validation
+    fakes the primary catches (`caught`, boolean), so that the veto keeps `kept` of those catches; None when the
+    primary catches none (no evidence: no veto on that head)."""
+    if not 0 < kept <= 1:
+        raise ValueError(f"kept must be in (0, 1], got {kept}")
+    x = np.asarray(p_second, dtype=np.float64)[np.asarray(caught, bool)]
+    return float(np.quantile(x, 1 - kept)) if x.size else None
+
+
+class VetoEnsemble(Detector):
+    """`primary` and `second` are detectors with the `ShippedDetector` interface; `card` the ensemble's card."""
+
+    def __init__(self, primary, second, card: dict):
+        self.primary, self.second, self.card = primary, second, card
+        self.name = card.get("name", "ensemble")
+        self.version = (f"{card.get('version', '0')} ({primary.name} {primary.version} + "
+                        f"{second.name} {second.version})")
+        veto = card.get("veto") or {}
+        self.veto = {h: (None if veto.get(h) is None else float(veto[h])) for h, _ in HEADS}
+
+    # the primary's rule and parts, as callers (evaluation, the service, benchmarks) read them from a detector
+    @property
+    def thresholds(self) -> dict:
+        return self.primary.thresholds
+
+    @property
+    def copy_move(self):
+        return self.primary.copy_move
+
+    @property
+    def device(self):
+        return self.primary.device
+
+    @property
+    def has_man(self) -> bool:
+        return self.primary.has_man
+
+    @property
+    def module(self):
+        return self.primary.module
+
+    def verdict_for(self, p_synthetic: float, p_manipulated: float, modality: str | None,
+                    side: int | None = None) -> str:
+        return self.primary.verdict_for(p_synthetic, p_manipulated, modality, side)
+
+    def canonical_batch(self, images: Sequence[Image]) -> torch.Tensor:
+        return self.primary.canonical_batch(images)
+
+    def embed(self, images: Sequence[Image], batch_size: int = 64) -> np.ndarray:
+        return self.primary.embed(images, batch_size)
+
+    def _global_thresholds(self) -> dict:
+        t = self.primary.thresholds or {}
+        return {h: (None if t.get(h) is None else float(t[h])) for h, _ in HEADS}
+
+    # ---------------------------------------------------------------- variants (both members alike)
+    def _with(self, primary, second) -> "VetoEnsemble":
+        if primary is self.primary and second is self.second:
+            return self
+        return VetoEnsemble(primary, second, self.card)
+
+    def with_references(self, images: Sequence[Image], labels: Sequence[str]) -> "VetoEnsemble":
+        """Both members' retrieval banks also hold these labelled references (`--reference`)."""
+        return self._with(self.primary.with_references(images, labels), self.second.with_references(images, labels))
+
+    def with_copy_move_if(self, wanted: bool | None = None) -> "VetoEnsemble":
+        return self._with(self.primary.with_copy_move_if(wanted), self.second.with_copy_move_if(wanted))
+
+    def with_copy_move(self) -> "VetoEnsemble":
+        return self._with(self.primary.with_copy_move(), self.second.with_copy_move())
+
+    # ---------------------------------------------------------------- the contract
+    def _shared_cue(self, x: torch.Tensor, explain: bool):
+        """The copy-move cue's scores for both members at once when both run it with one config (the shipped pair
+        does: the cue has no weights, and it costs about as much as one network on a CPU); None otherwise."""
+        a, b = self.primary.copy_move, self.second.copy_move
+        if a is None or b is None or a.config != b.config or self.primary.device != self.second.device:
+            return None
+        from .copymove import copy_move_scores
+
+        return copy_move_scores(x.to(self.primary.device), a.config, return_maps=explain)
+
+    def predict(self, images: Sequence[Image], *, explain: bool = False, batch_size: int = 64) -> list[Prediction]:
+        """The primary on each compute batch; the second member on the images the primary does not call real,
+        sharing their canonical tensor and copy-move cue; the primary's predictions, with the lowered scores and the
+        verdict at them where the second was asked."""
+        step = self.primary.compute_batch(batch_size)
+        preds: list[Prediction] = []
+        for i in range(0, len(images), step):
+            chunk = images[i:i + step]
+            x = self.primary.canonical_batch(chunk)
+            cue = self._shared_cue(x, explain)
+            a = self.primary._predict_batch(chunk, explain, x=x, cue=cue)
+            ask = [j for j, p in enumerate(a) if p.verdict != "real"]  # the second opinion: on alarms only
+            if ask:
+                scores = (cue[0] if explain else cue)[ask] if cue is not None else None
+                b = self.second._predict_batch([chunk[j] for j in ask], False, x=x[ask], cue=scores)
+                self._combine([chunk[j] for j in ask], [a[j] for j in ask], b)
+            preds += a
+        return preds
+
+    def _combine(self, images: Sequence[Image], preds: list[Prediction], others: list[Prediction]) -> list[Prediction]:
+        t = self._global_thresholds()
+        for im, a, b in zip(images, preds, others):
+            new = {}
+            for head, attr in HEADS:
+                p1, p2 = float(getattr(a, attr)), float(getattr(b, attr))
+                a.scores[f"{attr}_primary"], a.scores[f"{attr}_second"] = p1, p2
+                new[attr] = float(np.clip(lowered(p1, p2, self.veto[head], t[head]), 0, 1))
+            vetoed = [h for h, attr in HEADS if new[attr] < float(getattr(a, attr))
+                      and a.verdict != "real" and self.veto[h] is not None]
+            a.p_synthetic, a.p_manipulated = new["p_synthetic"], new["p_manipulated"]
+            before = a.verdict
+            a.verdict = self.verdict_for(a.p_synthetic, a.p_manipulated, a.modality, int(min(im.array.shape)))
+            if before != "real" and a.verdict != before and vetoed:
+                note = (f"{self.primary.name} said {before}; {self.second.name} scores it lower "
+                        f"({', '.join(vetoed)}), so the verdict is {a.verdict}")
+                a.note = f"{a.note}; {note}" if a.note else note
+        return preds
+
+    def score_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable logit of p_fake = 1 − (1 − p_s)(1 − p_m) over the lowered heads (networks only, as
+        `ShippedDetector.score_tensor`: no retrieval bank, no copy-move cue)."""
+        t = self._global_thresholds()
+        zs = []
+        o1 = apply_manipulation_score(self.primary.module(x), self.primary.manip_score)
+        o2 = apply_manipulation_score(self.second.module(x), self.second.manip_score)
+        for (head, _), key, on1, t1, t2 in (
+                (HEADS[0], "syn", self.primary.has_syn, self.primary.t_syn, self.second.t_syn),
+                (HEADS[1], "manip", self.primary.has_man, self.primary.t_man, self.second.t_man)):
+            if not on1 or o1.get(key) is None:
+                continue
+            z = o1[key] / t1
+            v = self.veto[head]
+            if v is not None and t[head] is not None and o2.get(key) is not None and t2:
+                shift = float(_logit(t[head]) - _logit(v))
+                z = torch.minimum(z, o2[key] / t2 + shift)
+            zs.append(z)
+        if not zs:
+            raise MedfakeError(f"detector {self.name}: no head to score")
+        log_not_fake = sum(F.logsigmoid(-z) for z in zs)
+        log_fake = torch.log((-torch.expm1(log_not_fake)).clamp_min(1e-12))
+        return log_fake - log_not_fake
+
+
+def build_ensemble(card: dict, load, read) -> VetoEnsemble:
+    """The ensemble a card describes; `load(name)` loads a member detector by card name and `read(name)` reads its
+    card (both from the ensemble card's folder)."""
+    members = card.get("members") or {}
+    missing = [k for k in ("primary", "second") if not members.get(k)]
+    if missing:
+        raise MedfakeError(f"{card.get('_path', card.get('name'))}: ensemble card names no {' or '.join(missing)} "
+                           "member")
+    if members["primary"] == members["second"]:
+        raise MedfakeError(f"{card.get('_path', card.get('name'))}: an ensemble needs two different members")
+    for head, _ in HEADS:
+        v = (card.get("veto") or {}).get(head)
+        try:
+            ok = v is None or (0 < float(v) < 1 and math.isfinite(float(v)))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise MedfakeError(f"{card.get('_path', card.get('name'))}: veto level for {head} must be in (0, 1), "
+                               f"got {v!r}")
+    for role in ("primary", "second"):  # checked before loading: a card naming itself would never finish loading
+        if read(members[role]).get("kind") == ENSEMBLE_KIND:
+            raise MedfakeError(f"{card.get('_path', card.get('name'))}: the {role} member {members[role]!r} is itself "
+                               "an ensemble")
+    primary, second = load(members["primary"]), load(members["second"])
+    return VetoEnsemble(primary, second, card)
+
+
+def fit_veto(primary_preds, second_preds, kinds: Sequence[str], kept: float = 0.95) -> dict:
+    """Veto levels from validation predictions of both members (`kinds`: real / synthetic / manipulated per image):
+    per head, `veto_levels` over the fakes of that kind whose primary verdict is not real; plus, for the card, how
+    many catches and how many real images' alarms the veto removes on this split."""
+    kinds = np.asarray([str(k) for k in kinds])
+    caught_any = np.array([p.verdict != "real" for p in primary_preds])
+    veto: dict = {"kept": kept, "rule": "per head: the (1 - kept) quantile of the second member's probability over "
+                  "the val fakes of that kind the primary catches"}
+    for head, attr in HEADS:
+        caught = caught_any & (kinds == head)
+        veto[head] = veto_levels([getattr(p, attr) for p in second_preds], caught, kept)
+        veto[f"{head}_caught_by_primary"] = int(caught.sum())
+    return veto
+
+
+def fit_ensemble(primary: str, second: str, data, models_dir, *, name: str = "detector-ensemble",
+                 kept: float = 0.95, version: str | None = None, command: str = "", progress=None) -> dict:
+    """Choose the veto levels on the manifest's val split with both members as `medfake detect` runs them (the
+    copy-move cue when their cards have one), check the ensemble on the same split, and write
+    `<models_dir>/<name>.json`. Returns the card."""
+    import time
+    from pathlib import Path
+
+    from ..io.readers import read_image
+    from ..models.cards import write_card
+    from .detector import clear_cache, load_detector, use_copy_move
+    from .train import load_records
+
+    models_dir = Path(models_dir)
+    recs = [r for r in load_records(data) if r.split == "val"]
+    if not recs:
+        raise MedfakeError(f"{data}: no rows in split 'val' to choose the veto levels on")
+    kinds = [(r.get("kind") or "").strip().lower().replace("fake", "synthetic") for r in recs]
+    t0 = time.time()
+    images = [read_image(r.path) for r in recs]  # as `medfake detect` reads them
+    a = use_copy_move(load_detector(primary, models_dir), None)
+    b = use_copy_move(load_detector(second, models_dir), None)
+    pa, pb = [], []
+    for i in range(0, len(images), 64):
+        pa += a.predict(images[i:i + 64])
+        pb += b.predict(images[i:i + 64])
+        if progress:
+            progress(min(i + 64, len(images)))
+    veto = fit_veto(pa, pb, kinds, kept)
+    card = {"name": name, "kind": ENSEMBLE_KIND, "version": version or time.strftime("%Y%m%d"),
+            "members": {"primary": primary, "second": second},
+            "member_versions": {"primary": a.version, "second": b.version},
+            "veto": veto, "data": str(data),
+            # the rates the primary's thresholds were calibrated to (`medfake detect --summary` reads them here)
+            "thresholds": {k: (a.card.get("thresholds") or {}).get(k) for k in ("target_fpr", "uncertain_factor")},
+            "val_images": {str(k): int(n) for k, n in zip(*np.unique(kinds, return_counts=True))}}
+    ens = VetoEnsemble(a, b, card)
+    pe = ens.predict(images)
+    k = np.asarray(kinds)
+
+    def rates(preds):
+        v = np.array([p.verdict != "real" for p in preds])
+        return {"real_not_real": float(v[k == "real"].mean()) if (k == "real").any() else None,
+                **{f"{h}_caught": float(v[k == h].mean()) if (k == h).any() else None for h, _ in HEADS}}
+
+    card["val_check"] = {"primary": rates(pa), "second": rates(pb), "ensemble": rates(pe)}
+    card["command"] = command
+    card["minutes"] = round((time.time() - t0) / 60, 2)
+    write_card(models_dir / f"{name}.json", card)
+    clear_cache()
+    return card
+
+
+__all__ = ["ENSEMBLE_KIND", "VetoEnsemble", "build_ensemble", "fit_ensemble", "fit_veto", "lowered",
+           "veto_levels"]
