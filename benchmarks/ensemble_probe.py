@@ -15,7 +15,9 @@ only where both members say not real (the first member's verdict then). In both 
 other than real.
 
     python benchmarks/ensemble_probe.py --data data_cache/bench/manifest.csv \\
-        --member models:default --member runs/abl_dual-srm:abl-dual-srm [--no-append]
+        --member models:detector-default --member models:detector-second [--no-append]
+
+(the shipped default, `detector-ensemble`, is built into `medfake detect` from these two: detection/ensemble.py)
 """
 
 from __future__ import annotations

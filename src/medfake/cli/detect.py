@@ -22,7 +22,7 @@ def detect_cmd(
     reference: Optional[Path] = typer.Option(None, "--reference", help="few-shot references: DIR/real/*, "
                                                                        "DIR/synthetic/* (or fake/), DIR/manipulated/*"),
     detector: str = typer.Option("default", "--detector", help="detector card name in the models folder "
-                                                               "('default' = detector-default.json)"),
+                                 "('default' = detector-ensemble.json where it exists, else detector-default.json)"),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="images scored per batch (as the speed benchmark)"),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="models folder (default: settings)"),
     copy_move: Optional[bool] = typer.Option(None, "--copy-move/--no-copy-move",
