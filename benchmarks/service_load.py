@@ -2,7 +2,7 @@
 requests (one 128 px PNG each) at a given concurrency with httpx async, report status counts (target: zero
 5xx), p50/p99 latency and throughput, and append the result to benchmarks/RESULTS.md.
 
-    python benchmarks/service_load.py                        # shipped models/ (detector-default), 1000 × 16
+    python benchmarks/service_load.py                        # shipped models/ (the default detector), 1000 × 16
     python benchmarks/service_load.py --tiny --requests 100  # a tiny detector trained here (checks the script)
 """
 
@@ -197,14 +197,16 @@ def main() -> None:
                 raise SystemExit("server did not start")
             time.sleep(0.2)
         models_info = httpx.get(f"{url}/v1/models", headers={"X-API-Key": key}, timeout=120).json()["models"]
-        det = next((m for m in models_info if m["name"] == "detector-default"), None)
-        if det is None:
-            raise SystemExit("no detector-default model card in the models folder (use --tiny to check the script)")
+        if not any(m["kind"] == "detector" for m in models_info):
+            raise SystemExit("no detector model card in the models folder (use --tiny to check the script)")
         png, what = test_png()
         warm = httpx.post(f"{url}/v1/detect", files={"files": ("x.png", png, "image/png")}, headers={"X-API-Key": key},
                           timeout=120)
         if warm.status_code != 200:
             raise SystemExit(f"warm-up request failed: {warm.status_code} {warm.text[:200]}")
+        served = warm.json()["results"][0]  # the detector the server's default resolved to, as its rows name it
+        det = {**next((m for m in models_info if m["name"] == served["detector"]), {}),
+               "name": served["detector"], "version": served["detector_version"]}
         lat, status, wall = asyncio.run(fire(url, png, args.requests, args.concurrency, args.explain, key,
                                                args.copy_move))
         healthy = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
