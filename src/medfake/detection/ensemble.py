@@ -20,9 +20,9 @@ Properties the tests check: a score never rises (the ensemble never flags an ima
 alarms on any set are at most the primary's); it equals the primary's wherever the primary says real or the second
 network is at or above its veto level; and with the cue shared it gives the scores of each member run on its own.
 
-The veto levels are chosen on the validation split (`veto_levels`): for each head, the `kept` quantile of the second
-network's probability over the val fakes of that kind that the primary catches, so that the veto costs at most
-1 − kept of the primary's val catches.
+The veto levels are chosen on the validation split (`veto_levels`): for each head, the (1 − kept) quantile of the
+second network's probability over the val fakes of that kind that the primary catches, so that the veto costs at
+most 1 − kept of the primary's val catches.
 
 Card (`kind: detector-ensemble`, in the models folder beside its members' cards):
 
@@ -188,7 +188,8 @@ class VetoEnsemble(Detector):
 
     def score_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable logit of p_fake = 1 − (1 − p_s)(1 − p_m) over the lowered heads (networks only, as
-        `ShippedDetector.score_tensor`: no retrieval bank, no copy-move cue)."""
+        `ShippedDetector.score_tensor`: no retrieval bank, no copy-move cue), the second network applied to every
+        image: an attack that turns a real image fake must raise both networks' scores."""
         t = self._global_thresholds()
         zs = []
         o1 = apply_manipulation_score(self.primary.module(x), self.primary.manip_score)
