@@ -96,9 +96,11 @@ def demo_cmd(
 
     con.rule("3. detection (default detector) on fakes and originals")
     try:
-        from ..detection import detect_paths, write_csv
+        from ..detection import detect_paths, load_detector, write_csv
 
-        rows = detect_paths(originals + written)
+        det = load_detector("default")
+        con.print(f"  detector: {det.name} {det.version}")
+        rows = detect_paths(originals + written, detector=det)
         write_csv(rows, out / "detections.csv")
         table = Table("path", "modality", "p_synthetic", "p_manipulated", "verdict")
         for r in rows:
