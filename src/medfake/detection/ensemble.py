@@ -290,8 +290,6 @@ def fit_ensemble(primary: str, second: str, data, models_dir, *, name: str = "de
             # the rates the primary's thresholds were calibrated to (`medfake detect --summary` reads them here)
             "thresholds": {k: (a.card.get("thresholds") or {}).get(k) for k in ("target_fpr", "uncertain_factor")},
             "val_images": {str(k): int(n) for k, n in zip(*np.unique(kinds, return_counts=True))}}
-    ens = VetoEnsemble(a, b, card)
-    pe = ens.predict(images)
     k = np.asarray(kinds)
 
     def rates(preds):
@@ -299,7 +297,11 @@ def fit_ensemble(primary: str, second: str, data, models_dir, *, name: str = "de
         return {"real_not_real": float(v[k == "real"].mean()) if (k == "real").any() else None,
                 **{f"{h}_caught": float(v[k == h].mean()) if (k == h).any() else None for h, _ in HEADS}}
 
-    card["val_check"] = {"primary": rates(pa), "second": rates(pb), "ensemble": rates(pe)}
+    card["val_check"] = {"primary": rates(pa), "second": rates(pb)}
+    # the ensemble's verdicts from the predictions in hand (as `predict` makes them: the second on alarms only)
+    ask = [j for j, p in enumerate(pa) if p.verdict != "real"]
+    VetoEnsemble(a, b, card)._combine([images[j] for j in ask], [pa[j] for j in ask], [pb[j] for j in ask])
+    card["val_check"]["ensemble"] = rates(pa)
     card["command"] = command
     card["minutes"] = round((time.time() - t0) / 60, 2)
     write_card(models_dir / f"{name}.json", card)
