@@ -6,6 +6,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image as PILImage
 from pydicom.data import get_testdata_file
@@ -92,9 +93,28 @@ def test_multiframe_one_image_per_frame():
 
 def test_rgb_dicom_becomes_grey():
     img = read_image(dcm("SC_rgb.dcm"))
-    assert img.array.ndim == 2
+    assert img.array.ndim == 2 and img.meta.colour.shape == (100, 100, 3) and img.meta.colour.dtype == np.uint8
     frames = read_images(dcm("SC_rgb_rle_2frame.dcm"))
     assert len(frames) == 2 and frames[0].shape == (100, 100)
+    assert read_image(dcm("CT_small.dcm")).meta.colour is None
+
+
+def test_palette_dicom_is_read_as_the_colours_it_shows():
+    """A PALETTE COLOR image's pixels are indices into its palette: it is read as the luminance of the colours a
+    viewer shows (pydicom's apply_color_lut, 16-bit entries by their high byte), not as the indices."""
+    from pydicom.pixels import apply_color_lut
+
+    ds = pydicom.dcmread(dcm("examples_palette.dcm"))
+    img = read_image(dcm("examples_palette.dcm"))
+    rgb = (apply_color_lut(ds.pixel_array, ds) >> 8).astype(np.uint8)
+    lum = rgb.astype(np.float64) @ [0.299, 0.587, 0.114]
+    lo, hi = img.meta.value_range
+    np.testing.assert_allclose(img.array, (lum - lo) / (hi - lo), atol=1e-5)
+    assert np.array_equal(img.meta.colour, rgb)
+    indices = ds.pixel_array / ds.pixel_array.max()
+    assert np.abs(img.array - indices).mean() > 0.05  # the indices are another picture
+    upload = read_images("x.dcm", data=Path(dcm("examples_palette.dcm")).read_bytes())[0]
+    assert img.meta.on_disk and not upload.meta.on_disk  # bytes under a name (an upload): no file to re-read
 
 
 @pytest.mark.parametrize("mode, bits", [("L", 8), ("I;16", 16), ("RGB", 8), ("RGBA", 8)])
@@ -118,6 +138,9 @@ def test_raster_modes(tmp_path, mode, bits):
         np.testing.assert_allclose(img.array, arr / 65535.0, atol=1e-6)
     if mode == "L":
         np.testing.assert_allclose(img.array, arr / 255.0, atol=1e-6)
+    assert (img.meta.colour is None) == (mode in ("L", "I;16"))
+    if mode in ("RGB", "RGBA"):
+        assert np.array_equal(img.meta.colour, arr)  # kept for colour-out edits
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "TIFF", "BMP"])

@@ -79,7 +79,7 @@ def test_sidecar_records_what_was_done(inputs, tmp_path):
     assert rec["method"] == "copy-move" and rec["seed"] == 5 and rec["params"]["offset"] == [-80, 10]
     assert rec["mask_bounds"] == {"x1": 20, "y1": 30, "x2": 60, "y2": 70}
     assert rec["input"]["path"] == str(inputs["png16"]) and len(rec["input"]["sha256"]) == 64
-    assert rec["output"] == {"format": "png", "dtype": "uint16", "bits": 16, "shape": [150, 210]}
+    assert rec["output"] == {"format": "png", "dtype": "uint16", "bits": 16, "shape": [150, 210], "samples_per_pixel": 1}
     assert rec["model_version"] == "classical" and rec["timings_s"]["total"] >= 0
     assert rec["files"] == {"image": "s.png", "mask": "s_mask.png"}
 
@@ -190,28 +190,79 @@ def test_multiframe_enhanced_ct_keeps_the_frames_position(tmp_path):
     assert one.NumberOfFrames == 1 and float(one[pointer].value) == 30.0
 
 
-@pytest.mark.parametrize("name", ["US1_UNCR.dcm", "SC_rgb.dcm", "examples_palette.dcm", "examples_ybr_color.dcm"])
-def test_colour_dicom_in_gives_grey_dicom_out(tmp_path, name):
-    """Ultrasound and secondary captures are often colour (RGB, YBR, palette): DICOM in stays DICOM out, as the 8-bit
-    grey rendering every stage worked on, with the colour attributes gone and the unmasked pixels that rendering's."""
+@pytest.mark.parametrize("name", ["US1_UNCR.dcm", "SC_rgb.dcm", "examples_palette.dcm", "examples_ybr_color.dcm",
+                                  "US1_J2KR.dcm"])
+def test_colour_dicom_in_gives_colour_dicom_out(tmp_path, name):
+    """Ultrasound and secondary captures are often colour (RGB, YBR, palette; raw or compressed): DICOM in stays DICOM
+    out, in RGB, the unmasked pixels the colours the input shows (YBR decoded, palette applied), the masked ones
+    repainted in grey; read back, it is the grey image the edit returned, and its mask has a DICOM SEG."""
+    import highdicom as hd
     from pydicom.data import get_testdata_file
 
     from medfake.io import read_images
-    from medfake.io.image import to_uint
+    from medfake.io.readers import dicom_colour
 
     f = get_testdata_file(name)
     img = read_images(f, frames=0)[0]
     h, w = img.shape
-    res = manipulate(img, make_mask(img.shape, rect=(w // 4, h // 4, w // 2, h // 2)), "retouch")
+    res = manipulate(img, make_mask(img.shape, rect=(w // 4, h // 4, w // 2, h // 2), feather=2), "retouch")
     paths = save_result(res, tmp_path, "c")
     assert paths["image"].suffix == ".dcm" and res.record["output"]["format"] == "dicom"
+    assert res.record["input"]["stored_source"] == "colour" and res.record["output"]["samples_per_pixel"] == 3
     ds = pydicom.dcmread(paths["image"])
-    src = pydicom.dcmread(f, stop_before_pixels=True)
-    assert (ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.BitsAllocated) == ("MONOCHROME2", 1, 8)
-    assert "PlanarConfiguration" not in ds and "RedPaletteColorLookupTableData" not in ds
-    assert "RescaleSlope" not in ds and ds.SOPClassUID == src.SOPClassUID and "MANIPULATED" in ds.DerivationDescription
-    assert ds.pixel_array.shape == (h, w)
-    assert np.array_equal(ds.pixel_array[~res.mask], to_uint(img.array, 8)[~res.mask])
+    src = pydicom.dcmread(f)
+    shown = src.pixel_array[0] if int(src.get("NumberOfFrames", 1) or 1) > 1 else src.pixel_array
+    shown = dicom_colour(src, shown)
+    assert (ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.BitsAllocated, ds.PlanarConfiguration) == \
+        ("RGB", 3, 8, 0)
+    assert "RedPaletteColorLookupTableData" not in ds and "RescaleSlope" not in ds
+    assert ds.SOPClassUID == src.SOPClassUID and "MANIPULATED" in ds.DerivationDescription
+    out = ds.pixel_array
+    assert out.shape == (h, w, 3)
+    assert np.array_equal(out[~res.mask], shown[~res.mask])
+    inside = out[res.mask & (make_mask(img.shape, rect=(w // 4, h // 4, w // 2, h // 2)) > 0)]
+    assert (inside[:, 0] == inside[:, 1]).all() and (inside[:, 1] == inside[:, 2]).all()  # repainted grey
+    np.testing.assert_allclose(read_image(paths["image"]).array, res.image.array, atol=1e-6)
+    assert np.array_equal(hd.seg.segread(paths["mask_seg"]).pixel_array.astype(bool), res.mask)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "LA"])
+def test_colour_raster_in_gives_colour_png_out(tmp_path, mode):
+    """An RGB/RGBA/palette/grey+alpha PNG comes out as colour PNG (palette as RGB, grey+alpha as RGBA): unmasked
+    pixels those of the input, read back it is the grey image the edit returned (within PIL's integer luma)."""
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(1)
+    rgb = (smooth_scan((70, 90), 3)[..., None] * [200, 150, 90] + rng.integers(0, 40, (70, 90, 3))).astype(np.uint8)
+    im = PILImage.fromarray(rgb, "RGB")
+    if mode == "RGBA":
+        im = PILImage.fromarray(np.dstack([rgb, rng.integers(128, 256, (70, 90), dtype=np.uint8)]), "RGBA")
+    elif mode == "P":
+        im = im.convert("P")
+    elif mode == "LA":
+        im = im.convert("LA")
+    im.save(tmp_path / "in.png")
+    img = read_image(tmp_path / "in.png")
+    for method in ("retouch", "copy-move"):
+        res = manipulate(img, make_mask(img.shape, ellipse=(30, 30, 10, 8), feather=2), method)
+        out = PILImage.open(save_result(res, tmp_path / method, "x")["image"])
+        want = {"RGB": "RGB", "P": "RGB", "RGBA": "RGBA", "LA": "RGBA"}[mode]
+        assert out.mode == want and out.size == (90, 70)
+        src = np.asarray(PILImage.open(tmp_path / "in.png").convert(want))
+        assert np.array_equal(np.asarray(out)[~res.mask], src[~res.mask])
+        assert not np.array_equal(np.asarray(out)[res.mask], src[res.mask])
+        np.testing.assert_allclose(read_image(out.filename).array, res.image.array, atol=1.0 / 255 + 1e-6)
+
+
+def test_colour_image_changed_in_memory_comes_out_grey(tmp_path):
+    """Colours that no longer match the image (changed after reading) are not used: grey out, as before."""
+    from pydicom.data import get_testdata_file
+
+    img = read_image(get_testdata_file("SC_rgb.dcm"))
+    img.array[:10] = 1.0 - img.array[:10]
+    res = manipulate(img, make_mask(img.shape, rect=(40, 40, 60, 60)), "retouch")
+    assert res.record["input"]["stored_source"] == "grey of colour" and res.stored.ndim == 2
+    assert pydicom.dcmread(save_result(res, tmp_path, "g")["image"]).PhotometricInterpretation == "MONOCHROME2"
 
 
 def test_dicom_out_has_its_mask_as_dicom_seg(tmp_path):
@@ -277,3 +328,27 @@ def test_dicom_in_any_byte_order_or_vr_gives_dicom_out(tmp_path, name, what):
         assert np.array_equal(out.pixel_array[~res.mask], before[~res.mask]), what
     assert np.array_equal(out.pixel_array[~res.mask], res.stored[~res.mask])
     assert out.StudyInstanceUID == src.get("StudyInstanceUID", out.StudyInstanceUID) and "mask_seg" in paths
+
+
+def test_an_uploads_name_is_never_opened(tmp_path, monkeypatch):
+    """Bytes read under a name (the service's uploads) carry no file: even when a file of that name exists where the
+    process runs, the edit does not hash it (a client must not make the server open its files), and it keeps the
+    upload's own stored values (a CT's values outside the display window too)."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from medfake.io import read_images
+
+    f = get_testdata_file("CT_small.dcm")
+    shutil.copy(f, tmp_path / "ct.dcm")
+    monkeypatch.chdir(tmp_path)
+    on_disk = manipulate(read_image("ct.dcm"), make_mask((128, 128), rect=(10, 10, 40, 40)), "retouch")
+    upload = read_images("ct.dcm", data=open(f, "rb").read(), frames=0)[0]
+    res = manipulate(upload, make_mask(upload.shape, rect=(10, 10, 40, 40)), "retouch")
+    assert on_disk.record["input"]["stored_source"] == "file" and len(on_disk.record["input"]["sha256"]) == 64
+    assert res.record["input"]["stored_source"] == "file" and res.record["input"]["sha256"] is None
+    assert np.array_equal(res.stored, on_disk.stored)
+    (tmp_path / "ct.dcm").write_bytes(b"not a DICOM any more")  # what the name points at plays no part
+    again = manipulate(upload, make_mask(upload.shape, rect=(10, 10, 40, 40)), "retouch")
+    assert np.array_equal(again.stored, res.stored)

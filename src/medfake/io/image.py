@@ -25,6 +25,12 @@ class Meta:
     format: str | None = None  # png, jpeg, dicom, nifti, ...
     dicom: Any = None  # the pydicom Dataset (without pixel data copy) when it came from DICOM
     extra: dict = field(default_factory=dict)
+    # a colour input's pixels as shown (RGB, or RGBA for rasters; H×W×3|4 uint8): the grey `array` is their
+    # luminance; an edit keeps them outside its mask (manipulation's colour in, colour out)
+    colour: Any = field(default=None, repr=False)
+    # a greyscale DICOM frame's stored values as in the file (before rescale): what an edit keeps outside its mask
+    stored: Any = field(default=None, repr=False)
+    on_disk: bool = False  # read from the file `source` names (not from bytes under a name, as uploads are)
 
 
 @dataclass

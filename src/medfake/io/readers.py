@@ -105,6 +105,7 @@ def read_images(
     a Siemens mosaic as the one picture it is stored as (what manipulation needs to write the file back).
     """
     path = Path(path)
+    on_disk = data is None
     try:
         if data is None:
             if not path.exists():
@@ -117,16 +118,20 @@ def read_images(
         fmt = sniff_format(path, data[:132])
         win = parse_window(window)
         if fmt == "dicom":
-            return _read_dicom(path, data, win, frames, max_pixels, slice_index if mosaic else False)
-        if fmt == "nifti":
-            return _read_nifti(path, data, win, axis, slice_index, max_pixels)
-        if fmt == "nrrd":
-            return _read_nrrd(path, data, win, axis, slice_index, max_pixels)
-        if fmt in ("png", "jpeg", "tiff", "bmp"):
-            return [_read_raster(path, data, fmt, max_pixels)]
-        raise UnsupportedFormatError(
-            path, "unsupported or unrecognised format (expected DICOM, NIfTI, NRRD, PNG, JPEG, TIFF or BMP)"
-        )
+            out = _read_dicom(path, data, win, frames, max_pixels, slice_index if mosaic else False)
+        elif fmt == "nifti":
+            out = _read_nifti(path, data, win, axis, slice_index, max_pixels)
+        elif fmt == "nrrd":
+            out = _read_nrrd(path, data, win, axis, slice_index, max_pixels)
+        elif fmt in ("png", "jpeg", "tiff", "bmp"):
+            out = [_read_raster(path, data, fmt, max_pixels)]
+        else:
+            raise UnsupportedFormatError(
+                path, "unsupported or unrecognised format (expected DICOM, NIfTI, NRRD, PNG, JPEG, TIFF or BMP)"
+            )
+        for im in out:
+            im.meta.on_disk = on_disk
+        return out
     except ImageReadError:
         raise
     except ValueError as e:  # bad options
@@ -228,6 +233,7 @@ def _read_raster(path: Path, data: bytes, fmt: str, max_pixels: int) -> Image:
         finally:
             PILImage.MAX_IMAGE_PIXELS = old
     mode = im.mode
+    colour = None
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(im).astype(np.float64)
         bits = 16
@@ -246,8 +252,11 @@ def _read_raster(path: Path, data: bytes, fmt: str, max_pixels: int) -> Image:
     else:
         if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
+            colour = np.asarray(im)
             bg = PILImage.new("RGBA", im.size, (0, 0, 0, 255))
             im = PILImage.alpha_composite(bg, im)
+        elif mode not in ("L", "1"):  # RGB, palette, CMYK, YCbCr (JPEG) ...
+            colour = np.asarray(im.convert("RGB"))
         a = np.asarray(im.convert("L")).astype(np.float32) / 255.0
         bits, dtype = 8, "uint8"
     return Image(
@@ -260,6 +269,7 @@ def _read_raster(path: Path, data: bytes, fmt: str, max_pixels: int) -> Image:
             value_range=(0.0, float(2**bits - 1)) if bits in (8, 16) else None,
             photometric=mode,
             format=fmt,
+            colour=colour,
         ),
     )
 
@@ -316,6 +326,35 @@ def _pick(path: Path, n: int, slice_index, where: str = "") -> list[int]:
     return [i]
 
 
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma weights (as PIL's convert("L"))
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Grey of RGB values (..., 3) as float64, BT.601 weights: R = G = B = v gives v."""
+    return np.asarray(rgb)[..., :3].astype(np.float64) @ LUMA
+
+
+def dicom_colour(ds, pixels: np.ndarray) -> np.ndarray | None:
+    """The RGB values a viewer shows for DICOM `pixels` (pydicom's pixel_array, one frame or a stack), or None for a
+    greyscale image. RGB/YBR: the samples (pydicom 3 converts YBR to RGB); PALETTE COLOR: the indices through the
+    file's palette (pydicom's apply_color_lut), 16-bit palette entries by their high byte, so that it is 8-bit RGB
+    like the rest. A palette that cannot be applied (missing or broken tables) gives None: read as its indices."""
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
+        return pixels if pixels.ndim >= 3 and pixels.shape[-1] in (3, 4) else None
+    if photometric != "PALETTE COLOR":
+        return None
+    from pydicom.pixels import apply_color_lut
+
+    try:
+        rgb = apply_color_lut(pixels, ds)
+    except Exception:  # noqa: BLE001 - no usable palette: the indices are all there is
+        return None
+    if rgb.dtype.itemsize > 1:
+        rgb = (rgb >> 8).astype(np.uint8) if rgb.max(initial=0) > 255 else rgb.astype(np.uint8)
+    return rgb
+
+
 def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int, slices=None) -> list[Image]:
     """`slices`: which slices of a Siemens mosaic (see _pick); False reads a mosaic as the picture it is stored as."""
     import pydicom
@@ -357,12 +396,9 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int, slices=No
         stack = arr
     else:
         stack = arr[None]
-    if spp > 1 and stack.ndim == 4:
-        # pydicom 3's pixel_array already converts YBR_FULL(_422) to RGB
-        stack = stack.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-        photometric_eff = "RGB→L"
-    else:
-        photometric_eff = photometric
+    colour = dicom_colour(ds, stack) if not n_mosaic else None
+    if colour is not None:  # shown in colour (RGB, YBR, palette): read as the luminance of the colours a viewer shows
+        stack = luminance(colour)
     if n_mosaic:
         indices = _pick(path, n_mosaic, slices)
         whole = apply_modality_lut(arr, ds)  # one range for the volume, unless a window is given or in the file
@@ -376,7 +412,7 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int, slices=No
         if not 0 <= i < stack.shape[0]:
             raise ImageReadError(path, f"frame {i} out of range (0..{stack.shape[0] - 1})")
         frame = stack[i]
-        if spp == 1:
+        if colour is None:
             vals = apply_modality_lut(frame, ds).astype(np.float64)
         else:
             vals = frame.astype(np.float64)
@@ -387,7 +423,7 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int, slices=No
             c, w = win
             lo, hi = window_bounds(c, w)
             used_window = (c, w)
-        elif spp == 1 and "WindowCenter" in ds and "WindowWidth" in ds and photometric_eff != "RGB→L":
+        elif colour is None and "WindowCenter" in ds and "WindowWidth" in ds:
             wc, ww = ds.WindowCenter, ds.WindowWidth
             c = float(wc[0] if isinstance(wc, pydicom.multival.MultiValue) else wc)
             w = float(ww[0] if isinstance(ww, pydicom.multival.MultiValue) else ww)
@@ -424,6 +460,8 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int, slices=No
                     photometric=photometric,
                     format="dicom",
                     dicom=meta_ds,
+                    colour=colour[i] if colour is not None and colour.dtype == np.uint8 and colour.ndim == 4 else None,
+                    stored=frame if colour is None and frame.ndim == 2 and frame.dtype.kind in "iu" else None,
                     extra={
                         "rescale_slope": float(ds.get("RescaleSlope", 1) or 1),
                         "rescale_intercept": float(ds.get("RescaleIntercept", 0) or 0),

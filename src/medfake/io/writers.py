@@ -141,12 +141,13 @@ _COLOUR_ONLY = ("PlanarConfiguration", "RescaleSlope", "RescaleIntercept", "Resc
                 "ColorSpace", "PixelPaddingValue", "SmallestImagePixelValue", "LargestImagePixelValue")
 
 
-def _drop_colour(ds) -> None:
+def _drop_colour(ds, keep_profile: bool = False) -> None:
     """A colour source's attributes that do not hold for its 8-bit grey rendering: photometric, planar
-    configuration, palette tables (group 0028, elements 1101–12FF), rescale, VOI, colour profile."""
+    configuration, palette tables (group 0028, elements 1101–12FF), rescale, VOI, colour profile (kept with
+    `keep_profile`, for RGB out: the profile says what its colours mean)."""
     ds.PhotometricInterpretation = "MONOCHROME2"
     for kw in _COLOUR_ONLY:
-        if kw in ds:
+        if kw in ds and not (keep_profile and kw in ("ICCProfile", "ColorSpace")):
             delattr(ds, kw)
     for tag in [t for t in ds.keys() if t.group == 0x0028 and 0x1101 <= t.element <= 0x12FF]:
         del ds[tag]
@@ -235,12 +236,20 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     if "SOPClassUID" in ds:
         ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     photometric = str(src.get("PhotometricInterpretation", ""))
+    colour = stored.ndim == 3
+    if colour and (stored.dtype != np.uint8 or stored.shape[2] != 3):
+        raise ValueError(f"colour DICOM pixels must be H×W×3 uint8, got {stored.dtype} {stored.shape}")
     if int(src.get("SamplesPerPixel", 1)) != 1 or photometric.startswith(("RGB", "YBR", "PALETTE")):
-        _drop_colour(ds)  # colour in, 8-bit grey out: the values are the grey rendering, with no rescale or VOI
+        # colour in: RGB out (its colours as shown: YBR decoded, palette applied), or the 8-bit grey rendering;
+        # either way without the palette, rescale or VOI
+        _drop_colour(ds, keep_profile=colour)
     elif photometric not in ("MONOCHROME1", "MONOCHROME2"):
         ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.SamplesPerPixel = 1
-    ds.Rows, ds.Columns = stored.shape
+    if colour:
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0  # colour-by-pixel, as numpy holds it
+    ds.SamplesPerPixel = 3 if colour else 1
+    ds.Rows, ds.Columns = stored.shape[:2]
     ds.BitsAllocated = stored.dtype.itemsize * 8
     ds.BitsStored = int(src.get("BitsStored", ds.BitsAllocated)) if ds.BitsAllocated > 8 else 8
     ds.HighBit = ds.BitsStored - 1

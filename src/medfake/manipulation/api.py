@@ -17,7 +17,8 @@ from ..data.modalities import HEALTHY, MODALITIES, check_label, check_modality
 from ..io.image import Image
 from .classical import poisson_blend, retouch_image, shift_image
 from .masks import ManipulationError, as_alpha, mask_bounds
-from .pasteback import WORK_SIZE, Native, crop, crop_box, mask_to_work, native_of, paste_back, resize, uncrop_into
+from .pasteback import (WORK_SIZE, Native, crop, crop_box, mask_to_work, native_of, paste_back, resize, shown,
+                        uncrop_into)
 
 METHODS: tuple[str, ...] = ("repaint", "repaint-ddim", "copy-move", "splice", "retouch")
 DIFFUSION_METHODS = ("repaint", "repaint-ddim")
@@ -119,8 +120,9 @@ def _apply(
     stored = paste_back(nat, units, new_units, alpha)
     t3 = time.perf_counter()
 
-    out_image = Image(nat.to_display(stored.astype(np.float64) * nat.slope + nat.intercept),
-                      replace(image.meta, extra={**image.meta.extra, "manipulated": method}))
+    out_image = Image(nat.to_display(shown(nat, stored)),
+                      replace(image.meta, extra={**image.meta.extra, "manipulated": method},
+                              colour=stored if stored.ndim == 3 else None))
     m = image.meta
     record = {
         "kind": "manipulated",
@@ -140,14 +142,15 @@ def _apply(
         "input": {
             "path": m.source,
             "frame": m.frame,
-            "sha256": _file_sha256(m.source),
+            "sha256": _file_sha256(m.source) if m.on_disk else None,  # an upload's name is a label, not a file
             "format": m.format,
             "shape": list(image.shape),
             "dtype": str(nat.stored.dtype),
             "stored_source": nat.stored_source,
         },
         "output": {"format": nat.out_format, "dtype": str(stored.dtype), "bits": nat.bits,
-                   "shape": list(stored.shape)},
+                   "shape": list(stored.shape[:2]),
+                   "samples_per_pixel": int(stored.shape[2]) if stored.ndim == 3 else 1},
         "timings_s": {"prepare": round(t1 - t0, 4), "manipulate": round(t2 - t1, 4),
                       "paste_back": round(t3 - t2, 4), "total": round(t3 - t0, 4)},
         "medfake_version": __version__,
@@ -453,7 +456,12 @@ def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated") 
     else:
         p = out_dir / f"{stem}.png"
         arr = np.ascontiguousarray(stored)
-        im = PILImage.fromarray(arr, mode="L") if arr.dtype == np.uint8 else PILImage.fromarray(arr.astype(np.uint16))
+        if arr.ndim == 3:  # colour in, colour out
+            im = PILImage.fromarray(arr, mode="RGBA" if arr.shape[2] == 4 else "RGB")
+        elif arr.dtype == np.uint8:
+            im = PILImage.fromarray(arr, mode="L")
+        else:
+            im = PILImage.fromarray(arr.astype(np.uint16))
         im.save(p, format="PNG")
         paths["image"] = p
     mp = out_dir / f"{stem}_mask.png"

@@ -15,7 +15,6 @@ Value spaces
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -38,7 +37,10 @@ class Native:
     invert: bool = False  # MONOCHROME1
     out_format: str = "png"  # "png" or "dicom"
     bits: int = 8
-    stored_source: str = "pixels"  # where `stored` came from: pixels | file | reconstructed | given | grey of colour
+    # where `stored` came from: pixels | file | reconstructed | given | colour | grey of colour
+    stored_source: str = "pixels"
+    # a colour input's RGB(A) pixels (Meta.colour): `stored` is then their luminance, and the output is colour
+    colour: np.ndarray | None = None
 
     def units(self) -> np.ndarray:
         return self.stored.astype(np.float64) * self.slope + self.intercept
@@ -74,16 +76,21 @@ def native_of(image: Image, original: np.ndarray | None = None) -> Native:
     """The exact stored pixels of `image` and their value mapping.
 
     Rasters (PNG/JPEG/TIFF/BMP), NIfTI and in-memory images: the 8- or 16-bit integers of the image as read
-    (``to_uint(array, bits)``, exact for 8/16-bit files). DICOM: ``original`` if given, else the frame re-read
-    from ``meta.source`` when it still matches the in-memory image, else ``io.native_stored_values`` (exact
-    inside the display window; values outside it come back clipped to the window)."""
+    (``to_uint(array, bits)``, exact for 8/16-bit files). Colour inputs: their colours (see _colour_native).
+    DICOM: ``original`` if given, else the frame's stored values the reader kept (``Meta.stored``) when they
+    still match the in-memory image, else ``io.native_stored_values`` (exact inside the display window; values
+    outside it come back clipped to the window)."""
     m = image.meta
     grey = int(m.extra.get("samples_per_pixel", 1)) == 1 and not str(m.photometric or "").startswith(
         ("RGB", "YBR", "PALETTE"))
-    if m.format == "dicom" and m.dicom is not None and not grey:
-        # colour DICOM (RGB, YBR, palette: ultrasound, secondary captures): what every stage saw is its 8-bit grey
-        # rendering; the output is a greyscale derived DICOM of those values (io.dicom_derived drops the colour
-        # attributes), so DICOM in stays DICOM out
+    fmt = "dicom" if m.format == "dicom" and m.dicom is not None else "png"
+    nat = _colour_native(image, fmt)
+    if nat is not None:
+        return nat
+    if fmt == "dicom" and not grey:
+        # colour DICOM whose colours are not at hand (an image made in memory, changed since it was read, or 16-bit
+        # colour): what every stage saw is its 8-bit grey rendering; the output is a greyscale derived DICOM of
+        # those values (io.dicom_derived drops the colour attributes), so DICOM in stays DICOM out
         return Native(to_uint(image.array, 8), 1.0, 0.0, 0.0, 255.0, (0.0, 255.0), False, "dicom", 8, "grey of colour")
     if m.format == "dicom" and m.dicom is not None:
         slope = float(m.extra.get("rescale_slope", 1.0)) or 1.0
@@ -100,8 +107,8 @@ def native_of(image: Image, original: np.ndarray | None = None) -> Native:
                 raise ValueError(f"original stored array must be integer with shape {image.shape}, got "
                                  f"{stored.dtype} {stored.shape}")
         else:
-            stored = _reread_dicom(m)
-            source = "file"
+            stored = _stored_of(m)
+            source = "file"  # the file's values as read
             if stored is not None:
                 nat.stored = stored
                 if stored.shape != image.shape or np.abs(nat.to_display(nat.units()) - image.array).max() > 2e-3:
@@ -117,21 +124,39 @@ def native_of(image: Image, original: np.ndarray | None = None) -> Native:
     return Native(stored, 1.0, 0.0, 0.0, top, (0.0, top), False, "png", bits, "pixels")
 
 
-def _reread_dicom(meta) -> np.ndarray | None:
-    if not meta.source or not Path(meta.source).is_file():
-        return None
-    try:
-        import pydicom
+def _colour_native(image: Image, fmt: str) -> Native | None:
+    """Colour in, colour out: a colour input (Meta.colour, RGB or RGBA 8-bit as the reader kept it) whose grey
+    rendering is still the image's. `stored` is the luminance (0–255) of the colours as shown (RGBA composited on
+    black, as the reader does); the display range is the reader's; `colour` is what the output keeps outside the
+    mask. None for a grey input, or when the image no longer is the rendering of those colours."""
+    from ..io.readers import luminance
 
-        ds = pydicom.dcmread(meta.source, force=True)
-        if "TransferSyntaxUID" not in ds.file_meta:
-            ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
-        arr = ds.pixel_array
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-            arr = arr[meta.frame or 0]
-        return np.asarray(arr) if arr.ndim == 2 else None
-    except Exception:  # noqa: BLE001 - fall back to reconstructing from the in-memory image
+    m = image.meta
+    rgb = m.colour
+    if rgb is None:
         return None
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[:2] != image.shape or rgb.shape[2] not in (3, 4):
+        return None
+    lum = luminance(rgb)
+    if rgb.shape[2] == 4:
+        lum = lum * (rgb[..., 3] / 255.0)
+    lo, hi = (m.value_range or (0.0, 255.0)) if fmt == "dicom" else (0.0, 255.0)
+    nat = Native(np.clip(np.round(lum), 0, 255).astype(np.uint8), 1.0, 0.0, 0.0, 255.0, (float(lo), float(hi)),
+                 False, fmt, 8, "colour", colour=rgb)
+    # the grey image must still be these colours' rendering (rasters: PIL's integer luma, within rounding)
+    if np.abs(nat.to_display(lum) - image.array).max() > 2.5 / max(hi - lo, 1.0):
+        return None
+    return nat
+
+
+def _stored_of(meta) -> np.ndarray | None:
+    """The frame's stored values the reader kept (Meta.stored; never a file opened by name: an upload's name is a
+    label), or None."""
+    stored = meta.stored
+    if stored is None or np.asarray(stored).ndim != 2 or np.asarray(stored).dtype.kind not in "iu":
+        return None
+    return np.asarray(stored)
 
 
 # ------------------------------------------------------------------ crop geometry
@@ -219,9 +244,32 @@ def mask_to_work(support_crop: np.ndarray) -> np.ndarray:
 
 
 def paste_back(native: Native, units: np.ndarray, new_units: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Stored output: the input's stored values everywhere, blended new values only where alpha > 0."""
+    """Stored output: the input's stored values everywhere, blended new values only where alpha > 0. A colour input
+    gives colour (H×W×3|4 uint8): its pixels outside the mask, and inside each channel blended towards the new grey
+    (R = G = B where alpha is 1); a translucent RGBA pixel is first composited on black and made opaque, as the
+    reader showed it."""
     support = alpha > 0
-    out = native.stored.copy()
     a = alpha[support].astype(np.float64)
-    out[support] = native.from_units(a * new_units[support] + (1.0 - a) * units[support])
+    if native.colour is None:
+        out = native.stored.copy()
+        out[support] = native.from_units(a * new_units[support] + (1.0 - a) * units[support])
+        return out
+    out = native.colour.copy()
+    old = out[support].astype(np.float64)
+    if out.shape[2] == 4:
+        old[:, :3] *= old[:, 3:] / 255.0
+        old[:, 3] = 255.0
+    new = np.clip(new_units[support], 0.0, 255.0)[:, None]
+    old[:, :3] = a[:, None] * new + (1.0 - a[:, None]) * old[:, :3]
+    out[support] = np.clip(np.round(old), 0, 255).astype(np.uint8)
     return out
+
+
+def shown(native: Native, stored: np.ndarray) -> np.ndarray:
+    """The units the reader would see in `stored` output pixels: the luminance of colour (RGBA on black)."""
+    if stored.ndim == 2:
+        return stored.astype(np.float64) * native.slope + native.intercept
+    from ..io.readers import luminance
+
+    lum = luminance(stored)
+    return lum * (stored[..., 3] / 255.0) if stored.shape[2] == 4 else lum
