@@ -303,3 +303,32 @@ def test_an_ensemble_card_is_a_detector_and_the_default(tmp_path, tiny_models):
         bad = {m["name"]: m for m in r.json()["models"]}["detector-ensemble"]
         assert not bad["ok"] and "gone" in bad["problem"] and str(folder) not in bad["problem"]
         assert c.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "US1_UNCR.dcm"])
+def test_v1_manipulate_dicom_upload_keeps_its_stored_values_and_colours(client, name):
+    """A DICOM upload's result DICOM keeps the upload's own stored values outside the mask (a CT's values outside its
+    display window too) and a colour upload its colours (RGB out); the upload's name is a label, never a file."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from medfake.io.readers import dicom_colour
+
+    data = open(get_testdata_file(name), "rb").read()
+    if name == "CT_small.dcm":  # a soft-tissue window in the file: most of its values lie outside it
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.WindowCenter, ds.WindowWidth = 40, 400
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        data = buf.getvalue()
+    r = client.post("/v1/manipulate", files={"image": ("pyproject.toml", data, "application/dicom")},
+                    data={"method": "retouch", "rect": "20,30,60,70", "seed": "3"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    src, out = pydicom.dcmread(io.BytesIO(data)), pydicom.dcmread(io.BytesIO(from_data_url(body["dicom"])))
+    inside = png_array(from_data_url(body["mask"])) > 0
+    want = dicom_colour(src, src.pixel_array)
+    want = src.pixel_array if want is None else want
+    assert out.pixel_array.shape == want.shape and np.array_equal(out.pixel_array[~inside], want[~inside])
+    assert not np.array_equal(out.pixel_array[inside], want[inside])
+    assert body["record"]["input"]["sha256"] is None and body["record"]["input"]["stored_source"] in ("file", "colour")
