@@ -331,4 +331,7 @@ def test_v1_manipulate_dicom_upload_keeps_its_stored_values_and_colours(client, 
     want = src.pixel_array if want is None else want
     assert out.pixel_array.shape == want.shape and np.array_equal(out.pixel_array[~inside], want[~inside])
     assert not np.array_equal(out.pixel_array[inside], want[inside])
-    assert body["record"]["input"]["sha256"] is None and body["record"]["input"]["stored_source"] in ("file", "colour")
+    import hashlib
+
+    assert body["record"]["input"]["sha256"] == hashlib.sha256(data).hexdigest()  # the upload's, not a file's
+    assert body["record"]["input"]["stored_source"] in ("file", "colour")

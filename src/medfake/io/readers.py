@@ -8,6 +8,7 @@ further than their declared size needs (decompression-bomb guard).
 
 from __future__ import annotations
 
+import hashlib
 import io as _io
 import warnings
 from pathlib import Path
@@ -129,8 +130,10 @@ def read_images(
             raise UnsupportedFormatError(
                 path, "unsupported or unrecognised format (expected DICOM, NIfTI, NRRD, PNG, JPEG, TIFF or BMP)"
             )
+        digest = hashlib.sha256(data).hexdigest()  # of the bytes read: the file, or the upload
         for im in out:
             im.meta.on_disk = on_disk
+            im.meta.sha256 = digest
         return out
     except ImageReadError:
         raise

@@ -3,7 +3,6 @@ paste-inside-the-mask path, a dispatcher, and `save_result`."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field, replace
@@ -52,16 +51,6 @@ class _Work:
     mask: np.ndarray  # bool WORK_SIZE², pixels to change
     scale: float  # working px per native px
     box: object  # CropBox
-
-
-def _file_sha256(path) -> str | None:
-    if path and Path(path).is_file():
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
-    return None
 
 
 def _check_image(image) -> None:
@@ -142,7 +131,7 @@ def _apply(
         "input": {
             "path": m.source,
             "frame": m.frame,
-            "sha256": _file_sha256(m.source) if m.on_disk else None,  # an upload's name is a label, not a file
+            "sha256": m.sha256,  # of the bytes the reader read: the file, or an upload's bytes
             "format": m.format,
             "shape": list(image.shape),
             "dtype": str(nat.stored.dtype),
@@ -368,7 +357,7 @@ def splice(image: Image, mask, donor: Image, *, blend: str = "poisson", seed: in
                           "context": context, "min_side": min_side},
                   seed=int(seed), context=context, min_side=min_side, original=original,
                   extra_record={"label": label if label is not None else image.meta.label,
-                                "donor_sha256": _file_sha256(donor.meta.source)})
+                                "donor_sha256": donor.meta.sha256})
 
 
 def retouch(image: Image, mask, *, mode: str = "blur", sigma: float = 3.0, noise_std: float = 0.05, seed: int = 0,
