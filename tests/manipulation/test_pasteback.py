@@ -353,3 +353,6 @@ def test_an_uploads_name_is_never_opened(tmp_path, monkeypatch):
     (tmp_path / "ct.dcm").write_bytes(b"not a DICOM any more")  # what the name points at plays no part
     again = manipulate(upload, make_mask(upload.shape, rect=(10, 10, 40, 40)), "retouch")
     assert np.array_equal(again.stored, res.stored)
+    twice = manipulate(res.image, make_mask(upload.shape, rect=(60, 60, 90, 90)), "retouch")  # an edit of an edit
+    assert twice.record["input"]["stored_source"] == "file"  # starts from the first edit's stored values
+    assert np.array_equal(twice.stored[~twice.mask], res.stored[~twice.mask])

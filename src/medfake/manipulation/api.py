@@ -111,7 +111,8 @@ def _apply(
 
     out_image = Image(nat.to_display(shown(nat, stored)),
                       replace(image.meta, extra={**image.meta.extra, "manipulated": method},
-                              colour=stored if stored.ndim == 3 else None))
+                              colour=stored if stored.ndim == 3 else None,
+                              stored=stored if stored.ndim == 2 and nat.out_format == "dicom" else None))
     m = image.meta
     record = {
         "kind": "manipulated",

@@ -129,8 +129,6 @@ def _colour_native(image: Image, fmt: str) -> Native | None:
     rendering is still the image's. `stored` is the luminance (0–255) of the colours as shown (RGBA composited on
     black, as the reader does); the display range is the reader's; `colour` is what the output keeps outside the
     mask. None for a grey input, or when the image no longer is the rendering of those colours."""
-    from ..io.readers import luminance
-
     m = image.meta
     rgb = m.colour
     if rgb is None:
@@ -138,9 +136,7 @@ def _colour_native(image: Image, fmt: str) -> Native | None:
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[:2] != image.shape or rgb.shape[2] not in (3, 4):
         return None
-    lum = luminance(rgb)
-    if rgb.shape[2] == 4:
-        lum = lum * (rgb[..., 3] / 255.0)
+    lum = _shown_luma(rgb)
     lo, hi = (m.value_range or (0.0, 255.0)) if fmt == "dicom" else (0.0, 255.0)
     nat = Native(np.clip(np.round(lum), 0, 255).astype(np.uint8), 1.0, 0.0, 0.0, 255.0, (float(lo), float(hi)),
                  False, fmt, 8, "colour", colour=rgb)
@@ -269,7 +265,12 @@ def shown(native: Native, stored: np.ndarray) -> np.ndarray:
     """The units the reader would see in `stored` output pixels: the luminance of colour (RGBA on black)."""
     if stored.ndim == 2:
         return stored.astype(np.float64) * native.slope + native.intercept
+    return _shown_luma(stored)
+
+
+def _shown_luma(rgb: np.ndarray) -> np.ndarray:
+    """Luminance of 8-bit RGB(A) as the reader shows it (RGBA composited on black)."""
     from ..io.readers import luminance
 
-    lum = luminance(stored)
-    return lum * (stored[..., 3] / 255.0) if stored.shape[2] == 4 else lum
+    lum = luminance(rgb)
+    return lum * (rgb[..., 3] / 255.0) if rgb.shape[2] == 4 else lum
