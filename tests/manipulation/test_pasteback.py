@@ -194,8 +194,8 @@ def test_multiframe_enhanced_ct_keeps_the_frames_position(tmp_path):
                                   "US1_J2KR.dcm"])
 def test_colour_dicom_in_gives_colour_dicom_out(tmp_path, name):
     """Ultrasound and secondary captures are often colour (RGB, YBR, palette; raw or compressed): DICOM in stays DICOM
-    out, in RGB, the unmasked pixels the colours the input shows (YBR decoded, palette applied), the masked ones
-    repainted in grey; read back, it is the grey image the edit returned, and its mask has a DICOM SEG."""
+    out, in RGB, the unmasked pixels the colours the input shows (YBR decoded, palette applied); read back, it is
+    the grey image the edit returned, and its mask has a DICOM SEG."""
     import highdicom as hd
     from pydicom.data import get_testdata_file
 
@@ -220,8 +220,6 @@ def test_colour_dicom_in_gives_colour_dicom_out(tmp_path, name):
     out = ds.pixel_array
     assert out.shape == (h, w, 3)
     assert np.array_equal(out[~res.mask], shown[~res.mask])
-    inside = out[res.mask & (make_mask(img.shape, rect=(w // 4, h // 4, w // 2, h // 2)) > 0)]
-    assert (inside[:, 0] == inside[:, 1]).all() and (inside[:, 1] == inside[:, 2]).all()  # repainted grey
     np.testing.assert_allclose(read_image(paths["image"]).array, res.image.array, atol=1e-6)
     assert np.array_equal(hd.seg.segread(paths["mask_seg"]).pixel_array.astype(bool), res.mask)
 
@@ -252,6 +250,50 @@ def test_colour_raster_in_gives_colour_png_out(tmp_path, mode):
         assert np.array_equal(np.asarray(out)[~res.mask], src[~res.mask])
         assert not np.array_equal(np.asarray(out)[res.mask], src[res.mask])
         np.testing.assert_allclose(read_image(out.filename).array, res.image.array, atol=1.0 / 255 + 1e-6)
+
+
+def _sepia(grey: np.ndarray) -> np.ndarray:
+    """A tinted ultrasound screen's colours for grey levels 0–255 (warm: R > G > B)."""
+    return np.clip(np.stack([grey * 1.12 + 4, grey * 0.97, grey * 0.74], -1), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("kind", ["png", "png-rgba", "dicom", "png-grey-rgb"])
+def test_colour_edit_is_painted_in_the_tint_around_it(tmp_path, kind):
+    """A tinted (sepia) ultrasound keeps its tint inside the edit: the masked pixels have the colour balance of the
+    pixels around the mask (was: pure grey, a visible cue), and still read back as the grey image the edit returned;
+    an image that is grey stored as RGB stays grey inside (R = G = B)."""
+    from PIL import Image as PILImage
+    from pydicom.data import get_testdata_file
+
+    grey = np.clip(smooth_scan((96, 120), 5) * 230 + 10, 0, 255)
+    rgb = _sepia(grey) if kind != "png-grey-rgb" else np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
+    if kind == "dicom":  # pydicom's RGB ultrasound, its pixels replaced by the tinted scan
+        ds = pydicom.dcmread(get_testdata_file("US1_UNCR.dcm"))
+        ds.Rows, ds.Columns = rgb.shape[:2]
+        ds.PixelData = rgb.tobytes()
+        path = tmp_path / "in.dcm"
+        ds.save_as(path)
+    else:
+        im = PILImage.fromarray(rgb, "RGB")
+        if kind == "png-rgba":
+            im = PILImage.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), "RGBA")
+        path = tmp_path / "in.png"
+        im.save(path)
+    img = read_image(path)
+    for method in ("retouch", "copy-move"):
+        res = manipulate(img, make_mask(img.shape, ellipse=(60, 48, 16, 12), feather=2), method, seed=0)
+        assert res.stored.ndim == 3 and np.array_equal(res.stored[~res.mask][:, :3], rgb[~res.mask])
+        inside = res.stored[res.mask][:, :3].astype(np.float64)
+        assert not np.array_equal(inside, rgb[res.mask])
+        bright = inside[inside[:, 1] > 40]
+        assert len(bright) > 50
+        if kind == "png-grey-rgb":
+            assert (inside[:, 0] == inside[:, 1]).all() and (inside[:, 1] == inside[:, 2]).all()
+        else:  # the sepia balance on bright pixels: R/G ≈ 1.15, B/G ≈ 0.76 (grey would give 1 and 1)
+            np.testing.assert_allclose(np.median(bright[:, 0] / bright[:, 1]), 1.12 / 0.97, atol=0.06)
+            np.testing.assert_allclose(np.median(bright[:, 2] / bright[:, 1]), 0.74 / 0.97, atol=0.04)
+        out = save_result(res, tmp_path / method, "t")["image"]
+        np.testing.assert_allclose(read_image(out).array, res.image.array, atol=1.0 / 255 + 1e-6)
 
 
 def test_colour_image_changed_in_memory_comes_out_grey(tmp_path):

@@ -241,9 +241,9 @@ def mask_to_work(support_crop: np.ndarray) -> np.ndarray:
 
 def paste_back(native: Native, units: np.ndarray, new_units: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """Stored output: the input's stored values everywhere, blended new values only where alpha > 0. A colour input
-    gives colour (H×W×3|4 uint8): its pixels outside the mask, and inside each channel blended towards the new grey
-    (R = G = B where alpha is 1); a translucent RGBA pixel is first composited on black and made opaque, as the
-    reader showed it."""
+    gives colour (H×W×3|4 uint8): its pixels outside the mask, and inside each pixel blended towards the new grey
+    level painted in the colour the mask's surroundings have at that level (`tint_of`; grey surroundings give
+    grey); a translucent RGBA pixel is first composited on black and made opaque, as the reader showed it."""
     support = alpha > 0
     a = alpha[support].astype(np.float64)
     if native.colour is None:
@@ -251,14 +251,58 @@ def paste_back(native: Native, units: np.ndarray, new_units: np.ndarray, alpha: 
         out[support] = native.from_units(a * new_units[support] + (1.0 - a) * units[support])
         return out
     out = native.colour.copy()
+    rgb = _composited(out)
     old = out[support].astype(np.float64)
+    old[:, :3] = rgb[support]
     if out.shape[2] == 4:
-        old[:, :3] *= old[:, 3:] / 255.0
         old[:, 3] = 255.0
-    new = np.clip(new_units[support], 0.0, 255.0)[:, None]
+    new = paint(tint_of(rgb, support), np.clip(new_units[support], 0.0, 255.0))
     old[:, :3] = a[:, None] * new + (1.0 - a[:, None]) * old[:, :3]
     out[support] = np.clip(np.round(old), 0, 255).astype(np.uint8)
     return out
+
+
+def _composited(colour: np.ndarray) -> np.ndarray:
+    """RGB (float64) as the reader shows 8-bit RGB(A): RGBA composited on black."""
+    rgb = colour[..., :3].astype(np.float64)
+    return rgb * (colour[..., 3:] / 255.0) if colour.shape[2] == 4 else rgb
+
+
+def tint_of(rgb: np.ndarray, support: np.ndarray, *, margin: float = 0.5, prior: float = 8.0) -> np.ndarray:
+    """How the pixels around the mask are coloured at each grey level: per channel c ≈ a_c·Y + b_c (a 2×3 array
+    [a; b]), Y the reader's luminance, least squares over the unmasked pixels of the mask's bounding box widened by
+    `margin` of its size (at least 4 px). `prior` pseudo-pixels of pure grey (c = Y over 0–255) keep the fit defined
+    on a flat or tiny ring and pull it to grey there. Since every sample's luminance is its Y, the fitted colours'
+    luminance is Y again: painting in this tint changes no grey level (see `paint`). Grey surroundings give [1; 0]."""
+    from ..io.readers import luminance
+
+    ys, xs = np.nonzero(support)
+    h, w = support.shape
+    py = max(4, int(round(margin * (ys.max() - ys.min() + 1))))
+    px = max(4, int(round(margin * (xs.max() - xs.min() + 1))))
+    y0, y1 = max(0, ys.min() - py), min(h, ys.max() + py + 1)
+    x0, x1 = max(0, xs.min() - px), min(w, xs.max() + px + 1)
+    ring = ~support[y0:y1, x0:x1]
+    c = rgb[y0:y1, x0:x1][ring]
+    g = np.linspace(0.0, 255.0, 16)
+    ys_ = np.concatenate([luminance(c), g])
+    cs = np.concatenate([c, np.repeat(g[:, None], 3, axis=1)])
+    wts = np.sqrt(np.concatenate([np.ones(len(c)), np.full(len(g), prior / len(g))]))
+    design = np.stack([ys_, np.ones_like(ys_)], axis=1)
+    coef, *_ = np.linalg.lstsq(design * wts[:, None], cs * wts[:, None], rcond=None)
+    return coef
+
+
+def paint(tint: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """Colours (N×3, float) for grey levels `grey` (N, 0–255) in `tint` (tint_of), each pulled towards its grey
+    (R = G = B = Y) just enough to stay within 0–255, which keeps its luminance Y."""
+    grey = np.asarray(grey, np.float64)[:, None]
+    col = grey * tint[0] + tint[1]
+    d = col - grey
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(d > 0, (255.0 - grey) / d, np.where(d < 0, -grey / d, np.inf))
+    s = np.clip(np.nan_to_num(room.min(axis=1, keepdims=True), nan=1.0, posinf=1.0), 0.0, 1.0)
+    return grey + s * d
 
 
 def shown(native: Native, stored: np.ndarray) -> np.ndarray:
@@ -272,5 +316,4 @@ def _shown_luma(rgb: np.ndarray) -> np.ndarray:
     """Luminance of 8-bit RGB(A) as the reader shows it (RGBA composited on black)."""
     from ..io.readers import luminance
 
-    lum = luminance(rgb)
-    return lum * (rgb[..., 3] / 255.0) if rgb.shape[2] == 4 else lum
+    return luminance(_composited(rgb))
