@@ -106,7 +106,7 @@ def main(argv=None) -> dict:
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    members = (det.primary, det.second) if hasattr(det, "primary") else (det,)  # an ensemble runs both networks
+    members = (det.primary, *det.seconds) if hasattr(det, "primary") else (det,)  # an ensemble: all its networks
     res = {
         "detector": f"{det.name} ({det.card.get('architecture') or det.card.get('kind')}, {det.version}"
                     f"{', with the copy-move cue' if det.copy_move is not None else ''})",

@@ -65,8 +65,9 @@ def ensemble_dir(tmp_path_factory, tiny_models_dir, tiny_dataset):
     out = tmp_path_factory.mktemp("ensemble")
     for f in tiny_models_dir.iterdir():
         shutil.copy(f, out / f.name)
-    train_detector("spatial-cnn", tiny_dataset, out, name="tiny-second", config=TINY["spatial-cnn"], steps=30,
-                   batch_size=12, lr=3e-3, device="cpu", seed=1, bank_size=30)
+    for name, seed in (("tiny-second", 1), ("tiny-third", 2)):
+        train_detector("spatial-cnn", tiny_dataset, out, name=name, config=TINY["spatial-cnn"], steps=30,
+                       batch_size=12, lr=3e-3, device="cpu", seed=seed, bank_size=30)
     card = fit_ensemble("detector-default", "tiny-second", tiny_dataset, out, name="tiny-ensemble", kept=0.9)
     assert json.loads((out / "tiny-ensemble.json").read_text())["veto"]["kept"] == 0.9
     assert card["members"] == {"primary": "detector-default", "second": "tiny-second"}
@@ -144,7 +145,13 @@ def test_bad_ensemble_cards_are_clear_errors(ensemble_dir):
              "self": {"members": {"primary": "self", "second": "tiny-second"}},
              "bad-level": {"veto": {**card["veto"], "synthetic": 1.5}},
              "text-level": {"veto": {**card["veto"], "manipulated": "high"}},
-             "no-member-card": {"members": {"primary": "detector-default", "second": "nowhere"}}}
+             "no-member-card": {"members": {"primary": "detector-default", "second": "nowhere"}},
+             "empty-list": {"members": {"primary": "detector-default", "second": []}},
+             "twice-in-list": {"members": {"primary": "detector-default", "second": ["tiny-second", "tiny-second"]}},
+             "primary-in-list": {"members": {"primary": "detector-default",
+                                             "second": ["tiny-second", "detector-default"]}},
+             "not-a-name": {"members": {"primary": "detector-default", "second": ["tiny-second", 3]}},
+             "missing-in-list": {"members": {"primary": "detector-default", "second": ["tiny-second", "nowhere"]}}}
     clear_cache()
     for name, change in cases.items():
         (ensemble_dir / f"{name}.json").write_text(json.dumps({**card, "name": name, **change}))
@@ -185,3 +192,50 @@ def test_default_is_the_ensemble_where_the_models_folder_has_one(ensemble_dir, t
     assert resolve_card("default", folder).name == "detector-ensemble.json"
     assert isinstance(load_detector("default", folder), VetoEnsemble)
     assert isinstance(load_detector("detector-default", folder), ShippedDetector)  # the member by its own name
+
+
+def test_a_second_opinion_of_several_networks_is_their_mean(ensemble_dir, tiny_dataset, tmp_path):
+    """`--second A --second B`: the veto levels are fitted on the mean of both networks' probabilities, and where
+    the primary alarms the ensemble lowers its scores with that mean (never raising one); the variants and the
+    attack score keep all three networks."""
+    from typer.testing import CliRunner
+
+    from medfake.cli import app
+    from medfake.detection.detector import clear_cache, load_detector
+
+    res = CliRunner().invoke(app, ["train", "ensemble", "--data", str(tiny_dataset), "--second", "tiny-second",
+                                   "--second", "tiny-third", "--models-dir", str(ensemble_dir), "--name", "ens3"])
+    assert res.exit_code == 0, res.output
+    card = json.loads((ensemble_dir / "ens3.json").read_text())
+    assert card["members"]["second"] == ["tiny-second", "tiny-third"]
+    assert {"second tiny-second", "second tiny-third", "ensemble"} <= set(card["val_check"])
+    clear_cache()
+    ens = load_detector("ens3", ensemble_dir)
+    assert [s.name for s in ens.seconds] == ["tiny-second", "tiny-third"] and "tiny-third" in ens.version
+    images = _val_images(tiny_dataset)
+    primary = load_detector("detector-default", ensemble_dir)
+    b, c = load_detector("tiny-second", ensemble_dir), load_detector("tiny-third", ensemble_dir)
+    got = ens.predict(images, batch_size=9)
+    asked = 0
+    for g, r, pb, pc in zip(got, primary.predict(images), b.predict(images), c.predict(images)):
+        asked += r.verdict != "real"
+        for head, attr in (("synthetic", "p_synthetic"), ("manipulated", "p_manipulated")):
+            mean = (getattr(pb, attr) + getattr(pc, attr)) / 2
+            want = (lowered(getattr(r, attr), mean, ens.veto[head], ens.thresholds[head])
+                    if r.verdict != "real" else getattr(r, attr))
+            assert getattr(g, attr) == pytest.approx(float(want), abs=1e-6)
+            assert getattr(g, attr) <= getattr(r, attr) + 1e-6  # (batches of 9 against 64: float noise)
+            if r.verdict != "real":
+                assert g.scores[f"{attr}_second"] == pytest.approx(mean, abs=1e-6)
+    assert asked > 0
+    # the veto level is the (1 - kept) quantile of the mean over the val fakes the primary catches
+    kinds = np.array([r["kind"] for r in csv.DictReader(tiny_dataset.open()) if r["split"] == "val"])
+    ref = primary.predict(images)
+    caught = np.array([p.verdict != "real" for p in ref]) & (kinds == "synthetic")
+    means = np.array([(x.p_synthetic + y.p_synthetic) / 2 for x, y in zip(b.predict(images), c.predict(images))])
+    assert card["veto"]["synthetic"] == pytest.approx(veto_levels(means, caught, card["veto"]["kept"]))
+    refd = ens.with_references(images[:3], ["synthetic"] * 3)
+    assert [len(s.bank) for s in refd.seconds] == [len(s.bank) + 3 for s in ens.seconds]
+    x = torch.rand(2, 1, 128, 128, requires_grad=True)
+    ens.score_tensor(x).sum().backward()
+    assert torch.isfinite(x.grad).all()

@@ -204,15 +204,17 @@ def train_ensemble_cmd(
     data: Path = typer.Option(..., "--data", help="data-set manifest with a val split (kind column)"),
     primary: str = typer.Option("detector-default", help="card name of the primary member (its verdict rule, maps "
                                                           "and explanations are the ensemble's)"),
-    second: str = typer.Option(..., help="card name of the second member (it can only lower the primary's scores)"),
-    models_dir: Path = typer.Option(Path("models"), "--models-dir", help="folder with both members' cards; the "
+    second: list[str] = typer.Option(..., help="card name of a second member (it can only lower the primary's "
+                                                 "scores); repeat it for a second opinion that is the mean of "
+                                                 "several networks"),
+    models_dir: Path = typer.Option(Path("models"), "--models-dir", help="folder with the members' cards; the "
                                                                          "ensemble card is written there"),
     name: str = typer.Option("detector-ensemble", help="the ensemble card's name"),
     kept: float = typer.Option(0.95, min=0.5, max=1.0, help="share of the primary's val catches (per head) the "
                                "veto must keep"),
 ):
-    """Fit a two-network ensemble (detection.ensemble): choose the second member's veto levels on split=val and
-    write the ensemble's card. No training; both members must already exist."""
+    """Fit an ensemble (detection.ensemble): choose the second opinion's veto levels on split=val and write the
+    ensemble's card. No training; the members must already exist."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -223,8 +225,8 @@ def train_ensemble_cmd(
         fail(f"data-set manifest not found: {data}")
     try:
         with Progress(transient=True) as prog:
-            task = prog.add_task("score val (both members)", total=None)
-            card = fit_ensemble(primary, second, data, models_dir, name=name, kept=kept,
+            task = prog.add_task("score val (all members)", total=None)
+            card = fit_ensemble(primary, second[0] if len(second) == 1 else second, data, models_dir, name=name, kept=kept,
                                 command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                                 progress=lambda n: prog.update(task, completed=n))
     except (MedfakeError, ValueError) as e:

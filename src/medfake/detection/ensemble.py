@@ -1,4 +1,5 @@
-"""Two detector networks, one verdict: the primary's verdict rule applied to scores the second network can only lower.
+"""Several detector networks, one verdict: the primary's verdict rule applied to scores a second opinion can only
+lower.
 
 Single networks raise false alarms on real scans from outside the training collection (benchmarks/RESULTS.md, stop
 36): each network on its own scans, so that an alarm both networks raise is rarer than an alarm of either. The
@@ -7,9 +8,14 @@ uncertain band, retrieval bank, copy-move cue, Grad-CAM and segmentation mask) a
 
     p = min(p_primary, g(p_second)),   logit g(q) = logit q − logit v + logit t   (where the primary alarms)
 
-where t is the primary's threshold for that head and v the card's veto level for the second network (`veto`): g maps
-v onto t, so at the primary's thresholds a head fires only when the primary clears t *and* the second network
-clears v. A raised (per-modality or small-input) threshold raises the second network's bar by the same logit step.
+where t is the primary's threshold for that head and v the card's veto level for the second opinion (`veto`): g maps
+v onto t, so at the primary's thresholds a head fires only when the primary clears t *and* the second opinion
+clears v. A raised (per-modality or small-input) threshold raises the second opinion's bar by the same logit step.
+
+The second opinion p_second is one network's probability, or the mean of several networks' (`members.second` a list
+of card names: the same recipe trained with other seeds). Each network alone raises false alarms of its own on real
+scans from elsewhere; their mean raises fewer (RESULTS.md, stop 39: two seeds' mean let through 4 outside alarms of
+653 where either seed alone let through 5 and 7), at almost no cost in domain.
 
 The second network is a second opinion on alarms only: it runs on the images whose primary verdict is not real, and
 an image the primary calls real keeps the primary's scores (lowering them could not change its verdict). On real
@@ -27,7 +33,7 @@ most 1 − kept of the primary's val catches.
 Card (`kind: detector-ensemble`, in the models folder beside its members' cards):
 
     {"name": ..., "kind": "detector-ensemble", "version": ...,
-     "members": {"primary": "<card name>", "second": "<card name>"},
+     "members": {"primary": "<card name>", "second": "<card name>" or ["<card name>", ...]},
      "veto": {"synthetic": v_s, "manipulated": v_m, "kept": 0.95, ...}, "metrics": ..., "command": ...}
 """
 
@@ -75,14 +81,38 @@ def veto_levels(p_second: np.ndarray, caught: np.ndarray, kept: float = 0.95) ->
     return float(np.quantile(x, 1 - kept)) if x.size else None
 
 
+def second_names(members: dict) -> list[str]:
+    """The card names of an ensemble card's second opinion (`members.second`: one name or a list)."""
+    second = members.get("second")
+    return [second] if isinstance(second, str) else [str(n) for n in second] if isinstance(second, list) else []
+
+
+class _Opinion:
+    """The second opinion on one image: the mean of the second networks' probabilities."""
+
+    def __init__(self, preds):
+        self.p_synthetic = float(np.mean([float(p.p_synthetic) for p in preds]))
+        self.p_manipulated = float(np.mean([float(p.p_manipulated) for p in preds]))
+
+
+def mean_opinion(per_member: Sequence[Sequence]) -> list:
+    """Per image, the mean probabilities of the second networks' predictions (one list per network)."""
+    return [_Opinion(ps) for ps in zip(*per_member)]
+
+
 class VetoEnsemble(Detector):
-    """`primary` and `second` are detectors with the `ShippedDetector` interface; `card` the ensemble's card."""
+    """`primary` and `second` (one detector, or a list of them whose mean is the second opinion) have the
+    `ShippedDetector` interface; `card` the ensemble's card. `second` is the first second network, `seconds` all."""
 
     def __init__(self, primary, second, card: dict):
-        self.primary, self.second, self.card = primary, second, card
+        self.primary, self.card = primary, card
+        self.seconds = list(second) if isinstance(second, (list, tuple)) else [second]
+        if not self.seconds:
+            raise MedfakeError(f"ensemble {card.get('name')}: no second network")
+        self.second = self.seconds[0]
         self.name = card.get("name", "ensemble")
         self.version = (f"{card.get('version', '0')} ({primary.name} {primary.version} + "
-                        f"{second.name} {second.version})")
+                        + " + ".join(f"{s.name} {s.version}" for s in self.seconds) + ")")
         veto = card.get("veto") or {}
         self.veto = {h: (None if veto.get(h) is None else float(veto[h])) for h, _ in HEADS}
 
@@ -122,36 +152,38 @@ class VetoEnsemble(Detector):
         return {h: (None if t.get(h) is None else float(t[h])) for h, _ in HEADS}
 
     # ---------------------------------------------------------------- variants (both members alike)
-    def _with(self, primary, second) -> "VetoEnsemble":
-        if primary is self.primary and second is self.second:
+    def _with(self, primary, seconds: list) -> "VetoEnsemble":
+        if primary is self.primary and all(a is b for a, b in zip(seconds, self.seconds)):
             return self
-        return VetoEnsemble(primary, second, self.card)
+        return VetoEnsemble(primary, seconds, self.card)
 
     def with_references(self, images: Sequence[Image], labels: Sequence[str]) -> "VetoEnsemble":
-        """Both members' retrieval banks also hold these labelled references (`--reference`)."""
-        return self._with(self.primary.with_references(images, labels), self.second.with_references(images, labels))
+        """Every member's retrieval bank also holds these labelled references (`--reference`)."""
+        return self._with(self.primary.with_references(images, labels),
+                          [s.with_references(images, labels) for s in self.seconds])
 
     def with_copy_move_if(self, wanted: bool | None = None) -> "VetoEnsemble":
-        return self._with(self.primary.with_copy_move_if(wanted), self.second.with_copy_move_if(wanted))
+        return self._with(self.primary.with_copy_move_if(wanted), [s.with_copy_move_if(wanted) for s in self.seconds])
 
     def with_copy_move(self) -> "VetoEnsemble":
-        return self._with(self.primary.with_copy_move(), self.second.with_copy_move())
+        return self._with(self.primary.with_copy_move(), [s.with_copy_move() for s in self.seconds])
 
     # ---------------------------------------------------------------- the contract
     def _shared_cue(self, x: torch.Tensor, explain: bool):
-        """The copy-move cue's scores for both members at once when both run it with one config (the shipped pair
-        does: the cue has no weights, and it costs about as much as one network on a CPU); None otherwise."""
-        a, b = self.primary.copy_move, self.second.copy_move
-        if a is None or b is None or a.config != b.config or self.primary.device != self.second.device:
+        """The copy-move cue's scores for all members at once when all run it with one config (the shipped ones
+        do: the cue has no weights, and it costs about as much as one network on a CPU); None otherwise."""
+        a = self.primary.copy_move
+        if a is None or any(s.copy_move is None or s.copy_move.config != a.config or s.device != self.primary.device
+                            for s in self.seconds):
             return None
         from .copymove import copy_move_scores
 
         return copy_move_scores(x.to(self.primary.device), a.config, return_maps=explain)
 
     def predict(self, images: Sequence[Image], *, explain: bool = False, batch_size: int = 64) -> list[Prediction]:
-        """The primary on each compute batch; the second member on the images the primary does not call real,
+        """The primary on each compute batch; the second networks on the images the primary does not call real,
         sharing their canonical tensor and copy-move cue; the primary's predictions, with the lowered scores and the
-        verdict at them where the second was asked."""
+        verdict at them where the second opinion was asked."""
         step = self.primary.compute_batch(batch_size)
         preds: list[Prediction] = []
         for i in range(0, len(images), step):
@@ -162,7 +194,8 @@ class VetoEnsemble(Detector):
             ask = [j for j, p in enumerate(a) if p.verdict != "real"]  # the second opinion: on alarms only
             if ask:
                 scores = (cue[0] if explain else cue)[ask] if cue is not None else None
-                b = self.second._predict_batch([chunk[j] for j in ask], False, x=x[ask], cue=scores)
+                b = mean_opinion([s._predict_batch([chunk[j] for j in ask], False, x=x[ask], cue=scores)
+                                  for s in self.seconds])
                 self._combine([chunk[j] for j in ask], [a[j] for j in ask], b)
             preds += a
         return preds
@@ -181,29 +214,32 @@ class VetoEnsemble(Detector):
             before = a.verdict
             a.verdict = self.verdict_for(a.p_synthetic, a.p_manipulated, a.modality, int(min(im.array.shape)))
             if before != "real" and a.verdict != before and vetoed:
-                note = (f"{self.primary.name} said {before}; {self.second.name} scores it lower "
+                note = (f"{self.primary.name} said {before}; {' + '.join(s.name for s in self.seconds)} "
+                        f"{'scores' if len(self.seconds) == 1 else 'score'} it lower "
                         f"({', '.join(vetoed)}), so the verdict is {a.verdict}")
                 a.note = f"{a.note}; {note}" if a.note else note
         return preds
 
     def score_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable logit of p_fake = 1 − (1 − p_s)(1 − p_m) over the lowered heads (networks only, as
-        `ShippedDetector.score_tensor`: no retrieval bank, no copy-move cue), the second network applied to every
-        image: an attack that turns a real image fake must raise both networks' scores."""
+        `ShippedDetector.score_tensor`: no retrieval bank, no copy-move cue), the second opinion applied to every
+        image: an attack that turns a real image fake must raise the primary's and the second opinion's scores."""
         t = self._global_thresholds()
         zs = []
         o1 = apply_manipulation_score(self.primary.module(x), self.primary.manip_score)
-        o2 = apply_manipulation_score(self.second.module(x), self.second.manip_score)
+        o2 = [(apply_manipulation_score(s.module(x), s.manip_score), s) for s in self.seconds]
         for (head, _), key, on1, t1, t2 in (
-                (HEADS[0], "syn", self.primary.has_syn, self.primary.t_syn, self.second.t_syn),
-                (HEADS[1], "manip", self.primary.has_man, self.primary.t_man, self.second.t_man)):
+                (HEADS[0], "syn", self.primary.has_syn, self.primary.t_syn, "t_syn"),
+                (HEADS[1], "manip", self.primary.has_man, self.primary.t_man, "t_man")):
             if not on1 or o1.get(key) is None:
                 continue
             z = o1[key] / t1
             v = self.veto[head]
-            if v is not None and t[head] is not None and o2.get(key) is not None and t2:
+            if v is not None and t[head] is not None and all(o.get(key) is not None and getattr(s, t2)
+                                                             for o, s in o2):
                 shift = float(_logit(t[head]) - _logit(v))
-                z = torch.minimum(z, o2[key] / t2 + shift)
+                p2 = torch.stack([torch.sigmoid(o[key] / getattr(s, t2)) for o, s in o2]).mean(0)
+                z = torch.minimum(z, torch.logit(p2, eps=_EPS) + shift)
             zs.append(z)
         if not zs:
             raise MedfakeError(f"detector {self.name}: no head to score")
@@ -216,12 +252,15 @@ def build_ensemble(card: dict, load, read) -> VetoEnsemble:
     """The ensemble a card describes; `load(name)` loads a member detector by card name and `read(name)` reads its
     card (both from the ensemble card's folder)."""
     members = card.get("members") or {}
-    missing = [k for k in ("primary", "second") if not members.get(k)]
+    where = card.get('_path', card.get('name'))
+    seconds = second_names(members)
+    missing = [k for k, ok in (("primary", members.get("primary")), ("second", seconds)) if not ok]
     if missing:
-        raise MedfakeError(f"{card.get('_path', card.get('name'))}: ensemble card names no {' or '.join(missing)} "
-                           "member")
-    if members["primary"] == members["second"]:
-        raise MedfakeError(f"{card.get('_path', card.get('name'))}: an ensemble needs two different members")
+        raise MedfakeError(f"{where}: ensemble card names no {' or '.join(missing)} member")
+    if not isinstance(members["primary"], str) or not all(seconds):
+        raise MedfakeError(f"{where}: ensemble members are card names")
+    if members["primary"] in seconds or len(set(seconds)) != len(seconds):
+        raise MedfakeError(f"{where}: an ensemble needs different members")
     for head, _ in HEADS:
         v = (card.get("veto") or {}).get(head)
         try:
@@ -231,16 +270,15 @@ def build_ensemble(card: dict, load, read) -> VetoEnsemble:
         if not ok:
             raise MedfakeError(f"{card.get('_path', card.get('name'))}: veto level for {head} must be in (0, 1), "
                                f"got {v!r}")
-    for role in ("primary", "second"):  # checked before loading: a card naming itself would never finish loading
-        if read(members[role]).get("kind") == ENSEMBLE_KIND:
-            raise MedfakeError(f"{card.get('_path', card.get('name'))}: the {role} member {members[role]!r} is itself "
-                               "an ensemble")
-    primary, second = load(members["primary"]), load(members["second"])
-    return VetoEnsemble(primary, second, card)
+    for role, name in [("primary", members["primary"])] + [("second", n) for n in seconds]:
+        if read(name).get("kind") == ENSEMBLE_KIND:  # checked before loading: a card naming itself would never load
+            raise MedfakeError(f"{where}: the {role} member {name!r} is itself an ensemble")
+    return VetoEnsemble(load(members["primary"]), [load(n) for n in seconds], card)
 
 
 def fit_veto(primary_preds, second_preds, kinds: Sequence[str], kept: float = 0.95) -> dict:
-    """Veto levels from validation predictions of both members (`kinds`: real / synthetic / manipulated per image):
+    """Veto levels from validation predictions of the primary and of the second opinion (`second_preds`: one
+    network's predictions or `mean_opinion`'s; `kinds`: real / synthetic / manipulated per image):
     per head, `veto_levels` over the fakes of that kind whose primary verdict is not real; plus, for the card, how
     many catches and how many real images' alarms the veto removes on this split."""
     kinds = np.asarray([str(k) for k in kinds])
@@ -254,11 +292,11 @@ def fit_veto(primary_preds, second_preds, kinds: Sequence[str], kept: float = 0.
     return veto
 
 
-def fit_ensemble(primary: str, second: str, data, models_dir, *, name: str = "detector-ensemble",
+def fit_ensemble(primary: str, second: str | Sequence[str], data, models_dir, *, name: str = "detector-ensemble",
                  kept: float = 0.95, version: str | None = None, command: str = "", progress=None) -> dict:
-    """Choose the veto levels on the manifest's val split with both members as `medfake detect` runs them (the
-    copy-move cue when their cards have one), check the ensemble on the same split, and write
-    `<models_dir>/<name>.json`. Returns the card."""
+    """Choose the veto levels on the manifest's val split with the members as `medfake detect` runs them (the
+    copy-move cue when their cards have one; several `second` networks: the mean of their probabilities), check
+    the ensemble on the same split, and write `<models_dir>/<name>.json`. Returns the card."""
     import time
     from pathlib import Path
 
@@ -274,18 +312,26 @@ def fit_ensemble(primary: str, second: str, data, models_dir, *, name: str = "de
     kinds = [(r.get("kind") or "").strip().lower().replace("fake", "synthetic") for r in recs]
     t0 = time.time()
     images = [read_image(r.path) for r in recs]  # as `medfake detect` reads them
+    seconds = [second] if isinstance(second, str) else list(second)
+    if not seconds or primary in seconds or len(set(seconds)) != len(seconds):
+        raise MedfakeError(f"an ensemble needs a primary and different second members, not {primary!r} and "
+                           f"{seconds!r}")
     a = use_copy_move(load_detector(primary, models_dir), None)
-    b = use_copy_move(load_detector(second, models_dir), None)
-    pa, pb = [], []
+    bs = [use_copy_move(load_detector(n, models_dir), None) for n in seconds]
+    pa, per = [], [[] for _ in bs]
     for i in range(0, len(images), 64):
         pa += a.predict(images[i:i + 64])
-        pb += b.predict(images[i:i + 64])
+        for b, out in zip(bs, per):
+            out += b.predict(images[i:i + 64])
         if progress:
             progress(min(i + 64, len(images)))
+    pb = mean_opinion(per)
     veto = fit_veto(pa, pb, kinds, kept)
+    one = len(seconds) == 1
     card = {"name": name, "kind": ENSEMBLE_KIND, "version": version or time.strftime("%Y%m%d"),
-            "members": {"primary": primary, "second": second},
-            "member_versions": {"primary": a.version, "second": b.version},
+            "members": {"primary": primary, "second": seconds[0] if one else seconds},
+            "member_versions": {"primary": a.version,
+                                "second": bs[0].version if one else [b.version for b in bs]},
             "veto": veto, "data": str(data),
             # the rates the primary's thresholds were calibrated to (`medfake detect --summary` reads them here)
             "thresholds": {k: (a.card.get("thresholds") or {}).get(k) for k in ("target_fpr", "uncertain_factor")},
@@ -297,10 +343,11 @@ def fit_ensemble(primary: str, second: str, data, models_dir, *, name: str = "de
         return {"real_not_real": float(v[k == "real"].mean()) if (k == "real").any() else None,
                 **{f"{h}_caught": float(v[k == h].mean()) if (k == h).any() else None for h, _ in HEADS}}
 
-    card["val_check"] = {"primary": rates(pa), "second": rates(pb)}
+    card["val_check"] = {"primary": rates(pa), **{("second" if one else f"second {n}"): rates(p)
+                                                   for n, p in zip(seconds, per)}}
     # the ensemble's verdicts from the predictions in hand (as `predict` makes them: the second on alarms only)
     ask = [j for j, p in enumerate(pa) if p.verdict != "real"]
-    VetoEnsemble(a, b, card)._combine([images[j] for j in ask], [pa[j] for j in ask], [pb[j] for j in ask])
+    VetoEnsemble(a, bs, card)._combine([images[j] for j in ask], [pa[j] for j in ask], [pb[j] for j in ask])
     card["val_check"]["ensemble"] = rates(pa)
     card["command"] = command
     card["minutes"] = round((time.time() - t0) / 60, 2)
@@ -310,4 +357,4 @@ def fit_ensemble(primary: str, second: str, data, models_dir, *, name: str = "de
 
 
 __all__ = ["ENSEMBLE_KIND", "VetoEnsemble", "build_ensemble", "fit_ensemble", "fit_veto", "lowered",
-           "veto_levels"]
+           "mean_opinion", "second_names", "veto_levels"]

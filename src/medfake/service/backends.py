@@ -45,7 +45,7 @@ def _registry_kind(arch: str | None) -> str | None:
 def list_models(settings: Settings) -> list[dict[str, Any]]:
     """One row per model card in models_dir: name, version, kind, modalities, metrics (+ the card)."""
     from ..data.modalities import MODALITY_NAMES
-    from ..detection.ensemble import ENSEMBLE_KIND
+    from ..detection.ensemble import ENSEMBLE_KIND, second_names
     from ..models.cards import list_cards
 
     d = Path(settings.models_dir)
@@ -59,7 +59,8 @@ def list_models(settings: Settings) -> list[dict[str, Any]]:
         arch = card.get("architecture")
         if kind == ENSEMBLE_KIND:  # a detector made of two member cards (detection.ensemble)
             members = card.get("members") or {}
-            kind, arch = "detector", f"ensemble of {members.get('primary')} and {members.get('second')}"
+            seconds = second_names(members)
+            kind, arch = "detector", f"ensemble of {members.get('primary')} and {' + '.join(seconds)}"
         mods = card.get("modalities") or sorted(card.get("label_prior", {})) or list(MODALITY_NAMES)
         public = {k: v for k, v in card.items() if not k.startswith("_") and k not in ("command",)}
         rows.append({"name": stem, "card_name": name, "version": str(card.get("version", "0")), "kind": kind,
