@@ -226,8 +226,8 @@ def train_ensemble_cmd(
     try:
         with Progress(transient=True) as prog:
             task = prog.add_task("score val (all members)", total=None)
-            card = fit_ensemble(primary, second[0] if len(second) == 1 else second, data, models_dir, name=name, kept=kept,
-                                command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            card = fit_ensemble(primary, second[0] if len(second) == 1 else second, data, models_dir, name=name,
+                                kept=kept, command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                                 progress=lambda n: prog.update(task, completed=n))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

@@ -82,7 +82,8 @@ def veto_levels(p_second: np.ndarray, caught: np.ndarray, kept: float = 0.95) ->
 
 
 def second_names(members: dict) -> list[str]:
-    """The card names of an ensemble card's second opinion (`members.second`: one name or a list)."""
+    """The card names of an ensemble card's second opinion (`members.second`: one name or a list), as text (a
+    listing shows a malformed card as it is; `build_ensemble` refuses it)."""
     second = members.get("second")
     return [second] if isinstance(second, str) else [str(n) for n in second] if isinstance(second, list) else []
 
@@ -151,7 +152,7 @@ class VetoEnsemble(Detector):
         t = self.primary.thresholds or {}
         return {h: (None if t.get(h) is None else float(t[h])) for h, _ in HEADS}
 
-    # ---------------------------------------------------------------- variants (both members alike)
+    # ---------------------------------------------------------------- variants (all members alike)
     def _with(self, primary, seconds: list) -> "VetoEnsemble":
         if primary is self.primary and all(a is b for a, b in zip(seconds, self.seconds)):
             return self
@@ -257,7 +258,8 @@ def build_ensemble(card: dict, load, read) -> VetoEnsemble:
     missing = [k for k, ok in (("primary", members.get("primary")), ("second", seconds)) if not ok]
     if missing:
         raise MedfakeError(f"{where}: ensemble card names no {' or '.join(missing)} member")
-    if not isinstance(members["primary"], str) or not all(seconds):
+    raw = members["second"] if isinstance(members["second"], list) else [members["second"]]
+    if not isinstance(members["primary"], str) or not all(isinstance(n, str) and n for n in raw):
         raise MedfakeError(f"{where}: ensemble members are card names")
     if members["primary"] in seconds or len(set(seconds)) != len(seconds):
         raise MedfakeError(f"{where}: an ensemble needs different members")
