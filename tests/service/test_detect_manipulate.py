@@ -279,6 +279,10 @@ def test_an_ensemble_card_is_a_detector_and_the_default(tmp_path, tiny_models):
         if card.get(key) and card[key].get("file"):
             card[key]["file"] = f"second{suffix}"
     (folder / "second.json").write_text(json.dumps(card))
+    for suffix in (".safetensors", ".bank.safetensors", ".anomaly.safetensors"):  # a third network
+        if (folder / f"second{suffix}").exists():
+            shutil.copy(folder / f"second{suffix}", folder / f"third{suffix}")
+    (folder / "third.json").write_text(json.dumps(card).replace('"second', '"third'))
     ens = {"name": "detector-ensemble", "kind": "detector-ensemble", "version": "t1",
            "members": {"primary": "detector-default", "second": "second"}, "veto": {"synthetic": 0.6,
                                                                                     "manipulated": 0.6}}
@@ -296,12 +300,22 @@ def test_an_ensemble_card_is_a_detector_and_the_default(tmp_path, tiny_models):
             (row,) = r.json()["results"]
             assert row["detector"] == "detector-ensemble" and "t1" in row["detector_version"]
             assert row["verdict"] in ("real", "synthetic", "manipulated", "uncertain")
-        (folder / "detector-ensemble.json").write_text(json.dumps({**ens, "members": {"primary": "detector-default",
-                                                                                       "second": "gone"}}))
-        r = c.get("/readyz")
-        assert r.status_code == 503
-        bad = {m["name"]: m for m in r.json()["models"]}["detector-ensemble"]
-        assert not bad["ok"] and "gone" in bad["problem"] and str(folder) not in bad["problem"]
+        # a second opinion of two networks (their mean): listed with both, ready, the default
+        three = {**ens, "version": "t2", "members": {"primary": "detector-default", "second": ["second", "third"]}}
+        (folder / "detector-ensemble.json").write_text(json.dumps(three))
+        assert c.get("/readyz").status_code == 200
+        listed = {m["name"]: m for m in c.get("/v1/models").json()["models"]}["detector-ensemble"]
+        assert listed["architecture"] == "ensemble of detector-default and second + third"
+        r = c.post("/v1/detect", files=files)
+        assert r.status_code == 200 and "t2" in r.json()["results"][0]["detector_version"], r.text
+        assert "third" in r.json()["results"][0]["detector_version"]
+        for second in ("gone", ["second", "gone"]):
+            (folder / "detector-ensemble.json").write_text(json.dumps({**ens, "members": {
+                "primary": "detector-default", "second": second}}))
+            r = c.get("/readyz")
+            assert r.status_code == 503
+            bad = {m["name"]: m for m in r.json()["models"]}["detector-ensemble"]
+            assert not bad["ok"] and "gone" in bad["problem"] and str(folder) not in bad["problem"]
         assert c.get("/healthz").status_code == 200
 
 
