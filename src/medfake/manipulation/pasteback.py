@@ -251,28 +251,28 @@ def paste_back(native: Native, units: np.ndarray, new_units: np.ndarray, alpha: 
         out[support] = native.from_units(a * new_units[support] + (1.0 - a) * units[support])
         return out
     out = native.colour.copy()
-    rgb = _composited(out)
     old = out[support].astype(np.float64)
-    old[:, :3] = rgb[support]
+    old[:, :3] = _composited(out[support])
     if out.shape[2] == 4:
         old[:, 3] = 255.0
-    new = paint(tint_of(rgb, support), np.clip(new_units[support], 0.0, 255.0))
+    new = paint(tint_of(out, support), np.clip(new_units[support], 0.0, 255.0))
     old[:, :3] = a[:, None] * new + (1.0 - a[:, None]) * old[:, :3]
     out[support] = np.clip(np.round(old), 0, 255).astype(np.uint8)
     return out
 
 
 def _composited(colour: np.ndarray) -> np.ndarray:
-    """RGB (float64) as the reader shows 8-bit RGB(A): RGBA composited on black."""
+    """RGB (float64) as the reader shows 8-bit RGB(A) pixels (..., 3|4): RGBA composited on black."""
     rgb = colour[..., :3].astype(np.float64)
-    return rgb * (colour[..., 3:] / 255.0) if colour.shape[2] == 4 else rgb
+    return rgb * (colour[..., 3:] / 255.0) if colour.shape[-1] == 4 else rgb
 
 
-def tint_of(rgb: np.ndarray, support: np.ndarray, *, margin: float = 0.5, prior: float = 8.0) -> np.ndarray:
+def tint_of(colour: np.ndarray, support: np.ndarray, *, margin: float = 0.5, prior: float = 8.0) -> np.ndarray:
     """How the pixels around the mask are coloured at each grey level: per channel c ≈ a_c·Y + b_c (a 2×3 array
-    [a; b]), Y the reader's luminance, least squares over the unmasked pixels of the mask's bounding box widened by
-    `margin` of its size (at least 4 px). `prior` pseudo-pixels of pure grey (c = Y over 0–255) keep the fit defined
-    on a flat or tiny ring and pull it to grey there. Since every sample's luminance is its Y, the fitted colours'
+    [a; b]), c the colours as the reader shows `colour` (8-bit RGB(A), RGBA composited on black) and Y their
+    luminance, least squares over the unmasked pixels of the mask's bounding box widened by `margin` of its size (at
+    least 4 px). `prior` pseudo-pixels of pure grey (c = Y over 0–255) keep the fit defined on a flat or tiny ring
+    and pull it to grey there. Since every sample's luminance is its Y, the fitted colours'
     luminance is Y again: painting in this tint changes no grey level (see `paint`). Grey surroundings give [1; 0]."""
     from ..io.readers import luminance
 
@@ -283,7 +283,7 @@ def tint_of(rgb: np.ndarray, support: np.ndarray, *, margin: float = 0.5, prior:
     y0, y1 = max(0, ys.min() - py), min(h, ys.max() + py + 1)
     x0, x1 = max(0, xs.min() - px), min(w, xs.max() + px + 1)
     ring = ~support[y0:y1, x0:x1]
-    c = rgb[y0:y1, x0:x1][ring]
+    c = _composited(colour[y0:y1, x0:x1][ring])
     g = np.linspace(0.0, 255.0, 16)
     ys_ = np.concatenate([luminance(c), g])
     cs = np.concatenate([c, np.repeat(g[:, None], 3, axis=1)])
