@@ -2,7 +2,7 @@
 anomaly scorer, Grad-CAM (MONAI) and segmentation masks at each input image's own size.
 
 Name resolution (`load_detector`): "default" means the card `detector-ensemble.json` in the models folder when it
-is there (two networks, detection.ensemble), else `detector-default.json`; any other name is a card `<name>.json`
+is there (several networks, detection.ensemble), else `detector-default.json`; any other name is a card `<name>.json`
 there (or a path to a card file).
 """
 
@@ -352,7 +352,7 @@ _CACHE_LOCK = threading.Lock()
 
 def resolve_card(name: str = "default", models_dir: str | Path | None = None) -> Path:
     """The card file of a detector name: "default" is `detector-ensemble.json` where the models folder has one (the
-    two-network ensemble, detection.ensemble), else `detector-default.json`; any other name is `<name>.json`."""
+    ensemble of networks, detection.ensemble), else `detector-default.json`; any other name is `<name>.json`."""
     models_dir = Path(models_dir) if models_dir is not None else None
     if name in ("default", "", None):
         ensemble = (models_dir or get_settings().models_dir) / f"{DEFAULT_ENSEMBLE}.json"
