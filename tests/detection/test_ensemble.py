@@ -217,7 +217,8 @@ def test_a_second_opinion_of_several_networks_is_their_mean(ensemble_dir, tiny_d
     b, c = load_detector("tiny-second", ensemble_dir), load_detector("tiny-third", ensemble_dir)
     got = ens.predict(images, batch_size=9)
     asked = 0
-    for g, r, pb, pc in zip(got, primary.predict(images), b.predict(images), c.predict(images)):
+    ref, by_b, by_c = primary.predict(images), b.predict(images), c.predict(images)
+    for g, r, pb, pc in zip(got, ref, by_b, by_c):
         asked += r.verdict != "real"
         for head, attr in (("synthetic", "p_synthetic"), ("manipulated", "p_manipulated")):
             mean = (getattr(pb, attr) + getattr(pc, attr)) / 2
@@ -230,10 +231,15 @@ def test_a_second_opinion_of_several_networks_is_their_mean(ensemble_dir, tiny_d
     assert asked > 0
     # the veto level is the (1 - kept) quantile of the mean over the val fakes the primary catches
     kinds = np.array([r["kind"] for r in csv.DictReader(tiny_dataset.open()) if r["split"] == "val"])
-    ref = primary.predict(images)
     caught = np.array([p.verdict != "real" for p in ref]) & (kinds == "synthetic")
-    means = np.array([(x.p_synthetic + y.p_synthetic) / 2 for x, y in zip(b.predict(images), c.predict(images))])
+    means = np.array([(x.p_synthetic + y.p_synthetic) / 2 for x, y in zip(by_b, by_c)])
     assert card["veto"]["synthetic"] == pytest.approx(veto_levels(means, caught, card["veto"]["kept"]))
+    # bad members are refused before any image is read (the manifest here does not exist)
+    from medfake.detection.ensemble import fit_ensemble
+
+    for second in (["tiny-second", "tiny-second"], ["detector-default"], []):
+        with pytest.raises(MedfakeError, match="member"):
+            fit_ensemble("detector-default", second, tmp_path / "nothing.csv", ensemble_dir)
     refd = ens.with_references(images[:3], ["synthetic"] * 3)
     assert [len(s.bank) for s in refd.seconds] == [len(s.bank) + 3 for s in ens.seconds]
     x = torch.rand(2, 1, 128, 128, requires_grad=True)

@@ -88,6 +88,17 @@ def second_names(members: dict) -> list[str]:
     return [second] if isinstance(second, str) else [str(n) for n in second] if isinstance(second, list) else []
 
 
+def _check_members(primary, seconds: list, where: str) -> None:
+    """One rule for a card and for `fit_ensemble`: a primary and at least one second network, all card names, all
+    different."""
+    if not primary or not seconds:
+        raise MedfakeError(f"{where}: ensemble card names no {'primary' if not primary else 'second'} member")
+    if not isinstance(primary, str) or not all(isinstance(n, str) and n for n in seconds):
+        raise MedfakeError(f"{where}: ensemble members are card names")
+    if primary in seconds or len(set(seconds)) != len(seconds):
+        raise MedfakeError(f"{where}: an ensemble needs different members, not {primary!r} and {seconds!r}")
+
+
 class _Opinion:
     """The second opinion on one image: the mean of the second networks' probabilities."""
 
@@ -254,15 +265,9 @@ def build_ensemble(card: dict, load, read) -> VetoEnsemble:
     card (both from the ensemble card's folder)."""
     members = card.get("members") or {}
     where = card.get('_path', card.get('name'))
+    raw = members.get("second")
+    _check_members(members.get("primary"), raw if isinstance(raw, list) else [raw] if raw else [], where)
     seconds = second_names(members)
-    missing = [k for k, ok in (("primary", members.get("primary")), ("second", seconds)) if not ok]
-    if missing:
-        raise MedfakeError(f"{where}: ensemble card names no {' or '.join(missing)} member")
-    raw = members["second"] if isinstance(members["second"], list) else [members["second"]]
-    if not isinstance(members["primary"], str) or not all(isinstance(n, str) and n for n in raw):
-        raise MedfakeError(f"{where}: ensemble members are card names")
-    if members["primary"] in seconds or len(set(seconds)) != len(seconds):
-        raise MedfakeError(f"{where}: an ensemble needs different members")
     for head, _ in HEADS:
         v = (card.get("veto") or {}).get(head)
         try:
@@ -307,6 +312,8 @@ def fit_ensemble(primary: str, second: str | Sequence[str], data, models_dir, *,
     from .detector import clear_cache, load_detector, use_copy_move
     from .train import load_records
 
+    seconds = [second] if isinstance(second, str) else list(second)
+    _check_members(primary, seconds, "medfake train ensemble")  # before any image is read
     models_dir = Path(models_dir)
     recs = [r for r in load_records(data) if r.split == "val"]
     if not recs:
@@ -314,10 +321,6 @@ def fit_ensemble(primary: str, second: str | Sequence[str], data, models_dir, *,
     kinds = [(r.get("kind") or "").strip().lower().replace("fake", "synthetic") for r in recs]
     t0 = time.time()
     images = [read_image(r.path) for r in recs]  # as `medfake detect` reads them
-    seconds = [second] if isinstance(second, str) else list(second)
-    if not seconds or primary in seconds or len(set(seconds)) != len(seconds):
-        raise MedfakeError(f"an ensemble needs a primary and different second members, not {primary!r} and "
-                           f"{seconds!r}")
     a = use_copy_move(load_detector(primary, models_dir), None)
     bs = [use_copy_move(load_detector(n, models_dir), None) for n in seconds]
     pa, per = [], [[] for _ in bs]
