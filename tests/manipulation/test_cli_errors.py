@@ -100,11 +100,15 @@ def bad_files(tmp_path, inputs):
         (["{png8}", "--rect", "10,10,30,30", "--method", "smudge"], "unknown method 'smudge'"),
         (["{png8}", "--rect", "10,10,30,30", "--method", "copy-move", "--offset", "500,0"], "outside the image"),
         (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--modality", "spleen"], "unknown modality"),
+        (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--frame", "2"], "holds one image, so it has no "
+                                                                                    "frame 2"),
+        (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--all-frames"], "not one (png)"),
+        (["{ct}", "--rect", "10,10,30,30", "--method", "retouch", "--frame", "1"], "frame 1 out of range (0..0)"),
     ],
 )
 def test_cli_bad_input_one_error_nothing_written(inputs, bad_files, args, words):
     out = bad_files / "out"
-    fmt = {"png8": inputs["png8"], "png16": inputs["png16"], "tmp": bad_files}
+    fmt = {"png8": inputs["png8"], "png16": inputs["png16"], "ct": inputs["ct"], "tmp": bad_files}
     code, text = _run(["manipulate", *[a.format(**fmt) for a in args], "--out", out])
     assert code == 2, text
     assert "error:" in text and words in text, text
@@ -148,3 +152,54 @@ def test_cli_siemens_mosaic_is_edited_whole(siemens_mosaic, tmp_path):
     tile = read_image(siemens_mosaic)
     with pytest.raises(ManipulationError, match="mosaic=False"):
         manipulate(tile, make_mask(tile.shape, rect=(10, 10, 30, 30)), "retouch")
+
+
+def test_cli_frame_of_a_multiframe_dicom_written_back_whole(tmp_path):
+    """`--frame N --all-frames`: the chosen frame (0-based, as detect's rows path#N) is edited and the whole
+    Enhanced CT comes back: every other frame as in the file, the mask's DICOM SEG over the edited frame."""
+    import highdicom as hd
+    from pydicom.data import get_testdata_file
+
+    f = get_testdata_file("eCT_Supplemental.dcm")
+    out = tmp_path / "o"
+    code, text = _run(["manipulate", f, "--rect", "100,100,200,200", "--method", "retouch", "--frame", "1",
+                       "--all-frames", "--out", out, "--stem", "ct"])
+    assert code == 0, text
+    assert "the whole object: 2 frames, frame 1 edited" in text, text
+    src, ds = pydicom.dcmread(f), pydicom.dcmread(out / "ct.dcm")
+    mask = np.asarray(PILImage.open(out / "ct_mask.png")) == 255
+    assert ds.NumberOfFrames == 2 and np.array_equal(ds.pixel_array[0], src.pixel_array[0])
+    assert np.array_equal(ds.pixel_array[1][~mask], src.pixel_array[1][~mask])
+    assert not np.array_equal(ds.pixel_array[1][mask], src.pixel_array[1][mask])
+    seg = hd.seg.segread(out / "ct_mask.dcm")
+    refs = [item.DerivationImageSequence[0].SourceImageSequence[0] for item in seg.PerFrameFunctionalGroupsSequence]
+    assert [(r.ReferencedSOPInstanceUID, int(r.ReferencedFrameNumber)) for r in refs] == [(ds.SOPInstanceUID, 2)]
+    assert np.array_equal(seg.pixel_array.astype(bool).reshape(mask.shape), mask)
+    rec = json.loads((out / "ct.json").read_text())
+    assert rec["input"]["frame"] == 1 and rec["output"]["frames"] == 2 and rec["output"]["edited_frame"] == 1
+    # without --all-frames: that frame alone, as a one-frame instance (the default)
+    code, text = _run(["manipulate", f, "--rect", "100,100,200,200", "--method", "retouch", "--frame", "1",
+                       "--out", tmp_path / "one", "--stem", "ct"])
+    assert code == 0, text
+    assert pydicom.dcmread(tmp_path / "one" / "ct.dcm").NumberOfFrames == 1
+
+
+def test_cli_slice_of_a_volume(tmp_path):
+    """`--frame N` picks a NIfTI volume's axial slice N (its sidecar says which); out of range is one error."""
+    import nibabel as nib
+
+    vol = (np.random.default_rng(1).random((40, 50, 6)) * 1000).astype(np.int16)
+    vol[:, :, 4] = np.arange(40)[:, None] * 20  # slice 4 alone is a smooth ramp: the edit must have read that one
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "v.nii.gz")
+    code, text = _run(["manipulate", tmp_path / "v.nii.gz", "--rect", "5,5,20,20", "--method", "retouch",
+                       "--mode", "noise", "--frame", "4", "--out", tmp_path / "o", "--stem", "v"])
+    assert code == 0, text
+    rec = json.loads((tmp_path / "o" / "v.json").read_text())
+    assert rec["input"]["volume_slice"] == {"axis": 2, "index": 4}
+    out = np.asarray(PILImage.open(tmp_path / "o" / "v.png"))
+    mask = np.asarray(PILImage.open(tmp_path / "o" / "v_mask.png")) == 255
+    assert out.shape == (50, 40) and len(np.unique(out[~mask])) <= 40 < len(np.unique(out[mask]))
+    code, text = _run(["manipulate", tmp_path / "v.nii.gz", "--rect", "5,5,20,20", "--method", "retouch",
+                       "--frame", "6", "--out", tmp_path / "bad"])
+    assert code == 2 and "slice 6 out of range (0..5)" in text, text
+    assert not (tmp_path / "bad").exists()

@@ -190,6 +190,53 @@ def test_multiframe_enhanced_ct_keeps_the_frames_position(tmp_path):
     assert one.NumberOfFrames == 1 and float(one[pointer].value) == 30.0
 
 
+@pytest.mark.parametrize("name, frame", [("emri_small.dcm", 3), ("eCT_Supplemental.dcm", 0),
+                                         ("examples_ybr_color.dcm", 5), ("SC_rgb_2frame.dcm", 1)])
+def test_multiframe_dicom_written_back_whole(tmp_path, name, frame):
+    """`all_frames`: the whole multi-frame object comes back (grey or colour, with or without functional groups):
+    every other frame as the file shows it, the edited frame outside its mask too, the same SOP class, functional
+    groups and study, a new instance, and the frame number in its provenance. Its SEG is over the edited frame where
+    highdicom can describe the frames, else the sidecar says why; the one-frame default is unchanged."""
+    from pydicom.data import get_testdata_file
+
+    from medfake.io import read_images
+    from medfake.io.readers import dicom_colour
+
+    f = get_testdata_file(name)
+    src = pydicom.dcmread(f)
+    n = int(src.NumberOfFrames)
+    img = read_images(f, frames=frame)[0]
+    h, w = img.shape
+    res = manipulate(img, make_mask(img.shape, rect=(w // 4, h // 4, w // 2, h // 2)), "retouch", mode="noise")
+    paths = save_result(res, tmp_path, "mf", all_frames=True)
+    ds = pydicom.dcmread(paths["image"])
+    shown = dicom_colour(src, src.pixel_array)
+    shown = src.pixel_array if shown is None else shown
+    out = ds.pixel_array
+    assert ds.NumberOfFrames == n and out.shape == shown.shape and out.dtype == shown.dtype
+    assert all(np.array_equal(out[i], shown[i]) for i in range(n) if i != frame)
+    assert np.array_equal(out[frame][~res.mask], shown[frame][~res.mask])
+    assert not np.array_equal(out[frame][res.mask], shown[frame][res.mask])
+    assert ds.SOPClassUID == src.SOPClassUID and ds.SOPInstanceUID != src.SOPInstanceUID
+    assert ds.StudyInstanceUID == src.StudyInstanceUID and "DERIVED" in ds.ImageType
+    assert f"frame_number={frame + 1} of {n}" in ds.DerivationDescription
+    assert ds.SourceImageSequence[0].ReferencedFrameNumber == frame + 1
+    if "PerFrameFunctionalGroupsSequence" in src:
+        assert ds.PerFrameFunctionalGroupsSequence == src.PerFrameFunctionalGroupsSequence
+    np.testing.assert_allclose(read_images(paths["image"], frames=frame)[0].array, res.image.array, atol=0.02)
+    rec = json.loads(paths["sidecar"].read_text())
+    assert rec["output"]["frames"] == n and rec["output"]["edited_frame"] == frame
+    if "mask_seg" in paths:
+        import highdicom as hd
+
+        seg = hd.seg.segread(paths["mask_seg"])
+        ref = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0].SourceImageSequence[0]
+        assert int(ref.ReferencedFrameNumber) == frame + 1 and seg.NumberOfFrames == 1
+    else:
+        assert "highdicom cannot describe" in rec["mask_seg_skipped"]
+    assert pydicom.dcmread(save_result(res, tmp_path / "one", "mf")["image"]).NumberOfFrames == 1
+
+
 @pytest.mark.parametrize("name", ["US1_UNCR.dcm", "SC_rgb.dcm", "examples_palette.dcm", "examples_ybr_color.dcm",
                                   "US1_J2KR.dcm"])
 def test_colour_dicom_in_gives_colour_dicom_out(tmp_path, name):

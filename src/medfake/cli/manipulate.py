@@ -42,6 +42,12 @@ def manipulate_cmd(
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="models folder (default: settings)"),
     window: Optional[str] = typer.Option(None, "--window", help="CT window preset or C,W used to read DICOM/NIfTI"),
     stem: Optional[str] = typer.Option(None, "--stem", help="output file stem (default: <input>_<method>)"),
+    frame: Optional[int] = typer.Option(
+        None, "--frame", min=0, help="frame of a multi-frame DICOM or slice of a NIfTI/NRRD volume to edit, 0-based as "
+        "`medfake detect` numbers its rows path#N (default: the first frame; a volume's middle axial slice)"),
+    all_frames: bool = typer.Option(
+        False, "--all-frames", help="multi-frame DICOM: write the whole object back (every frame as in the file, the "
+        "edited one replaced) instead of the edited frame as a one-frame instance"),
 ):
     """Manipulate IMAGE inside a mask; writes the image (same format), <stem>_mask.png (for DICOM also the mask as
     a DICOM SEG, <stem>_mask.dcm) and <stem>.json to --out."""
@@ -61,7 +67,15 @@ def manipulate_cmd(
             check_modality(modality)
         if donor_modality is not None:
             check_modality(donor_modality)
-        img = read_image(image, window=window, mosaic=False)  # coordinates in the file's own pixels
+        picked = {} if frame is None else {"frames": frame, "slice_index": frame}
+        img = read_image(image, window=window, mosaic=False, **picked)  # coordinates in the file's own pixels
+        if frame and img.meta.format not in ("dicom", "nifti", "nrrd"):  # the readers refuse frames they lack
+            fail(f"{image} holds one image, so it has no frame {frame}")
+        n_frames = int(img.meta.extra.get("number_of_frames", 1) or 1)
+        if all_frames and n_frames < 2:
+            volume = img.meta.format in ("nifti", "nrrd")
+            fail(f"--all-frames writes a multi-frame DICOM back whole; {image} is not one "
+                 f"({img.meta.format}{', a volume whose slice is written as PNG' if volume else ''})")
         if modality is not None:
             img.meta.modality = modality
         if method in DIFFUSION_METHODS and img.meta.modality is None:
@@ -104,11 +118,12 @@ def manipulate_cmd(
         else:
             res = manipulate(img, m, method, label=label, donor=donor_img, seed=seed, **params)
         res.record["feather_px"] = float(feather)  # the sidecar says how the mask was softened
-        paths = save_result(res, out, stem or f"{image.name.split('.')[0]}_{method}")
+        paths = save_result(res, out, stem or f"{image.name.split('.')[0]}_{method}", all_frames=all_frames)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     b = res.record["mask_bounds"]
     Console().print(f"{method}: {res.record['mask_pixels']} px changed-region in ({b['x1']},{b['y1']})–({b['x2']},"
                     f"{b['y2']}) in {res.record['timings_s']['total']:.2f} s; wrote {paths['image']}, "
                     f"{paths['mask'].name}" + (f", {paths['mask_seg'].name} (DICOM SEG)" if "mask_seg" in paths else "")
-                    + f", {paths['sidecar'].name}")
+                    + f", {paths['sidecar'].name}"
+                    + (f" (the whole object: {n_frames} frames, frame {img.meta.frame} edited)" if all_frames else ""))

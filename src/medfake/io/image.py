@@ -23,7 +23,8 @@ class Meta:
     window: tuple[float, float] | None = None  # (centre, width) used, in rescaled units
     photometric: str | None = None
     format: str | None = None  # png, jpeg, dicom, nifti, ...
-    dicom: Any = None  # the pydicom Dataset (without pixel data copy) when it came from DICOM
+    dicom: Any = None  # the pydicom Dataset when it came from DICOM: without pixel data, except a multi-frame
+    # file's (shared by its frames' Images, not copied), which `io.write_dicom(all_frames=True)` writes back
     extra: dict = field(default_factory=dict)
     # a colour input's pixels as shown (RGB, or RGBA for rasters; H×W×3|4 uint8): the grey `array` is their
     # luminance; an edit keeps them outside its mask (manipulation's colour in, colour out)

@@ -444,8 +444,8 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int, slices=No
         a = np.clip((vals - lo) / (hi - lo), 0.0, 1.0)
         if photometric == "MONOCHROME1":
             a = 1.0 - a
-        meta_ds = ds.copy()
-        if "PixelData" in meta_ds:
+        meta_ds = ds.copy()  # shares the elements: a multi-frame file's pixel data stay for a whole-object edit
+        if "PixelData" in meta_ds and (nframes == 1 or n_mosaic):
             del meta_ds.PixelData
         out.append(
             Image(

@@ -198,21 +198,55 @@ def _as_explicit_little(ds) -> None:
     relabel(ds)
 
 
-def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = None):
+def _all_frames(src, frame: int, stored: np.ndarray) -> np.ndarray:
+    """Every frame of the multi-frame `src` as written back: its stored values (or, for a colour frame `stored`,
+    the RGB each frame shows: YBR decoded, palette applied), frame `frame` replaced by `stored`."""
+    from .readers import dicom_colour
+
+    if "PixelData" not in src:
+        raise ValueError("the source's pixel data were not kept (read a multi-frame DICOM with medfake.io.read_images "
+                         "to write it back whole)")
+    frames = src.pixel_array  # decoded as the reader decoded it (the reader set a missing transfer syntax)
+    if stored.ndim == 3:
+        frames = dicom_colour(src, frames)
+        if frames is None or frames.dtype != np.uint8 or frames.shape[-1] != 3:
+            raise ValueError("a colour frame in a multi-frame DICOM whose frames are not shown as 8-bit RGB")
+    frames = np.array(frames, copy=True)  # pydicom's array may be read-only
+    if frames.shape[1:] != stored.shape or frames.dtype != stored.dtype:
+        raise ValueError(f"the edited frame ({stored.dtype} {stored.shape}) does not match the file's frames "
+                         f"({frames.dtype} {frames.shape[1:]})")
+    frames[frame] = stored
+    return frames
+
+
+def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = None, *, all_frames: bool = False):
     """A copy of the source DICOM (image.meta.dicom) with new pixel data, same geometry and study/series
-    context, a new SOP Instance UID and provenance marking it derived (manipulated)."""
+    context, a new SOP Instance UID and provenance marking it derived (manipulated).
+
+    A frame of a multi-frame file becomes a one-frame instance of the same SOP class (`_one_frame`), or, with
+    `all_frames`, the whole object again: every frame as in the file (same functional groups and frame vectors),
+    the edited one replaced, and its frame number in the provenance. Frames are written uncompressed."""
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     src = image.meta.dicom
     if src is None:
         raise ValueError("dicom_derived needs an image read from DICOM")
-    ds = copy.deepcopy(src)  # Dataset.copy() shares its elements: setting one would change the source's
-    _as_explicit_little(ds)
-    frame = image.meta.frame
-    if "NumberOfFrames" in ds:
-        _one_frame(ds, src, frame or 0)
     if stored is None:
         stored = native_stored_values(image)
+    frame = image.meta.frame
+    n_frames = int(src.get("NumberOfFrames", 1) or 1)
+    whole = all_frames and n_frames > 1 and "mosaic" not in image.meta.extra
+    frames = _all_frames(src, frame or 0, stored) if whole else None
+    base = src.copy()  # shares the elements: without the source's pixel data, which are not copied below
+    if "PixelData" in base:
+        del base.PixelData
+    ds = copy.deepcopy(base)  # Dataset.copy() shares its elements: setting one would change the source's
+    _as_explicit_little(ds)
+    if "NumberOfFrames" in ds and not whole:
+        _one_frame(ds, src, frame or 0)
+    if whole:
+        prov = Provenance(prov.kind, prov.generator, prov.model_version,
+                          {**prov.details, "frame_number": f"{(frame or 0) + 1} of {n_frames}"})
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -220,7 +254,7 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     ref = Dataset()  # the image this one was derived from (not the source's own sources, which it may list)
     ref.ReferencedSOPClassUID = src.get("SOPClassUID", SC_IMAGE_STORAGE)
     ref.ReferencedSOPInstanceUID = src.get("SOPInstanceUID", "")
-    if int(src.get("NumberOfFrames", 1) or 1) > 1:
+    if n_frames > 1:  # the frame it was derived from (the whole object: the frame that was edited)
         ref.ReferencedFrameNumber = (frame or 0) + 1
     ds.SourceImageSequence = Sequence([ref])
     if "StudyInstanceUID" not in ds:  # type 1, left out by some files: this instance's own study then
@@ -256,7 +290,8 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     ds.PixelRepresentation = 1 if stored.dtype.kind == "i" else 0
     ds.InstanceCreationDate, ds.InstanceCreationTime = _now()
     _mark(ds, prov)
-    ds.PixelData = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("<")).tobytes()  # as the file is
+    pixels = stored if frames is None else frames
+    ds.PixelData = np.ascontiguousarray(pixels, dtype=stored.dtype.newbyteorder("<")).tobytes()  # as the file is
     ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"
     if "LossyImageCompression" in src:
         ds.LossyImageCompression = src.LossyImageCompression
@@ -285,12 +320,14 @@ def native_stored_values(image: Image) -> np.ndarray:
     return np.clip(np.round(stored), max(info.min, smin), min(info.max, smax)).astype(dtype)
 
 
-def write_dicom(image: Image, path: str | Path, prov: Provenance, *, bits: int = 8, stored: np.ndarray | None = None) -> Path:
-    """Derived copy when the image came from DICOM, else a new Secondary Capture."""
+def write_dicom(image: Image, path: str | Path, prov: Provenance, *, bits: int = 8, stored: np.ndarray | None = None,
+                all_frames: bool = False) -> Path:
+    """Derived copy when the image came from DICOM (a frame of a multi-frame file: a one-frame instance, or with
+    `all_frames` the whole object with that frame replaced), else a new Secondary Capture."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if image.meta.dicom is not None:
-        ds = dicom_derived(image, prov, stored)
+        ds = dicom_derived(image, prov, stored, all_frames=all_frames)
     else:
         ds = dicom_secondary_capture(image, prov, bits=bits)
     ds.save_as(path, enforce_file_format=True)
@@ -337,9 +374,10 @@ def _restore_class(ds, instance_uid: str, sop_class: str) -> None:
 
 
 def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str = "Manipulated region",
-              content_label: str = "MANIPULATED", description: str | None = None):
-    """A DICOM Segmentation (highdicom, BINARY, one segment) of `mask` over `source`, the one-frame DICOM the
-    mask belongs to (a pydicom Dataset: the manipulated image as written): same study and frame of reference, a new
+              content_label: str = "MANIPULATED", description: str | None = None, frame: int = 0):
+    """A DICOM Segmentation (highdicom, BINARY, one segment) of `mask` over `source`, the DICOM the mask belongs
+    to (a pydicom Dataset: the manipulated image as written; of a multi-frame one, over its frame `frame`, 0-based,
+    which highdicom allows where the frames have a frame of reference): same study and frame of reference, a new
     series, the segment "Manipulated region" with the method and model version as its algorithm, and the
     provenance in its content description. Viewers that show SEG overlays (OHIF, 3D Slicer) draw the ground truth
     on the fake. A detector's predicted region uses the same writer (`prov.kind` "detected", its own segment and
@@ -385,6 +423,11 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str 
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != (int(src.Rows), int(src.Columns)):
         raise ValueError(f"mask {mask.shape} does not match the image {int(src.Rows)}×{int(src.Columns)}")
+    n_frames = int(src.get("NumberOfFrames", 1) or 1)
+    if not 0 <= frame < n_frames:
+        raise ValueError(f"frame {frame} out of range (0..{n_frames - 1})")
+    stack = np.zeros((n_frames, *mask.shape), np.uint8)  # a whole multi-frame object: the mask on its one frame
+    stack[frame] = mask  # (highdicom leaves the empty frames out and references the frame it segments)
     learned = prov.generator in DIFFUSION_METHODS or prov.kind == "detected"
     family = codes.DCM.ArtificialIntelligence if learned else codes.DCM.ImageProcessing
     segment = hd.seg.SegmentDescription(
@@ -399,7 +442,7 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str 
         with warnings.catch_warnings():  # the source's patient name is copied as it is, whatever highdicom thinks
             warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
             seg = hd.seg.Segmentation(
-                source_images=[src], pixel_array=mask.astype(np.uint8)[None],
+                source_images=[src], pixel_array=stack,
                 segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[segment],
                 series_instance_uid=hd.UID(), series_number=9001, sop_instance_uid=hd.UID(), instance_number=1,
                 manufacturer="medfake", manufacturer_model_name=f"medfake {prov.generator}"[:64],
@@ -412,6 +455,6 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str 
             _restore_class(seg, str(src.SOPInstanceUID), true_class)
         # what highdicom writes it must also read (a source with partial pixel measures gives a SEG it rejects)
         hd.seg.Segmentation.from_dataset(copy.deepcopy(seg), copy=False)
-    except (AttributeError, TypeError, ValueError, KeyError) as e:
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as e:
         raise ValueError(f"highdicom cannot describe this image in a DICOM SEG ({type(e).__name__}: {e})") from None
     return seg

@@ -132,6 +132,8 @@ def _apply(
         "input": {
             "path": m.source,
             "frame": m.frame,
+            **({"volume_slice": {"axis": m.extra.get("axis"), "index": m.extra["slice"]}}
+               if "slice" in m.extra else {}),
             "sha256": m.sha256,  # of the bytes the reader read: the file, or an upload's bytes
             "format": m.format,
             "shape": list(image.shape),
@@ -401,7 +403,7 @@ def manipulate(image: Image, mask, method: str, *, label: str | None = None, don
     return retouch(image, mask, seed=seed, label=label, **params)
 
 
-def _write_seg(mask, paths: dict, path: Path, prov) -> str:
+def _write_seg(mask, paths: dict, path: Path, prov, frame: int = 0) -> str:
     """The ground-truth mask as a DICOM SEG over the DICOM just written (`io.dicom_seg`): paths["mask_seg"], or the
     reason it could not be made ("" when written) — the PNG mask is always there, so an image highdicom cannot
     describe (an incomplete pixel measures sequence, a character set it does not know) still gets its ground truth.
@@ -411,7 +413,7 @@ def _write_seg(mask, paths: dict, path: Path, prov) -> str:
     from ..io.writers import dicom_seg
 
     try:
-        seg = dicom_seg(mask, pydicom.dcmread(paths["image"]), prov)
+        seg = dicom_seg(mask, pydicom.dcmread(paths["image"]), prov, frame=frame)
     except ValueError as e:
         return str(e)
     seg.save_as(path)
@@ -419,11 +421,16 @@ def _write_seg(mask, paths: dict, path: Path, prov) -> str:
     return ""
 
 
-def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated") -> dict[str, Path]:
+def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated", *,
+                all_frames: bool = False) -> dict[str, Path]:
     """Write <stem>.png|.dcm (same format family and bit depth as the input), <stem>_mask.png (0/255, same size),
     for DICOM also <stem>_mask.dcm (the mask as a DICOM Segmentation over the written image, where highdicom can
     describe its geometry; else the sidecar's `mask_seg_skipped` says why) and <stem>.json (the record). Returns
-    {"image", "mask", "sidecar"[, "mask_seg"]} paths."""
+    {"image", "mask", "sidecar"[, "mask_seg"]} paths.
+
+    A frame of a multi-frame DICOM is written as a one-frame instance, or with `all_frames` as the whole object
+    (every frame as in the file, the edited one replaced; its SEG over that frame where highdicom can describe
+    the frames, i.e. they have a frame of reference). The sidecar's output says which."""
     from PIL import Image as PILImage
 
     from ..io.writers import Provenance, write_dicom
@@ -441,8 +448,13 @@ def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated") 
             "mask_bounds": f"{b['x1']},{b['y1']},{b['x2']},{b['y2']}", "seed": rec["seed"],
             "label": rec.get("label"), "operation": rec.get("operation", "edit"),
         })
-        paths["image"] = write_dicom(result.image, out_dir / f"{stem}.dcm", prov, stored=stored)
-        seg_note = _write_seg(result.mask, paths, out_dir / f"{stem}_mask.dcm", prov)
+        n_frames = int(result.image.meta.extra.get("number_of_frames", 1) or 1)
+        whole = all_frames and n_frames > 1 and "mosaic" not in result.image.meta.extra
+        paths["image"] = write_dicom(result.image, out_dir / f"{stem}.dcm", prov, stored=stored, all_frames=whole)
+        frame = (result.image.meta.frame or 0) if whole else 0
+        seg_note = _write_seg(result.mask, paths, out_dir / f"{stem}_mask.dcm", prov, frame=frame)
+        rec = {**rec, "output": {**rec["output"], "frames": n_frames if whole else 1,
+                                 **({"edited_frame": frame} if whole else {})}}
     else:
         p = out_dir / f"{stem}.png"
         arr = np.ascontiguousarray(stored)
