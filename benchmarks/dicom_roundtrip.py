@@ -56,8 +56,51 @@ def check(path: str, out: Path) -> tuple[str, str]:
     except Exception as e:  # noqa: BLE001 - what the survey is for
         return "error", f"{type(e).__name__}: {e}"[:200]
     written = pydicom.dcmread(paths["image"]).pixel_array
-    if written.shape != res.mask.shape or not np.array_equal(written[~res.mask], res.stored[~res.mask]):
+    if written.shape[:2] != res.mask.shape or not np.array_equal(written[~res.mask], res.stored[~res.mask]):
         return "bad", "unmasked pixels differ from the source's stored values"
+    if "mask_seg" not in paths:
+        return "no-seg", json.loads(paths["sidecar"].read_text()).get("mask_seg_skipped", "")[:200]
+    seg = hd.seg.segread(paths["mask_seg"]).pixel_array.astype(bool).reshape(res.mask.shape)
+    return ("seg", "") if np.array_equal(seg, res.mask) else ("bad", "SEG differs from the mask")
+
+
+def check_whole(path: str, out: Path) -> tuple[str, str] | None:
+    """For a multi-frame file (None for any other): its last frame manipulated and the whole object written back
+    (`save_result(..., all_frames=True)`, `medfake manipulate --frame N --all-frames`): every other frame as the
+    source shows it, the edited frame's unmasked pixels its stored values, and the SEG (where one is written) over
+    that frame pixel-exact. Outcomes as `check`, plus "refused" (`io.writers.whole_object_problem`)."""
+    import highdicom as hd
+    import pydicom
+
+    from medfake.io import read_image
+    from medfake.io.readers import dicom_colour
+    from medfake.io.writers import whole_object_problem
+    from medfake.manipulation import make_mask, manipulate, save_result
+
+    try:
+        first = read_image(path, frames=0)
+    except Exception:  # noqa: BLE001 - counted by `check`
+        return None
+    n = int(first.meta.extra.get("number_of_frames", 1) or 1)
+    if n < 2 or min(first.shape) < 16 or "mosaic" in first.meta.extra:
+        return None
+    try:
+        img = read_image(path, frames=n - 1)
+        if whole_object_problem(img):  # refused before any edit, as `medfake manipulate --all-frames` refuses it
+            return "refused", whole_object_problem(img)
+        h, w = img.shape
+        res = manipulate(img, make_mask(img.shape, rect=(w // 4, h // 4, w // 2, h // 2)), "retouch", seed=0)
+        paths = save_result(res, out, Path(path).stem + "_whole", all_frames=True)
+    except Exception as e:  # noqa: BLE001 - what the survey is for
+        return "error", f"{type(e).__name__}: {e}"[:200]
+    src, ds = pydicom.dcmread(path), pydicom.dcmread(paths["image"])
+    shown = dicom_colour(src, src.pixel_array)
+    shown = src.pixel_array if shown is None else shown
+    written = ds.pixel_array
+    if written.shape != shown.shape or not all(np.array_equal(written[i], shown[i]) for i in range(n - 1)):
+        return "bad", "the frames not edited differ from the source's"
+    if not np.array_equal(written[n - 1][~res.mask], res.stored[~res.mask]):
+        return "bad", "the edited frame's unmasked pixels differ from the source's stored values"
     if "mask_seg" not in paths:
         return "no-seg", json.loads(paths["sidecar"].read_text()).get("mask_seg_skipped", "")[:200]
     seg = hd.seg.segread(paths["mask_seg"]).pixel_array.astype(bool).reshape(res.mask.shape)
@@ -69,11 +112,14 @@ def main() -> None:
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
     warnings.simplefilter("ignore")  # pydicom's notes on non-conformant test files: the outcome is what counts
-    rows = []
+    rows, whole = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for f in local_files():
             outcome, detail = check(f, Path(tmp))
             rows.append((Path(f).name, outcome, detail))
+            got = check_whole(f, Path(tmp)) if outcome not in ("not-image", "error") else None
+            if got is not None:
+                whole.append((Path(f).name, *got))
     n = Counter(o for _, o, _ in rows)
     images = len(rows) - n["not-image"]
     body = [f"{len(rows)} local pydicom/pydicom-data test files; {images} read as images of ≥ 16 px, their first "
@@ -83,6 +129,15 @@ def main() -> None:
     if any(o in ("no-seg", "error", "bad") for _, o, _ in rows):
         body += ["| file | outcome | why |", "|---|---|---|"]
         body += [f"| {name} | {o} | {d.replace('|', '/')} |" for name, o, d in rows if o in ("no-seg", "error", "bad")]
+    m = Counter(o for _, o, _ in whole)
+    body += ["", f"Written back whole (`--all-frames`), the last frame edited: {len(whole)} multi-frame files, "
+                 f"**{len(whole) - m['error'] - m['bad'] - m['refused']} written** with every other frame as in the source, "
+                 f"**{m['seg']} with a DICOM SEG** over the edited frame read back pixel-exact; {m['no-seg']} without "
+                 f"a SEG, {m['refused']} refused with the reason (16/32-bit colour frames, which medfake writes "
+                 f"only as one 8-bit grey frame), {m['error']} not written otherwise, {m['bad']} written wrongly."]
+    if whole:
+        body += ["", "| multi-frame file | outcome | why |", "|---|---|---|"]
+        body += [f"| {name} | {o} | {d.replace('|', '/')} |" for name, o, d in whole]
     text = "\n".join(body)
     if args.no_append:
         print(text)

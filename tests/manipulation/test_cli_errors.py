@@ -102,13 +102,18 @@ def bad_files(tmp_path, inputs):
         (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--modality", "spleen"], "unknown modality"),
         (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--frame", "2"], "holds one image, so it has no "
                                                                                     "frame 2"),
-        (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--all-frames"], "not one (png)"),
+        (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--all-frames"], "it is not a multi-frame DICOM "
+                                                                                     "(png, 1 frame)"),
+        (["{rgb16x2}", "--rect", "10,10,30,30", "--method", "retouch", "--all-frames"], "colour frames are 16-bit"),
         (["{ct}", "--rect", "10,10,30,30", "--method", "retouch", "--frame", "1"], "frame 1 out of range (0..0)"),
     ],
 )
 def test_cli_bad_input_one_error_nothing_written(inputs, bad_files, args, words):
     out = bad_files / "out"
-    fmt = {"png8": inputs["png8"], "png16": inputs["png16"], "ct": inputs["ct"], "tmp": bad_files}
+    from pydicom.data import get_testdata_file
+
+    fmt = {"png8": inputs["png8"], "png16": inputs["png16"], "ct": inputs["ct"], "tmp": bad_files,
+           "rgb16x2": get_testdata_file("SC_rgb_16bit_2frame.dcm")}
     code, text = _run(["manipulate", *[a.format(**fmt) for a in args], "--out", out])
     assert code == 2, text
     assert "error:" in text and words in text, text

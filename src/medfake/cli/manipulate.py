@@ -57,6 +57,7 @@ def manipulate_cmd(
     from ..data.modalities import check_modality
     from ..io.errors import MedfakeError
     from ..io.readers import read_image
+    from ..io.writers import whole_object_problem
     from ..manipulation import DIFFUSION_METHODS, METHODS, default_feather, make_mask, manipulate, save_result
 
     if method not in METHODS:
@@ -72,10 +73,10 @@ def manipulate_cmd(
         if frame and img.meta.format not in ("dicom", "nifti", "nrrd"):  # the readers refuse frames they lack
             fail(f"{image} holds one image, so it has no frame {frame}")
         n_frames = int(img.meta.extra.get("number_of_frames", 1) or 1)
-        if all_frames and n_frames < 2:
-            volume = img.meta.format in ("nifti", "nrrd")
-            fail(f"--all-frames writes a multi-frame DICOM back whole; {image} is not one "
-                 f"({img.meta.format}{', a volume whose slice is written as PNG' if volume else ''})")
+        if all_frames and whole_object_problem(img):
+            volume = ", a volume whose slice is written as PNG" if img.meta.format in ("nifti", "nrrd") else ""
+            fail(f"--all-frames writes a multi-frame DICOM back whole; {image} cannot be: "
+                 f"{whole_object_problem(img)}{volume}")
         if modality is not None:
             img.meta.modality = modality
         if method in DIFFUSION_METHODS and img.meta.modality is None:

@@ -198,6 +198,25 @@ def _as_explicit_little(ds) -> None:
     relabel(ds)
 
 
+def whole_object_problem(image: Image) -> str:
+    """Why `image` (a frame read by `io.read_images`) cannot be written back as its whole multi-frame DICOM object
+    ("" when it can): not a multi-frame DICOM, a Siemens mosaic (written whole anyway), the frames' pixel data not
+    kept, or colour frames that are not 8-bit (medfake writes such a frame as an 8-bit grey rendering, which the
+    other frames would not match)."""
+    m = image.meta
+    n = int(m.extra.get("number_of_frames", 1) or 1)
+    if m.dicom is None or n < 2 or "mosaic" in m.extra:
+        return f"it is not a multi-frame DICOM ({m.format or 'unknown format'}, {n} frame{'s' * (n != 1)})"
+    if "PixelData" not in m.dicom:
+        return "its frames' pixel data were not kept (read it with medfake.io.read_images)"
+    photometric = str(m.dicom.get("PhotometricInterpretation", ""))
+    colour_file = int(m.dicom.get("SamplesPerPixel", 1) or 1) > 1 or photometric == "PALETTE COLOR"
+    if colour_file and m.colour is None:
+        return (f"its colour frames are {int(m.dicom.get('BitsAllocated', 8))}-bit: the edited frame can only be "
+                "written as an 8-bit grey rendering, as a one-frame instance")
+    return ""
+
+
 def _all_frames(src, frame: int, stored: np.ndarray) -> np.ndarray:
     """Every frame of the multi-frame `src` as written back: its stored values (or, for a colour frame `stored`,
     the RGB each frame shows: YBR decoded, palette applied), frame `frame` replaced by `stored`."""
@@ -236,6 +255,8 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     frame = image.meta.frame
     n_frames = int(src.get("NumberOfFrames", 1) or 1)
     whole = all_frames and n_frames > 1 and "mosaic" not in image.meta.extra
+    if whole and whole_object_problem(image):
+        raise ValueError(f"cannot write {image.meta.source} back whole: {whole_object_problem(image)}")
     frames = _all_frames(src, frame or 0, stored) if whole else None
     base = src.copy()  # shares the elements: without the source's pixel data, which are not copied below
     if "PixelData" in base:
