@@ -130,8 +130,9 @@ def main() -> None:
         body += ["| file | outcome | why |", "|---|---|---|"]
         body += [f"| {name} | {o} | {d.replace('|', '/')} |" for name, o, d in rows if o in ("no-seg", "error", "bad")]
     m = Counter(o for _, o, _ in whole)
+    written = len(whole) - m["error"] - m["bad"] - m["refused"]
     body += ["", f"Written back whole (`--all-frames`), the last frame edited: {len(whole)} multi-frame files, "
-                 f"**{len(whole) - m['error'] - m['bad'] - m['refused']} written** with every other frame as in the source, "
+                 f"**{written} written** with every other frame as in the source, "
                  f"**{m['seg']} with a DICOM SEG** over the edited frame read back pixel-exact; {m['no-seg']} without "
                  f"a SEG, {m['refused']} refused with the reason (16/32-bit colour frames, which medfake writes "
                  f"only as one 8-bit grey frame), {m['error']} not written otherwise, {m['bad']} written wrongly."]
