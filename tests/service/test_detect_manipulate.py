@@ -349,3 +349,59 @@ def test_v1_manipulate_dicom_upload_keeps_its_stored_values_and_colours(client, 
 
     assert body["record"]["input"]["sha256"] == hashlib.sha256(data).hexdigest()  # the upload's, not a file's
     assert body["record"]["input"]["stored_source"] in ("file", "colour")
+
+
+def test_v1_manipulate_frame_of_a_multiframe_upload_back_whole(client):
+    """`frame` picks the frame of a multi-frame upload; `all_frames` answers the whole object (the other frames as
+    uploaded); without it, that frame alone. A frame the file lacks, or a PNG back whole, is a 422 naming the reason;
+    an object that would be larger uncompressed than the upload limit (here a small RLE upload of 1 MB+ of frames)
+    is a 413: the answer is bounded as the request is."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import RLELossless
+
+    data = open(get_testdata_file("emri_small.dcm"), "rb").read()
+    src = pydicom.dcmread(io.BytesIO(data))
+    up = {"image": ("mr.dcm", data, "application/dicom")}
+    r = client.post("/v1/manipulate", files=up, data={"method": "retouch", "rect": "16,16,40,40", "frame": "3",
+                                                      "all_frames": "true"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    out = pydicom.dcmread(io.BytesIO(from_data_url(body["dicom"])))
+    inside = png_array(from_data_url(body["mask"])) > 0
+    assert out.NumberOfFrames == 10 and out.SOPClassUID == src.SOPClassUID
+    assert all(np.array_equal(out.pixel_array[i], src.pixel_array[i]) for i in range(10) if i != 3)
+    assert np.array_equal(out.pixel_array[3][~inside], src.pixel_array[3][~inside])
+    assert not np.array_equal(out.pixel_array[3][inside], src.pixel_array[3][inside])
+    assert "frame_number=4 of 10" in out.DerivationDescription and body["record"]["input"]["frame"] == 3
+    assert body["mask_dicom"] is None  # no frame of reference: highdicom cannot segment one frame of it (PNG mask)
+    r = client.post("/v1/manipulate", files=up, data={"method": "retouch", "rect": "16,16,40,40", "frame": "3"})
+    assert r.status_code == 200, r.text
+    one = pydicom.dcmread(io.BytesIO(from_data_url(r.json()["dicom"])))
+    assert one.NumberOfFrames == 1 and np.array_equal(one.pixel_array[~inside], src.pixel_array[3][~inside])
+    assert r.json()["mask_dicom"] is not None
+
+    png = {"image": ("in.png", png_bytes_of(smooth_image(4)), "image/png")}
+    for files, extra, words in [(up, {"frame": "10"}, "frame 10 out of range (0..9)"),
+                                (png, {"all_frames": "true"}, "it is not a multi-frame DICOM"),
+                                (png, {"frame": "3"}, "has no frame 3")]:
+        r = client.post("/v1/manipulate", files=files, data={"method": "retouch", "rect": "1,1,9,9", **extra})
+        assert_json_error(r, 422)
+        assert words in r.json()["detail"], r.text
+
+    big = pydicom.dcmread(io.BytesIO(data))
+    frames = np.zeros((40, 128, 128), np.uint16)
+    frames[:, 32:96, 32:96] = 700
+    big.Rows = big.Columns = 128
+    big.NumberOfFrames = 40
+    big.compress(RLELossless, frames)
+    buf = io.BytesIO()
+    big.save_as(buf)
+    assert len(buf.getvalue()) < 100_000 < 40 * 128 * 128 * 2 - 1_000_000
+    r = client.post("/v1/manipulate", files={"image": ("rle.dcm", buf.getvalue(), "application/dicom")},
+                    data={"method": "retouch", "rect": "40,40,80,80", "frame": "5", "all_frames": "true"})
+    assert_json_error(r, 413)
+    assert "MiB uncompressed" in r.json()["detail"], r.text
+    r = client.post("/v1/manipulate", files={"image": ("rle.dcm", buf.getvalue(), "application/dicom")},
+                    data={"method": "retouch", "rect": "40,40,80,80", "frame": "5"})
+    assert r.status_code == 200, r.text

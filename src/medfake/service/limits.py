@@ -46,14 +46,16 @@ def check_count(n: int, limit: int, what: str = "files") -> None:
         raise HTTPException(413, f"too many {what}: {n} (limit {limit} per request)")
 
 
-def decode_image(data: bytes, name: str, max_pixels: int, mosaic: bool = True) -> Image:
+def decode_image(data: bytes, name: str, max_pixels: int, mosaic: bool = True, frame: int | None = None) -> Image:
     """Decode uploaded bytes (DICOM, NIfTI, NRRD, PNG, JPEG, TIFF, BMP) into one Image (first frame / middle slice;
-    a Siemens mosaic's middle slice, or with `mosaic=False` the mosaic as one picture, as manipulation needs it).
+    a Siemens mosaic's middle slice, or with `mosaic=False` the mosaic as one picture, as manipulation needs it;
+    `frame`: that frame of a multi-frame DICOM or slice of a volume, 0-based, a frame the file lacks → 422).
 
     Too many declared pixels → 413; anything undecodable → 422. `name` is only a label, never opened.
     """
+    picked = {"frames": 0} if frame is None else {"frames": frame, "slice_index": frame}
     try:
-        images = read_images(name, data=data, max_pixels=max_pixels, frames=0, mosaic=mosaic)
+        images = read_images(name, data=data, max_pixels=max_pixels, mosaic=mosaic, **picked)
     except ImageTooLargeError as e:
         raise HTTPException(413, f"{name}: {e.reason}") from None
     except ImageReadError as e:
@@ -63,6 +65,8 @@ def decode_image(data: bytes, name: str, max_pixels: int, mosaic: bool = True) -
     if not images:
         raise HTTPException(422, f"{name}: no image in file")
     img = images[0]
+    if frame and img.meta.format not in ("dicom", "nifti", "nrrd"):
+        raise HTTPException(422, f"{name}: holds one image, so it has no frame {frame}")
     h, w = img.shape
     if h < 8 or w < 8:
         raise HTTPException(422, f"{name}: image is {w}×{h} pixels; at least 8×8 is needed")

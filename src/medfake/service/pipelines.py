@@ -76,14 +76,14 @@ async def wait_job(job: Job, timeout: float) -> Job:
 
 # ------------------------------------------------------------------ uploads
 async def read_one(upload: UploadFile, settings: Settings, what: str = "image",
-                   mosaic: bool = True) -> tuple[str, Image]:
+                   mosaic: bool = True, frame: int | None = None) -> tuple[str, Image]:
     if upload is None or not hasattr(upload, "read"):
         raise HTTPException(422, f"{what}: a file upload is required")
     name = safe_name(upload.filename, what)
     data = await read_upload(upload, settings.max_upload_bytes)
     if not data:
         raise HTTPException(422, f"{name}: empty file")
-    img = await run_in_threadpool(decode_image, data, name, settings.max_pixels, mosaic)
+    img = await run_in_threadpool(decode_image, data, name, settings.max_pixels, mosaic, frame)
     return name, img
 
 
@@ -354,13 +354,35 @@ def seg_of(result, params: dict, dicom: bytes) -> bytes | None:
     from ..io.writers import dicom_seg
 
     try:
+        frame = (result.image.meta.frame or 0) if params.get("all_frames") else 0  # the edited frame of a whole object
         seg = dicom_seg(np.asarray(result.mask, dtype=bool), pydicom.dcmread(_io.BytesIO(dicom)),
-                        _provenance(result, params))
+                        _provenance(result, params), frame=frame)
     except ValueError:
         return None
     buf = _io.BytesIO()
     seg.save_as(buf)
     return buf.getvalue()
+
+
+def check_whole_object(image: Image, all_frames: bool, settings: Settings) -> None:
+    """`all_frames` asks for a multi-frame DICOM upload back whole: 422 when it cannot be (not multi-frame, 16/32-bit
+    colour frames: `io.writers.whole_object_problem`), 413 when the object, written uncompressed, would be larger
+    than the upload limit (a compressed cine loop inflates): the answer is bounded as the request is."""
+    if not all_frames:
+        return
+    from ..io.writers import whole_object_problem
+
+    why = whole_object_problem(image)
+    if why:
+        raise HTTPException(422, f"all_frames: {image.meta.source} cannot be written back whole: {why}")
+    ds = image.meta.dicom
+    n, h, w = int(ds.get("NumberOfFrames", 1) or 1), *image.shape
+    spp = 3 if image.meta.colour is not None else 1
+    size = n * h * w * spp * (1 if spp == 3 else max(1, int(ds.get("BitsAllocated", 8) or 8) // 8))
+    if size > settings.max_upload_bytes:
+        raise HTTPException(413, f"all_frames: {image.meta.source} would be {size / 2**20:.1f} MiB uncompressed, "
+                                 f"over the limit of {settings.max_upload_bytes / 2**20:.1f} MiB; ask for the frame "
+                                 "alone (all_frames false)")
 
 
 def dicom_of(result, params: dict) -> bytes:
@@ -370,8 +392,8 @@ def dicom_of(result, params: dict) -> bytes:
 
     prov = _provenance(result, params)
     img = result.image
-    ds = dicom_derived(img, prov, getattr(result, "stored", None)) if img.meta.dicom is not None \
-        else dicom_secondary_capture(img, prov)
+    ds = dicom_derived(img, prov, getattr(result, "stored", None), all_frames=bool(params.get("all_frames"))) \
+        if img.meta.dicom is not None else dicom_secondary_capture(img, prov)
     buf = _io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()

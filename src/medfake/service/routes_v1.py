@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from . import backends
 from .encode import png_url
 from .pipelines import (
-    build_mask, detect_images, jobs_of, manipulation_job, manipulation_params, manipulation_payload, read_many,
-    read_one, read_optional, refuse_model_path, run_manipulation, settings_of, submit, synthesis_job, synthesis_params,
-    with_timeout,
+    build_mask, check_whole_object, detect_images, jobs_of, manipulation_job, manipulation_params,
+    manipulation_payload, read_many, read_one, read_optional, refuse_model_path, run_manipulation, settings_of, submit,
+    synthesis_job, synthesis_params, with_timeout,
 )
 
 router = APIRouter(prefix="/v1", tags=["v1"], dependencies=[Depends(refuse_model_path)])
@@ -147,14 +147,23 @@ async def manipulate(request: Request, image: UploadFile = File(..., description
                      method: str = Form(..., description="see GET /v1/models → manipulation_methods"),
                      label: Optional[str] = Form(None), modality: Optional[str] = Form(None),
                      seed: int = Form(0), generator: Optional[str] = Form(None),
-                     steps: Optional[int] = Form(None, description="diffusion methods: sampling steps")):
+                     steps: Optional[int] = Form(None, description="diffusion methods: sampling steps"),
+                     frame: Optional[int] = Form(None, ge=0, le=1_000_000, description="frame of a multi-frame DICOM "
+                                                 "or slice of a NIfTI/NRRD volume to edit, 0-based (default: the "
+                                                 "first frame; a volume's middle slice)"),
+                     all_frames: bool = Form(False, description="multi-frame DICOM: the result DICOM is the whole "
+                                                                "object, the edited frame replaced (default: that "
+                                                                "frame as a one-frame instance)")):
     """Edit a region. Classical methods answer inline (PNG + DICOM data URLs); diffusion methods return a job."""
     settings = settings_of(request)
-    name, img = await read_one(image, settings, mosaic=False)  # edits write the file back: a mosaic stays whole
+    # edits write the file back: a mosaic stays whole
+    name, img = await read_one(image, settings, mosaic=False, frame=frame)
+    check_whole_object(img, all_frames, settings)
     mask_img = await read_optional(mask, settings, "mask")
     donor_img = await read_optional(donor, settings, "donor", mosaic=False)
     params = manipulation_params(settings, method=method, label=label, modality=modality, seed=seed, generator=generator,
                                  steps=steps, feather=feather)
+    params["all_frames"] = bool(all_frames)
     m = await run_in_threadpool(build_mask, img, mask_img, rect, ellipse, polygon, params["feather"])
     if params["diffusion"]:
         job = submit(jobs_of(request), "manipulation", manipulation_job(settings, img, m, params, donor_img),
