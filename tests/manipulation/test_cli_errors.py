@@ -102,8 +102,8 @@ def bad_files(tmp_path, inputs):
         (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--modality", "spleen"], "unknown modality"),
         (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--frame", "2"], "holds one image, so it has no "
                                                                                     "frame 2"),
-        (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--all-frames"], "it is not a multi-frame DICOM "
-                                                                                     "(png, 1 frame)"),
+        (["{png8}", "--rect", "10,10,30,30", "--method", "retouch", "--all-frames"],
+         "neither a multi-frame DICOM nor a NIfTI volume (png, 1 frame)"),
         (["{rgb16x2}", "--rect", "10,10,30,30", "--method", "retouch", "--all-frames"], "colour frames are 16-bit"),
         (["{ct}", "--rect", "10,10,30,30", "--method", "retouch", "--frame", "1"], "frame 1 out of range (0..0)"),
     ],
@@ -204,6 +204,17 @@ def test_cli_slice_of_a_volume(tmp_path):
     out = np.asarray(PILImage.open(tmp_path / "o" / "v.png"))
     mask = np.asarray(PILImage.open(tmp_path / "o" / "v_mask.png")) == 255
     assert out.shape == (50, 40) and len(np.unique(out[~mask])) <= 40 < len(np.unique(out[mask]))
+    # --all-frames: the volume back, only that slice's masked voxels changed, and those voxels as a mask volume
+    code, text = _run(["manipulate", tmp_path / "v.nii.gz", "--rect", "5,5,20,20", "--method", "retouch",
+                       "--mode", "noise", "--frame", "4", "--all-frames", "--out", tmp_path / "vol", "--stem", "v"])
+    assert code == 0, text
+    assert "v_mask.nii.gz (the voxels changed; the volume's slice 4 edited)" in text, text
+    assert sorted(p.name for p in (tmp_path / "vol").iterdir()) == ["v.json", "v.nii.gz", "v_mask.nii.gz",
+                                                                    "v_mask.png"]
+    back = np.asanyarray(nib.load(tmp_path / "vol" / "v.nii.gz").dataobj)
+    changed = np.asanyarray(nib.load(tmp_path / "vol" / "v_mask.nii.gz").dataobj).astype(bool)
+    assert back.dtype == np.int16 and np.array_equal(back[~changed], vol[~changed])
+    assert changed[:, :, 4].sum() == changed.sum() == mask.sum() and (back[changed] != vol[changed]).any()
     code, text = _run(["manipulate", tmp_path / "v.nii.gz", "--rect", "5,5,20,20", "--method", "retouch",
                        "--frame", "6", "--out", tmp_path / "bad"])
     assert code == 2 and "slice 6 out of range (0..5)" in text, text

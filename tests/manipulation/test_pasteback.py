@@ -237,6 +237,64 @@ def test_multiframe_dicom_written_back_whole(tmp_path, name, frame):
     assert pydicom.dcmread(save_result(res, tmp_path / "one", "mf")["image"]).NumberOfFrames == 1
 
 
+@pytest.mark.parametrize("axes, dtype", [
+    (np.diag([1.0, 1.0, 2.0, 1.0]), np.int16),  # RAS+: stored as shown
+    (np.diag([-0.8, -0.8, 2.5, 1.0]), np.int16),  # LPS, as DICOM converters write: two axes flipped
+    (np.array([[0, 0, 2.0, 0], [1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, 0, 1]]), np.float32),  # axes permuted
+])
+def test_nifti_volume_written_back_with_the_slice_edited(tmp_path, axes, dtype):
+    """`all_frames` on a NIfTI slice: the volume comes back as stored (shape, dtype, affine), every voxel the file's
+    own except the edited ones, which are exactly those the mask volume marks and lie on the slice read (mapped back
+    through the reader's reorientation and display flip): read again, that slice is the edited image. Its header
+    says it is manipulated (description and a comment extension)."""
+    import nibabel as nib
+
+    from medfake.io import read_images
+    from medfake.io.readers import derived_files
+
+    vol = (np.random.default_rng(3).random((30, 40, 8)) * 1000).astype(dtype)
+    nib.save(nib.Nifti1Image(vol, axes), tmp_path / "v.nii.gz")
+    img = read_images(tmp_path / "v.nii.gz", slice_index=2)[0]
+    h, w = img.shape
+    res = manipulate(img, make_mask(img.shape, rect=(2, 3, w // 2, h // 2)), "retouch", mode="noise")
+    paths = save_result(res, tmp_path / "o", "v", all_frames=True)
+    out, marks = nib.load(paths["image"]), nib.load(paths["mask_volume"])
+    data, changed = np.asanyarray(out.dataobj), np.asanyarray(marks.dataobj).astype(bool)
+    assert data.shape == vol.shape and out.get_data_dtype() == dtype and np.allclose(out.affine, axes, atol=1e-6)
+    assert np.array_equal(data[~changed], vol[~changed]) and changed.sum() == res.mask.sum()
+    assert (data[changed] != vol[changed]).mean() > 0.9
+    again = read_images(paths["image"], slice_index=2)[0]
+    np.testing.assert_allclose(again.array[res.mask], res.image.array[res.mask], atol=1e-3)
+    assert np.array_equal(again.array[~res.mask], img.array[~res.mask])
+    assert bytes(out.header["descrip"]).startswith(b"MEDFAKE MANIPULATED IMAGE: retouch")
+    assert any(b"generator=retouch" in e.get_content() for e in out.header.extensions)
+    rec = json.loads(paths["sidecar"].read_text())
+    assert rec["output"]["format"] == "nifti" and rec["output"]["voxels_changed"] == int(res.mask.sum())
+    assert {"v_mask.nii.gz", "v_mask.png"} <= derived_files(tmp_path / "o")  # `medfake detect` leaves them out
+
+
+def test_nifti_volume_write_back_refusals(tmp_path):
+    """Scaled integer voxels (nibabel would rescale them all on writing) and 4-D volumes are refused with the reason,
+    before anything is written."""
+    import nibabel as nib
+
+    from medfake.io import read_images
+    from medfake.io.writers import whole_object_problem
+
+    scaled = nib.Nifti1Image(np.arange(5 * 6 * 4, dtype=np.int16).reshape(5, 6, 4) * 10, np.eye(4))
+    scaled.header.set_slope_inter(0.5, -100)
+    nib.save(scaled, tmp_path / "scaled.nii")
+    img = read_images(tmp_path / "scaled.nii", slice_index=1)[0]
+    assert "integer voxels are scaled (slope 0.5, intercept -100.0)" in whole_object_problem(img)
+    res = manipulate(img, make_mask(img.shape, rect=(1, 1, 3, 3)), "retouch", mode="noise")
+    with pytest.raises(ValueError, match="cannot write .* back whole: its integer voxels are scaled"):
+        save_result(res, tmp_path / "o", "s", all_frames=True)
+    assert not (tmp_path / "o").exists()
+    nib.save(nib.Nifti1Image(np.ones((6, 7, 4, 2), np.float32), np.eye(4)), tmp_path / "t.nii.gz")
+    assert "only 3-D volumes" in whole_object_problem(read_images(tmp_path / "t.nii.gz")[0])
+    assert save_result(res, tmp_path / "png", "s")["image"].suffix == ".png"  # without all_frames: the slice as PNG
+
+
 @pytest.mark.parametrize("name", ["US1_UNCR.dcm", "SC_rgb.dcm", "examples_palette.dcm", "examples_ybr_color.dcm",
                                   "US1_J2KR.dcm"])
 def test_colour_dicom_in_gives_colour_dicom_out(tmp_path, name):

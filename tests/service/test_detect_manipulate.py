@@ -382,8 +382,12 @@ def test_v1_manipulate_frame_of_a_multiframe_upload_back_whole(client):
     assert r.json()["mask_dicom"] is not None
 
     png = {"image": ("in.png", png_bytes_of(smooth_image(4)), "image/png")}
+    import nibabel as nib
+
+    nii = {"image": ("v.nii", nib.Nifti1Image(np.ones((20, 20, 5), np.int16), np.eye(4)).to_bytes(), "image/x-nii")}
     for files, extra, words in [(up, {"frame": "10"}, "frame 10 out of range (0..9)"),
-                                (png, {"all_frames": "true"}, "it is not a multi-frame DICOM"),
+                                (nii, {"all_frames": "true"}, "not a NIfTI volume"),
+                                (png, {"all_frames": "true"}, "neither a multi-frame DICOM nor a NIfTI volume"),
                                 (png, {"frame": "3"}, "has no frame 3")]:
         r = client.post("/v1/manipulate", files=files, data={"method": "retouch", "rect": "1,1,9,9", **extra})
         assert_json_error(r, 422)

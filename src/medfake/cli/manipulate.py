@@ -46,8 +46,9 @@ def manipulate_cmd(
         None, "--frame", min=0, help="frame of a multi-frame DICOM or slice of a NIfTI/NRRD volume to edit, 0-based as "
         "`medfake detect` numbers its rows path#N (default: the first frame; a volume's middle axial slice)"),
     all_frames: bool = typer.Option(
-        False, "--all-frames", help="multi-frame DICOM: write the whole object back (every frame as in the file, the "
-        "edited one replaced) instead of the edited frame as a one-frame instance"),
+        False, "--all-frames", help="write the whole object back: a multi-frame DICOM (every frame as in the file, "
+        "the edited one replaced) instead of the frame as a one-frame instance; a NIfTI volume (.nii.gz, the edited "
+        "voxels replaced, and the changed voxels as <stem>_mask.nii.gz) instead of the slice as PNG"),
 ):
     """Manipulate IMAGE inside a mask; writes the image (same format), <stem>_mask.png (for DICOM also the mask as
     a DICOM SEG, <stem>_mask.dcm) and <stem>.json to --out."""
@@ -74,9 +75,8 @@ def manipulate_cmd(
             fail(f"{image} holds one image, so it has no frame {frame}")
         n_frames = int(img.meta.extra.get("number_of_frames", 1) or 1)
         if all_frames and whole_object_problem(img):
-            volume = ", a volume whose slice is written as PNG" if img.meta.format in ("nifti", "nrrd") else ""
-            fail(f"--all-frames writes a multi-frame DICOM back whole; {image} cannot be: "
-                 f"{whole_object_problem(img)}{volume}")
+            fail(f"--all-frames writes a multi-frame DICOM or a NIfTI volume back whole; {image} cannot be: "
+                 f"{whole_object_problem(img)}")
         if modality is not None:
             img.meta.modality = modality
         if method in DIFFUSION_METHODS and img.meta.modality is None:
@@ -127,4 +127,7 @@ def manipulate_cmd(
                     f"{b['y2']}) in {res.record['timings_s']['total']:.2f} s; wrote {paths['image']}, "
                     f"{paths['mask'].name}" + (f", {paths['mask_seg'].name} (DICOM SEG)" if "mask_seg" in paths else "")
                     + f", {paths['sidecar'].name}"
-                    + (f" (the whole object: {n_frames} frames, frame {img.meta.frame} edited)" if all_frames else ""))
+                    + (f" (the whole object: {n_frames} frames, frame {img.meta.frame} edited)"
+                       if all_frames and img.meta.format == "dicom" else "")
+                    + (f", {paths['mask_volume'].name} (the voxels changed; the volume's slice "
+                       f"{img.meta.extra['slice']} edited)" if "mask_volume" in paths else ""))

@@ -31,6 +31,9 @@ class Meta:
     colour: Any = field(default=None, repr=False)
     # a greyscale DICOM frame's stored values as in the file (before rescale): what an edit keeps outside its mask
     stored: Any = field(default=None, repr=False)
+    # the nibabel image a NIfTI slice was read from, as stored (before the reader's reorientation): what
+    # `io.writers.nifti_with_edit` writes the edited slice back into
+    volume: Any = field(default=None, repr=False)
     on_disk: bool = False  # read from the file `source` names (not from bytes under a name, as uploads are)
     sha256: str | None = None  # of the bytes read: the file's, or an upload's
 

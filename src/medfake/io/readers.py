@@ -161,7 +161,7 @@ def _is_dicom_part10(f: Path) -> bool:
 
 # what medfake writes beside an image that is not an image to score: `kind` of a JSON index → its `files` keys
 # that name such files (None: every file it lists)
-DERIVED_INDEX = {"manipulated": ("mask", "mask_seg"), "detector-maps": None}
+DERIVED_INDEX = {"manipulated": ("mask", "mask_seg", "mask_volume"), "detector-maps": None}
 _MAX_INDEX_BYTES = 1_000_000
 
 
@@ -616,6 +616,7 @@ def _volume_images(path: Path, img, win, axis: int, slice_index, max_pixels: int
     """The chosen slice(s) of a NIfTI image (a NIfTI file's, or an NRRD's turned into one), for display."""
     import nibabel as nib
 
+    source = img  # as stored: what a NIfTI's edited slice is written back into (io.writers.nifti_with_edit)
     if len(img.shape) >= 3:
         # voxel axes as the affine says (RAS+, nibabel's closest canonical orientation), so that a volume stored in
         # another voxel order (LPS from DICOM or NRRD converters, flipped axes) is displayed the same way
@@ -666,6 +667,7 @@ def _volume_images(path: Path, img, win, axis: int, slice_index, max_pixels: int
                     window=win,
                     format=fmt,
                     extra={"axis": axis, "slice": i},
+                    volume=source if fmt == "nifti" else None,
                 ),
             )
         )

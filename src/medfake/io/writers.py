@@ -199,14 +199,19 @@ def _as_explicit_little(ds) -> None:
 
 
 def whole_object_problem(image: Image) -> str:
-    """Why `image` (a frame read by `io.read_images`) cannot be written back as its whole multi-frame DICOM object
-    ("" when it can): not a multi-frame DICOM, a Siemens mosaic (written whole anyway), the frames' pixel data not
-    kept, or colour frames that are not 8-bit (medfake writes such a frame as an 8-bit grey rendering, which the
-    other frames would not match)."""
+    """Why `image` (a frame or slice read by `io.read_images`) cannot be written back as its whole object ("" when
+    it can): a multi-frame DICOM (`dicom_derived(all_frames=True)`) or a 3-D NIfTI volume (`nifti_with_edit`).
+    Refused: anything else (a Siemens mosaic is written whole anyway; NRRD), the frames' pixel data not kept,
+    colour frames that are not 8-bit (medfake writes such a frame as an 8-bit grey rendering, which the other
+    frames would not match), a NIfTI of more than 3 dimensions or whose integer voxels are scaled (nibabel would
+    rescale every voxel on writing)."""
     m = image.meta
+    if m.format == "nifti":
+        return _nifti_problem(m)
     n = int(m.extra.get("number_of_frames", 1) or 1)
     if m.dicom is None or n < 2 or "mosaic" in m.extra:
-        return f"it is not a multi-frame DICOM ({m.format or 'unknown format'}, {n} frame{'s' * (n != 1)})"
+        return (f"it is neither a multi-frame DICOM nor a NIfTI volume ({m.format or 'unknown format'}, {n} "
+                f"frame{'s' * (n != 1)})")
     if "PixelData" not in m.dicom:
         return "its frames' pixel data were not kept (read it with medfake.io.read_images)"
     photometric = str(m.dicom.get("PhotometricInterpretation", ""))
@@ -215,6 +220,72 @@ def whole_object_problem(image: Image) -> str:
         return (f"its colour frames are {int(m.dicom.get('BitsAllocated', 8))}-bit: the edited frame can only be "
                 "written as an 8-bit grey rendering, as a one-frame instance")
     return ""
+
+
+def _nifti_problem(m) -> str:
+    vol = m.volume
+    if vol is None:
+        return "the volume it was read from was not kept (read it with medfake.io.read_images)"
+    if len(vol.shape) != 3:
+        return f"a NIfTI of shape {tuple(vol.shape)}: only 3-D volumes are written back"
+    slope, inter = vol.dataobj.slope, vol.dataobj.inter
+    if np.dtype(vol.get_data_dtype()).kind in "iu" and (slope, inter) != (1.0, 0.0):
+        return (f"its integer voxels are scaled (slope {slope}, intercept {inter}): nibabel would rescale every "
+                "voxel on writing")
+    return ""
+
+
+def nifti_with_edit(image: Image, mask: np.ndarray, prov: Provenance):
+    """(volume, mask volume): the NIfTI the slice `image` was read from (Meta.volume), as stored, with the masked
+    voxels of that slice replaced by the edited image's values and every other voxel the file's own, and a uint8
+    volume of the same geometry that is 1 on exactly the voxels changed. The edit is mapped back through the
+    reader's display orientation and its reorientation to RAS+ (nibabel's orientation transforms); the values
+    through the reader's range (Meta.value_range), rounded and clipped to an integer data type. The header is the
+    file's, its description the provenance."""
+    import nibabel as nib
+    from nibabel import orientations as no
+
+    m = image.meta
+    why = whole_object_problem(image) if m.format == "nifti" else "it was not read from a NIfTI file"
+    if why:
+        raise ValueError(f"cannot write {m.source} back as a volume: {why}")
+    src = m.volume
+    axis, index = int(m.extra["axis"]), int(m.extra["slice"])
+    lo, hi = m.value_range
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != image.shape:
+        raise ValueError(f"mask {mask.shape} does not match the slice {image.shape}")
+    ornt = no.io_orientation(src.affine)  # the reader's as_closest_canonical: stored axes → RAS+
+    canon_shape = tuple(int(v) for v in no.apply_orientation(np.empty(src.shape, bool), ornt).shape)
+
+    def to_stored(display: np.ndarray, dtype) -> np.ndarray:
+        """A display-orientation slice → a canonical volume holding it at (axis, index) → the stored voxel order."""
+        vol = np.zeros(canon_shape, dtype)
+        sl = [slice(None)] * 3
+        sl[axis] = index
+        vol[tuple(sl)] = np.rot90(np.fliplr(display), k=-1)  # the reader shows np.fliplr(np.rot90(slice))
+        return no.apply_orientation(vol, no.ornt_transform(no.axcodes2ornt(("R", "A", "S")), ornt))
+
+    changed = to_stored(mask, bool)
+    units = image.array.astype(np.float64) * (hi - lo) + lo
+    dtype = np.dtype(src.get_data_dtype())
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        units = np.clip(np.round(units), info.min, info.max)
+    data = np.array(np.asanyarray(src.dataobj), dtype=dtype, copy=True)  # unscaled: the voxels as stored
+    data[changed] = to_stored(units, np.float64)[changed].astype(dtype)
+    header = src.header.copy()
+    # the description field holds 80 bytes: the kind and generator there, the whole provenance in a comment extension
+    header["descrip"] = f"MEDFAKE {prov.kind.upper()} IMAGE: {prov.generator} {prov.model_version}"[:79].encode(
+        "ascii", "replace")
+    header.extensions.append(nib.nifti1.Nifti1Extension("comment", prov.description().encode("utf-8")))
+    out = type(src)(data, src.affine, header)
+    out.set_data_dtype(dtype)
+    mask_header = src.header.copy()
+    mask_header.set_data_dtype(np.uint8)
+    mask_header["descrip"] = b"medfake: voxels changed"
+    mask_img = type(src)(changed.astype(np.uint8), src.affine, mask_header)
+    return out, mask_img
 
 
 def _all_frames(src, frame: int, stored: np.ndarray) -> np.ndarray:

@@ -430,19 +430,42 @@ def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated", 
 
     A frame of a multi-frame DICOM is written as a one-frame instance, or with `all_frames` as the whole object
     (every frame as in the file, the edited one replaced; its SEG over that frame where highdicom can describe
-    the frames, i.e. they have a frame of reference). The sidecar's output says which."""
+    the frames, i.e. they have a frame of reference). A NIfTI slice is written as PNG, or with `all_frames` as the
+    volume it came from, <stem>.nii.gz, with <stem>_mask.nii.gz (the voxels changed) beside it. The sidecar's
+    output says which."""
     from PIL import Image as PILImage
 
     from ..io.writers import Provenance, write_dicom
+
+    from ..io.writers import whole_object_problem
 
     out_dir = Path(out_dir)
     rec = result.record
     stored = result.stored
     fmt = rec["output"]["format"]
+    meta = result.image.meta
+    frames = int(meta.extra.get("number_of_frames", 1) or 1) > 1 and "mosaic" not in meta.extra
+    if all_frames and (meta.format == "nifti" or frames) and whole_object_problem(result.image):
+        raise ValueError(f"cannot write {meta.source} back whole: {whole_object_problem(result.image)}")  # nothing written
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     paths: dict[str, Path] = {}
-    if fmt == "dicom":
+    volume = all_frames and result.image.meta.format == "nifti"
+    if volume:  # the NIfTI volume back, the edited slice's masked voxels replaced (io.writers.nifti_with_edit)
+        from ..io.writers import nifti_with_edit
+
+        b = rec["mask_bounds"]
+        prov = Provenance("manipulated", rec["method"], str(rec["model_version"]), {
+            "slice": f"{result.image.meta.extra['slice']} axis {result.image.meta.extra['axis']}", "seed": rec["seed"]})
+        vol, mask_vol = nifti_with_edit(result.image, result.mask, prov)
+        paths["image"] = out_dir / f"{stem}.nii.gz"
+        vol.to_filename(paths["image"])
+        paths["mask_volume"] = out_dir / f"{stem}_mask.nii.gz"
+        mask_vol.to_filename(paths["mask_volume"])
+        rec = {**rec, "output": {"format": "nifti", "dtype": str(vol.get_data_dtype()),
+                                 "shape": [int(v) for v in vol.shape], "edited_slice": rec["input"].get("volume_slice"),
+                                 "voxels_changed": int(np.asarray(mask_vol.dataobj).sum())}}
+    elif fmt == "dicom":
         b = rec["mask_bounds"]
         prov = Provenance("manipulated", rec["method"], str(rec["model_version"]), {
             "mask_bounds": f"{b['x1']},{b['y1']},{b['x2']},{b['y2']}", "seed": rec["seed"],

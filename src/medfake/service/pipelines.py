@@ -372,6 +372,9 @@ def check_whole_object(image: Image, all_frames: bool, settings: Settings) -> No
         return
     from ..io.writers import whole_object_problem
 
+    if image.meta.format == "nifti":  # the answer carries DICOM and PNG; a volume back is the CLI's and the API's
+        raise HTTPException(422, f"all_frames: the service writes a multi-frame DICOM back whole, not a NIfTI volume "
+                                 f"(medfake manipulate {image.meta.source} --all-frames does)")
     why = whole_object_problem(image)
     if why:
         raise HTTPException(422, f"all_frames: {image.meta.source} cannot be written back whole: {why}")
