@@ -446,7 +446,8 @@ def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated", 
     meta = result.image.meta
     frames = int(meta.extra.get("number_of_frames", 1) or 1) > 1 and "mosaic" not in meta.extra
     if all_frames and (meta.format == "nifti" or frames) and whole_object_problem(result.image):
-        raise ValueError(f"cannot write {meta.source} back whole: {whole_object_problem(result.image)}")  # nothing written
+        # before anything is written
+        raise ValueError(f"cannot write {meta.source} back whole: {whole_object_problem(result.image)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     paths: dict[str, Path] = {}
