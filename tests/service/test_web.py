@@ -148,3 +148,49 @@ def test_draw_mask_and_manipulate(page, tmp_path):
     assert page.get_attribute("#manip-seg", "href").startswith("data:application/dicom;base64,")
     assert page.get_attribute("#manip-result", "src").startswith("data:image/png;base64,")
     shot(page, "web-manipulation.png")
+
+
+def test_manipulate_a_frame_of_a_multiframe_dicom_back_whole(page, tmp_path):
+    """A multi-frame DICOM shows its frame picker and the whole-object option; the frame chosen is the one shown,
+    drawn on and edited, and the DICOM downloaded is the whole object with only that frame changed. A PNG hides both
+    again."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    src_path = get_testdata_file("emri_small.dcm")  # 10 frames of 64×64
+    src = pydicom.dcmread(src_path)
+    page.click("#tab-manipulation")
+    page.set_input_files("#manip-file", src_path)
+    page.wait_for_selector("#manip-frame-wrap:not(.hidden)", timeout=30_000)
+    assert page.locator("#manip-whole-wrap").is_visible()
+    assert page.input_value("#manip-frame") == "0" and page.get_attribute("#manip-frame", "max") == "9"
+    page.fill("#manip-frame", "6")
+    page.dispatch_event("#manip-frame", "change")
+    page.wait_for_function("document.querySelector('#manip-canvas').getAttribute('aria-label').includes('frame 6')")
+    shown = page.evaluate("""() => { const c = document.querySelector('#manip-canvas');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 4 === 0));
+    }""")
+    frame6 = src.pixel_array[6].astype(np.float64)
+    want = np.round((frame6 - frame6.min()) / (frame6.max() - frame6.min()) * 255)
+    assert np.abs(np.asarray(shown, np.float64).reshape(64, 64) - want).max() <= 1  # frame 6 is what is drawn on
+    box = page.locator("#manip-overlay").bounding_box()
+    page.mouse.move(box["x"] + 16 * box["width"] / 64, box["y"] + 16 * box["height"] / 64)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 40 * box["width"] / 64, box["y"] + 40 * box["height"] / 64, steps=4)
+    page.mouse.up()
+    page.select_option("#manip-method", "retouch")
+    page.check("#manip-whole")
+    page.click("#manip-run")
+    page.wait_for_selector("#manip-dcm:not(.hidden)", timeout=30_000)
+    url = page.get_attribute("#manip-dcm", "href")
+    out = pydicom.dcmread(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert out.NumberOfFrames == 10 and "frame_number=7 of 10" in out.DerivationDescription
+    assert all(np.array_equal(out.pixel_array[i], src.pixel_array[i]) for i in range(10) if i != 6)
+    assert not np.array_equal(out.pixel_array[6], src.pixel_array[6])
+    shot(page, "web-manipulation-frames.png")
+    png = tmp_path / "one.png"
+    png.write_bytes(png_bytes_of(smooth_image(5, 80)))
+    page.set_input_files("#manip-file", str(png))
+    page.wait_for_function("document.querySelector('#manip-canvas').width === 80")
+    assert not page.locator("#manip-frame-wrap").is_visible() and not page.locator("#manip-whole-wrap").is_visible()
+    assert not page.is_checked("#manip-whole")

@@ -364,20 +364,26 @@ def seg_of(result, params: dict, dicom: bytes) -> bytes | None:
     return buf.getvalue()
 
 
+def check_whole_object_reason(image: Image) -> str:
+    """Why the service cannot answer `image` back whole ("" when it can; the size bound aside)."""
+    from ..io.writers import whole_object_problem
+
+    if image.meta.format == "nifti":  # the answer carries DICOM and PNG; a volume back is the CLI's and the API's
+        return (f"the service writes a multi-frame DICOM back whole, not a NIfTI volume (medfake manipulate "
+                f"{image.meta.source} --all-frames does)")
+    why = whole_object_problem(image)
+    return f"{image.meta.source} cannot be written back whole: {why}" if why else ""
+
+
 def check_whole_object(image: Image, all_frames: bool, settings: Settings) -> None:
     """`all_frames` asks for a multi-frame DICOM upload back whole: 422 when it cannot be (not multi-frame, 16/32-bit
     colour frames: `io.writers.whole_object_problem`), 413 when the object, written uncompressed, would be larger
     than the upload limit (a compressed cine loop inflates): the answer is bounded as the request is."""
     if not all_frames:
         return
-    from ..io.writers import whole_object_problem
-
-    if image.meta.format == "nifti":  # the answer carries DICOM and PNG; a volume back is the CLI's and the API's
-        raise HTTPException(422, f"all_frames: the service writes a multi-frame DICOM back whole, not a NIfTI volume "
-                                 f"(medfake manipulate {image.meta.source} --all-frames does)")
-    why = whole_object_problem(image)
+    why = check_whole_object_reason(image)
     if why:
-        raise HTTPException(422, f"all_frames: {image.meta.source} cannot be written back whole: {why}")
+        raise HTTPException(422, f"all_frames: {why}")
     ds = image.meta.dicom
     n, h, w = int(ds.get("NumberOfFrames", 1) or 1), *image.shape
     spp = 3 if image.meta.colour is not None else 1

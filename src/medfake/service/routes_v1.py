@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from . import backends
 from .encode import png_url
 from .pipelines import (
-    build_mask, check_whole_object, detect_images, jobs_of, manipulation_job, manipulation_params,
-    manipulation_payload, read_many, read_one, read_optional, refuse_model_path, run_manipulation, settings_of, submit,
-    synthesis_job, synthesis_params, with_timeout,
+    build_mask, check_whole_object, check_whole_object_reason, detect_images, jobs_of, manipulation_job,
+    manipulation_params, manipulation_payload, read_many, read_one, read_optional, refuse_model_path, run_manipulation,
+    settings_of, submit, synthesis_job, synthesis_params, with_timeout,
 )
 
 router = APIRouter(prefix="/v1", tags=["v1"], dependencies=[Depends(refuse_model_path)])
@@ -127,12 +127,22 @@ def group_results(results: list[dict], by: str, rates: tuple[float, float]) -> l
 
 
 @router.post("/preview")
-async def preview(request: Request, file: UploadFile = File(..., description="any supported image (DICOM, NIfTI, PNG, ...)")):
-    """Decode an upload as the manipulation endpoint sees it (first frame / middle slice, a Siemens mosaic whole,
-    windowed) → 8-bit PNG data URL at its own pixel size. The web page draws masks on this."""
-    name, img = await read_one(file, settings_of(request), mosaic=False)
+async def preview(request: Request, file: UploadFile = File(..., description="any supported image (DICOM, NIfTI, PNG, ...)"),
+                  frame: Optional[int] = Form(None, ge=0, le=1_000_000, description="frame or volume slice, 0-based "
+                                              "(default: as /v1/manipulate's default)")):
+    """Decode an upload as the manipulation endpoint sees it (first frame / middle slice or the `frame` asked, a
+    Siemens mosaic whole, windowed) → 8-bit PNG data URL at its own pixel size, and how many frames (a multi-frame
+    DICOM's) or slices (a volume's, on its axis) it holds and which one this is. The web page draws masks on this."""
+    name, img = await read_one(file, settings_of(request), mosaic=False, frame=frame)
     h, w = img.shape
-    return {"filename": name, "width": w, "height": h, "format": img.meta.format, "image": png_url(img)}
+    m = img.meta
+    if m.format in ("nifti", "nrrd") and m.original_shape and len(m.original_shape) >= 3:
+        frames, shown = int(m.original_shape[int(m.extra.get("axis", 2))]), int(m.extra.get("slice", 0))
+    else:
+        frames, shown = int(m.extra.get("number_of_frames", 1) or 1), int(m.frame or 0)
+    whole = m.format == "dicom" and frames > 1 and not check_whole_object_reason(img)
+    return {"filename": name, "width": w, "height": h, "format": m.format, "image": png_url(img),
+            "frames": frames, "frame": shown, "whole_object": whole}
 
 
 @router.post("/manipulate")

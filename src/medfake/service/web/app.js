@@ -232,21 +232,37 @@ function loadImage(src) {
   return new Promise((ok, bad) => { const im = new Image(); im.onload = () => ok(im); im.onerror = bad; im.src = src; });
 }
 
-$("#manip-file").addEventListener("change", async () => {
-  const f = $("#manip-file").files[0];
-  if (!f) return;
+async function showFrame(f, frame) {
+  // the server decodes DICOM/NIfTI too; a multi-frame file or a volume shows the frame (slice) asked
   const fd = new FormData(); fd.append("file", f);
+  if (frame !== null) fd.append("frame", String(frame));
   try {
-    const pv = await api("/v1/preview", { method: "POST", body: fd });   // the server decodes DICOM/NIfTI too
+    const pv = await api("/v1/preview", { method: "POST", body: fd });
     const im = await loadImage(pv.image);
     for (const c of [canvas, overlay, maskCanvas]) { c.width = pv.width; c.height = pv.height; }
     canvas.getContext("2d").drawImage(im, 0, 0);
-    canvas.setAttribute("aria-label", `${pv.filename}, ${pv.width}×${pv.height} pixels; drag to draw the mask`);
-    state.manip = { file: f, width: pv.width, height: pv.height };
+    const which = pv.frames > 1 ? `, frame ${pv.frame} of 0–${pv.frames - 1}` : "";
+    canvas.setAttribute("aria-label",
+      `${pv.filename}${which}, ${pv.width}×${pv.height} pixels; drag to draw the mask`);
+    state.manip = { file: f, width: pv.width, height: pv.height, frame: pv.frames > 1 ? pv.frame : null };
+    $("#manip-frame-wrap").classList.toggle("hidden", pv.frames < 2);
+    Object.assign($("#manip-frame"), { max: String(pv.frames - 1), value: String(pv.frame) });
+    $("#manip-frame-count").textContent = pv.frames > 1 ? `of 0–${pv.frames - 1}` : "";
+    $("#manip-whole-wrap").classList.toggle("hidden", !pv.whole_object);   // a multi-frame DICOM it can send back whole
+    if (!pv.whole_object) $("#manip-whole").checked = false;
     redrawOverlay();
     $("#manip-run").disabled = true;
-    say(`Loaded ${pv.filename} (${pv.width}×${pv.height}). Draw the region to edit.`);
+    say(`Loaded ${pv.filename}${which} (${pv.width}×${pv.height}). Draw the region to edit.`);
   } catch (e) { say(`Cannot open ${f.name}: ${e.message}`, true); }
+}
+
+$("#manip-file").addEventListener("change", () => {
+  const f = $("#manip-file").files[0];
+  if (f) showFrame(f, null);
+});
+$("#manip-frame").addEventListener("change", () => {
+  const n = parseInt($("#manip-frame").value, 10);
+  if (state.manip && Number.isInteger(n) && n >= 0 && n !== state.manip.frame) showFrame(state.manip.file, n);
 });
 
 function maskBlob() {
@@ -273,6 +289,8 @@ $("#manip-form").addEventListener("submit", async (e) => {
   if ($("#manip-modality").value) fd.append("modality", $("#manip-modality").value);
   if ($("#manip-label").value) fd.append("label", $("#manip-label").value);
   fd.append("seed", $("#manip-seed").value || "0");
+  if (state.manip.frame !== null) fd.append("frame", String(state.manip.frame));   // the frame the mask was drawn on
+  if ($("#manip-whole").checked) fd.append("all_frames", "true");
   try {
     let r = await api("/v1/manipulate", { method: "POST", body: fd });
     if (r.job_id) {
