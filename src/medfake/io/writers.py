@@ -238,8 +238,8 @@ def _nifti_problem(m) -> str:
 def nifti_with_edit(image: Image, mask: np.ndarray, prov: Provenance):
     """(volume, mask volume): the NIfTI the slice `image` was read from (Meta.volume), as stored, with the masked
     voxels of that slice replaced by the edited image's values and every other voxel the file's own, and a uint8
-    volume of the same geometry that is 1 on exactly the voxels changed. The edit is mapped back through the
-    reader's display orientation and its reorientation to RAS+ (nibabel's orientation transforms); the values
+    volume of the same geometry that is 1 on exactly the voxels changed. The edit is mapped back, voxel by voxel,
+    through the reader's display orientation and its reorientation to RAS+ (nibabel's io_orientation); the values
     through the reader's range (Meta.value_range), rounded and clipped to an integer data type. The header is the
     file's, its description the provenance."""
     import nibabel as nib
@@ -255,25 +255,23 @@ def nifti_with_edit(image: Image, mask: np.ndarray, prov: Provenance):
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != image.shape:
         raise ValueError(f"mask {mask.shape} does not match the slice {image.shape}")
-    ornt = no.io_orientation(src.affine)  # the reader's as_closest_canonical: stored axes → RAS+
-    canon_shape = tuple(int(v) for v in no.apply_orientation(np.empty(src.shape, bool), ornt).shape)
-
-    def to_stored(display: np.ndarray, dtype) -> np.ndarray:
-        """A display-orientation slice → a canonical volume holding it at (axis, index) → the stored voxel order."""
-        vol = np.zeros(canon_shape, dtype)
-        sl = [slice(None)] * 3
-        sl[axis] = index
-        vol[tuple(sl)] = np.rot90(np.fliplr(display), k=-1)  # the reader shows np.fliplr(np.rot90(slice))
-        return no.apply_orientation(vol, no.ornt_transform(no.axcodes2ornt(("R", "A", "S")), ornt))
-
-    changed = to_stored(mask, bool)
-    units = image.array.astype(np.float64) * (hi - lo) + lo
+    # the slice's pixels in the reader's canonical (RAS+) voxel grid: it shows np.fliplr(np.rot90(slice))
+    ys, xs = np.nonzero(np.rot90(np.fliplr(mask), k=-1))
+    canon = [ys, xs]
+    canon.insert(axis, np.full(ys.shape, index))
+    # back to the stored voxel order: stored axis a is canonical axis ornt[a, 0], reversed where ornt[a, 1] < 0
+    # (nibabel's io_orientation, which the reader's as_closest_canonical applied)
+    ornt = no.io_orientation(src.affine)
+    where = tuple(canon[int(o)] if f > 0 else n - 1 - canon[int(o)] for (o, f), n in zip(ornt, src.shape))
+    units = np.rot90(np.fliplr(image.array.astype(np.float64) * (hi - lo) + lo), k=-1)[ys, xs]
     dtype = np.dtype(src.get_data_dtype())
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         units = np.clip(np.round(units), info.min, info.max)
     data = np.array(np.asanyarray(src.dataobj), dtype=dtype, copy=True)  # unscaled: the voxels as stored
-    data[changed] = to_stored(units, np.float64)[changed].astype(dtype)
+    data[where] = units.astype(dtype)
+    changed = np.zeros(src.shape, np.uint8)
+    changed[where] = 1
     header = src.header.copy()
     # the description field holds 80 bytes: the kind and generator there, the whole provenance in a comment extension
     header["descrip"] = f"MEDFAKE {prov.kind.upper()} IMAGE: {prov.generator} {prov.model_version}"[:79].encode(
@@ -284,7 +282,7 @@ def nifti_with_edit(image: Image, mask: np.ndarray, prov: Provenance):
     mask_header = src.header.copy()
     mask_header.set_data_dtype(np.uint8)
     mask_header["descrip"] = b"medfake: voxels changed"
-    mask_img = type(src)(changed.astype(np.uint8), src.affine, mask_header)
+    mask_img = type(src)(changed, src.affine, mask_header)
     return out, mask_img
 
 
