@@ -219,3 +219,61 @@ def test_cli_slice_of_a_volume(tmp_path):
                        "--frame", "6", "--out", tmp_path / "bad"])
     assert code == 2 and "slice 6 out of range (0..5)" in text, text
     assert not (tmp_path / "bad").exists()
+
+
+def test_cli_slab_of_frames_in_a_multiframe_dicom(tmp_path):
+    """`--frame 4 --depth 2 --all-frames`: frames 2–6 are edited (one copy-move offset for all), the mask shrinking
+    away from frame 4 as an ellipsoid's cross-sections; every other frame and every unmasked pixel stay the file's;
+    each frame's mask is written and listed (so `medfake detect` leaves them out)."""
+    from pydicom.data import get_testdata_file
+
+    from medfake.io.readers import derived_files
+
+    f = get_testdata_file("emri_small.dcm")
+    out = tmp_path / "o"
+    code, text = _run(["manipulate", f, "--ellipse", "32,32,12,10", "--method", "copy-move", "--frame", "4",
+                       "--depth", "2", "--all-frames", "--out", out, "--stem", "s"])
+    assert code == 0, text
+    assert "a slab of 5 frames (2, 3, 4, 5, 6)" in text, text
+    src, ds = pydicom.dcmread(f), pydicom.dcmread(out / "s.dcm")
+    rec = json.loads((out / "s.json").read_text())
+    assert "frame_number=3,4,5,6,7 of 10" in ds.DerivationDescription
+    sizes = {}
+    for k in range(10):
+        if k in (2, 3, 4, 5, 6):
+            name = "s_mask.png" if k == 4 else f"s_mask_{k}.png"
+            mask = np.asarray(PILImage.open(out / name)) == 255
+            sizes[k] = int(mask.sum())
+            assert np.array_equal(ds.pixel_array[k][~mask], src.pixel_array[k][~mask])
+            assert not np.array_equal(ds.pixel_array[k][mask], src.pixel_array[k][mask]), k
+        else:
+            assert np.array_equal(ds.pixel_array[k], src.pixel_array[k]), k
+    assert sizes[4] > sizes[3] == sizes[5] > sizes[2] == sizes[6] > 0
+    assert sorted(v["frame"] for v in rec["slab"]) == [2, 3, 5, 6] and len({v["seed"] for v in rec["slab"]}) == 4
+    assert {"s_mask.png", "s_mask_2.png", "s_mask_6.png"} <= derived_files(out)
+    for args, words in [(["--depth", "1"], "add --all-frames"),
+                        (["--depth", "5", "--all-frames"], "needs frames -1–9; "),
+                        (["--depth", "2", "--all-frames", "--frame", "8"], "needs frames 6–10")]:
+        code, text = _run(["manipulate", f, "--ellipse", "32,32,12,10", "--method", "retouch", "--frame", "4",
+                           *args, "--out", tmp_path / "bad"])
+        assert code == 2 and words in text, text
+        assert not (tmp_path / "bad").exists()
+
+
+def test_cli_slab_of_slices_in_a_volume(tmp_path):
+    """A NIfTI slab: the mask volume marks exactly the masks of slices 2–4, and no other voxel changed."""
+    import nibabel as nib
+
+    vol = (np.random.default_rng(2).random((40, 50, 7)) * 1000).astype(np.int16)
+    nib.save(nib.Nifti1Image(vol, np.diag([-1.0, 1.0, 2.0, 1.0])), tmp_path / "v.nii.gz")
+    code, text = _run(["manipulate", tmp_path / "v.nii.gz", "--ellipse", "20,25,9,9", "--method", "retouch",
+                       "--mode", "noise", "--frame", "3", "--depth", "1", "--all-frames", "--out", tmp_path / "o",
+                       "--stem", "v"])
+    assert code == 0, text
+    back = np.asanyarray(nib.load(tmp_path / "o" / "v.nii.gz").dataobj)
+    changed = np.asanyarray(nib.load(tmp_path / "o" / "v_mask.nii.gz").dataobj).astype(bool)
+    per_slice = changed.sum(axis=(0, 1))
+    masks = {k: np.asarray(PILImage.open(tmp_path / "o" / ("v_mask.png" if k == 3 else f"v_mask_{k}.png"))) > 0
+             for k in (2, 3, 4)}
+    assert [int(v) for v in per_slice] == [0, 0, int(masks[2].sum()), int(masks[3].sum()), int(masks[4].sum()), 0, 0]
+    assert np.array_equal(back[~changed], vol[~changed]) and (back[changed] != vol[changed]).mean() > 0.9

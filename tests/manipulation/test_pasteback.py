@@ -235,6 +235,9 @@ def test_multiframe_dicom_written_back_whole(tmp_path, name, frame):
     else:
         assert "highdicom cannot describe" in rec["mask_seg_skipped"]
     assert pydicom.dcmread(save_result(res, tmp_path / "one", "mf")["image"]).NumberOfFrames == 1
+    # writing never changes the source as read (Dataset.copy() shares its element dict): it can be written again
+    assert "PixelData" in img.meta.dicom and "PixelData" in res.image.meta.dicom
+    assert pydicom.dcmread(save_result(res, tmp_path / "again", "mf", all_frames=True)["image"]).NumberOfFrames == n
 
 
 @pytest.mark.parametrize("axes, dtype", [
@@ -503,3 +506,55 @@ def test_an_uploads_name_is_never_opened(tmp_path, monkeypatch):
     twice = manipulate(res.image, make_mask(upload.shape, rect=(60, 60, 90, 90)), "retouch")  # an edit of an edit
     assert twice.record["input"]["stored_source"] == "file"  # starts from the first edit's stored values
     assert np.array_equal(twice.stored[~twice.mask], res.stored[~twice.mask])
+
+
+def test_slab_masks_are_an_ellipsoids_cross_sections():
+    from medfake.manipulation import ManipulationError, slab_masks
+
+    m = make_mask((64, 64), ellipse=(30, 28, 12, 9))
+    got = dict(slab_masks(m, 2))
+    assert sorted(got) == [-2, -1, 0, 1, 2] and got[0] is m
+    area = m.sum()
+    for d in (1, 2):  # area scales as s² = 1 − (d / 3)²
+        assert got[d].sum() == got[-d].sum()
+        assert abs(got[d].sum() / area - (1 - (d / 3) ** 2)) < 0.08
+        ys, xs = np.nonzero(got[d])
+        assert abs(ys.mean() - 28) < 1 and abs(xs.mean() - 30) < 1  # about the same centre
+    alpha = make_mask((64, 64), ellipse=(30, 28, 12, 9), feather=2)
+    soft = dict(slab_masks(alpha, 1))
+    assert soft[1].dtype == alpha.dtype and 0 < soft[1].max() <= 1
+    assert [d for d, _ in slab_masks(make_mask((64, 64), rect=(10, 10, 12, 12)), 8)][0] > -8  # tiny ends vanish
+    with pytest.raises(ManipulationError, match="depth must be"):
+        slab_masks(m, -1)
+    with pytest.raises(ManipulationError, match="empty mask"):
+        slab_masks(np.zeros((8, 8), bool), 1)
+
+
+def test_slab_written_into_one_enhanced_ct_with_its_seg(tmp_path):
+    """Two frames of an Enhanced CT edited and written into one object: both replaced, the SEG over both frames;
+    a slab from another file, a frame edited twice, or a slab without all_frames is refused before writing."""
+    import highdicom as hd
+    from pydicom.data import get_testdata_file
+
+    from medfake.io import read_images
+
+    f = get_testdata_file("eCT_Supplemental.dcm")
+    frames = read_images(f)
+    res = [manipulate(im, make_mask(im.shape, rect=(100 + 20 * k, 100, 200, 200)), "retouch", seed=k)
+           for k, im in enumerate(frames)]
+    paths = save_result(res[0], tmp_path / "o", "ct", all_frames=True, slab=[res[1]])
+    src, ds = pydicom.dcmread(f), pydicom.dcmread(paths["image"])
+    for k in (0, 1):
+        assert np.array_equal(ds.pixel_array[k][~res[k].mask], src.pixel_array[k][~res[k].mask])
+        assert np.array_equal(ds.pixel_array[k][res[k].mask], res[k].stored[res[k].mask])
+    seg = hd.seg.segread(paths["mask_seg"])
+    refs = sorted(int(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
+                  for item in seg.PerFrameFunctionalGroupsSequence)
+    assert refs == [1, 2] and "frame_number=1,2 of 2" in ds.DerivationDescription
+    other = manipulate(read_images(f)[1], res[1].mask, "retouch")  # the same file read again: another object
+    for slab, kw, words in [([other], {"all_frames": True}, "same file"), ([res[0]], {"all_frames": True},
+                                                                             "each frame once"),
+                            ([res[1]], {}, "need all_frames")]:
+        with pytest.raises(ValueError, match=words):
+            save_result(res[0], tmp_path / "bad", "ct", slab=slab, **kw)
+    assert not (tmp_path / "bad").exists()

@@ -49,6 +49,9 @@ def manipulate_cmd(
         False, "--all-frames", help="write the whole object back: a multi-frame DICOM (every frame as in the file, "
         "the edited one replaced) instead of the frame as a one-frame instance; a NIfTI volume (.nii.gz, the edited "
         "voxels replaced, and the changed voxels as <stem>_mask.nii.gz) instead of the slice as PNG"),
+    depth: int = typer.Option(
+        0, "--depth", min=0, max=64, help="with --all-frames: also edit the DEPTH frames (slices) on each side of "
+        "--frame, the mask shrunk as an ellipsoid's cross-sections (a lesion over several slices, as CT-GAN's)"),
 ):
     """Manipulate IMAGE inside a mask; writes the image (same format), <stem>_mask.png (for DICOM also the mask as
     a DICOM SEG, <stem>_mask.dcm) and <stem>.json to --out."""
@@ -57,9 +60,11 @@ def manipulate_cmd(
 
     from ..data.modalities import check_modality
     from ..io.errors import MedfakeError
-    from ..io.readers import read_image
+    from ..io.readers import read_image, read_images
     from ..io.writers import whole_object_problem
-    from ..manipulation import DIFFUSION_METHODS, METHODS, default_feather, make_mask, manipulate, save_result
+    from ..manipulation import (
+        DIFFUSION_METHODS, METHODS, default_feather, make_mask, manipulate, save_result, slab_masks,
+    )
 
     if method not in METHODS:
         fail(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -69,6 +74,8 @@ def manipulate_cmd(
             check_modality(modality)
         if donor_modality is not None:
             check_modality(donor_modality)
+        if depth and not all_frames:
+            fail("--depth edits the frames around --frame, which only the whole object keeps: add --all-frames")
         picked = {} if frame is None else {"frames": frame, "slice_index": frame}
         img = read_image(image, window=window, mosaic=False, **picked)  # coordinates in the file's own pixels
         if frame and img.meta.format not in ("dicom", "nifti", "nrrd"):  # the readers refuse frames they lack
@@ -77,6 +84,21 @@ def manipulate_cmd(
         if all_frames and whole_object_problem(img):
             fail(f"--all-frames writes a multi-frame DICOM or a NIfTI volume back whole; {image} cannot be: "
                  f"{whole_object_problem(img)}")
+        neighbours: dict[int, object] = {}
+        if depth:  # the slab's frames, read once so that they share the file's pixel data (volume)
+            everything = read_images(image, window=window, mosaic=False, frames="all", slice_index="all")
+            number = (lambda im: int(im.meta.extra["slice"])) if img.meta.format == "nifti" else (
+                lambda im: int(im.meta.frame or 0))
+            by_number = {number(im): im for im in everything}
+            centre = number(img)
+            wanted = range(centre - depth, centre + depth + 1)
+            if min(wanted) < 0 or max(wanted) >= len(everything):
+                fail(f"--frame {centre} --depth {depth} needs frames {min(wanted)}–{max(wanted)}; {image} has "
+                     f"0–{len(everything) - 1}")
+            img = by_number[centre]
+            neighbours = {k: by_number[k] for k in wanted if k != centre}
+            for im in neighbours.values():
+                im.meta.modality = modality if modality is not None else im.meta.modality
         if modality is not None:
             img.meta.modality = modality
         if method in DIFFUSION_METHODS and img.meta.modality is None:
@@ -110,16 +132,27 @@ def manipulate_cmd(
             params.update(mode=mode, sigma=sigma, noise_std=noise_std)
         if context is not None:
             params["context"] = context
-        if method in DIFFUSION_METHODS:
-            with Progress(transient=True) as prog:
-                task = prog.add_task(f"{method} {img.meta.modality} → {label}", total=1.0)
-                params["progress"] = lambda i, t: prog.update(task, completed=i / max(t, 1))
-                res = manipulate(img, m, method, label=label, seed=seed, generator=generator, models_dir=models_dir,
-                                 **params)
-        else:
-            res = manipulate(img, m, method, label=label, donor=donor_img, seed=seed, **params)
-        res.record["feather_px"] = float(feather)  # the sidecar says how the mask was softened
-        paths = save_result(res, out, stem or f"{image.name.split('.')[0]}_{method}", all_frames=all_frames)
+        masks = dict(slab_masks(m, depth)) if depth else {0: m}
+        edits: list = []  # (offset, result), the centre first
+        with Progress(transient=True) as prog:
+            task = prog.add_task(f"{method} {img.meta.modality or ''} → {label or ''}", total=float(len(masks)))
+            for n, d in enumerate(sorted(masks, key=lambda d: (d != 0, abs(d), d))):
+                target = img if d == 0 else neighbours[number(img) + d]
+                if method in DIFFUSION_METHODS:
+                    params["progress"] = lambda i, t, n=n: prog.update(task, completed=n + i / max(t, 1))
+                    r = manipulate(target, masks[d], method, label=label, seed=seed + n, generator=generator,
+                                   models_dir=models_dir, **params)
+                else:
+                    r = manipulate(target, masks[d], method, label=label, donor=donor_img, seed=seed + n, **params)
+                    if method == "copy-move" and "offset" not in params:  # one offset for the whole slab
+                        params["offset"] = tuple(r.record["params"]["offset"])
+                r.record["feather_px"] = float(feather)  # the sidecar says how the mask was softened
+                edits.append((d, r))
+                prog.update(task, completed=n + 1)
+        res = edits[0][1]
+        slab_frames = [number(img) + d for d, _ in edits] if depth else []
+        paths = save_result(res, out, stem or f"{image.name.split('.')[0]}_{method}", all_frames=all_frames,
+                            slab=[r for _, r in edits[1:]])
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     b = res.record["mask_bounds"]
@@ -130,4 +163,6 @@ def manipulate_cmd(
                     + (f" (the whole object: {n_frames} frames, frame {img.meta.frame} edited)"
                        if all_frames and img.meta.format == "dicom" else "")
                     + (f", {paths['mask_volume'].name} (the voxels changed; the volume's slice "
-                       f"{img.meta.extra['slice']} edited)" if "mask_volume" in paths else ""))
+                       f"{img.meta.extra['slice']} edited)" if "mask_volume" in paths else "")
+                    + (f"; a slab of {len(edits)} frames ({', '.join(str(k) for k in sorted(slab_frames))}), each "
+                       f"mask also as <stem>_mask_<N>.png" if len(edits) > 1 else ""))

@@ -161,7 +161,7 @@ def _is_dicom_part10(f: Path) -> bool:
 
 # what medfake writes beside an image that is not an image to score: `kind` of a JSON index → its `files` keys
 # that name such files (None: every file it lists)
-DERIVED_INDEX = {"manipulated": ("mask", "mask_seg", "mask_volume"), "detector-maps": None}
+DERIVED_INDEX = {"manipulated": ("mask", "mask_seg", "mask_volume", "mask_slab"), "detector-maps": None}
 _MAX_INDEX_BYTES = 1_000_000
 
 
@@ -444,7 +444,9 @@ def _read_dicom(path: Path, data: bytes, win, frames, max_pixels: int, slices=No
         a = np.clip((vals - lo) / (hi - lo), 0.0, 1.0)
         if photometric == "MONOCHROME1":
             a = 1.0 - a
-        meta_ds = ds.copy()  # shares the elements: a multi-frame file's pixel data stay for a whole-object edit
+        # Dataset.copy() shares the element dict: every frame's meta sees the one dataset of the file, and a
+        # multi-frame file's pixel data stay in it for a whole-object edit (io.writers copies before changing it)
+        meta_ds = ds.copy()
         if "PixelData" in meta_ds and (nframes == 1 or n_mosaic):
             del meta_ds.PixelData
         out.append(

@@ -10,6 +10,7 @@ import io as _io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -235,21 +236,50 @@ def _nifti_problem(m) -> str:
     return ""
 
 
-def nifti_with_edit(image: Image, mask: np.ndarray, prov: Provenance):
+def nifti_with_edit(image: Image, mask: np.ndarray, prov: Provenance,
+                    more: Sequence[tuple[Image, np.ndarray]] = ()):
     """(volume, mask volume): the NIfTI the slice `image` was read from (Meta.volume), as stored, with the masked
     voxels of that slice replaced by the edited image's values and every other voxel the file's own, and a uint8
     volume of the same geometry that is 1 on exactly the voxels changed. The edit is mapped back, voxel by voxel,
     through the reader's display orientation and its reorientation to RAS+ (nibabel's io_orientation); the values
     through the reader's range (Meta.value_range), rounded and clipped to an integer data type. The header is the
-    file's, its description the provenance."""
+    file's, its description the provenance. `more`: (edited slice, mask) pairs of other slices of the same volume,
+    read on the same axis (a lesion over several slices)."""
     import nibabel as nib
-    from nibabel import orientations as no
 
     m = image.meta
     why = whole_object_problem(image) if m.format == "nifti" else "it was not read from a NIfTI file"
     if why:
         raise ValueError(f"cannot write {m.source} back as a volume: {why}")
     src = m.volume
+    axis = int(m.extra["axis"])
+    data = np.array(np.asanyarray(src.dataobj), dtype=np.dtype(src.get_data_dtype()), copy=True)  # as stored
+    changed = np.zeros(src.shape, np.uint8)
+    for im, mk in [(image, mask), *more]:
+        if im.meta.volume is not src or int(im.meta.extra.get("axis", -1)) != axis:
+            raise ValueError("every edited slice must come from the same volume, read on the same axis")
+        where, values = _slice_voxels(im, mk, src)
+        data[where] = values
+        changed[where] = 1
+    header = src.header.copy()
+    # the description field holds 80 bytes: the kind and generator there, the whole provenance in a comment extension
+    header["descrip"] = f"MEDFAKE {prov.kind.upper()} IMAGE: {prov.generator} {prov.model_version}"[:79].encode(
+        "ascii", "replace")
+    header.extensions.append(nib.nifti1.Nifti1Extension("comment", prov.description().encode("utf-8")))
+    out = type(src)(data, src.affine, header)
+    out.set_data_dtype(data.dtype)
+    mask_header = src.header.copy()
+    mask_header.set_data_dtype(np.uint8)
+    mask_header["descrip"] = b"medfake: voxels changed"
+    mask_img = type(src)(changed, src.affine, mask_header)
+    return out, mask_img
+
+
+def _slice_voxels(image: Image, mask, src) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """The stored-order voxel indices of a NIfTI slice's masked pixels and their values in the file's data type."""
+    from nibabel import orientations as no
+
+    m = image.meta
     axis, index = int(m.extra["axis"]), int(m.extra["slice"])
     lo, hi = m.value_range
     mask = np.asarray(mask, dtype=bool)
@@ -268,52 +298,43 @@ def nifti_with_edit(image: Image, mask: np.ndarray, prov: Provenance):
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         units = np.clip(np.round(units), info.min, info.max)
-    data = np.array(np.asanyarray(src.dataobj), dtype=dtype, copy=True)  # unscaled: the voxels as stored
-    data[where] = units.astype(dtype)
-    changed = np.zeros(src.shape, np.uint8)
-    changed[where] = 1
-    header = src.header.copy()
-    # the description field holds 80 bytes: the kind and generator there, the whole provenance in a comment extension
-    header["descrip"] = f"MEDFAKE {prov.kind.upper()} IMAGE: {prov.generator} {prov.model_version}"[:79].encode(
-        "ascii", "replace")
-    header.extensions.append(nib.nifti1.Nifti1Extension("comment", prov.description().encode("utf-8")))
-    out = type(src)(data, src.affine, header)
-    out.set_data_dtype(dtype)
-    mask_header = src.header.copy()
-    mask_header.set_data_dtype(np.uint8)
-    mask_header["descrip"] = b"medfake: voxels changed"
-    mask_img = type(src)(changed, src.affine, mask_header)
-    return out, mask_img
+    return where, units.astype(dtype)
 
 
-def _all_frames(src, frame: int, stored: np.ndarray) -> np.ndarray:
-    """Every frame of the multi-frame `src` as written back: its stored values (or, for a colour frame `stored`,
-    the RGB each frame shows: YBR decoded, palette applied), frame `frame` replaced by `stored`."""
+def _all_frames(src, edits: dict[int, np.ndarray]) -> np.ndarray:
+    """Every frame of the multi-frame `src` as written back: its stored values (or, for colour frames, the RGB each
+    frame shows: YBR decoded, palette applied), each frame of `edits` (frame → stored values) replaced."""
     from .readers import dicom_colour
 
     if "PixelData" not in src:
         raise ValueError("the source's pixel data were not kept (read a multi-frame DICOM with medfake.io.read_images "
                          "to write it back whole)")
+    stored = next(iter(edits.values()))
     frames = src.pixel_array  # decoded as the reader decoded it (the reader set a missing transfer syntax)
     if stored.ndim == 3:
         frames = dicom_colour(src, frames)
         if frames is None or frames.dtype != np.uint8 or frames.shape[-1] != 3:
             raise ValueError("a colour frame in a multi-frame DICOM whose frames are not shown as 8-bit RGB")
     frames = np.array(frames, copy=True)  # pydicom's array may be read-only
-    if frames.shape[1:] != stored.shape or frames.dtype != stored.dtype:
-        raise ValueError(f"the edited frame ({stored.dtype} {stored.shape}) does not match the file's frames "
-                         f"({frames.dtype} {frames.shape[1:]})")
-    frames[frame] = stored
+    for frame, stored in edits.items():
+        if frames.shape[1:] != stored.shape or frames.dtype != stored.dtype:
+            raise ValueError(f"the edited frame ({stored.dtype} {stored.shape}) does not match the file's frames "
+                             f"({frames.dtype} {frames.shape[1:]})")
+        if not 0 <= frame < len(frames):
+            raise ValueError(f"frame {frame} out of range (0..{len(frames) - 1})")
+        frames[frame] = stored
     return frames
 
 
-def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = None, *, all_frames: bool = False):
+def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = None, *, all_frames: bool = False,
+                  more: dict[int, np.ndarray] | None = None):
     """A copy of the source DICOM (image.meta.dicom) with new pixel data, same geometry and study/series
     context, a new SOP Instance UID and provenance marking it derived (manipulated).
 
     A frame of a multi-frame file becomes a one-frame instance of the same SOP class (`_one_frame`), or, with
     `all_frames`, the whole object again: every frame as in the file (same functional groups and frame vectors),
-    the edited one replaced, and its frame number in the provenance. Frames are written uncompressed."""
+    the edited one replaced, and its frame number in the provenance; `more` (frame → stored values) replaces more
+    frames of it (a lesion over several slices). Frames are written uncompressed."""
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     src = image.meta.dicom
@@ -326,17 +347,22 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     whole = all_frames and n_frames > 1 and "mosaic" not in image.meta.extra
     if whole and whole_object_problem(image):
         raise ValueError(f"cannot write {image.meta.source} back whole: {whole_object_problem(image)}")
-    frames = _all_frames(src, frame or 0, stored) if whole else None
-    base = src.copy()  # shares the elements: without the source's pixel data, which are not copied below
-    if "PixelData" in base:
-        del base.PixelData
-    ds = copy.deepcopy(base)  # Dataset.copy() shares its elements: setting one would change the source's
+    if more and not whole:
+        raise ValueError("more edited frames need all_frames (the whole multi-frame object)")
+    edits = {**(more or {}), frame or 0: stored}
+    frames = _all_frames(src, edits) if whole else None
+    # a real copy: Dataset.copy() shares the source's element dict itself, so setting or deleting an element of
+    # such a copy would change the source (and every frame read from its file); the pixel data bytes are shared
+    ds = copy.deepcopy(src)
+    if "PixelData" in ds:
+        del ds.PixelData
     _as_explicit_little(ds)
     if "NumberOfFrames" in ds and not whole:
         _one_frame(ds, src, frame or 0)
     if whole:
+        numbers = ",".join(str(k + 1) for k in sorted(edits))
         prov = Provenance(prov.kind, prov.generator, prov.model_version,
-                          {**prov.details, "frame_number": f"{(frame or 0) + 1} of {n_frames}"})
+                          {**prov.details, "frame_number": f"{numbers} of {n_frames}"})
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
@@ -411,13 +437,13 @@ def native_stored_values(image: Image) -> np.ndarray:
 
 
 def write_dicom(image: Image, path: str | Path, prov: Provenance, *, bits: int = 8, stored: np.ndarray | None = None,
-                all_frames: bool = False) -> Path:
+                all_frames: bool = False, more: dict[int, np.ndarray] | None = None) -> Path:
     """Derived copy when the image came from DICOM (a frame of a multi-frame file: a one-frame instance, or with
     `all_frames` the whole object with that frame replaced), else a new Secondary Capture."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if image.meta.dicom is not None:
-        ds = dicom_derived(image, prov, stored, all_frames=all_frames)
+        ds = dicom_derived(image, prov, stored, all_frames=all_frames, more=more)
     else:
         ds = dicom_secondary_capture(image, prov, bits=bits)
     ds.save_as(path, enforce_file_format=True)
@@ -464,10 +490,12 @@ def _restore_class(ds, instance_uid: str, sop_class: str) -> None:
 
 
 def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str = "Manipulated region",
-              content_label: str = "MANIPULATED", description: str | None = None, frame: int = 0):
+              content_label: str = "MANIPULATED", description: str | None = None, frame: int = 0,
+              more: dict[int, np.ndarray] | None = None):
     """A DICOM Segmentation (highdicom, BINARY, one segment) of `mask` over `source`, the DICOM the mask belongs
     to (a pydicom Dataset: the manipulated image as written; of a multi-frame one, over its frame `frame`, 0-based,
-    which highdicom allows where the frames have a frame of reference): same study and frame of reference, a new
+    and the frames of `more` (frame → mask), which highdicom allows where the frames have a frame of reference):
+    same study and frame of reference, a new
     series, the segment "Manipulated region" with the method and model version as its algorithm, and the
     provenance in its content description. Viewers that show SEG overlays (OHIF, 3D Slicer) draw the ground truth
     on the fake. A detector's predicted region uses the same writer (`prov.kind` "detected", its own segment and
@@ -516,8 +544,11 @@ def dicom_seg(mask: np.ndarray, source, prov: Provenance, *, segment_label: str 
     n_frames = int(src.get("NumberOfFrames", 1) or 1)
     if not 0 <= frame < n_frames:
         raise ValueError(f"frame {frame} out of range (0..{n_frames - 1})")
-    stack = np.zeros((n_frames, *mask.shape), np.uint8)  # a whole multi-frame object: the mask on its one frame
-    stack[frame] = mask  # (highdicom leaves the empty frames out and references the frame it segments)
+    stack = np.zeros((n_frames, *mask.shape), np.uint8)  # a whole multi-frame object: the mask on its frame(s)
+    for k, mk in {**(more or {}), frame: mask}.items():  # (highdicom leaves the empty frames out)
+        if not 0 <= k < n_frames or np.shape(mk) != mask.shape:
+            raise ValueError(f"a mask for frame {k} of {n_frames} frames of {mask.shape}")
+        stack[k] = np.asarray(mk, dtype=bool)
     learned = prov.generator in DIFFUSION_METHODS or prov.kind == "detected"
     family = codes.DCM.ArtificialIntelligence if learned else codes.DCM.ImageProcessing
     segment = hd.seg.SegmentDescription(

@@ -8,13 +8,13 @@ from .api import (
 )
 from .classical import poisson_blend
 from .masks import (
-    ManipulationError, feather_mask, make_mask, mask_bounds, mask_from_geometry, random_mask_geometry,
+    ManipulationError, feather_mask, make_mask, mask_bounds, mask_from_geometry, random_mask_geometry, slab_masks,
 )
 from .repaint import count_model_calls, jump_schedule, repaint_loop
 
 __all__ = [
     "METHODS", "DIFFUSION_METHODS", "DEFAULT_FEATHER", "default_feather", "ManipulationResult", "ManipulationError",
-    "make_mask", "feather_mask",
+    "make_mask", "feather_mask", "slab_masks",
     "mask_bounds", "mask_from_geometry", "random_mask_geometry", "manipulate", "repaint", "repaint_ddim",
     "copy_move", "splice", "retouch", "save_result",
     "repaint_loop", "jump_schedule", "count_model_calls", "poisson_blend",

@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -403,7 +403,7 @@ def manipulate(image: Image, mask, method: str, *, label: str | None = None, don
     return retouch(image, mask, seed=seed, label=label, **params)
 
 
-def _write_seg(mask, paths: dict, path: Path, prov, frame: int = 0) -> str:
+def _write_seg(mask, paths: dict, path: Path, prov, frame: int = 0, more: dict | None = None) -> str:
     """The ground-truth mask as a DICOM SEG over the DICOM just written (`io.dicom_seg`): paths["mask_seg"], or the
     reason it could not be made ("" when written) — the PNG mask is always there, so an image highdicom cannot
     describe (an incomplete pixel measures sequence, a character set it does not know) still gets its ground truth.
@@ -413,7 +413,7 @@ def _write_seg(mask, paths: dict, path: Path, prov, frame: int = 0) -> str:
     from ..io.writers import dicom_seg
 
     try:
-        seg = dicom_seg(mask, pydicom.dcmread(paths["image"]), prov, frame=frame)
+        seg = dicom_seg(mask, pydicom.dcmread(paths["image"]), prov, frame=frame, more=more)
     except ValueError as e:
         return str(e)
     seg.save_as(path)
@@ -422,22 +422,22 @@ def _write_seg(mask, paths: dict, path: Path, prov, frame: int = 0) -> str:
 
 
 def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated", *,
-                all_frames: bool = False) -> dict[str, Path]:
+                all_frames: bool = False, slab: Sequence[ManipulationResult] = ()) -> dict[str, Path]:
     """Write <stem>.png|.dcm (same format family and bit depth as the input), <stem>_mask.png (0/255, same size),
     for DICOM also <stem>_mask.dcm (the mask as a DICOM Segmentation over the written image, where highdicom can
     describe its geometry; else the sidecar's `mask_seg_skipped` says why) and <stem>.json (the record). Returns
-    {"image", "mask", "sidecar"[, "mask_seg"]} paths.
+    {"image", "mask", "sidecar"[, "mask_seg" | "mask_volume"][, "mask_frame_<N>" ...]} paths.
 
     A frame of a multi-frame DICOM is written as a one-frame instance, or with `all_frames` as the whole object
     (every frame as in the file, the edited one replaced; its SEG over that frame where highdicom can describe
     the frames, i.e. they have a frame of reference). A NIfTI slice is written as PNG, or with `all_frames` as the
-    volume it came from, <stem>.nii.gz, with <stem>_mask.nii.gz (the voxels changed) beside it. The sidecar's
-    output says which."""
+    volume it came from, <stem>.nii.gz, with <stem>_mask.nii.gz (the voxels changed) beside it. `slab` (with
+    `all_frames`): edits of other frames or slices of the same object (`slab_masks`: a lesion over several slices),
+    written into the same object, each mask also as <stem>_mask_<N>.png and in the SEG or mask volume; the
+    sidecar lists them. The sidecar's output says which."""
     from PIL import Image as PILImage
 
-    from ..io.writers import Provenance, write_dicom
-
-    from ..io.writers import whole_object_problem
+    from ..io.writers import Provenance, nifti_with_edit, whole_object_problem, write_dicom
 
     out_dir = Path(out_dir)
     rec = result.record
@@ -448,17 +448,37 @@ def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated", 
     if all_frames and (meta.format == "nifti" or frames) and whole_object_problem(result.image):
         # before anything is written
         raise ValueError(f"cannot write {meta.source} back whole: {whole_object_problem(result.image)}")
+    volume = all_frames and meta.format == "nifti"
+    whole = all_frames and fmt == "dicom" and frames
+
+    def index_of(r: ManipulationResult) -> int:
+        m = r.image.meta
+        return int(m.extra["slice"]) if volume else int(m.frame or 0)
+
+    if slab:
+        if not (volume or whole):
+            raise ValueError("more edited frames (slab) need all_frames and a multi-frame DICOM or a NIfTI volume")
+        same = (lambda r: r.image.meta.volume is meta.volume) if volume else (
+            lambda r: r.image.meta.dicom is not None and r.image.meta.dicom.get("PixelData") is meta.dicom.get(
+                "PixelData"))
+        if not all(same(r) for r in slab):
+            raise ValueError("every edit of a slab must come from the same file as the first")
+        indices = [index_of(result), *(index_of(r) for r in slab)]
+        if len(set(indices)) != len(indices):
+            raise ValueError(f"a slab edits each frame once, got frames {sorted(indices)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     paths: dict[str, Path] = {}
-    volume = all_frames and result.image.meta.format == "nifti"
+    b = rec["mask_bounds"]
+    details = {"mask_bounds": f"{b['x1']},{b['y1']},{b['x2']},{b['y2']}", "seed": rec["seed"],
+               "label": rec.get("label"), "operation": rec.get("operation", "edit")}
+    slab_rec = [{"frame": index_of(r), "seed": r.record["seed"], "mask_pixels": r.record["mask_pixels"],
+                 "mask_bounds": r.record["mask_bounds"], "timings_s": r.record["timings_s"]} for r in slab]
     if volume:  # the NIfTI volume back, the edited slice's masked voxels replaced (io.writers.nifti_with_edit)
-        from ..io.writers import nifti_with_edit
-
-        b = rec["mask_bounds"]
         prov = Provenance("manipulated", rec["method"], str(rec["model_version"]), {
-            "slice": f"{result.image.meta.extra['slice']} axis {result.image.meta.extra['axis']}", "seed": rec["seed"]})
-        vol, mask_vol = nifti_with_edit(result.image, result.mask, prov)
+            **details, "slice": f"{meta.extra['slice']} axis {meta.extra['axis']}",
+            **({"slab": ",".join(str(v["frame"]) for v in slab_rec)} if slab else {})})
+        vol, mask_vol = nifti_with_edit(result.image, result.mask, prov, more=[(r.image, r.mask) for r in slab])
         paths["image"] = out_dir / f"{stem}.nii.gz"
         vol.to_filename(paths["image"])
         paths["mask_volume"] = out_dir / f"{stem}_mask.nii.gz"
@@ -467,16 +487,14 @@ def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated", 
                                  "shape": [int(v) for v in vol.shape], "edited_slice": rec["input"].get("volume_slice"),
                                  "voxels_changed": int(np.asarray(mask_vol.dataobj).sum())}}
     elif fmt == "dicom":
-        b = rec["mask_bounds"]
-        prov = Provenance("manipulated", rec["method"], str(rec["model_version"]), {
-            "mask_bounds": f"{b['x1']},{b['y1']},{b['x2']},{b['y2']}", "seed": rec["seed"],
-            "label": rec.get("label"), "operation": rec.get("operation", "edit"),
-        })
-        n_frames = int(result.image.meta.extra.get("number_of_frames", 1) or 1)
-        whole = all_frames and n_frames > 1 and "mosaic" not in result.image.meta.extra
-        paths["image"] = write_dicom(result.image, out_dir / f"{stem}.dcm", prov, stored=stored, all_frames=whole)
-        frame = (result.image.meta.frame or 0) if whole else 0
-        seg_note = _write_seg(result.mask, paths, out_dir / f"{stem}_mask.dcm", prov, frame=frame)
+        prov = Provenance("manipulated", rec["method"], str(rec["model_version"]), details)
+        n_frames = int(meta.extra.get("number_of_frames", 1) or 1)
+        more = {index_of(r): r.stored for r in slab}
+        paths["image"] = write_dicom(result.image, out_dir / f"{stem}.dcm", prov, stored=stored, all_frames=whole,
+                                     more=more)
+        frame = index_of(result) if whole else 0
+        seg_note = _write_seg(result.mask, paths, out_dir / f"{stem}_mask.dcm", prov, frame=frame,
+                              more={index_of(r): r.mask for r in slab})
         rec = {**rec, "output": {**rec["output"], "frames": n_frames if whole else 1,
                                  **({"edited_frame": frame} if whole else {})}}
     else:
@@ -493,12 +511,20 @@ def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated", 
     mp = out_dir / f"{stem}_mask.png"
     PILImage.fromarray((result.mask.astype(np.uint8) * 255), mode="L").save(mp, format="PNG")
     paths["mask"] = mp
+    for r in slab:
+        key = f"mask_frame_{index_of(r)}"
+        paths[key] = out_dir / f"{stem}_mask_{index_of(r)}.png"
+        PILImage.fromarray((r.mask.astype(np.uint8) * 255), mode="L").save(paths[key], format="PNG")
     side = out_dir / f"{stem}.json"
     rec = dict(rec)
     rec["timings_s"] = {**rec.get("timings_s", {}), "write": round(time.perf_counter() - t0, 4)}
-    if fmt == "dicom" and seg_note:
+    if fmt == "dicom" and not volume and seg_note:
         rec["mask_seg_skipped"] = seg_note
-    rec["files"] = {k: v.name for k, v in paths.items()}
+    if slab:
+        rec["slab"] = slab_rec
+    rec["files"] = {k: v.name for k, v in paths.items() if not k.startswith("mask_frame_")}
+    if slab:
+        rec["files"]["mask_slab"] = [v.name for k, v in paths.items() if k.startswith("mask_frame_")]
     side.write_text(json.dumps(rec, indent=2, default=str) + "\n")
     paths["sidecar"] = side
     return paths

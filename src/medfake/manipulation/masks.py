@@ -199,3 +199,32 @@ def mask_from_geometry(g: dict, size: int = IMAGE_SIZE) -> np.ndarray:
         cy, cx = y0 + (h - 1) / 2, x0 + (w - 1) / 2
         m |= ((yy - cy) / max(h / 2, 0.5)) ** 2 + ((xx - cx) / max(w / 2, 0.5)) ** 2 <= 1.0
     return m
+
+
+def slab_masks(mask, depth: int) -> list[tuple[int, np.ndarray]]:
+    """A lesion over 2·depth + 1 slices: (offset, mask) for offsets −depth … depth, each the mask (bool, or a
+    feathered alpha) scaled about its centre of mass by √(1 − (d / (depth + 1))²), the cross-sections of an
+    ellipsoid (scipy.ndimage.affine_transform; nearest for a bool mask, linear for an alpha). Offsets whose mask
+    shrinks to nothing are left out; offset 0 is the mask itself."""
+    from scipy import ndimage
+
+    if int(depth) != depth or depth < 0:
+        raise ManipulationError(f"depth must be a whole number ≥ 0, got {depth}")
+    m = np.asarray(mask)
+    weight = m.astype(np.float64)
+    if not weight.any():
+        raise ManipulationError("empty mask: nothing to edit")
+    centre = np.array(ndimage.center_of_mass(weight))
+    out = []
+    for d in range(-int(depth), int(depth) + 1):
+        s = float(np.sqrt(1.0 - (d / (depth + 1)) ** 2))
+        if d == 0:
+            out.append((0, m))
+            continue
+        # output pixel p samples the mask at centre + (p − centre) / s
+        scaled = ndimage.affine_transform(weight, np.eye(2) / s, offset=centre - centre / s,
+                                          order=0 if m.dtype == bool else 1, mode="constant", cval=0.0)
+        scaled = scaled > 0.5 if m.dtype == bool else np.clip(scaled, 0.0, 1.0).astype(m.dtype)
+        if np.asarray(scaled).any():
+            out.append((d, scaled))
+    return out
