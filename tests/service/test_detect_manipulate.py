@@ -409,3 +409,17 @@ def test_v1_manipulate_frame_of_a_multiframe_upload_back_whole(client):
     r = client.post("/v1/manipulate", files={"image": ("rle.dcm", buf.getvalue(), "application/dicom")},
                     data={"method": "retouch", "rect": "40,40,80,80", "frame": "5"})
     assert r.status_code == 200, r.text
+
+    # a diffusion edit runs as a job; its result.dcm is the whole object too
+    r = client.post("/v1/manipulate", files=up, data={"method": "repaint-ddim", "ellipse": "30,30,10,8", "frame": "2",
+                                                      "all_frames": "true", "modality": "brain_mri",
+                                                      "label": "glioma", "steps": "2"})
+    assert r.status_code == 202, r.text
+    j = wait_job(client, r.json()["job_id"])
+    assert j["state"] == "done", j
+    z = zipfile.ZipFile(io.BytesIO(client.get(f"/v1/jobs/{j['id']}/result").content))
+    out = pydicom.dcmread(io.BytesIO(z.read("result.dcm")))
+    inside = png_array(z.read("mask.png")) > 0
+    assert out.NumberOfFrames == 10 and "frame_number=3 of 10" in out.DerivationDescription
+    assert all(np.array_equal(out.pixel_array[i], src.pixel_array[i]) for i in range(10) if i != 2)
+    assert np.array_equal(out.pixel_array[2][~inside], src.pixel_array[2][~inside])

@@ -151,7 +151,9 @@ def test_fuzz_other_endpoints_and_content_types(client, cases):
     for name, data in subset:
         for path, field, form in (("/v1/preview", "file", {}), ("/detect/manipulated", "image", {}),
                                   ("/detect/synthesis8", "image", {}),
-                                  ("/v1/manipulate", "image", {"method": "retouch", "rect": "1,1,5,5"})):
+                                  ("/v1/manipulate", "image", {"method": "retouch", "rect": "1,1,5,5"}),
+                                  ("/v1/manipulate", "image", {"method": "retouch", "rect": "1,1,5,5", "frame": "3",
+                                                               "all_frames": "true"})):
             r = client.post(path, files={field: (name, data, "application/octet-stream")}, data=form)
             assert 400 <= r.status_code < 500, (path, name, r.status_code, r.text[:300])
     good = png_bytes_of(smooth_image(2, 32))
@@ -171,4 +173,8 @@ def test_fuzz_other_endpoints_and_content_types(client, cases):
     assert_json_error(r, 422)
     r = client.post("/v1/synthesize", content=b"[1,2]", headers={"Content-Type": "application/json"})
     assert_json_error(r, 422)
+    for bad in ("-1", "1e9", "x", "2.5", ""):  # frame: a whole number 0..1,000,000, else one 422
+        r = client.post("/v1/manipulate", files={"image": ("a.png", good, "image/png")},
+                        data={"method": "retouch", "rect": "1,1,5,5", "frame": bad, "all_frames": "maybe"})
+        assert_json_error(r, 422)
     assert client.get("/healthz").json()["status"] == "ok"
