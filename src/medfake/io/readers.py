@@ -629,7 +629,8 @@ def _volume_images(path: Path, img, win, axis: int, slice_index, max_pixels: int
         raise ImageReadError(path, f"{what} has {len(shape)} dimension(s); need at least 2")
     if int(np.prod(shape)) > max_pixels:
         raise ImageTooLargeError(path, f"declared size {shape} exceeds the limit of {max_pixels} pixels")
-    vol = np.asarray(img.dataobj, dtype=np.float64)
+    # display values: float32 (half a large volume's memory) unless the file holds 64-bit values
+    vol = np.asarray(img.dataobj, dtype=np.float64 if np.dtype(img.get_data_dtype()).itemsize > 4 else np.float32)
     while vol.ndim > 3:
         vol = vol[..., 0]
     if vol.ndim == 2:
