@@ -277,3 +277,67 @@ def test_cli_slab_of_slices_in_a_volume(tmp_path):
              for k in (2, 3, 4)}
     assert [int(v) for v in per_slice] == [0, 0, int(masks[2].sum()), int(masks[3].sum()), int(masks[4].sum()), 0, 0]
     assert np.array_equal(back[~changed], vol[~changed]) and (back[changed] != vol[changed]).mean() > 0.9
+
+
+def _write_series(folder, n=7, series_uid=None, shuffle=True):
+    """A CT series of n single-frame files (pydicom's CT_small.dcm, slice k its pixels + 10·k at z = 5·k), named and
+    numbered out of order so that only the positions give the slice order. Returns the SOP Instance UIDs in order."""
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or generate_uid()
+    uids = []
+    for k in range(n):
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        ds.PixelData = (ds.pixel_array + 10 * k).astype(ds.pixel_array.dtype).tobytes()
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0.0, 0.0, 5.0 * k]
+        ds.InstanceNumber = n - k  # reversed: the position decides
+        name = f"IM{(k * 5) % n:04d}" if shuffle else f"IM{k:04d}"  # no extension, as PACS exports name them
+        ds.save_as(folder / name)
+        uids.append(ds.SOPInstanceUID)
+    return uids
+
+
+def test_cli_slab_in_a_dicom_series_folder(tmp_path):
+    """A folder holding one series (a file per slice): `--frame 3 --depth 1` edits the 3rd–5th slices in position
+    order, each written as a derived DICOM of its own, referencing the slice it came from, its unmasked pixels that
+    slice's; a folder of two series, or --all-frames on a folder, is one clear error."""
+    from medfake.io.readers import dicom_series
+
+    uids = _write_series(tmp_path / "ct")
+    assert [pydicom.dcmread(f).SOPInstanceUID for f in dicom_series(tmp_path / "ct")] == uids
+    out = tmp_path / "o"
+    code, text = _run(["manipulate", tmp_path / "ct", "--ellipse", "64,64,20,16", "--method", "retouch", "--mode",
+                       "noise", "--frame", "3", "--depth", "1", "--out", out, "--stem", "s"])
+    assert code == 0, text
+    assert "series slice 3 of 7, and slices 2, 4 as s_<N>.dcm" in text, text
+    sizes = {}
+    for k in (2, 3, 4):
+        ds = pydicom.dcmread(out / f"s_{k}.dcm")
+        src = pydicom.dcmread([f for f in (tmp_path / "ct").iterdir()
+                               if pydicom.dcmread(f).SOPInstanceUID == uids[k]][0])
+        mask = np.asarray(PILImage.open(out / f"s_{k}_mask.png")) == 255
+        sizes[k] = int(mask.sum())
+        assert ds.SourceImageSequence[0].ReferencedSOPInstanceUID == uids[k]
+        assert ds.SeriesInstanceUID == src.SeriesInstanceUID and "MANIPULATED" in ds.DerivationDescription
+        assert np.array_equal(ds.pixel_array[~mask], src.pixel_array[~mask])
+        assert not np.array_equal(ds.pixel_array[mask], src.pixel_array[mask])
+        assert (out / f"s_{k}_mask.dcm").exists()  # each slice's SEG
+    assert sizes[3] > sizes[2] == sizes[4] > 0
+    assert sorted(p.name for p in out.glob("*.dcm")) == ["s_2.dcm", "s_2_mask.dcm", "s_3.dcm", "s_3_mask.dcm",
+                                                          "s_4.dcm", "s_4_mask.dcm"]
+    _write_series(tmp_path / "two" / "a", n=2)
+    _write_series(tmp_path / "two" / "b", n=2)
+    for args, words in [([tmp_path / "two"], "holds 2 DICOM series"),
+                        ([tmp_path / "ct", "--all-frames"], "a series folder comes back as its edited slices"),
+                        ([tmp_path / "ct", "--frame", "6", "--depth", "1"], "needs frames 5–7; "),
+                        ([tmp_path / "ct", "--frame", "7"], "slice 7 out of range (0..6)"),
+                        ([tmp_path], "holds 3 DICOM series")]:
+        code, text = _run(["manipulate", *args, "--ellipse", "64,64,20,16", "--method", "retouch", "--out",
+                           tmp_path / "bad"])
+        assert code == 2 and words in text, text
+        assert not (tmp_path / "bad").exists()

@@ -12,7 +12,8 @@ from ._app import app, fail
 
 @app.command("manipulate")
 def manipulate_cmd(
-    image: Path = typer.Argument(..., help="input image: DICOM, PNG (8/16-bit), JPEG, TIFF, BMP or NIfTI"),
+    image: Path = typer.Argument(..., help="input image: DICOM, PNG (8/16-bit), JPEG, TIFF, BMP or NIfTI; or a folder "
+                                 "holding one DICOM series (a file per slice; --frame N is its Nth slice in order)"),
     method: str = typer.Option(..., "--method", help="repaint, repaint-ddim, copy-move, splice or retouch"),
     out: Path = typer.Option(..., "--out", "-o", help="output folder"),
     rect: Optional[str] = typer.Option(None, "--rect", help="X1,Y1,X2,Y2 (input pixels, X2/Y2 exclusive)"),
@@ -60,7 +61,7 @@ def manipulate_cmd(
 
     from ..data.modalities import check_modality
     from ..io.errors import MedfakeError
-    from ..io.readers import read_image, read_images
+    from ..io.readers import dicom_series, read_image, read_images
     from ..io.writers import whole_object_problem
     from ..manipulation import (
         DIFFUSION_METHODS, METHODS, default_feather, make_mask, manipulate, save_result, slab_masks,
@@ -74,33 +75,48 @@ def manipulate_cmd(
             check_modality(modality)
         if donor_modality is not None:
             check_modality(donor_modality)
-        if depth and not all_frames:
+        series = dicom_series(image) if image.is_dir() else None  # a folder: one DICOM series, a file per slice
+        if series is not None and all_frames:
+            fail("a series folder comes back as its edited slices, each a derived DICOM of its own; --all-frames "
+                 "is for one multi-frame file or NIfTI volume")
+        if depth and not all_frames and series is None:
             fail("--depth edits the frames around --frame, which only the whole object keeps: add --all-frames")
-        picked = {} if frame is None else {"frames": frame, "slice_index": frame}
-        img = read_image(image, window=window, mosaic=False, **picked)  # coordinates in the file's own pixels
-        if frame and img.meta.format not in ("dicom", "nifti", "nrrd"):  # the readers refuse frames they lack
-            fail(f"{image} holds one image, so it has no frame {frame}")
+        centre = 0  # the frame (slice) number asked: the centre of a slab
+        if series is not None:
+            centre = len(series) // 2 if frame is None else frame
+            if not 0 <= centre < len(series):
+                fail(f"{image}: slice {centre} out of range (0..{len(series) - 1}) of its {len(series)}-slice series")
+            img = read_image(series[centre], window=window, mosaic=False)
+        else:
+            picked = {} if frame is None else {"frames": frame, "slice_index": frame}
+            img = read_image(image, window=window, mosaic=False, **picked)  # coordinates in the file's own pixels
+            if frame and img.meta.format not in ("dicom", "nifti", "nrrd"):  # the readers refuse frames they lack
+                fail(f"{image} holds one image, so it has no frame {frame}")
         n_frames = int(img.meta.extra.get("number_of_frames", 1) or 1)
         if all_frames and whole_object_problem(img):
             fail(f"--all-frames writes a multi-frame DICOM or a NIfTI volume back whole; {image} cannot be: "
                  f"{whole_object_problem(img)}")
-        neighbours: dict[int, object] = {}
-        if depth:  # the slab's frames, read once so that they share the file's pixel data (volume)
-            everything = read_images(image, window=window, mosaic=False, frames="all", slice_index="all")
-            number = (lambda im: int(im.meta.extra["slice"])) if img.meta.format == "nifti" else (
-                lambda im: int(im.meta.frame or 0))
-            by_number = {number(im): im for im in everything}
-            centre = number(img)
+        if depth:  # the images to edit by their frame (slice) number
+            if series is not None:
+                count = len(series)
+            else:  # the slab's frames, read once so that they share the file's pixel data (volume)
+                everything = read_images(image, window=window, mosaic=False, frames="all", slice_index="all")
+                number = (lambda im: int(im.meta.extra["slice"])) if img.meta.format == "nifti" else (
+                    lambda im: int(im.meta.frame or 0))
+                by_number = {number(im): im for im in everything}
+                centre, count = number(img), len(everything)
             wanted = range(centre - depth, centre + depth + 1)
-            if min(wanted) < 0 or max(wanted) >= len(everything):
+            if min(wanted) < 0 or max(wanted) >= count:
                 fail(f"--frame {centre} --depth {depth} needs frames {min(wanted)}–{max(wanted)}; {image} has "
-                     f"0–{len(everything) - 1}")
-            img = by_number[centre]
-            neighbours = {k: by_number[k] for k in wanted if k != centre}
-            for im in neighbours.values():
-                im.meta.modality = modality if modality is not None else im.meta.modality
-        if modality is not None:
-            img.meta.modality = modality
+                     f"0–{count - 1}")
+            targets = {k: (read_image(series[k], window=window, mosaic=False) if k != centre else img)
+                       if series is not None else by_number[k] for k in wanted}
+            img = targets[centre]
+        else:
+            targets = {centre: img}
+        for im in targets.values():
+            if modality is not None:
+                im.meta.modality = modality
         if method in DIFFUSION_METHODS and img.meta.modality is None:
             fail(f"{method} needs the image's modality: pass --modality (one of brain_mri, chest_xray, lung_ct, "
                  "kidney_ct, breast_us, knee_xray)")
@@ -137,7 +153,7 @@ def manipulate_cmd(
         with Progress(transient=True) as prog:
             task = prog.add_task(f"{method} {img.meta.modality or ''} → {label or ''}", total=float(len(masks)))
             for n, d in enumerate(sorted(masks, key=lambda d: (d != 0, abs(d), d))):
-                target = img if d == 0 else neighbours[number(img) + d]
+                target = targets[centre + d]
                 if method in DIFFUSION_METHODS:
                     params["progress"] = lambda i, t, n=n: prog.update(task, completed=n + i / max(t, 1))
                     r = manipulate(target, masks[d], method, label=label, seed=seed + n, generator=generator,
@@ -150,9 +166,13 @@ def manipulate_cmd(
                 edits.append((d, r))
                 prog.update(task, completed=n + 1)
         res = edits[0][1]
-        slab_frames = [number(img) + d for d, _ in edits] if depth else []
-        paths = save_result(res, out, stem or f"{image.name.split('.')[0]}_{method}", all_frames=all_frames,
-                            slab=[r for _, r in edits[1:]])
+        slab_frames = [centre + d for d, _ in edits] if depth else []
+        name = stem or f"{image.name.split('.')[0]}_{method}"
+        if series is None:
+            paths = save_result(res, out, name, all_frames=all_frames, slab=[r for _, r in edits[1:]])
+        else:  # each edited slice a derived DICOM of its own, in the series it came from
+            written = {centre + d: save_result(r, out, f"{name}_{centre + d}") for d, r in edits}
+            paths = written[centre]
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     b = res.record["mask_bounds"]
@@ -165,4 +185,7 @@ def manipulate_cmd(
                     + (f", {paths['mask_volume'].name} (the voxels changed; the volume's slice "
                        f"{img.meta.extra['slice']} edited)" if "mask_volume" in paths else "")
                     + (f"; a slab of {len(edits)} frames ({', '.join(str(k) for k in sorted(slab_frames))}), each "
-                       f"mask also as <stem>_mask_<N>.png" if len(edits) > 1 else ""))
+                       f"mask also as <stem>_mask_<N>.png" if len(edits) > 1 and series is None else "")
+                    + (f"; series slice {centre} of {len(series)}"
+                       + (f", and slices {', '.join(str(k) for k in sorted(slab_frames) if k != centre)} as "
+                          f"{name}_<N>.dcm" if len(edits) > 1 else "") if series is not None else ""))

@@ -218,6 +218,53 @@ def iter_image_files(paths: Iterable[str | Path], left_out: list | None = None) 
 
 
 # ---------------------------------------------------------------- raster
+def dicom_series(folder: str | Path) -> list[Path]:
+    """The single-frame DICOM files of the one series in `folder` (searched recursively, as `medfake detect` finds
+    them; the masks and maps medfake wrote left out), in slice order: along the slice normal of their Image
+    Orientation / Position (Patient), else by Instance Number. This is how CT and MR series are stored (a file per
+    slice), and what CT-GAN tampered with. Headers only are read. A folder with no DICOM image, with files of
+    several series, or slices of different sizes is one clear ImageReadError."""
+    import pydicom
+
+    folder = Path(folder)
+    files, headers = [], []
+    for f in iter_image_files([folder]):
+        if not _is_dicom_part10(f):
+            continue
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - not a DICOM file after all: not a slice of the series
+            continue
+        if "Rows" not in ds or NOT_IMAGES.get(str(ds.get("SOPClassUID", ""))):
+            continue  # a SEG, a structured report, a DICOMDIR-like file: not a slice
+        files.append(f)
+        headers.append(ds)
+    if not files:
+        raise ImageReadError(folder, "no DICOM image in this folder")
+    series = sorted({str(h.get("SeriesInstanceUID", "")) for h in headers})
+    if len(series) > 1:
+        raise ImageReadError(folder, f"holds {len(series)} DICOM series ({', '.join(u[-12:] for u in series[:4])}"
+                                     f"{', …' if len(series) > 4 else ''}); give a folder that holds one")
+    if any(int(h.get("NumberOfFrames", 1) or 1) > 1 for h in headers):
+        raise ImageReadError(folder, "holds a multi-frame file: give that file (with --frame) instead of the folder")
+    sizes = {(int(h.Rows), int(h.Columns)) for h in headers}
+    if len(sizes) > 1:
+        raise ImageReadError(folder, f"its slices differ in size ({', '.join(f'{c}×{r}' for r, c in sorted(sizes))})")
+
+    def position(h) -> float | None:
+        try:
+            o = np.asarray([float(v) for v in h.ImageOrientationPatient], np.float64)
+            return float(np.dot(np.cross(o[:3], o[3:]), [float(v) for v in h.ImagePositionPatient]))
+        except (AttributeError, TypeError, ValueError):
+            return None
+
+    keys = [position(h) for h in headers]
+    if any(k is None for k in keys):
+        keys = [float(h.get("InstanceNumber", 0) or 0) for h in headers]
+    order = sorted(range(len(files)), key=lambda i: (keys[i], str(files[i])))
+    return [files[i] for i in order]
+
+
 def _read_raster(path: Path, data: bytes, fmt: str, max_pixels: int) -> Image:
     from PIL import Image as PILImage
 
