@@ -276,26 +276,53 @@ def test_nifti_volume_written_back_with_the_slice_edited(tmp_path, axes, dtype):
     assert {"v_mask.nii.gz", "v_mask.png"} <= derived_files(tmp_path / "o")  # `medfake detect` leaves them out
 
 
-def test_nifti_volume_write_back_refusals(tmp_path):
-    """Scaled integer voxels (nibabel would rescale them all on writing) and 4-D volumes are refused with the reason,
-    before anything is written."""
+def test_nifti_volume_scaled_or_4d_written_back(tmp_path):
+    """A scaled integer volume keeps its stored values and its slope and intercept (the edited voxels stored back
+    through them); a volume with a trailing dimension of 1 is written back as the 3-D volume it is, a 2-D NIfTI as
+    itself; several volumes (4-D) are refused with the reason before anything is written."""
     import nibabel as nib
 
     from medfake.io import read_images
     from medfake.io.writers import whole_object_problem
 
-    scaled = nib.Nifti1Image(np.arange(5 * 6 * 4, dtype=np.int16).reshape(5, 6, 4) * 10, np.eye(4))
+    raw = (np.arange(20 * 24 * 6, dtype=np.int16).reshape(20, 24, 6) % 700) * 3
+    scaled = nib.Nifti1Image(raw, np.eye(4))
     scaled.header.set_slope_inter(0.5, -100)
     nib.save(scaled, tmp_path / "scaled.nii")
-    img = read_images(tmp_path / "scaled.nii", slice_index=1)[0]
-    assert "integer voxels are scaled (slope 0.5, intercept -100.0)" in whole_object_problem(img)
-    res = manipulate(img, make_mask(img.shape, rect=(1, 1, 3, 3)), "retouch", mode="noise")
-    with pytest.raises(ValueError, match="cannot write .* back whole: its integer voxels are scaled"):
-        save_result(res, tmp_path / "o", "s", all_frames=True)
-    assert not (tmp_path / "o").exists()
+    img = read_images(tmp_path / "scaled.nii", slice_index=2)[0]
+    res = manipulate(img, make_mask(img.shape, rect=(3, 3, 12, 12)), "retouch", mode="noise")
+    out = nib.load(save_result(res, tmp_path / "o", "s", all_frames=True)["image"])
+    changed = np.asanyarray(nib.load(tmp_path / "o" / "s_mask.nii.gz").dataobj).astype(bool)
+    assert (float(out.dataobj.slope), float(out.dataobj.inter)) == (0.5, -100.0)
+    stored = np.asanyarray(out.dataobj.get_unscaled())
+    assert stored.dtype == np.int16 and np.array_equal(stored[~changed], raw[~changed]) and changed.sum() == 81
+    again = read_images(tmp_path / "o" / "s.nii.gz", slice_index=2)[0]  # scaled values: within a stored step
+    np.testing.assert_allclose(again.array[res.mask], res.image.array[res.mask], atol=0.5 / np.ptp(raw * 0.5) + 1e-6)
+
+    nib.save(nib.Nifti1Image(raw[..., None].astype(np.float32), np.eye(4)), tmp_path / "one.nii.gz")
+    img = read_images(tmp_path / "one.nii.gz", slice_index=1)[0]
+    assert whole_object_problem(img) == ""
+    res = manipulate(img, make_mask(img.shape, rect=(3, 3, 12, 12)), "retouch", mode="noise")
+    out = nib.load(save_result(res, tmp_path / "o1", "s", all_frames=True)["image"])
+    assert out.shape == (20, 24, 6, 1) and (np.asanyarray(out.dataobj) != raw[..., None]).sum() == 81
+
+    flat = raw[:, :, 0].astype(np.float32)  # a 2-D NIfTI: its one slice
+    nib.save(nib.Nifti1Image(flat, np.diag([-1.0, 1.0, 1.0, 1.0])), tmp_path / "flat.nii.gz")
+    img = read_images(tmp_path / "flat.nii.gz")[0]
+    res = manipulate(img, make_mask(img.shape, rect=(3, 3, 12, 12)), "retouch", mode="noise")
+    out = nib.load(save_result(res, tmp_path / "o2", "s", all_frames=True)["image"])
+    got = np.asanyarray(out.dataobj)
+    assert got.shape == flat.shape and (got != flat).sum() == 81
+    assert np.array_equal(np.fliplr(np.rot90(got != flat)), res.mask)  # where the reader shows the edit
+
     nib.save(nib.Nifti1Image(np.ones((6, 7, 4, 2), np.float32), np.eye(4)), tmp_path / "t.nii.gz")
-    assert "only 3-D volumes" in whole_object_problem(read_images(tmp_path / "t.nii.gz")[0])
-    assert save_result(res, tmp_path / "png", "s")["image"].suffix == ".png"  # without all_frames: the slice as PNG
+    img = read_images(tmp_path / "t.nii.gz")[0]
+    assert "only 2-D images and 3-D volumes" in whole_object_problem(img)
+    res = manipulate(img, make_mask(img.shape, rect=(1, 1, 3, 3)), "retouch", mode="noise")
+    with pytest.raises(ValueError, match="back whole: a NIfTI of shape"):
+        save_result(res, tmp_path / "bad", "t", all_frames=True)
+    assert not (tmp_path / "bad").exists()
+    assert save_result(res, tmp_path / "png", "t")["image"].suffix == ".png"  # without all_frames: the slice as PNG
 
 
 @pytest.mark.parametrize("name", ["US1_UNCR.dcm", "SC_rgb.dcm", "examples_palette.dcm", "examples_ybr_color.dcm",

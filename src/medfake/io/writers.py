@@ -204,8 +204,7 @@ def whole_object_problem(image: Image) -> str:
     it can): a multi-frame DICOM (`dicom_derived(all_frames=True)`) or a 3-D NIfTI volume (`nifti_with_edit`).
     Refused: anything else (a Siemens mosaic is written whole anyway; NRRD), the frames' pixel data not kept,
     colour frames that are not 8-bit (medfake writes such a frame as an 8-bit grey rendering, which the other
-    frames would not match), a NIfTI of more than 3 dimensions or whose integer voxels are scaled (nibabel would
-    rescale every voxel on writing)."""
+    frames would not match), a NIfTI of several volumes (4-D)."""
     m = image.meta
     if m.format == "nifti":
         return _nifti_problem(m)
@@ -227,12 +226,10 @@ def _nifti_problem(m) -> str:
     vol = m.volume
     if vol is None:
         return "the volume it was read from was not kept (read it with medfake.io.read_images)"
-    if len(vol.shape) != 3:
-        return f"a NIfTI of shape {tuple(vol.shape)}: only 3-D volumes are written back"
-    slope, inter = vol.dataobj.slope, vol.dataobj.inter
-    if np.dtype(vol.get_data_dtype()).kind in "iu" and (slope, inter) != (1.0, 0.0):
-        return (f"its integer voxels are scaled (slope {slope}, intercept {inter}): nibabel would rescale every "
-                "voxel on writing")
+    if len(vol.shape) < 2 or any(int(n) != 1 for n in vol.shape[3:]):
+        return f"a NIfTI of shape {tuple(vol.shape)}: only 2-D images and 3-D volumes are written back"
+    if not hasattr(vol.dataobj, "get_unscaled"):
+        return "its voxels are not those of a file (no stored values to keep)"
     return ""
 
 
@@ -242,9 +239,10 @@ def nifti_with_edit(image: Image, mask: np.ndarray, prov: Provenance,
     voxels of that slice replaced by the edited image's values and every other voxel the file's own, and a uint8
     volume of the same geometry that is 1 on exactly the voxels changed. The edit is mapped back, voxel by voxel,
     through the reader's display orientation and its reorientation to RAS+ (nibabel's io_orientation); the values
-    through the reader's range (Meta.value_range), rounded and clipped to an integer data type. The header is the
-    file's, its description the provenance. `more`: (edited slice, mask) pairs of other slices of the same volume,
-    read on the same axis (a lesion over several slices)."""
+    through the reader's range (Meta.value_range) and back through the file's scale slope and intercept, rounded
+    and clipped to an integer data type. Every other stored value is the file's, and so is its scaling. The header
+    is the file's, its description the provenance. `more`: (edited slice, mask) pairs of other slices of the same
+    volume, read on the same axis (a lesion over several slices)."""
     import nibabel as nib
 
     m = image.meta
@@ -253,12 +251,14 @@ def nifti_with_edit(image: Image, mask: np.ndarray, prov: Provenance,
         raise ValueError(f"cannot write {m.source} back as a volume: {why}")
     src = m.volume
     axis = int(m.extra["axis"])
-    data = np.array(np.asanyarray(src.dataobj), dtype=np.dtype(src.get_data_dtype()), copy=True)  # as stored
+    # the voxels as stored (before the file's scale slope and intercept), which are kept as they are
+    data = np.array(src.dataobj.get_unscaled(), dtype=np.dtype(src.get_data_dtype()), copy=True)
     changed = np.zeros(src.shape, np.uint8)
     for im, mk in [(image, mask), *more]:
         if im.meta.volume is not src or int(im.meta.extra.get("axis", -1)) != axis:
             raise ValueError("every edited slice must come from the same volume, read on the same axis")
         where, values = _slice_voxels(im, mk, src)
+        where = where + (np.zeros_like(where[0]),) * (data.ndim - len(where))  # trailing dimensions of size 1
         data[where] = values
         changed[where] = 1
     header = src.header.copy()
@@ -268,6 +268,9 @@ def nifti_with_edit(image: Image, mask: np.ndarray, prov: Provenance,
     header.extensions.append(nib.nifti1.Nifti1Extension("comment", prov.description().encode("utf-8")))
     out = type(src)(data, src.affine, header)
     out.set_data_dtype(data.dtype)
+    slope, inter = float(src.dataobj.slope), float(src.dataobj.inter)
+    if (slope, inter) != (1.0, 0.0):  # the stored values keep the file's scaling (nibabel resets it on a new image)
+        out.header.set_slope_inter(slope, inter)
     mask_header = src.header.copy()
     mask_header.set_data_dtype(np.uint8)
     mask_header["descrip"] = b"medfake: voxels changed"
@@ -276,7 +279,8 @@ def nifti_with_edit(image: Image, mask: np.ndarray, prov: Provenance,
 
 
 def _slice_voxels(image: Image, mask, src) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-    """The stored-order voxel indices of a NIfTI slice's masked pixels and their values in the file's data type."""
+    """The stored-order voxel indices of a NIfTI slice's masked pixels and their stored values (before the file's
+    scale slope and intercept) in its data type."""
     from nibabel import orientations as no
 
     m = image.meta
@@ -291,9 +295,13 @@ def _slice_voxels(image: Image, mask, src) -> tuple[tuple[np.ndarray, ...], np.n
     canon.insert(axis, np.full(ys.shape, index))
     # back to the stored voxel order: stored axis a is canonical axis ornt[a, 0], reversed where ornt[a, 1] < 0
     # (nibabel's io_orientation, which the reader's as_closest_canonical applied)
-    ornt = no.io_orientation(src.affine)
-    where = tuple(canon[int(o)] if f > 0 else n - 1 - canon[int(o)] for (o, f), n in zip(ornt, src.shape))
+    if len(src.shape) == 2:  # a 2-D image: read as it is stored (no reorientation), its one slice
+        where = (canon[0], canon[1])
+    else:
+        ornt = no.io_orientation(src.affine)
+        where = tuple(canon[int(o)] if f > 0 else n - 1 - canon[int(o)] for (o, f), n in zip(ornt, src.shape))
     units = np.rot90(np.fliplr(image.array.astype(np.float64) * (hi - lo) + lo), k=-1)[ys, xs]
+    units = (units - float(src.dataobj.inter)) / float(src.dataobj.slope)  # the values as stored
     dtype = np.dtype(src.get_data_dtype())
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
