@@ -148,6 +148,8 @@ def manipulate_cmd(
             params.update(mode=mode, sigma=sigma, noise_std=noise_std)
         if context is not None:
             params["context"] = context
+        # one seed for every slice of a slab: the same noise on neighbouring slices makes a diffusion lesion vary
+        # smoothly from slice to slice (benchmarks/RESULTS.md, stop 40)
         masks = dict(slab_masks(m, depth)) if depth else {0: m}
         edits: list = []  # (offset, result), the centre first
         with Progress(transient=True) as prog:
@@ -156,10 +158,10 @@ def manipulate_cmd(
                 target = targets[centre + d]
                 if method in DIFFUSION_METHODS:
                     params["progress"] = lambda i, t, n=n: prog.update(task, completed=n + i / max(t, 1))
-                    r = manipulate(target, masks[d], method, label=label, seed=seed + n, generator=generator,
+                    r = manipulate(target, masks[d], method, label=label, seed=seed, generator=generator,
                                    models_dir=models_dir, **params)
                 else:
-                    r = manipulate(target, masks[d], method, label=label, donor=donor_img, seed=seed + n, **params)
+                    r = manipulate(target, masks[d], method, label=label, donor=donor_img, seed=seed, **params)
                     if method == "copy-move" and "offset" not in params:  # one offset for the whole slab
                         params["offset"] = tuple(r.record["params"]["offset"])
                 r.record["feather_px"] = float(feather)  # the sidecar says how the mask was softened
