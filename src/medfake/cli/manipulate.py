@@ -87,33 +87,33 @@ def manipulate_cmd(
             if not 0 <= centre < len(series):
                 fail(f"{image}: slice {centre} out of range (0..{len(series) - 1}) of its {len(series)}-slice series")
             img = read_image(series[centre], window=window, mosaic=False)
+        elif depth:  # a slab: every frame (slice) read once, sharing the file's pixel data (volume) as written back
+            everything = read_images(image, window=window, mosaic=False, frames="all", slice_index="all")
+            volume = everything[0].meta.format in ("nifti", "nrrd")
+            centre = (len(everything) // 2 if volume else 0) if frame is None else frame  # the readers' defaults
+            if not 0 <= centre < len(everything):
+                fail(f"{image}: frame {centre} out of range (0..{len(everything) - 1})")
+            img = everything[centre]
         else:
             picked = {} if frame is None else {"frames": frame, "slice_index": frame}
             img = read_image(image, window=window, mosaic=False, **picked)  # coordinates in the file's own pixels
             if frame and img.meta.format not in ("dicom", "nifti", "nrrd"):  # the readers refuse frames they lack
                 fail(f"{image} holds one image, so it has no frame {frame}")
         n_frames = int(img.meta.extra.get("number_of_frames", 1) or 1)
-        if all_frames and whole_object_problem(img):
-            fail(f"--all-frames writes a multi-frame DICOM or a NIfTI volume back whole; {image} cannot be: "
-                 f"{whole_object_problem(img)}")
-        if depth:  # the images to edit by their frame (slice) number
-            if series is not None:
-                count = len(series)
-            else:  # the slab's frames, read once so that they share the file's pixel data (volume)
-                everything = read_images(image, window=window, mosaic=False, frames="all", slice_index="all")
-                number = (lambda im: int(im.meta.extra["slice"])) if img.meta.format == "nifti" else (
-                    lambda im: int(im.meta.frame or 0))
-                by_number = {number(im): im for im in everything}
-                centre, count = number(img), len(everything)
+        why = whole_object_problem(img) if all_frames else ""
+        if why:
+            fail(f"--all-frames writes a multi-frame DICOM or a NIfTI volume back whole; {image} cannot be: {why}")
+        targets = {centre: img}  # the images to edit by their frame (slice) number
+        if depth:
+            count = len(series) if series is not None else len(everything)
             wanted = range(centre - depth, centre + depth + 1)
             if min(wanted) < 0 or max(wanted) >= count:
                 fail(f"--frame {centre} --depth {depth} needs frames {min(wanted)}–{max(wanted)}; {image} has "
                      f"0–{count - 1}")
-            targets = {k: (read_image(series[k], window=window, mosaic=False) if k != centre else img)
-                       if series is not None else by_number[k] for k in wanted}
-            img = targets[centre]
-        else:
-            targets = {centre: img}
+            for k in wanted:
+                if k != centre:
+                    targets[k] = read_image(series[k], window=window, mosaic=False) if series is not None \
+                        else everything[k]
         for im in targets.values():
             if modality is not None:
                 im.meta.modality = modality
