@@ -60,9 +60,12 @@ def test_prepare_fits_the_call_and_restore_undoes_it(clone, tmp_path):
     manifest = _tiny_medimg(tmp_path / "medimg")
     tracked_before = _git(clone, "ls-files", "models").split()
     heavy = ("models/resnet18-12", "models/effnet-attn", "models/ddpm-eps")
-    trimmed_mib = sum((clone / f).stat().st_size for f in _git(clone, "ls-files").split()
+    def blk(n):  # prepare.sh counts space on disk, in 4 KiB blocks, as the tool does
+        return -(-n // 4096) * 4096
+
+    trimmed_mib = sum(blk((clone / f).stat().st_size) for f in _git(clone, "ls-files").split()
                       if not f.startswith(heavy)) / 2**20
-    train_mib = sum(p.stat().st_size for p in manifest.parent.glob("*/train/*.png")) / 2**20
+    train_mib = sum(blk(p.stat().st_size) for p in manifest.parent.glob("*/train/*.png")) / 2**20
     # a budget that holds the trimmed tree, the script's 1 MiB slack and about half of the 60 train images
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SKIP_WHEELS": "1", "PY": sys.executable,
            "MEDIMG": str(manifest), "BUDGET_MIB": f"{trimmed_mib + 1 + train_mib / 2:.3f}"}

@@ -115,6 +115,22 @@ def test_sampling_shape_range_determinism(tiny_models, model, sampler):
     assert not np.array_equal(a[0].array, c[0].array)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: sampling on a GPU is checked where "
+                                                            "one exists (benchmarks/gpu/recheck.sh runs this test)")
+@pytest.mark.parametrize("sampler, steps", [("ddpm", None), ("ddpm", 8), ("ddim", 8)])
+def test_stochastic_samplers_run_on_a_gpu_with_a_seed(tiny_models, sampler, steps):
+    # MONAI's schedulers draw each step's noise on the model's device with the generator they are given: a CPU
+    # generator there failed every DDPM chain on the lent H200 ("Expected a 'cuda' device type for generator")
+    gen = load_generator("ddpm", models_dir=tiny_models, device="cuda")
+    kw = dict(sampler=sampler, steps=steps, seed=3, eta=1.0 if sampler == "ddim" else 0.0)
+    a = gen.sample("kidney_ct", "Tumor", 2, **kw)
+    b = gen.sample("kidney_ct", "Tumor", 2, **kw)
+    c = gen.sample("kidney_ct", "Tumor", 2, **{**kw, "seed": 4})
+    assert a[0].shape == (128, 128) and all(0 <= x.array.min() and x.array.max() <= 1 for x in a)
+    np.testing.assert_allclose(a[1].array, b[1].array, atol=1e-4)  # cuDNN may pick kernels that round differently
+    assert np.abs(a[1].array - c[1].array).max() > 0.05
+
+
 def test_chunked_sampling_equals_labels_and_guidance(tiny_models):
     gen = load_generator("ddpm", models_dir=tiny_models)
     imgs = gen.sample("chest_xray", None, 5, steps=2, chunk=2, guidance=2.0)

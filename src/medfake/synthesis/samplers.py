@@ -67,13 +67,19 @@ def sample_ddpm_model(
     sched = make_scheduler(model, sampler, steps)
     x = torch.randn((cls.shape[0], 1, size, size), generator=generator, device="cpu").to(device)
     cls = cls.to(device)
+    # MONAI's schedulers draw each step's noise on the model output's device with the generator given, which must
+    # live there too: on a GPU, a generator for it is seeded from the CPU one (so a seed still fixes the samples)
+    step_gen = generator
+    if generator is not None and generator.device != x.device:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        step_gen = torch.Generator(device=x.device).manual_seed(seed)
     timesteps = list(sched.timesteps)
     for i, t in enumerate(timesteps):
         eps = guided_eps(model, x, int(t), cls, guidance)
         if isinstance(sched, DDIMScheduler):
-            x, _ = sched.step(eps, int(t), x, eta=eta if sampler == "ddim" else 1.0, generator=generator)
+            x, _ = sched.step(eps, int(t), x, eta=eta if sampler == "ddim" else 1.0, generator=step_gen)
         else:
-            x, _ = sched.step(eps, int(t), x, generator=generator)
+            x, _ = sched.step(eps, int(t), x, generator=step_gen)
         if progress:
             progress(i + 1, len(timesteps))
     return x.clamp(-1, 1)
