@@ -92,6 +92,7 @@ def train_synth_cmd(
     limit_per_class: Optional[int] = typer.Option(None, help="use at most N images per (modality, label)"),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="continue a shipped model (its card, e.g. "
                                              "models/ddpm.json) when no checkpoint is at hand; --steps is the total"),
+    workers: Optional[int] = typer.Option(None, help="data-loading processes (default: 0 on a CPU, 8 on a GPU)"),
 ):
     """Train the class-conditional DDPM, the DCGAN or the KL autoencoder on a manifest split."""
     import json
@@ -110,6 +111,7 @@ def train_synth_cmd(
             batch_size=batch_size, lr=lr, ema_decay=ema, seed=seed, device=device, ckpt_every=ckpt_every,
             resume=resume, max_minutes=max_minutes, data_desc=f"{data} split={split or 'all'} ({len(recs)} images)",
             command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]), init_from=init_from,
+            workers=workers,
         )
     except ValueError as e:  # unknown family, a checkpoint or card of another config/architecture: one line
         fail(str(e))
