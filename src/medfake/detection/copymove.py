@@ -214,18 +214,22 @@ class _SparseCorr:
 
 def _top_pixels(c: torch.Tensor, t: int) -> torch.Tensor:
     """Flat indices of the t best-correlated pixels of each (image, offset) row of c (N, K, HW), chosen on c rounded
-    to 1/1024, ties broken by a fixed pseudo-random order of the pixels (spread over a tied region, so that the map
+    to 1/512, ties broken by a fixed pseudo-random order of the pixels (spread over a tied region, so that the map
     grown from them covers it). A plain topk on c picks among ties by rounding: a copied region holds far more than
     t windows of correlation 1 ± 1e-7, so noise of 1e-7 on the input, or a GPU's float order, chose other pixels
-    and moved a copy's score by 0.02–0.035 (0.525 → 0.490 on the CPU; 0.023 GPU against CPU)."""
+    and moved a copy's score by 0.02–0.035 (0.525 → 0.490 on the CPU; 0.023 GPU against CPU).
+    The key, rounded value + order / HW, is exact and unique in float32 while HW ≤ 2^14 (|key| ≤ 513 keeps a step
+    of 2^-14); larger images use float64. Integer keys would do the same at 3–6× the cost of a float topk."""
     hw = c.shape[-1]
-    key = torch.round(c * 1024).long() * hw + _tie_order(hw, str(c.device))
+    dt = torch.float32 if hw <= 2**14 else torch.float64
+    key = torch.round(c.to(dt) * 512).add_(_tie_order(hw, str(c.device), dt))
     return key.topk(t, dim=-1).indices
 
 
 @functools.lru_cache(maxsize=8)
-def _tie_order(hw: int, device: str) -> torch.Tensor:
-    return torch.randperm(hw, generator=torch.Generator().manual_seed(0)).to(device)
+def _tie_order(hw: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """A fixed permutation of 0..HW−1, divided by HW: fractions in [0, 1), below the rounded values' step of 1."""
+    return (torch.randperm(hw, generator=torch.Generator().manual_seed(0)).to(dtype) / hw).to(device)
 
 
 @torch.no_grad()
