@@ -2,7 +2,8 @@
 # One call of the device tool, on the lent GPU machine (after benchmarks/gpu/prepare.sh here; docs/gpu.md):
 #   run(command="bash benchmarks/gpu/session.sh", carry=["gpu_carry"], timeout_s=600)
 # Steps, each bounded so that one failure leaves the others' results (all logged to $OUT/session.log):
-#   1. the CUDA tests (the copy-move cue on the GPU against the CPU; `medfake detect --device`);
+#   1. the CUDA tests (the copy-move cue on the GPU against the CPU; `medfake detect --device`; the stochastic
+#      samplers on CUDA);
 #   2. detector inference speed on the GPU (issue #5's >= 5,000 img/s target), fp32 and bf16 autocast; seconds per
 #      RePaint (paper setting, 250 steps, jump 10x10) and RePaint-DDIM edit (issue #3); samples per second of
 #      DDIM-50, DDPM-1000 and the DCGAN (issue #2);
@@ -41,7 +42,7 @@ nvidia-smi -L 2>/dev/null || echo "no nvidia-smi"
 
 stamp "1. CUDA tests"
 timeout 240 "$PY" -m pytest -q -p no:cacheprovider tests/detection/test_copymove.py tests/detection/test_cli.py \
-    -k "gpu or device" || echo "tests failed or timed out (exit $?)"
+    tests/synthesis/test_synthesis.py -k "gpu or device" || echo "tests failed or timed out (exit $?)"
 
 stamp "2. inference speed"
 for amp in off bf16; do
