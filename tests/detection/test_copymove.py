@@ -249,6 +249,22 @@ def test_candidate_offsets_are_the_most_prominent_autocorrelation_peaks():
         assert [tuple(o) for o in got.tolist()] == want
 
 
+def test_the_gpus_indexed_shift_equals_the_cpus_slice_copies(monkeypatch):
+    # a GPU shifts by one indexing read (the slice loop was one kernel launch per pair); checked here on the CPU
+    from medfake.detection import copymove
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(5, 37, 41, generator=g)
+    offs = torch.randint(-50, 51, (5, 6, 2), generator=g)
+    offs[0, 0], offs[1, 1], offs[2, 2], offs[3, 3] = (torch.tensor(v) for v in ([0, 0], [36, -40], [37, 0], [-37, -41]))
+    assert torch.equal(copymove._shifted_indexed(a, offs), copymove._shifted(a, offs))
+    x = torch.as_tensor(np.stack([texture(1, sigma=0.7), with_copy(texture(4, sigma=0.7))[0]])[:, None])
+    s0, r0, o0 = copy_move_scores(x, return_maps=True)
+    monkeypatch.setattr(copymove, "_shifted", copymove._shifted_indexed)
+    s1, r1, o1 = copy_move_scores(x, return_maps=True)
+    assert torch.equal(s1, s0) and torch.equal(r1, r0) and torch.equal(o1, o0)
+
+
 def test_rounding_noise_does_not_move_a_copys_score_or_map():
     # an exact copy holds ~576 windows of correlation 1 ± 1e-7, more than the 128 examined: choosing among them by
     # float rounding moved the score by up to 0.035 under 1e-7 input noise (and by 0.023 between a GPU and the CPU)
