@@ -341,3 +341,37 @@ def test_cli_slab_in_a_dicom_series_folder(tmp_path):
                            tmp_path / "bad"])
         assert code == 2 and words in text, text
         assert not (tmp_path / "bad").exists()
+
+
+def test_cli_series_slab_written_all_or_nothing(tmp_path, monkeypatch):
+    """A write that fails on the 2nd of 3 slices leaves no slice written, neither in a new folder (removed) nor
+    beside files already in an existing one (kept as they were); a run that succeeds leaves no staging folder."""
+    import medfake.manipulation as mp
+
+    _write_series(tmp_path / "ct")
+    real_save, calls = mp.save_result, []
+
+    def failing_save(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 2:
+            raise ValueError("no space left on device (simulated)")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(mp, "save_result", failing_save)
+    keep = tmp_path / "old"
+    keep.mkdir()
+    (keep / "earlier.txt").write_text("x")
+    for out in (tmp_path / "new", keep):
+        calls.clear()
+        code, text = _run(["manipulate", tmp_path / "ct", "--ellipse", "64,64,20,16", "--method", "retouch",
+                           "--frame", "3", "--depth", "1", "--out", out, "--stem", "s"])
+        assert code == 2 and "no space left on device (simulated)" in text, text
+        assert len(calls) == 2
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in keep.iterdir()] == ["earlier.txt"]
+    monkeypatch.setattr(mp, "save_result", real_save)
+    code, text = _run(["manipulate", tmp_path / "ct", "--ellipse", "64,64,20,16", "--method", "retouch",
+                       "--frame", "3", "--depth", "1", "--out", keep, "--stem", "s"])
+    assert code == 0, text
+    names = sorted(p.name for p in keep.iterdir())
+    assert "s_2.dcm" in names and "s_4.json" in names and not [n for n in names if n.startswith(".")]

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ._app import app, fail
+
+
+@contextlib.contextmanager
+def _staged(out: Path):
+    """A hidden folder in `out` to write into. If the block ends normally, its files move into `out` (replacing
+    files of the same names, as a direct write would). If it fails, they are deleted, and so is `out` if this
+    created it."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".medfake-partial-", dir=out))
+    try:
+        yield stage
+        for f in sorted(stage.iterdir()):
+            f.replace(out / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
 
 
 @app.command("manipulate")
@@ -170,11 +191,13 @@ def manipulate_cmd(
         res = edits[0][1]
         slab_frames = [centre + d for d, _ in edits] if depth else []
         name = stem or f"{image.name.split('.')[0]}_{method}"
-        if series is None:
-            paths = save_result(res, out, name, all_frames=all_frames, slab=[r for _, r in edits[1:]])
-        else:  # each edited slice a derived DICOM of its own, in the series it came from
-            written = {centre + d: save_result(r, out, f"{name}_{centre + d}") for d, r in edits}
-            paths = written[centre]
+        with _staged(out) as stage:  # all files or none: a failure on the 3rd slice leaves no 1st and 2nd
+            if series is None:
+                paths = save_result(res, stage, name, all_frames=all_frames, slab=[r for _, r in edits[1:]])
+            else:  # each edited slice a derived DICOM of its own, in the series it came from
+                written = {centre + d: save_result(r, stage, f"{name}_{centre + d}") for d, r in edits}
+                paths = written[centre]
+        paths = {k: out / v.name for k, v in paths.items()}
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     b = res.record["mask_bounds"]
