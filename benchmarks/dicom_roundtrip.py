@@ -34,6 +34,9 @@ def local_files() -> list[str]:
     return sorted({f for r in roots for f in glob.glob(os.path.join(r, "**", "*.dcm"), recursive=True)})
 
 
+SYNTAXES: list[tuple[str, str]] = []  # (source, written) transfer syntax of each one-frame output
+
+
 def check(path: str, out: Path) -> tuple[str, str]:
     """(outcome, detail): outcome "seg" (written, SEG pixel-exact), "no-seg" (written, SEG skipped: why),
     "bad" (written wrongly), "error" (not written) or "not-image"."""
@@ -55,7 +58,10 @@ def check(path: str, out: Path) -> tuple[str, str]:
         paths = save_result(res, out, Path(path).stem)
     except Exception as e:  # noqa: BLE001 - what the survey is for
         return "error", f"{type(e).__name__}: {e}"[:200]
-    written = pydicom.dcmread(paths["image"]).pixel_array
+    out_ds = pydicom.dcmread(paths["image"])
+    ts = pydicom.dcmread(path, stop_before_pixels=True, force=True).file_meta.get("TransferSyntaxUID")
+    SYNTAXES.append((ts.name if ts else "none declared", out_ds.file_meta.TransferSyntaxUID.name))
+    written = out_ds.pixel_array
     if written.shape[:2] != res.mask.shape or not np.array_equal(written[~res.mask], res.stored[~res.mask]):
         return "bad", "unmasked pixels differ from the source's stored values"
     if "mask_seg" not in paths:
@@ -129,6 +135,12 @@ def main() -> None:
     if any(o in ("no-seg", "error", "bad") for _, o, _ in rows):
         body += ["| file | outcome | why |", "|---|---|---|"]
         body += [f"| {name} | {o} | {d.replace('|', '/')} |" for name, o, d in rows if o in ("no-seg", "error", "bad")]
+    same = Counter(src for src, got in SYNTAXES if src == got)
+    body += ["", "Transfer syntax of the one-frame outputs (`io.writers._keep_transfer_syntax`: the source's where that "
+                 "loses nothing, else Explicit VR Little Endian):", "",
+             "| source transfer syntax | files written | in the same syntax |", "|---|---|---|"]
+    body += [f"| {src} | {k} | {same[src]} |" for src, k in sorted(Counter(s for s, _ in SYNTAXES).items(),
+                                                                     key=lambda t: -t[1])]
     m = Counter(o for _, o, _ in whole)
     written = len(whole) - m["error"] - m["bad"] - m["refused"]
     body += ["", f"Written back whole (`--all-frames`), the last frame edited: {len(whole)} multi-frame files, "

@@ -81,6 +81,35 @@ def test_derived_dicom_keeps_geometry_and_stored_values(tmp_path):
     assert again.SourceImageSequence[0].ReferencedSOPInstanceUID == orig.SOPInstanceUID
 
 
+@pytest.mark.parametrize("name, kept", [
+    ("MR_small_RLE.dcm", True), ("MR_small_jpeg_ls_lossless.dcm", True), ("MR_small_jp2klossless.dcm", True),
+    ("MR_small_implicit.dcm", True), ("image_dfl.dcm", True), ("SC_rgb_rle.dcm", True), ("emri_small_RLE.dcm", True),
+    ("JPEG-LL.dcm", False),  # JPEG Lossless (process 14): pydicom has no encoder
+    ("MR_small_bigendian.dcm", False),  # retired; pydicom writes no big endian from a little endian copy
+    ("SC_rgb_jpeg_lossy_gdcm.dcm", False),  # lossy: encoding again would change the unmasked pixels
+])
+def test_derived_dicom_keeps_a_lossless_transfer_syntax(tmp_path, name, kept):
+    """A derived copy is written in its source's transfer syntax where that loses nothing (an uncompressed copy of a
+    compressed file would tell the edit by its encoding), else as Explicit VR Little Endian; either way it decodes
+    to the stored values written."""
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    src = get_testdata_file(name, download=False)
+    orig = pydicom.dcmread(src)
+    img = read_image(src)
+    stored = native_stored_values(img) if img.array.ndim == 2 else None
+    if stored is not None:
+        stored = stored.copy()
+        stored[5:15, 5:20] = stored[5:15, 5:20] // 2  # an edit
+    ds = pydicom.dcmread(write_dicom(img, tmp_path / "d.dcm", Provenance("manipulated", "retouch", "n/a"),
+                                     stored=stored))
+    want = orig.file_meta.TransferSyntaxUID if kept else ExplicitVRLittleEndian
+    assert ds.file_meta.TransferSyntaxUID == want, (ds.file_meta.TransferSyntaxUID.name, want.name)
+    assert "MANIPULATED" in ds.DerivationDescription
+    if stored is not None:
+        np.testing.assert_array_equal(ds.pixel_array, stored)
+
+
 def test_image_rejects_bad_arrays():
     with pytest.raises(ValueError, match="NaN"):
         Image(np.array([[np.nan, 0.0]]))

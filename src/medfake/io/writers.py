@@ -342,7 +342,8 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     A frame of a multi-frame file becomes a one-frame instance of the same SOP class (`_one_frame`), or, with
     `all_frames`, the whole object again: every frame as in the file (same functional groups and frame vectors),
     the edited one replaced, and its frame number in the provenance; `more` (frame → stored values) replaces more
-    frames of it (a lesion over several slices). Frames are written uncompressed."""
+    frames of it (a lesion over several slices). The transfer syntax is the source's where that loses nothing
+    (`_keep_transfer_syntax`), else Explicit VR Little Endian."""
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     src = image.meta.dicom
@@ -419,7 +420,30 @@ def dicom_derived(image: Image, prov: Provenance, stored: np.ndarray | None = No
     ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"
     if "LossyImageCompression" in src:
         ds.LossyImageCompression = src.LossyImageCompression
+    _keep_transfer_syntax(ds, src)
     return ds
+
+
+def _keep_transfer_syntax(ds, src) -> None:
+    """Write the derived copy in the source's transfer syntax where that loses nothing, so that the file does not
+    announce its edit: Implicit VR and Deflated Explicit VR Little Endian as they are; RLE, JPEG-LS lossless and
+    JPEG 2000 lossless compressed again, with pydicom's encoders. Everything else stays Explicit VR Little Endian,
+    uncompressed: a lossy source, because encoding it again would change the unmasked pixels; JPEG Lossless
+    (process 14) and big endian, because pydicom cannot write them. An encoder that fails leaves it uncompressed."""
+    from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                             JPEG2000Lossless, JPEGLSLossless, RLELossless)
+
+    ts = getattr(src, "file_meta", None) and src.file_meta.get("TransferSyntaxUID")
+    if ts in (ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian):
+        ds.file_meta.TransferSyntaxUID = ts
+    elif ts in (RLELossless, JPEGLSLossless, JPEG2000Lossless):
+        raw = ds.PixelData
+        try:
+            ds.compress(ts, generate_instance_uid=False)
+        except Exception:  # an encoder missing or refusing these pixels: uncompressed, as before
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.PixelData = raw
+            ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"
 
 
 def native_stored_values(image: Image) -> np.ndarray:
