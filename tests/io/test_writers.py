@@ -110,6 +110,23 @@ def test_derived_dicom_keeps_a_lossless_transfer_syntax(tmp_path, name, kept):
         np.testing.assert_array_equal(ds.pixel_array, stored)
 
 
+def test_derived_dicom_falls_back_to_uncompressed_when_the_encoder_fails(tmp_path, monkeypatch):
+    from pydicom.dataset import Dataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    def broken(self, *args, **kwargs):
+        self.PhotometricInterpretation = "YBR_RCT"  # a half-done encode
+        raise RuntimeError("encoder refused")
+
+    monkeypatch.setattr(Dataset, "compress", broken)
+    src = get_testdata_file("MR_small_RLE.dcm", download=False)
+    img, stored = read_image(src), pydicom.dcmread(src).pixel_array
+    ds = pydicom.dcmread(write_dicom(img, tmp_path / "d.dcm", Provenance("manipulated", "retouch", "n/a"),
+                                     stored=stored))
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian and ds.PhotometricInterpretation == "MONOCHROME2"
+    np.testing.assert_array_equal(ds.pixel_array, stored)
+
+
 def test_image_rejects_bad_arrays():
     with pytest.raises(ValueError, match="NaN"):
         Image(np.array([[np.nan, 0.0]]))

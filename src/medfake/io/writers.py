@@ -437,12 +437,12 @@ def _keep_transfer_syntax(ds, src) -> None:
     if ts in (ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian):
         ds.file_meta.TransferSyntaxUID = ts
     elif ts in (RLELossless, JPEGLSLossless, JPEG2000Lossless):
-        raw = ds.PixelData
+        raw, photometric = ds.PixelData, ds.PhotometricInterpretation
         try:
             ds.compress(ts, generate_instance_uid=False)
         except Exception:  # an encoder missing or refusing these pixels: uncompressed, as before
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds.PixelData = raw
+            ds.PixelData, ds.PhotometricInterpretation = raw, photometric
             ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"
 
 
