@@ -85,7 +85,7 @@ def manipulate_cmd(
     from ..io.readers import dicom_series, read_image, read_images
     from ..io.writers import whole_object_problem
     from ..manipulation import (
-        DIFFUSION_METHODS, METHODS, default_feather, make_mask, manipulate, save_result, slab_masks,
+        DIFFUSION_METHODS, METHODS, default_feather, make_mask, manipulate_slab, save_result,
     )
 
     if method not in METHODS:
@@ -171,23 +171,13 @@ def manipulate_cmd(
             params["context"] = context
         # one seed for every slice of a slab: the same noise on neighbouring slices makes a diffusion lesion vary
         # smoothly from slice to slice (benchmarks/RESULTS.md, stop 40)
-        masks = dict(slab_masks(m, depth)) if depth else {0: m}
-        edits: list = []  # (offset, result), the centre first
+        kw = dict(generator=generator, models_dir=models_dir) if method in DIFFUSION_METHODS else {"donor": donor_img}
         with Progress(transient=True) as prog:
-            task = prog.add_task(f"{method} {img.meta.modality or ''} → {label or ''}", total=float(len(masks)))
-            for n, d in enumerate(sorted(masks, key=lambda d: (d != 0, abs(d), d))):
-                target = targets[centre + d]
-                if method in DIFFUSION_METHODS:
-                    params["progress"] = lambda i, t, n=n: prog.update(task, completed=n + i / max(t, 1))
-                    r = manipulate(target, masks[d], method, label=label, seed=seed, generator=generator,
-                                   models_dir=models_dir, **params)
-                else:
-                    r = manipulate(target, masks[d], method, label=label, donor=donor_img, seed=seed, **params)
-                    if method == "copy-move" and "offset" not in params:  # one offset for the whole slab
-                        params["offset"] = tuple(r.record["params"]["offset"])
-                r.record["feather_px"] = float(feather)  # the sidecar says how the mask was softened
-                edits.append((d, r))
-                prog.update(task, completed=n + 1)
+            task = prog.add_task(f"{method} {img.meta.modality or ''} → {label or ''}", total=float(2 * depth + 1))
+            edits = manipulate_slab(targets, centre, m, depth, method, label=label, seed=seed, **kw, **params,
+                                    progress=lambda done, total: prog.update(task, completed=done, total=total))
+        for _, r in edits:
+            r.record["feather_px"] = float(feather)  # the sidecar says how the mask was softened
         res = edits[0][1]
         slab_frames = [centre + d for d, _ in edits] if depth else []
         name = stem or f"{image.name.split('.')[0]}_{method}"

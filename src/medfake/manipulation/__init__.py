@@ -3,8 +3,8 @@ baselines (copy-move, splice with alpha or Poisson blending, retouch), all throu
 path that leaves every pixel outside the mask bit-identical. See docs/manipulation.md."""
 
 from .api import (
-    DEFAULT_FEATHER, DIFFUSION_METHODS, METHODS, ManipulationResult, copy_move, default_feather, manipulate, repaint,
-    repaint_ddim, retouch, save_result, splice,
+    DEFAULT_FEATHER, DIFFUSION_METHODS, METHODS, ManipulationResult, copy_move, default_feather, manipulate,
+    manipulate_slab, repaint, repaint_ddim, retouch, save_result, splice,
 )
 from .classical import poisson_blend
 from .masks import (
@@ -15,7 +15,8 @@ from .repaint import count_model_calls, jump_schedule, repaint_loop
 __all__ = [
     "METHODS", "DIFFUSION_METHODS", "DEFAULT_FEATHER", "default_feather", "ManipulationResult", "ManipulationError",
     "make_mask", "feather_mask", "slab_masks",
-    "mask_bounds", "mask_from_geometry", "random_mask_geometry", "manipulate", "repaint", "repaint_ddim",
+    "mask_bounds", "mask_from_geometry", "random_mask_geometry", "manipulate", "manipulate_slab", "repaint",
+    "repaint_ddim",
     "copy_move", "splice", "retouch", "save_result",
     "repaint_loop", "jump_schedule", "count_model_calls", "poisson_blend",
 ]

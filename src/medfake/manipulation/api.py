@@ -421,6 +421,30 @@ def _write_seg(mask, paths: dict, path: Path, prov, frame: int = 0, more: dict |
     return ""
 
 
+def manipulate_slab(images: dict, centre: int, mask, depth: int, method: str, *, seed: int = 0, progress=None,
+                    **kw) -> list[tuple[int, ManipulationResult]]:
+    """A lesion over 2·depth + 1 frames or slices: `images` (frame number → Image, holding centre ± depth) each
+    edited inside its cross-section of an ellipsoid (`slab_masks`), with one seed for every slice (so a diffusion
+    lesion varies smoothly from slice to slice) and, for copy-move, one offset. `kw` goes to `manipulate`.
+    `progress(done, total)` counts slices (fractions within a diffusion edit). Returns (offset, result), the
+    centre first; depth 0 is the one edit."""
+    from .masks import slab_masks
+
+    masks = dict(slab_masks(mask, depth)) if depth else {0: mask}
+    order = sorted(masks, key=lambda d: (d != 0, abs(d), d))
+    edits = []
+    for n, d in enumerate(order):
+        if progress is not None and method in DIFFUSION_METHODS:
+            kw["progress"] = lambda i, t, n=n: progress(n + i / max(t, 1), len(order))
+        r = manipulate(images[centre + d], masks[d], method, seed=seed, **kw)
+        if method == "copy-move" and "offset" not in kw:  # one offset for the whole slab
+            kw["offset"] = tuple(r.record["params"]["offset"])
+        edits.append((d, r))
+        if progress is not None:
+            progress(n + 1, len(order))
+    return edits
+
+
 def save_result(result: ManipulationResult, out_dir, stem: str = "manipulated", *,
                 all_frames: bool = False, slab: Sequence[ManipulationResult] = ()) -> dict[str, Path]:
     """Write <stem>.png|.dcm (same format family and bit depth as the input), <stem>_mask.png (0/255, same size),
