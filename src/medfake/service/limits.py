@@ -54,8 +54,25 @@ def decode_image(data: bytes, name: str, max_pixels: int, mosaic: bool = True, f
     Too many declared pixels → 413; anything undecodable → 422. `name` is only a label, never opened.
     """
     picked = {"frames": 0} if frame is None else {"frames": frame, "slice_index": frame}
+    images = _decode(data, name, max_pixels, mosaic=mosaic, **picked)
+    img = images[0]
+    if frame and img.meta.format not in ("dicom", "nifti", "nrrd"):
+        raise HTTPException(422, f"{name}: holds one image, so it has no frame {frame}")
+    h, w = img.shape
+    if h < 8 or w < 8:
+        raise HTTPException(422, f"{name}: image is {w}×{h} pixels; at least 8×8 is needed")
+    return img
+
+
+def decode_frames(data: bytes, name: str, max_pixels: int) -> list[Image]:
+    """Every frame of an uploaded multi-frame DICOM (as `decode_image` reads one: mosaic whole), for a lesion over
+    several frames; the same 413 / 422 answers."""
+    return _decode(data, name, max_pixels, mosaic=False, frames="all")
+
+
+def _decode(data: bytes, name: str, max_pixels: int, **kw) -> list[Image]:
     try:
-        images = read_images(name, data=data, max_pixels=max_pixels, mosaic=mosaic, **picked)
+        images = read_images(name, data=data, max_pixels=max_pixels, **kw)
     except ImageTooLargeError as e:
         raise HTTPException(413, f"{name}: {e.reason}") from None
     except ImageReadError as e:
@@ -64,10 +81,4 @@ def decode_image(data: bytes, name: str, max_pixels: int, mosaic: bool = True, f
         raise HTTPException(422, f"{name}: cannot decode ({type(e).__name__})") from None
     if not images:
         raise HTTPException(422, f"{name}: no image in file")
-    img = images[0]
-    if frame and img.meta.format not in ("dicom", "nifti", "nrrd"):
-        raise HTTPException(422, f"{name}: holds one image, so it has no frame {frame}")
-    h, w = img.shape
-    if h < 8 or w < 8:
-        raise HTTPException(422, f"{name}: image is {w}×{h} pixels; at least 8×8 is needed")
-    return img
+    return images

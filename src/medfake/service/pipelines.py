@@ -17,7 +17,7 @@ from ..settings import Settings
 from . import backends
 from .encode import b64, data_url, png_of, png_url
 from .jobs import Job, JobManager, QueueFullError
-from .limits import check_count, decode_image, read_upload, safe_name
+from .limits import check_count, decode_frames, decode_image, read_upload, safe_name
 
 log = logging.getLogger("medfake.service")
 SAMPLERS = ("ddim", "ddpm")
@@ -85,6 +85,20 @@ async def read_one(upload: UploadFile, settings: Settings, what: str = "image",
         raise HTTPException(422, f"{name}: empty file")
     img = await run_in_threadpool(decode_image, data, name, settings.max_pixels, mosaic, frame)
     return name, img
+
+
+async def read_slab(upload: UploadFile, settings: Settings, image: Image, depth: int) -> dict[int, Image]:
+    """The frames `image.meta.frame` ± `depth` of an uploaded multi-frame DICOM (read again from the upload), by
+    frame number: a lesion over several frames. A slab the object does not hold → 422."""
+    centre = int(image.meta.frame or 0)
+    n = int(image.meta.extra.get("number_of_frames", 1) or 1)
+    if centre - depth < 0 or centre + depth >= n:
+        raise HTTPException(422, f"depth {depth} around frame {centre} needs frames {centre - depth}–{centre + depth}; "
+                                 f"{image.meta.source} has 0–{n - 1}")
+    await upload.seek(0)
+    data = await read_upload(upload, settings.max_upload_bytes)
+    frames = await run_in_threadpool(decode_frames, data, image.meta.source or "image", settings.max_pixels)
+    return {k: (image if k == centre else frames[k]) for k in range(centre - depth, centre + depth + 1)}
 
 
 async def read_optional(upload, settings: Settings, what: str, mosaic: bool = True) -> Image | None:
@@ -308,22 +322,35 @@ def manipulation_params(settings: Settings, *, method: str, label: str | None, m
 
 
 def run_manipulation(image: Image, mask: np.ndarray, params: dict, settings: Settings, donor: Image | None = None,
-                     progress=None):
+                     progress=None, slab: dict[int, Image] | None = None):
+    """The edit of `image`, or with `slab` (frame number → Image, `read_slab`) of every frame in it
+    (`manipulation.manipulate_slab`). Returns the edit of `image`; the slab's other frames' stored values are in
+    `params["_more"]` (frame number → array) for `dicom_of`, and their numbers in the record's `slab_frames`."""
     m = backends.manipulation()
+    centre = int(image.meta.frame or 0)
+    images = dict(slab or {centre: image})
     if params.get("modality"):
-        image = dataclasses.replace(image, meta=dataclasses.replace(image.meta, modality=params["modality"]))
-    kw = {"label": params["label"], "donor": donor, "seed": params["seed"]}
+        images = {k: dataclasses.replace(im, meta=dataclasses.replace(im.meta, modality=params["modality"]))
+                  for k, im in images.items()}
+    kw = {"label": params["label"], "seed": params["seed"]}
     if params["diffusion"]:
         kw.update(generator=params["generator"], models_dir=settings.models_dir)
         if params.get("modality"):
             kw["modality"] = params["modality"]
         if params.get("steps"):
             kw["steps"] = params["steps"]
-        if progress is not None:
-            kw["progress"] = progress
+    else:
+        kw["donor"] = donor
+    depth = (len(images) - 1) // 2
     with backends.infer_lock if not params["diffusion"] else _nolock():
-        res = m.manipulate(image, mask, params["method"], **kw)
-    res.record["feather_px"] = params.get("feather", 0.0)  # as the CLI's sidecar: how the mask was softened
+        edits = m.manipulate_slab(images, centre, mask, depth, params["method"], progress=progress, **kw)
+    for _, r in edits:
+        r.record["feather_px"] = params.get("feather", 0.0)  # as the CLI's sidecar: how the mask was softened
+    res = edits[0][1]
+    if len(edits) > 1:
+        params["_more"] = {centre + d: r.stored for d, r in edits[1:]}
+        params["_more_masks"] = {centre + d: np.asarray(r.mask, dtype=bool) for d, r in edits[1:]}
+        res.record["slab_frames"] = sorted(centre + d for d, _ in edits)
     return res
 
 
@@ -356,7 +383,8 @@ def seg_of(result, params: dict, dicom: bytes) -> bytes | None:
     try:
         frame = (result.image.meta.frame or 0) if params.get("all_frames") else 0  # the edited frame of a whole object
         seg = dicom_seg(np.asarray(result.mask, dtype=bool), pydicom.dcmread(_io.BytesIO(dicom)),
-                        _provenance(result, params), frame=frame)
+                        _provenance(result, params), frame=frame,
+                        more=params.get("_more_masks"))
     except ValueError:
         return None
     buf = _io.BytesIO()
@@ -401,8 +429,8 @@ def dicom_of(result, params: dict) -> bytes:
 
     prov = _provenance(result, params)
     img = result.image
-    ds = dicom_derived(img, prov, getattr(result, "stored", None), all_frames=bool(params.get("all_frames"))) \
-        if img.meta.dicom is not None else dicom_secondary_capture(img, prov)
+    ds = dicom_derived(img, prov, getattr(result, "stored", None), all_frames=bool(params.get("all_frames")),
+                       more=params.get("_more")) if img.meta.dicom is not None else dicom_secondary_capture(img, prov)
     buf = _io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
@@ -418,9 +446,10 @@ def manipulation_payload(original: Image, result, params: dict) -> dict:
             "record": _jsonable(getattr(result, "record", {}))}
 
 
-def manipulation_job(settings: Settings, image: Image, mask: np.ndarray, params: dict, donor: Image | None):
+def manipulation_job(settings: Settings, image: Image, mask: np.ndarray, params: dict, donor: Image | None,
+                     slab: dict[int, Image] | None = None):
     def run(job: Job) -> dict:
-        res = run_manipulation(image, mask, params, settings, donor, progress=job.set_progress)
+        res = run_manipulation(image, mask, params, settings, donor, progress=job.set_progress, slab=slab)
         (job.dir / "original.png").write_bytes(png_of(image))
         (job.dir / "mask.png").write_bytes(png_of(np.asarray(res.mask, dtype=bool)))
         (job.dir / "result.png").write_bytes(png_of(res.image))
@@ -431,7 +460,8 @@ def manipulation_job(settings: Settings, image: Image, mask: np.ndarray, params:
         if seg is not None:
             (job.dir / "mask.dcm").write_bytes(seg)
             files.append("mask.dcm")
-        return {"kind": "manipulation", "params": params, "record": _jsonable(getattr(res, "record", {})),
+        return {"kind": "manipulation", "params": {k: v for k, v in params.items() if not k.startswith("_")},
+                "record": _jsonable(getattr(res, "record", {})),
                 "files": files}
 
     return run

@@ -14,8 +14,8 @@ from . import backends
 from .encode import png_url
 from .pipelines import (
     build_mask, check_whole_object, check_whole_object_reason, detect_images, jobs_of, manipulation_job,
-    manipulation_params, manipulation_payload, read_many, read_one, read_optional, refuse_model_path, run_manipulation,
-    settings_of, submit, synthesis_job, synthesis_params, with_timeout,
+    manipulation_params, manipulation_payload, read_many, read_one, read_optional, read_slab, refuse_model_path,
+    run_manipulation, settings_of, submit, synthesis_job, synthesis_params, with_timeout,
 )
 
 router = APIRouter(prefix="/v1", tags=["v1"], dependencies=[Depends(refuse_model_path)])
@@ -163,12 +163,19 @@ async def manipulate(request: Request, image: UploadFile = File(..., description
                                                  "first frame; a volume's middle slice)"),
                      all_frames: bool = Form(False, description="multi-frame DICOM: the result DICOM is the whole "
                                                                 "object, the edited frame replaced (default: that "
-                                                                "frame as a one-frame instance)")):
+                                                                "frame as a one-frame instance)"),
+                     depth: int = Form(0, ge=0, le=16, description="with all_frames: also edit the `depth` frames on "
+                                       "each side of `frame`, the mask shrunk as an ellipsoid's cross-sections, one "
+                                       "seed (a lesion over several slices, as `medfake manipulate --depth`)")):
     """Edit a region. Classical methods answer inline (PNG + DICOM data URLs); diffusion methods return a job."""
     settings = settings_of(request)
     # edits write the file back: a mosaic stays whole
     name, img = await read_one(image, settings, mosaic=False, frame=frame)
     check_whole_object(img, all_frames, settings)
+    if depth and not all_frames:
+        raise HTTPException(422, "depth edits the frames around `frame`, which only the whole object keeps: "
+                                 "add all_frames=true")
+    slab = await read_slab(image, settings, img, depth) if depth else None
     mask_img = await read_optional(mask, settings, "mask")
     donor_img = await read_optional(donor, settings, "donor", mosaic=False)
     params = manipulation_params(settings, method=method, label=label, modality=modality, seed=seed, generator=generator,
@@ -176,10 +183,11 @@ async def manipulate(request: Request, image: UploadFile = File(..., description
     params["all_frames"] = bool(all_frames)
     m = await run_in_threadpool(build_mask, img, mask_img, rect, ellipse, polygon, params["feather"])
     if params["diffusion"]:
-        job = submit(jobs_of(request), "manipulation", manipulation_job(settings, img, m, params, donor_img),
+        job = submit(jobs_of(request), "manipulation", manipulation_job(settings, img, m, params, donor_img, slab),
                      {k: v for k, v in params.items()} | {"filename": name})
         return JSONResponse({"job_id": job.id, "state": job.state, "status_url": f"/v1/jobs/{job.id}"}, status_code=202)
-    res = await with_timeout(run_manipulation, img, m, params, settings, donor_img, timeout=settings.request_timeout_s)
+    res = await with_timeout(run_manipulation, img, m, params, settings, donor_img, None, slab,
+                             timeout=settings.request_timeout_s)
     return {"filename": name, **manipulation_payload(img, res, params)}
 
 
