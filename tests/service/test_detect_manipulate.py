@@ -351,6 +351,17 @@ def test_v1_manipulate_dicom_upload_keeps_its_stored_values_and_colours(client, 
     assert body["record"]["input"]["stored_source"] in ("file", "colour")
 
 
+def _whole_object_repaint_job(client, up, frame: int, depth: int = 0) -> zipfile.ZipFile:
+    """A 2-step RePaint-DDIM job on `frame` (± depth) of an upload, answered whole; its result zip."""
+    r = client.post("/v1/manipulate", files=up, data={"method": "repaint-ddim", "ellipse": "30,30,10,8",
+                                                      "frame": str(frame), "depth": str(depth), "all_frames": "true",
+                                                      "modality": "brain_mri", "label": "glioma", "steps": "2"})
+    assert r.status_code == 202, r.text
+    j = wait_job(client, r.json()["job_id"])
+    assert j["state"] == "done", j
+    return zipfile.ZipFile(io.BytesIO(client.get(f"/v1/jobs/{j['id']}/result").content))
+
+
 def test_v1_manipulate_frame_of_a_multiframe_upload_back_whole(client):
     """`frame` picks the frame of a multi-frame upload; `all_frames` answers the whole object (the other frames as
     uploaded); without it, that frame alone. A frame the file lacks, or a PNG back whole, is a 422 naming the reason;
@@ -411,13 +422,7 @@ def test_v1_manipulate_frame_of_a_multiframe_upload_back_whole(client):
     assert r.status_code == 200, r.text
 
     # a diffusion edit runs as a job; its result.dcm is the whole object too
-    r = client.post("/v1/manipulate", files=up, data={"method": "repaint-ddim", "ellipse": "30,30,10,8", "frame": "2",
-                                                      "all_frames": "true", "modality": "brain_mri",
-                                                      "label": "glioma", "steps": "2"})
-    assert r.status_code == 202, r.text
-    j = wait_job(client, r.json()["job_id"])
-    assert j["state"] == "done", j
-    z = zipfile.ZipFile(io.BytesIO(client.get(f"/v1/jobs/{j['id']}/result").content))
+    z = _whole_object_repaint_job(client, up, frame=2)
     out = pydicom.dcmread(io.BytesIO(z.read("result.dcm")))
     inside = png_array(z.read("mask.png")) > 0
     assert out.NumberOfFrames == 10 and "frame_number=3 of 10" in out.DerivationDescription
@@ -451,13 +456,7 @@ def test_v1_manipulate_a_lesion_over_several_frames(client):
         r = client.post("/v1/manipulate", files=up, data={**form, **extra})
         assert_json_error(r, 422)
         assert words in r.json()["detail"], r.text
-    r = client.post("/v1/manipulate", files=up, data={"method": "repaint-ddim", "ellipse": "30,30,10,8", "frame": "5",
-                                                      "all_frames": "true", "depth": "1", "modality": "brain_mri",
-                                                      "label": "glioma", "steps": "2"})
-    assert r.status_code == 202, r.text
-    j = wait_job(client, r.json()["job_id"])
-    assert j["state"] == "done", j
-    z = zipfile.ZipFile(io.BytesIO(client.get(f"/v1/jobs/{j['id']}/result").content))
+    z = _whole_object_repaint_job(client, up, frame=5, depth=1)
     out = pydicom.dcmread(io.BytesIO(z.read("result.dcm")))
     assert "frame_number=5,6,7 of 10" in out.DerivationDescription
     assert [i for i in range(10) if not np.array_equal(out.pixel_array[i], src.pixel_array[i])] == [4, 5, 6]
