@@ -324,8 +324,8 @@ def manipulation_params(settings: Settings, *, method: str, label: str | None, m
 def run_manipulation(image: Image, mask: np.ndarray, params: dict, settings: Settings, donor: Image | None = None,
                      progress=None, slab: dict[int, Image] | None = None):
     """The edit of `image`, or with `slab` (frame number → Image, `read_slab`) of every frame in it
-    (`manipulation.manipulate_slab`). Returns the edit of `image`; the slab's other frames' stored values are in
-    `params["_more"]` (frame number → array) for `dicom_of`, and their numbers in the record's `slab_frames`."""
+    (`manipulation.manipulate_slab`). Returns [(frame number, result)], `image`'s first; a slab's frame numbers
+    are also in that result's record (`slab_frames`)."""
     m = backends.manipulation()
     centre = int(image.meta.frame or 0)
     images = dict(slab or {centre: image})
@@ -346,12 +346,9 @@ def run_manipulation(image: Image, mask: np.ndarray, params: dict, settings: Set
         edits = m.manipulate_slab(images, centre, mask, depth, params["method"], progress=progress, **kw)
     for _, r in edits:
         r.record["feather_px"] = params.get("feather", 0.0)  # as the CLI's sidecar: how the mask was softened
-    res = edits[0][1]
     if len(edits) > 1:
-        params["_more"] = {centre + d: r.stored for d, r in edits[1:]}
-        params["_more_masks"] = {centre + d: np.asarray(r.mask, dtype=bool) for d, r in edits[1:]}
-        res.record["slab_frames"] = sorted(centre + d for d, _ in edits)
-    return res
+        edits[0][1].record["slab_frames"] = sorted(centre + d for d, _ in edits)
+    return [(centre + d, r) for d, r in edits]
 
 
 class _nolock:
@@ -371,7 +368,7 @@ def _provenance(result, params: dict):
                       {"seed": params["seed"], "label": rec.get("label", params.get("label"))})
 
 
-def seg_of(result, params: dict, dicom: bytes) -> bytes | None:
+def seg_of(result, params: dict, dicom: bytes, slab=()) -> bytes | None:
     """The ground-truth mask as a DICOM SEG over the result DICOM `dicom` (io.dicom_seg), or None where highdicom
     cannot describe that image's geometry (the PNG mask is always sent)."""
     import io as _io
@@ -384,7 +381,7 @@ def seg_of(result, params: dict, dicom: bytes) -> bytes | None:
         frame = (result.image.meta.frame or 0) if params.get("all_frames") else 0  # the edited frame of a whole object
         seg = dicom_seg(np.asarray(result.mask, dtype=bool), pydicom.dcmread(_io.BytesIO(dicom)),
                         _provenance(result, params), frame=frame,
-                        more=params.get("_more_masks"))
+                        more={k: np.asarray(r.mask, dtype=bool) for k, r in slab} or None)
     except ValueError:
         return None
     buf = _io.BytesIO()
@@ -422,7 +419,7 @@ def check_whole_object(image: Image, all_frames: bool, settings: Settings) -> No
                                  "alone (all_frames false)")
 
 
-def dicom_of(result, params: dict) -> bytes:
+def dicom_of(result, params: dict, slab=()) -> bytes:
     import io as _io
 
     from ..io.writers import dicom_derived, dicom_secondary_capture
@@ -430,15 +427,18 @@ def dicom_of(result, params: dict) -> bytes:
     prov = _provenance(result, params)
     img = result.image
     ds = dicom_derived(img, prov, getattr(result, "stored", None), all_frames=bool(params.get("all_frames")),
-                       more=params.get("_more")) if img.meta.dicom is not None else dicom_secondary_capture(img, prov)
+                       more={k: r.stored for k, r in slab} or None) if img.meta.dicom is not None else dicom_secondary_capture(img, prov)
     buf = _io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
 
 
-def manipulation_payload(original: Image, result, params: dict) -> dict:
-    dicom = dicom_of(result, params)
-    seg = seg_of(result, params, dicom)
+def manipulation_payload(original: Image, edits: list, params: dict) -> dict:
+    """The answer to an edit: `edits` as `run_manipulation` returns them (a slab's other frames go into the DICOM
+    and its SEG; the PNGs show the first)."""
+    result, slab = edits[0][1], edits[1:]
+    dicom = dicom_of(result, params, slab)
+    seg = seg_of(result, params, dicom, slab)
     return {"method": params["method"], "original": png_url(original),
             "mask": png_url(np.asarray(result.mask, dtype=bool)), "result": png_url(result.image),
             "dicom": data_url(dicom, "application/dicom"),
@@ -449,19 +449,19 @@ def manipulation_payload(original: Image, result, params: dict) -> dict:
 def manipulation_job(settings: Settings, image: Image, mask: np.ndarray, params: dict, donor: Image | None,
                      slab: dict[int, Image] | None = None):
     def run(job: Job) -> dict:
-        res = run_manipulation(image, mask, params, settings, donor, progress=job.set_progress, slab=slab)
+        edits = run_manipulation(image, mask, params, settings, donor, progress=job.set_progress, slab=slab)
+        res = edits[0][1]
         (job.dir / "original.png").write_bytes(png_of(image))
         (job.dir / "mask.png").write_bytes(png_of(np.asarray(res.mask, dtype=bool)))
         (job.dir / "result.png").write_bytes(png_of(res.image))
-        dicom = dicom_of(res, params)
+        dicom = dicom_of(res, params, edits[1:])
         (job.dir / "result.dcm").write_bytes(dicom)
         files = ["original.png", "mask.png", "result.png", "result.dcm"]
-        seg = seg_of(res, params, dicom)
+        seg = seg_of(res, params, dicom, edits[1:])
         if seg is not None:
             (job.dir / "mask.dcm").write_bytes(seg)
             files.append("mask.dcm")
-        return {"kind": "manipulation", "params": {k: v for k, v in params.items() if not k.startswith("_")},
-                "record": _jsonable(getattr(res, "record", {})),
+        return {"kind": "manipulation", "params": params, "record": _jsonable(getattr(res, "record", {})),
                 "files": files}
 
     return run

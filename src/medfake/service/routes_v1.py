@@ -186,9 +186,9 @@ async def manipulate(request: Request, image: UploadFile = File(..., description
         job = submit(jobs_of(request), "manipulation", manipulation_job(settings, img, m, params, donor_img, slab),
                      {k: v for k, v in params.items()} | {"filename": name})
         return JSONResponse({"job_id": job.id, "state": job.state, "status_url": f"/v1/jobs/{job.id}"}, status_code=202)
-    res = await with_timeout(run_manipulation, img, m, params, settings, donor_img, None, slab,
-                             timeout=settings.request_timeout_s)
-    return {"filename": name, **manipulation_payload(img, res, params)}
+    edits = await with_timeout(run_manipulation, img, m, params, settings, donor_img, None, slab,
+                               timeout=settings.request_timeout_s)
+    return {"filename": name, **manipulation_payload(img, edits, params)}
 
 
 class SynthesisRequest(BaseModel):
