@@ -426,8 +426,11 @@ def dicom_of(result, params: dict, slab=()) -> bytes:
 
     prov = _provenance(result, params)
     img = result.image
-    ds = dicom_derived(img, prov, getattr(result, "stored", None), all_frames=bool(params.get("all_frames")),
-                       more={k: r.stored for k, r in slab} or None) if img.meta.dicom is not None else dicom_secondary_capture(img, prov)
+    if img.meta.dicom is None:
+        ds = dicom_secondary_capture(img, prov)
+    else:
+        ds = dicom_derived(img, prov, getattr(result, "stored", None), all_frames=bool(params.get("all_frames")),
+                           more={k: r.stored for k, r in slab} or None)
     buf = _io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
