@@ -308,8 +308,14 @@ def test_block_matching_finds_a_small_near_copy_that_the_autocorrelation_misses(
     assert matched.shape == (3, cfg.match_candidates, 2)
     assert (matched[:, 0] == torch.tensor([60, 55])).all() and (votes[:, 0] >= 3 * cfg.match_votes).all(), votes
     without = copy_move_scores(x, dataclasses.replace(cfg, match_candidates=0))
-    with_ = copy_move_scores(x, cfg)
+    with_, regions, offs = copy_move_scores(x, cfg, return_maps=True)
     assert (without < 0.05).all() and (with_ > 0.15).all(), (without, with_)
+    assert (offs == torch.tensor([60, 55])).all()
+    src = np.zeros_like(mask)
+    src[20:36, 15:31] = True
+    for r in regions.numpy():  # the matched windows and their partners: source and copy
+        for got, want in ((r[0], src), (r[1], mask)):
+            assert (got & want).sum() / (got | want).sum() > 0.7
     _, plain_votes = match_offsets(as_batch(texture(1), texture(2)), cfg)
     assert (plain_votes < cfg.match_votes).all(), plain_votes
 

@@ -15,6 +15,12 @@ window on one dominant edge, such as the rim of a CT field of view, is no copied
 largest sharpness (k = one window's area): high only when a whole window's worth of texture repeats at one exact
 offset.
 
+Block matching (`block_match`) adds what the autocorrelation misses: a small copy drowns in the whole image's
+correlations, but its windows each have one near-identical partner at the copy's offset. Windows are hashed by
+their binned cell means and sorted; equal neighbours vote for their offset. Up to `match_candidates` well-voted
+offsets join the candidates above, and the votes above the neighbouring offsets' give a second score: the cue's
+score is the larger of the two, and its map the matching windows where the votes win.
+
 Why a fixed cue beside the learned detector: a small CNN with a local receptive field cannot compare a block with
 every other block of the image, so it misses copy-moves (AUC ≈ 0.6) that this finds; and the cue encodes no
 generator's or data set's quirks. It is fragile: JPEG 75 or resizing ×0.5 wipe out most of the texture it matches
@@ -53,6 +59,7 @@ class CopyMoveConfig:
     match_hashes: int = 2  # hashes with shifted bins (a near copy straddling a bin edge in one matches in another)
     match_min_std: float = 3.0 / 255  # windows whose cell means vary less (flat background) cast no vote
     match_votes: int = 8  # fewest votes (window pairs) for an offset to become a candidate
+    match_norm: float = 300.0  # matching windows (votes above the neighbours', per hash) that make a vote score of 1
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "CopyMoveConfig":
@@ -145,24 +152,58 @@ def _match_constants(hashes: int, device: str):
     return shifts.tolist(), mult.to(device)
 
 
-def match_offsets(x: torch.Tensor, cfg: CopyMoveConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Block matching: ((N, M, 2) offsets (dy, dx), (N, M) votes), the M = cfg.match_candidates offsets at which
-    most pairs of near-identical windows lie, one of each ± pair. The exact-match search of classical copy-move
-    forensics (Fridrich et al. 2003: sort the windows, identical neighbours in the order vote for their offset),
-    made tolerant with locality-sensitive hashing. Each 8 × 8 window is described by its 4 × 4 cell means, binned
-    (cfg.match_quant wide); windows with the same bins hash alike, and several hashes with shifted bins catch a copy
-    that was resampled (sub-pixel shifts and a paste-back change values by a grey level or two).
+@dataclass
+class BlockMatches:
+    """What block matching found in a batch: the M best-voted offsets per image and their votes (window pairs
+    with equal hashes, summed over the hashes), the vote score and its offset, and the hashes (for the maps)."""
+
+    offsets: torch.Tensor  # (N, M, 2) offsets (dy, dx), one of each ± pair, most votes first
+    votes: torch.Tensor  # (N, M)
+    score: torch.Tensor  # (N,) the best offset's votes above its 8 neighbours', per hash, / cfg.match_norm
+    best: torch.Tensor  # (N, 2) that offset
+    keys: list  # per hash an (N, hh, ww) int64 tensor: window hashes, flat windows −1 − position (never equal)
+    side: int  # window side in pixels
+
+    def regions(self, i: int, h: int, w: int) -> torch.Tensor:
+        """(2, h, w) bool: the windows of image i that match at its best offset d, and their partners (+ d)."""
+        dy, dx = (int(v) for v in self.best[i])
+        hh, ww = self.keys[0].shape[1:]
+        hit = torch.zeros((hh, ww), dtype=torch.bool, device=self.best.device)
+        y0, y1, x0, x1 = max(0, -dy), min(hh, hh - dy), max(0, -dx), min(ww, ww - dx)
+        if y1 > y0 and x1 > x0:
+            for key in self.keys:
+                k = key[i]
+                hit[y0:y1, x0:x1] |= (k[y0:y1, x0:x1] == k[y0 + dy:y1 + dy, x0 + dx:x1 + dx]) & (k[y0:y1, x0:x1] >= 0)
+        full = torch.zeros((1, 1, h, w), device=self.best.device)
+        full[0, 0, :hh, :ww] = hit.float()
+        full = F.max_pool2d(F.pad(full, (self.side - 1, 0, self.side - 1, 0)), self.side, stride=1)  # → windows
+        partner = _shifted(full[:, 0], torch.tensor([[[-dy, -dx]]], device=full.device))[0, 0]
+        return torch.stack([full[0, 0] > 0, partner > 0])
+
+
+def block_match(x: torch.Tensor, cfg: CopyMoveConfig) -> BlockMatches:
+    """Block matching: the offsets at which most pairs of near-identical windows lie. The exact-match search of
+    classical copy-move forensics (Fridrich et al. 2003: sort the windows, identical neighbours in the order vote
+    for their offset), made tolerant with locality-sensitive hashing. Each 8 × 8 window is described by its 4 × 4
+    cell means, binned (cfg.match_quant wide); windows with the same bins hash alike, and a second hash with
+    shifted bins catches a copy that was resampled (sub-pixel shifts and a paste-back change values by a grey level
+    or two). Flat windows (cell means varying less than cfg.match_min_std) cast no vote.
 
     Why beside the autocorrelation: its peak sums a copy's matches over the whole image, so a copy of a few hundred
     pixels drowns among the image's own correlations and misses the K candidates (21 of the benchmark's 48 test
-    copy-moves); a window's exact partner is found whatever the rest of the image does."""
+    copy-moves). A window's partner is found whatever the rest of the image does, and the vote count is itself
+    evidence: the windows of a copy vote for one exact offset, where a smooth or periodic pattern spreads its votes
+    over neighbouring offsets (hence the score counts the votes above the best neighbour's)."""
     n, _, h, w = x.shape
     m = min(int(cfg.match_candidates), h * 2 * w)
     c = int(cfg.match_cell)
     side = MATCH_GRID * c
     hh, ww = h - side + 1, w - side + 1
     if m <= 0 or hh < 1 or ww < 1 or n == 0:
-        return torch.zeros((n, 0, 2), dtype=torch.long, device=x.device), torch.zeros((n, 0), device=x.device)
+        z = torch.zeros((n, 0), device=x.device)
+        return BlockMatches(torch.zeros((n, 0, 2), dtype=torch.long, device=x.device), z,
+                            torch.zeros(n, device=x.device), torch.zeros((n, 2), dtype=torch.long, device=x.device),
+                            [], side)
     a = F.avg_pool2d(x.float(), c, stride=1)[:, 0]  # cell means at every position
 
     def grid(t: torch.Tensor, wx=None, wy=None) -> torch.Tensor:  # Σ over the window's cells (weighted), separable
@@ -171,16 +212,20 @@ def match_offsets(x: torch.Tensor, cfg: CopyMoveConfig) -> tuple[torch.Tensor, t
 
     cells = MATCH_GRID ** 2
     mean = grid(a) / cells
-    textured = (grid(a * a) / cells - mean * mean >= cfg.match_min_std ** 2).flatten(1)
+    textured = grid(a * a) / cells - mean * mean >= cfg.match_min_std ** 2
     shifts, mult = _match_constants(int(cfg.match_hashes), str(x.device))
-    pos = torch.arange(hh * ww, device=x.device)
+    pos = torch.arange(hh * ww, device=x.device).view(hh, ww)
     votes = torch.zeros((n, h * 2 * w), device=x.device)
+    keys = []
     for k, shift in enumerate(shifts):
         bins = torch.floor(a / cfg.match_quant + shift).long().clamp_min(0)
-        key = grid(bins, mult[k, 0], mult[k, 1]).flatten(1)  # < 2^52: exact in int64
-        key = torch.where(textured, key, -1 - pos)  # flat windows: unique keys, never equal
-        sv, si = key.sort(dim=1)
+        key = torch.where(textured, grid(bins, mult[k, 0], mult[k, 1]), -1 - pos)  # < 2^52: exact in int64
+        keys.append(key)
+        sv, si = key.flatten(1).sort(dim=1)
         same = sv[:, 1:] == sv[:, :-1]
+        # only pairs: a window with several equal ones is a periodic or constant pattern (stripes), not a copy
+        no = torch.zeros((n, 1), dtype=torch.bool, device=x.device)
+        same = same & ~torch.cat([no, same[:, :-1]], 1) & ~torch.cat([same[:, 1:], no], 1)
         p0, p1 = si[:, :-1], si[:, 1:]
         dy = torch.div(p1, ww, rounding_mode="floor") - torch.div(p0, ww, rounding_mode="floor")
         dx = p1 % ww - p0 % ww
@@ -191,7 +236,22 @@ def match_offsets(x: torch.Tensor, cfg: CopyMoveConfig) -> tuple[torch.Tensor, t
         code = torch.where(good, dy * (2 * w) + dx + w, torch.zeros_like(dy))
         votes.scatter_add_(1, code, good.float())
     top, idx = votes.topk(m, dim=1)
-    return torch.stack([torch.div(idx, 2 * w, rounding_mode="floor"), idx % (2 * w) - w], dim=-1), top
+    offsets = torch.stack([torch.div(idx, 2 * w, rounding_mode="floor"), idx % (2 * w) - w], dim=-1)
+    # each offset's votes above the best of its 8 neighbours on the (dy ≥ 0) half of the grid (zero beyond it)
+    padded = F.pad(votes.view(n, h, 2 * w), (1, 1, 1, 1))
+    ring = torch.stack([padded[:, 1 + oy:1 + oy + h, 1 + ox:1 + ox + 2 * w]
+                        for oy in (-1, 0, 1) for ox in (-1, 0, 1) if (oy, ox) != (0, 0)]).amax(0)
+    sharp = top - torch.gather(ring.flatten(1), 1, idx)
+    score_all = torch.where(top >= cfg.match_votes, sharp / (len(shifts) * cfg.match_norm), torch.zeros_like(sharp))
+    score, jb = score_all.max(1)
+    best = offsets[torch.arange(n, device=x.device), jb]
+    return BlockMatches(offsets, top, score, best, keys, side)
+
+
+def match_offsets(x: torch.Tensor, cfg: CopyMoveConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """((N, M, 2) offsets (dy, dx), (N, M) votes): block matching's M = cfg.match_candidates best-voted offsets."""
+    found = block_match(x, cfg)
+    return found.offsets, found.votes
 
 
 def with_matches(offs: torch.Tensor, matched: torch.Tensor, votes: torch.Tensor, min_votes: int) -> torch.Tensor:
@@ -341,10 +401,11 @@ def _tie_order(hw: int, device: str, dtype: torch.dtype) -> torch.Tensor:
 
 @torch.no_grad()
 def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), return_maps: bool = False):
-    """x: (N, 1, H, W) images in [0, 1]. Returns scores (N,) in [−2, 2] (≈ 0.1–0.3 for real images, up to ~1 for
-    an exact copy of textured content) and, with return_maps, (N, 2, H, W) bool regions — the repeated windows A at
-    the best offset d and their partners A + d — and (N, 2) that offset. Which of the two is the copy and which the
-    source this cue cannot tell (the detector asks its segmentation map)."""
+    """x: (N, 1, H, W) images in [0, 1]. Returns scores (N,): the larger of the windowed correlation's sharpness
+    (in [−2, 2]: ≈ 0.1–0.3 for real images, up to ~1 for an exact copy of textured content) and block matching's
+    vote score (≥ 0, 1 for cfg.match_norm matching windows); with return_maps also (N, 2, H, W) bool regions — the
+    repeated windows A at the best offset d and their partners A + d — and (N, 2) that offset. Which of the two is
+    the copy and which the source this cue cannot tell (the detector asks its segmentation map)."""
     x = x.float()
     n, _, h, w = x.shape
     if n == 0:
@@ -354,8 +415,9 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     win = cfg.window
     r4 = residual(x)
     offs = candidate_offsets(r4, cfg)  # (N, K, 2)
-    if cfg.match_candidates > 0:
-        offs = with_matches(offs, *match_offsets(x, cfg), cfg.match_votes)
+    matches = block_match(x, cfg) if cfg.match_candidates > 0 else None
+    if matches is not None:
+        offs = with_matches(offs, matches.offsets, matches.votes, cfg.match_votes)
     k = offs.shape[1]
     r = r4[:, 0]
     e = _box(r4 * r4, win)[:, 0]  # window energy, shared by every offset (shifted)
@@ -395,12 +457,20 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     kth = min(win * win, t)
     per_cand = sharp.topk(kth, dim=2).values[..., -1]  # (N, K)
     scores, j = per_cand.max(1)
+    best_off = offs[torch.arange(n, device=x.device), j]
+    by_votes = torch.zeros(n, dtype=torch.bool, device=x.device)
+    if matches is not None:  # the score is the stronger of the two kinds of evidence
+        by_votes = matches.score > scores
+        scores = torch.where(by_votes, matches.score, scores)
+        best_off = torch.where(by_votes[:, None], matches.best, best_off)
     if not return_maps:
         return scores
     regions = torch.zeros((n, 2, h, w), dtype=torch.bool, device=x.device)
-    best_off = offs[torch.arange(n, device=x.device), j]
     rad = win // 2
     for i in range(n):
+        if by_votes[i]:
+            regions[i] = matches.regions(i, h, w)
+            continue
         hit = torch.zeros(h * w, device=x.device)
         sel = sharp[i, j[i]] >= cfg.map_threshold
         hit[ci[i, j[i]][sel]] = 1.0
@@ -451,4 +521,4 @@ def batched_scores(images: np.ndarray, cfg: CopyMoveConfig = CopyMoveConfig(), b
 
 
 __all__ = ["CopyMoveConfig", "CopyMoveCue", "anisotropy", "copy_move_scores", "batched_scores", "candidate_offsets",
-           "fuse", "match_offsets", "residual", "score_to_probability", "with_matches"]
+           "block_match", "fuse", "match_offsets", "residual", "score_to_probability", "with_matches"]
