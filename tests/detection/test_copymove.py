@@ -321,7 +321,27 @@ def test_block_matching_finds_a_small_near_copy_that_the_autocorrelation_misses(
 
 
 def test_a_card_written_before_block_matching_runs_without_it():
-    old = {k: v for k, v in CopyMoveConfig().to_dict().items() if not k.startswith("match_")}
-    assert CopyMoveConfig.from_dict(old).match_candidates == 0
+    old = {k: v for k, v in CopyMoveConfig().to_dict().items() if not k.startswith("match_") and k != "max_flat"}
+    was = CopyMoveConfig.from_dict(old)
+    assert (was.match_candidates, was.max_flat) == (0, 1.0)
     assert CopyMoveConfig.from_dict(CopyMoveConfig().to_dict()) == CopyMoveConfig()
     assert CopyMoveConfig.from_dict(None) == CopyMoveConfig()
+
+
+def test_burned_in_text_repeated_across_a_dual_pane_display_is_not_a_copy():
+    """The same annotation twice on a uniform strip (a dual-pane ultrasound's caption): an exact duplicate, which the
+    cue found before windows on a uniform background were ignored (max_flat)."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    images = []
+    for seed in range(3):
+        a = texture(seed)
+        a[104:124] = 0.18
+        im = PILImage.fromarray(np.round(a * 255).astype(np.uint8))
+        for x0 in (4, 68):
+            ImageDraw.Draw(im).text((x0, 108), "9123 5.0 R15", fill=250)
+        images.append(np.asarray(im, np.float32) / 255)
+    x = as_batch(*images)
+    assert (copy_move_scores(x, CopyMoveConfig(max_flat=1.0)) > 0.3).all()  # the duplicate is there
+    assert (copy_move_scores(x) < 0.05).all()

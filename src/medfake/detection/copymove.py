@@ -51,6 +51,9 @@ class CopyMoveConfig:
     top_pixels: int = 128  # best-correlated pixels per candidate whose sharpness is checked
     map_threshold: float = 0.15  # coherent sharpness that marks a window as repeated in the map
     edge_weight: float = 1.0  # sharpness × (1 − structure-tensor anisotropy of the window) ** this (0: off)
+    # windows with a larger share of pixels equal to their right neighbour are ignored (1: off): burned-in text and
+    # markers (a few strokes on a uniform background), which a dual-pane display or a report repeats
+    max_flat: float = 0.2
     # block matching (`match_offsets`): up to this many offsets voted for by near-identical windows replace the
     # weakest autocorrelation candidates (0: off, as in cards calibrated before it existed)
     match_candidates: int = 2
@@ -66,7 +69,7 @@ class CopyMoveConfig:
         names = set(cls.__dataclass_fields__)
         d = dict(d or {})
         if d and "match_candidates" not in d:  # a card written before block matching: calibrated without it
-            d["match_candidates"] = 0
+            d["match_candidates"], d["max_flat"] = 0, 1.0
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_dict(self) -> dict:
@@ -187,7 +190,8 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig) -> BlockMatches:
     for their offset), made tolerant with locality-sensitive hashing. Each 8 × 8 window is described by its 4 × 4
     cell means, binned (cfg.match_quant wide); windows with the same bins hash alike, and a second hash with
     shifted bins catches a copy that was resampled (sub-pixel shifts and a paste-back change values by a grey level
-    or two). Flat windows (cell means varying less than cfg.match_min_std) cast no vote.
+    or two). Flat windows (cell means varying less than cfg.match_min_std) cast no vote, nor do windows of burned-in
+    text (more than cfg.max_flat of their pixels equal to their right neighbour: strokes on a uniform background).
 
     Why beside the autocorrelation: its peak sums a copy's matches over the whole image, so a copy of a few hundred
     pixels drowns among the image's own correlations and misses the K candidates (21 of the benchmark's 48 test
@@ -204,7 +208,9 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig) -> BlockMatches:
         return BlockMatches(torch.zeros((n, 0, 2), dtype=torch.long, device=x.device), z,
                             torch.zeros(n, device=x.device), torch.zeros((n, 2), dtype=torch.long, device=x.device),
                             [], side)
-    a = F.avg_pool2d(x.float(), c, stride=1)[:, 0]  # cell means at every position
+    # cell means at every position, in float64: exact sums of 8-bit values in any order, so that a CPU and a GPU
+    # bin them alike
+    a = F.avg_pool2d(x.double(), c, stride=1)[:, 0]
 
     def grid(t: torch.Tensor, wx=None, wy=None) -> torch.Tensor:  # Σ over the window's cells (weighted), separable
         rows = sum(t[:, :, j * c:j * c + ww] * (1 if wx is None else wx[j]) for j in range(MATCH_GRID))
@@ -213,6 +219,8 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig) -> BlockMatches:
     cells = MATCH_GRID ** 2
     mean = grid(a) / cells
     textured = grid(a * a) / cells - mean * mean >= cfg.match_min_std ** 2
+    if cfg.max_flat < 1:  # burned-in text and markers: a few strokes on a uniform background
+        textured &= F.avg_pool2d(flat_pixels(x), side, stride=1)[:, 0] <= cfg.max_flat
     shifts, mult = _match_constants(int(cfg.match_hashes), str(x.device))
     pos = torch.arange(hh * ww, device=x.device).view(hh, ww)
     votes = torch.zeros((n, h * 2 * w), device=x.device)
@@ -270,6 +278,12 @@ def with_matches(offs: torch.Tensor, matched: torch.Tensor, votes: torch.Tensor,
     for j in range(m):
         out[:, k - 1 - j] = torch.where(use[:, j, None], matched[:, j], out[:, k - 1 - j])
     return out
+
+
+def flat_pixels(x: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) float: 1 where a pixel's 8-bit value equals its right neighbour's (0 in the last column)."""
+    q = torch.round(x.float() * 255)
+    return F.pad((q[..., 1:] == q[..., :-1]).float(), (0, 1))
 
 
 def _shifted(a: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
@@ -425,6 +439,8 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     es = _shifted(e, offs)
     c = _box((r[:, None] * s).view(n * k, 1, h, w), win).view(n, k, h, w) / (e[:, None] * es).sqrt().clamp_min(1e-12)
     ok = (e[:, None] >= win ** 2 * cfg.min_rms ** 2) & (es >= win ** 2 * cfg.min_rms ** 2)
+    if cfg.max_flat < 1:
+        ok &= (_box(flat_pixels(x), win)[:, 0] <= cfg.max_flat * win ** 2)[:, None]
     c = torch.where(ok, c, torch.zeros_like(c))
     # sharpness at each candidate's best-correlated pixels: corr at d minus the best of the 8 neighbouring offsets
     t = min(cfg.top_pixels, h * w)
