@@ -83,6 +83,10 @@ def test_no_copy_stripes_edges_and_flat_images_score_low():
 def test_empty_batch_and_probability_map():
     s, r, o = copy_move_scores(torch.zeros((0, 1, 128, 128)), return_maps=True)
     assert s.shape == (0,) and r.shape == (0, 2, 128, 128) and o.shape == (0, 2)
+    # images too small for any offset to be examined score 0 (they scored garbage such as −1.2e9 before)
+    tiny = torch.as_tensor(np.random.default_rng(0).random((40, 1, 6, 6)), dtype=torch.float32)
+    s, r, o = copy_move_scores(tiny, return_maps=True)
+    assert (s == 0).all() and r.shape == (40, 2, 6, 6) and not r.any()
     p = score_to_probability([0.0, 0.3, 1.0], center=0.3, scale=0.03)
     assert p[0] < 1e-3 and abs(p[1] - 0.5) < 1e-9 and p[2] > 0.999
     assert np.allclose(fuse([0.2, 0.0], [0.5, 0.0]), [0.6, 0.0])

@@ -422,10 +422,10 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     the copy and which the source this cue cannot tell (the detector asks its segmentation map)."""
     x = x.float()
     n, _, h, w = x.shape
-    if n == 0:
-        z = torch.zeros(0)
-        return (z, torch.zeros((0, 2, h, w), dtype=torch.bool), torch.zeros((0, 2), dtype=torch.long)) \
-            if return_maps else z
+    if n == 0 or h * w < cfg.min_overlap or max(h, w) <= cfg.min_offset:  # nothing, or no offset to examine
+        z = torch.zeros(n, device=x.device)
+        return (z, torch.zeros((n, 2, h, w), dtype=torch.bool, device=x.device),
+                torch.zeros((n, 2), dtype=torch.long, device=x.device)) if return_maps else z
     win = cfg.window
     r4 = residual(x)
     offs = candidate_offsets(r4, cfg)  # (N, K, 2)
@@ -476,7 +476,7 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     best_off = offs[torch.arange(n, device=x.device), j]
     by_votes = torch.zeros(n, dtype=torch.bool, device=x.device)
     if matches is not None:  # the score is the stronger of the two kinds of evidence
-        by_votes = matches.score > scores
+        by_votes = matches.score > scores  # (≥ 0: with block matching on, the cue's score is never negative)
         scores = torch.where(by_votes, matches.score, scores)
         best_off = torch.where(by_votes[:, None], matches.best, best_off)
     if not return_maps:
@@ -484,8 +484,9 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     regions = torch.zeros((n, 2, h, w), dtype=torch.bool, device=x.device)
     rad = win // 2
     for i in range(n):
-        if by_votes[i]:
-            regions[i] = matches.regions(i, h, w)
+        if by_votes[i]:  # the votes' windows, or nothing where no offset has votes enough
+            if matches.score[i] > 0:
+                regions[i] = matches.regions(i, h, w)
             continue
         hit = torch.zeros(h * w, device=x.device)
         sel = sharp[i, j[i]] >= cfg.map_threshold
