@@ -208,48 +208,53 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig) -> BlockMatches:
         return BlockMatches(torch.zeros((n, 0, 2), dtype=torch.long, device=x.device), z,
                             torch.zeros(n, device=x.device), torch.zeros((n, 2), dtype=torch.long, device=x.device),
                             [], side)
-    # cell means at every position, in float64: exact sums of 8-bit values in any order, so that a CPU and a GPU
-    # bin them alike
-    a = F.avg_pool2d(x.double(), c, stride=1)[:, 0]
+    # integer arithmetic on 8-bit grey levels: exact in any order, so that a CPU and a GPU bin alike
+    q = torch.round(x[:, 0].float() * 255).to(torch.int32)
+    cell = sum(q[:, i:h - c + 1 + i, j:w - c + 1 + j] for i in range(c) for j in range(c))  # cell sums, (n, h', w')
 
     def grid(t: torch.Tensor, wx=None, wy=None) -> torch.Tensor:  # Σ over the window's cells (weighted), separable
         rows = sum(t[:, :, j * c:j * c + ww] * (1 if wx is None else wx[j]) for j in range(MATCH_GRID))
         return sum(rows[:, i * c:i * c + hh] * (1 if wy is None else wy[i]) for i in range(MATCH_GRID))
 
-    cells = MATCH_GRID ** 2
-    mean = grid(a) / cells
-    textured = grid(a * a) / cells - mean * mean >= cfg.match_min_std ** 2
+    cells, scale = MATCH_GRID ** 2, c * c * 255  # a cell's mean in [0, 1] is its sum / scale
+    wide = cell.long() if c > 2 else cell  # int32 holds the sums below for 2 px cells
+    s1, s2 = grid(wide), grid(wide * wide)
+    # the variance of the window's cell means ≥ match_min_std², times (cells · scale)²
+    textured = cells * s2 - s1 * s1 >= (cfg.match_min_std * cells * scale) ** 2
     if cfg.max_flat < 1:  # burned-in text and markers: a few strokes on a uniform background
-        textured &= F.avg_pool2d(flat_pixels(x), side, stride=1)[:, 0] <= cfg.max_flat
+        flat = F.pad((q[:, :, 1:] == q[:, :, :-1]).to(torch.int32), (0, 1))  # equal to its right neighbour
+        rows = sum(flat[:, :, j:j + ww] for j in range(side))
+        textured &= sum(rows[:, i:i + hh] for i in range(side)) <= cfg.max_flat * side * side
     shifts, mult = _match_constants(int(cfg.match_hashes), str(x.device))
     pos = torch.arange(hh * ww, device=x.device).view(hh, ww)
     votes = torch.zeros((n, h * 2 * w), device=x.device)
     keys = []
+    no = torch.zeros((n, 1), dtype=torch.bool, device=x.device)
     for k, shift in enumerate(shifts):
-        bins = torch.floor(a / cfg.match_quant + shift).long().clamp_min(0)
+        bins = torch.floor(cell.float() / (scale * cfg.match_quant) + shift).long().clamp_min(0)
         key = torch.where(textured, grid(bins, mult[k, 0], mult[k, 1]), -1 - pos)  # < 2^52: exact in int64
         keys.append(key)
         sv, si = key.flatten(1).sort(dim=1)
-        same = sv[:, 1:] == sv[:, :-1]
+        eq = torch.cat([no, sv[:, 1:] == sv[:, :-1], no], 1)  # eq[:, i + 1]: windows i and i + 1 of the order
         # only pairs: a window with several equal ones is a periodic or constant pattern (stripes), not a copy
-        no = torch.zeros((n, 1), dtype=torch.bool, device=x.device)
-        same = same & ~torch.cat([no, same[:, :-1]], 1) & ~torch.cat([same[:, 1:], no], 1)
-        p0, p1 = si[:, :-1], si[:, 1:]
+        img, at = (eq[:, 1:-1] & ~eq[:, :-2] & ~eq[:, 2:]).nonzero(as_tuple=True)  # few: most windows are unique
+        p0, p1 = si[img, at], si[img, at + 1]
         dy = torch.div(p1, ww, rounding_mode="floor") - torch.div(p0, ww, rounding_mode="floor")
         dx = p1 % ww - p0 % ww
         flip = (dy < 0) | ((dy == 0) & (dx < 0))
         dy, dx = torch.where(flip, -dy, dy), torch.where(flip, -dx, dx)
         overlap = (h - dy.abs()) * (w - dx.abs())
-        good = same & (torch.maximum(dy.abs(), dx.abs()) >= cfg.min_offset) & (overlap >= cfg.min_overlap)
-        code = torch.where(good, dy * (2 * w) + dx + w, torch.zeros_like(dy))
-        votes.scatter_add_(1, code, good.float())
+        good = (torch.maximum(dy.abs(), dx.abs()) >= cfg.min_offset) & (overlap >= cfg.min_overlap)
+        votes.view(-1).index_put_((img[good] * (h * 2 * w) + dy[good] * (2 * w) + dx[good] + w,),
+                                  torch.ones(int(good.sum()), device=x.device), accumulate=True)
     top, idx = votes.topk(m, dim=1)
-    offsets = torch.stack([torch.div(idx, 2 * w, rounding_mode="floor"), idx % (2 * w) - w], dim=-1)
+    oy, ox = torch.div(idx, 2 * w, rounding_mode="floor"), idx % (2 * w)
+    offsets = torch.stack([oy, ox - w], dim=-1)
     # each offset's votes above the best of its 8 neighbours on the (dy ≥ 0) half of the grid (zero beyond it)
-    padded = F.pad(votes.view(n, h, 2 * w), (1, 1, 1, 1))
-    ring = torch.stack([padded[:, 1 + oy:1 + oy + h, 1 + ox:1 + ox + 2 * w]
-                        for oy in (-1, 0, 1) for ox in (-1, 0, 1) if (oy, ox) != (0, 0)]).amax(0)
-    sharp = top - torch.gather(ring.flatten(1), 1, idx)
+    padded = F.pad(votes.view(n, h, 2 * w), (1, 1, 1, 1)).flatten(1)
+    ring = torch.stack([torch.gather(padded, 1, (oy + 1 + a) * (2 * w + 2) + ox + 1 + b)
+                        for a in (-1, 0, 1) for b in (-1, 0, 1) if (a, b) != (0, 0)]).amax(0)
+    sharp = top - ring
     score_all = torch.where(top >= cfg.match_votes, sharp / (len(shifts) * cfg.match_norm), torch.zeros_like(sharp))
     score, jb = score_all.max(1)
     best = offsets[torch.arange(n, device=x.device), jb]
