@@ -70,9 +70,11 @@ def main() -> None:
         reals.append(_q8(to_canonical(img)))
         fakes.append(_q8(to_canonical(res.image)))
         masks.append(np.asarray(res.mask, bool))
-    det = load_detector("default", args.models_dir)
-    fused_det = det.with_copy_move() if det.card.get("copy_move") else None
-    cfg = CopyMoveConfig.from_dict((det.card.get("copy_move") or {}).get("config"))
+    det = load_detector("default", args.models_dir).with_copy_move_if(False)
+    fused_det = det.with_copy_move_if(None)  # the cue where the card has one (an ensemble: its primary's)
+    if fused_det.copy_move is None:
+        fused_det = None
+    cfg = fused_det.copy_move.config if fused_det is not None else CopyMoveConfig()
     y = np.r_[np.zeros(len(reals)), np.ones(len(fakes))]
     rows, speed, pix = [], None, None
     for name, f in (("clean", _q8), ("JPEG 75", _jpeg), ("resize x0.5", _half)):
