@@ -54,7 +54,7 @@ class CopyMoveConfig:
     # windows with a larger share of pixels equal to their right neighbour are ignored (1: off): burned-in text and
     # markers (a few strokes on a uniform background), which a dual-pane display or a report repeats
     max_flat: float = 0.2
-    # block matching (`match_offsets`): up to this many offsets voted for by near-identical windows replace the
+    # block matching (`block_match`): up to this many offsets voted for by near-identical windows replace the
     # weakest autocorrelation candidates (0: off, as in cards calibrated before it existed)
     match_candidates: int = 2
     match_cell: int = 2  # a window is MATCH_GRID × MATCH_GRID cells of this side (8 px), described by cell means
