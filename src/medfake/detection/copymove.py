@@ -222,7 +222,7 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig) -> BlockMatches:
     # the variance of the window's cell means ≥ match_min_std², times (cells · scale)²
     textured = cells * s2 - s1 * s1 >= (cfg.match_min_std * cells * scale) ** 2
     if cfg.max_flat < 1:  # burned-in text and markers: a few strokes on a uniform background
-        flat = F.pad((q[:, :, 1:] == q[:, :, :-1]).to(torch.int32), (0, 1))  # equal to its right neighbour
+        flat = flat_pixels(x)[:, 0]  # 0/1: exact counts in float32
         rows = sum(flat[:, :, j:j + ww] for j in range(side))
         textured &= sum(rows[:, i:i + hh] for i in range(side)) <= cfg.max_flat * side * side
     shifts, mult = _match_constants(int(cfg.match_hashes), str(x.device))
