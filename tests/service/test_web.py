@@ -179,7 +179,9 @@ def test_manipulate_a_frame_of_a_multiframe_dicom_back_whole(page, tmp_path):
     page.mouse.move(box["x"] + 40 * box["width"] / 64, box["y"] + 40 * box["height"] / 64, steps=4)
     page.mouse.up()
     page.select_option("#manip-method", "retouch")
+    assert not page.locator("#manip-depth-wrap").is_visible()  # a slab goes only into the whole object
     page.check("#manip-whole")
+    assert page.locator("#manip-depth-wrap").is_visible() and page.input_value("#manip-depth") == "0"
     page.click("#manip-run")
     page.wait_for_selector("#manip-dcm:not(.hidden)", timeout=30_000)
     url = page.get_attribute("#manip-dcm", "href")
@@ -188,6 +190,16 @@ def test_manipulate_a_frame_of_a_multiframe_dicom_back_whole(page, tmp_path):
     assert all(np.array_equal(out.pixel_array[i], src.pixel_array[i]) for i in range(10) if i != 6)
     assert not np.array_equal(out.pixel_array[6], src.pixel_array[6])
     shot(page, "web-manipulation-frames.png")
+    page.fill("#manip-depth", "1")  # the same mask as a lesion over frames 5–7
+    page.click("#manip-run")
+    page.wait_for_function("old => document.querySelector('#manip-dcm').href !== old", arg=url, timeout=30_000)
+    url = page.get_attribute("#manip-dcm", "href")
+    out = pydicom.dcmread(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert "frame_number=6,7,8 of 10" in out.DerivationDescription
+    assert [i for i in range(10) if not np.array_equal(out.pixel_array[i], src.pixel_array[i])] == [5, 6, 7]
+    page.uncheck("#manip-whole")
+    page.dispatch_event("#manip-whole", "change")
+    assert not page.locator("#manip-depth-wrap").is_visible() and page.input_value("#manip-depth") == "0"
     png = tmp_path / "one.png"
     png.write_bytes(png_bytes_of(smooth_image(5, 80)))
     page.set_input_files("#manip-file", str(png))

@@ -250,11 +250,20 @@ async function showFrame(f, frame) {
     $("#manip-frame-count").textContent = pv.frames > 1 ? `of 0–${pv.frames - 1}` : "";
     $("#manip-whole-wrap").classList.toggle("hidden", !pv.whole_object);   // a multi-frame DICOM it can send back whole
     if (!pv.whole_object) $("#manip-whole").checked = false;
+    showDepth();
     redrawOverlay();
     $("#manip-run").disabled = true;
     say(`Loaded ${pv.filename}${which} (${pv.width}×${pv.height}). Draw the region to edit.`);
   } catch (e) { say(`Cannot open ${f.name}: ${e.message}`, true); }
 }
+
+// a slab (frame ± depth) is edited only into the whole object, so its control shows with "whole object back"
+function showDepth() {
+  const on = $("#manip-whole").checked && !$("#manip-whole-wrap").classList.contains("hidden");
+  $("#manip-depth-wrap").classList.toggle("hidden", !on);
+  if (!on) $("#manip-depth").value = "0";
+}
+$("#manip-whole").addEventListener("change", showDepth);
 
 $("#manip-file").addEventListener("change", () => {
   const f = $("#manip-file").files[0];
@@ -291,6 +300,8 @@ $("#manip-form").addEventListener("submit", async (e) => {
   fd.append("seed", $("#manip-seed").value || "0");
   if (state.manip.frame !== null) fd.append("frame", String(state.manip.frame));   // the frame the mask was drawn on
   if ($("#manip-whole").checked) fd.append("all_frames", "true");
+  const depth = parseInt($("#manip-depth").value, 10);
+  if ($("#manip-whole").checked && depth > 0) fd.append("depth", String(depth));   // the server bounds it (≤ 16)
   try {
     let r = await api("/v1/manipulate", { method: "POST", body: fd });
     if (r.job_id) {
