@@ -297,7 +297,7 @@ def test_block_matching_finds_a_small_near_copy_that_the_autocorrelation_misses(
     """A 16 px copy with ±1 grey-level changes (the paste-back of a resampled copy): the autocorrelation's K
     candidates miss its offset, block matching votes for it, and the score rises from real-image level; texture
     without a copy gets no offset with enough votes."""
-    from medfake.detection.copymove import candidate_offsets, match_offsets, residual
+    from medfake.detection.copymove import block_match, candidate_offsets, residual
 
     cfg = CopyMoveConfig()
     images = []
@@ -308,7 +308,8 @@ def test_block_matching_finds_a_small_near_copy_that_the_autocorrelation_misses(
     x = as_batch(*images)
     ac = candidate_offsets(residual(x), cfg)
     assert not (ac == torch.tensor([60, 55])).all(-1).any()
-    matched, votes = match_offsets(x, cfg)
+    found = block_match(x, cfg)
+    matched, votes = found.offsets, found.votes
     assert matched.shape == (3, cfg.match_candidates, 2)
     assert (matched[:, 0] == torch.tensor([60, 55])).all() and (votes[:, 0] >= 3 * cfg.match_votes).all(), votes
     without = copy_move_scores(x, dataclasses.replace(cfg, match_candidates=0))
@@ -320,8 +321,8 @@ def test_block_matching_finds_a_small_near_copy_that_the_autocorrelation_misses(
     for r in regions.numpy():  # the matched windows and their partners: source and copy
         for got, want in ((r[0], src), (r[1], mask)):
             assert (got & want).sum() / (got | want).sum() > 0.7
-    _, plain_votes = match_offsets(as_batch(texture(1), texture(2)), cfg)
-    assert (plain_votes < cfg.match_votes).all(), plain_votes
+    plain = block_match(as_batch(texture(1), texture(2)), cfg)
+    assert (plain.votes < cfg.match_votes).all() and (plain.score == 0).all(), plain.votes
 
 
 def test_a_card_written_before_block_matching_runs_without_it():

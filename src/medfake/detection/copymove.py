@@ -261,12 +261,6 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig) -> BlockMatches:
     return BlockMatches(offsets, top, score, best, keys, side)
 
 
-def match_offsets(x: torch.Tensor, cfg: CopyMoveConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """((N, M, 2) offsets (dy, dx), (N, M) votes): block matching's M = cfg.match_candidates best-voted offsets."""
-    found = block_match(x, cfg)
-    return found.offsets, found.votes
-
-
 def with_matches(offs: torch.Tensor, matched: torch.Tensor, votes: torch.Tensor, min_votes: int) -> torch.Tensor:
     """The autocorrelation's candidates (N, K, 2) with the weakest replaced by the block-matching offsets that have
     at least min_votes votes and are not candidates already (best voted into the last slot)."""
@@ -543,4 +537,4 @@ def batched_scores(images: np.ndarray, cfg: CopyMoveConfig = CopyMoveConfig(), b
 
 
 __all__ = ["CopyMoveConfig", "CopyMoveCue", "anisotropy", "copy_move_scores", "batched_scores", "candidate_offsets",
-           "block_match", "fuse", "match_offsets", "residual", "score_to_probability", "with_matches"]
+           "block_match", "fuse", "residual", "score_to_probability", "with_matches"]
