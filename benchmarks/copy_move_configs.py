@@ -5,7 +5,8 @@ reals' 99th percentile, the reals' high percentiles, and the cue's speed at batc
     python benchmarks/copy_move_configs.py --data data_cache/bench/manifest.csv --split test \
         --config 'match_candidates=0,max_flat=1' --config ''
 
-Each --config is a comma-separated list of CopyMoveConfig fields (`''`: the defaults); the first is the baseline.
+--degrade jpeg75 (or any name of medfake.evaluation.robustness.DEGRADATIONS) applies that degradation to every
+image of the split first, as `medfake eval`'s robustness table does. Each --config is a comma-separated list of CopyMoveConfig fields (`''`: the defaults); the first is the baseline.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="a built benchmark's manifest.csv")
     ap.add_argument("--split", default="test")
     ap.add_argument("--config", action="append", default=None, help="CopyMoveConfig fields, e.g. 'max_flat=1'")
+    ap.add_argument("--degrade", default="clean", help="e.g. jpeg75, resize0.5 (applied to reals and fakes alike)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
@@ -56,17 +58,25 @@ def main() -> None:
     from PIL import Image
 
     from medfake.detection.copymove import copy_move_scores
+    from medfake.evaluation.robustness import DEGRADATIONS
+
+    if args.degrade not in DEGRADATIONS:
+        raise SystemExit(f"unknown degradation {args.degrade!r}; choose from {', '.join(DEGRADATIONS)}")
+    degrade = DEGRADATIONS[args.degrade]
 
     torch.set_num_threads(args.threads)
     root = Path(args.data).parent
     rows = [r for r in csv.DictReader(open(args.data)) if r["split"] == args.split]
     if not rows:
         raise SystemExit(f"no {args.split} rows in {args.data}")
-    x = torch.as_tensor(np.stack([np.asarray(Image.open(root / r["path"]).convert("L"), np.float32) / 255
-                                  for r in rows])[:, None])
+    x = torch.as_tensor(np.stack([
+        np.clip(degrade(np.asarray(Image.open(root / r["path"]).convert("L"), np.float32) / 255,
+                        np.random.default_rng(0)), 0, 1).astype(np.float32) for r in rows])[:, None])
     gen = np.array([r["generator"] for r in rows])
     real = gen == "real"
-    lines = [f"{args.split} split of `{args.data}`: {int(real.sum())} reals, "
+    lines = [f"{args.split} split of `{args.data}`"
+             + ("" if args.degrade == "clean" else f", every image degraded by `{args.degrade}`")
+             + f": {int(real.sum())} reals, "
              + ", ".join(f"{int((gen == k).sum())} {k}" for k in KINDS if (gen == k).any()) + ".", "",
              "| config | img/s | reals p99 / p99.5 / max | " + " | ".join(f"{k} AUC" for k in KINDS if (gen == k).any())
              + " | copy-move > 0.1 | copy-move > reals' p99 |",
@@ -86,7 +96,8 @@ def main() -> None:
                      + f" | {(cm > 0.1).mean():.0%} | {(cm > p99).mean():.0%} |")
         print(lines[-1], flush=True)
     if not args.no_append:
-        append(f"Copy-move cue configs on the benchmark's {args.split} split (benchmarks/copy_move_configs.py)",
+        what = "" if args.degrade == "clean" else f", {args.degrade}"
+        append(f"Copy-move cue configs on the benchmark's {args.split} split{what} (benchmarks/copy_move_configs.py)",
                "\n".join(lines))
 
 
