@@ -350,3 +350,47 @@ def test_burned_in_text_repeated_across_a_dual_pane_display_is_not_a_copy():
     x = as_batch(*images)
     assert (copy_move_scores(x, CopyMoveConfig(max_flat=1.0)) > 0.3).all()  # the duplicate is there
     assert (copy_move_scores(x) < 0.05).all()
+
+
+def test_the_coarse_pass_finds_a_copy_after_jpeg_75_that_the_fine_cue_loses():
+    """JPEG 75 changes each pixel by a grey level or more, differently in the copy and its source (their 8 × 8 JPEG
+    blocks fall differently): no fine hash (2 px cells, 6/255 bins) matches any more and the correlation sinks to
+    real-image level. The coarse pass (3 px cells, 14/255 bins) still votes for the offset, and its map is the copy
+    and its source; the images without a copy get no coarse votes."""
+    import io
+
+    from PIL import Image
+
+    from medfake.detection.copymove import block_match
+
+    def jpeg(a: np.ndarray) -> np.ndarray:
+        buf = io.BytesIO()
+        Image.fromarray(np.round(a * 255).astype(np.uint8)).save(buf, "JPEG", quality=75)
+        return np.asarray(Image.open(buf), np.float32) / 255
+
+    cfg = CopyMoveConfig()
+    fine_only = dataclasses.replace(cfg, coarse_cell=0)
+    for seed in range(3):
+        a = texture(seed, sigma=1.5)
+        fake, mask = with_copy(a, dst=(70, 61))
+        x = as_batch(jpeg(a), jpeg(fake))
+        assert block_match(x, cfg).score.max() == 0
+        assert copy_move_scores(x, fine_only).max() < 0.05
+        coarse = block_match(x, cfg.coarse()).score
+        assert coarse[0] == 0 and coarse[1] > 0.5
+        scores, regions, offs = copy_move_scores(x, cfg, return_maps=True)
+        assert scores[0] < 0.05 and scores[1] == coarse[1]
+        assert sorted([tuple(offs[1].tolist()), tuple((-offs[1]).tolist())]).count((60, 49)) == 1
+        found = regions[1, 0] | regions[1, 1]
+        src = np.zeros_like(mask)
+        src[10:40, 12:42] = True
+        assert (found.numpy() & (mask | src)).sum() / found.sum() > 0.9 and (found.numpy() & mask).sum() > 0.5 * 900
+
+
+def test_cards_calibrated_before_the_coarse_pass_run_without_it():
+    d = CopyMoveConfig().to_dict()
+    assert CopyMoveConfig.from_dict(d).coarse_cell == 3  # a card written since keeps it
+    for k in ("coarse_cell", "coarse_quant", "coarse_norm"):
+        d.pop(k)
+    old = CopyMoveConfig.from_dict(d)
+    assert old.coarse_cell == 0 and old.match_candidates == 2  # block matching (fine) stays as calibrated

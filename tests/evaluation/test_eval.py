@@ -56,6 +56,10 @@ def test_results_structure(evaluated, built):
     c12 = res["confusion_12"]
     assert len(c12["classes"]) == 12 and np.array(c12["matrix"]).sum() + c12["unknown_predictions"] == res["n"]
     assert set(res["robustness"]) == set(DEGRADATIONS)
+    for cond in res["robustness"].values():  # which fakes a degradation hides: each generator's AUC against the reals
+        assert set(cond["auc_by_generator"]) == set(res["by_generator"])
+    clean = res["robustness"]["clean"]["auc_by_generator"]
+    assert all(abs(clean[g] - res["by_generator"][g]["roc_auc"]) < 1e-9 for g in clean)
     assert {"clean", "fgsm@1", "pgd@4"} <= set(res["adversarial"]["conditions"])
     ext = res["external_reals"]  # real images shipped inside pydicom(-data), matplotlib, nibabel
     assert ext["n"] >= 100 and ext["files"] >= 15 and sum(ext["verdicts"].values()) == ext["n"]

@@ -19,19 +19,20 @@ Block matching (`block_match`) adds what the autocorrelation misses: a small cop
 correlations, but its windows each have one near-identical partner at the copy's offset. Windows are hashed by
 their binned cell means and sorted; equal neighbours vote for their offset. Up to `match_candidates` well-voted
 offsets join the candidates above, and the votes above the neighbouring offsets' give a second score: the cue's
-score is the larger of the two, and its map the matching windows where the votes win.
+score is the larger of the two, and its map the matching windows where the votes win. A second, coarse pass (12 px
+windows of 3 px cells, bins 14/255 wide) gives a vote score that survives JPEG 75 and resizing ×0.5.
 
 Why a fixed cue beside the learned detector: a small CNN with a local receptive field cannot compare a block with
 every other block of the image, so it misses copy-moves (AUC ≈ 0.6) that this finds; and the cue encodes no
-generator's or data set's quirks. It is fragile: JPEG 75 or resizing ×0.5 wipe out most of the texture it matches
-(benchmarks/RESULTS.md, "Copy-move cue"). The detector fuses it into p_manipulated (noisy-OR after a logistic map
+generator's or data set's quirks. JPEG 75 or resizing ×0.5 wipe out most of the fine texture it matches; the coarse
+pass keeps about two thirds of the copies (benchmarks/RESULTS.md, "Copy-move cue"). The detector fuses it into p_manipulated (noisy-OR after a logistic map
 whose centre is set on real validation images), and thresholds are calibrated on the fused score.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -63,6 +64,16 @@ class CopyMoveConfig:
     match_min_std: float = 3.0 / 255  # windows whose cell means vary less (flat background) cast no vote
     match_votes: int = 8  # fewest votes (window pairs) for an offset to become a candidate
     match_norm: float = 300.0  # matching windows (votes above the neighbours', per hash) that make a vote score of 1
+    # a second, coarse block matching (0: off, as in cards calibrated before it): larger cells and wider bins survive
+    # JPEG 75 and resizing ×0.5, whose changes of a grey level or more per pixel split most fine hashes; it adds its
+    # vote score (and map), not candidates
+    coarse_cell: int = 3
+    coarse_quant: float = 14.0 / 255
+    coarse_norm: float = 150.0
+
+    def coarse(self) -> "CopyMoveConfig":
+        """The config of the coarse block-matching pass."""
+        return replace(self, match_cell=self.coarse_cell, match_quant=self.coarse_quant, match_norm=self.coarse_norm)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "CopyMoveConfig":
@@ -70,6 +81,8 @@ class CopyMoveConfig:
         d = dict(d or {})
         if d and "match_candidates" not in d:  # a card written before block matching: calibrated without it
             d["match_candidates"], d["max_flat"] = 0, 1.0
+        if d and "coarse_cell" not in d:  # a card written before the coarse pass
+            d["coarse_cell"] = 0
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_dict(self) -> dict:
@@ -217,7 +230,7 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig) -> BlockMatches:
         return sum(rows[:, i * c:i * c + hh] * (1 if wy is None else wy[i]) for i in range(MATCH_GRID))
 
     cells, scale = MATCH_GRID ** 2, c * c * 255  # a cell's mean in [0, 1] is its sum / scale
-    wide = cell.long() if c > 2 else cell  # int32 holds the sums below for 2 px cells
+    wide = cell.long() if c > 6 else cell  # int32 holds the sums below up to 6 px cells (16 · (36 · 255)² < 2³¹)
     s1, s2 = grid(wide), grid(wide * wide)
     # the variance of the window's cell means ≥ match_min_std², times (cells · scale)²
     textured = cells * s2 - s1 * s1 >= (cfg.match_min_std * cells * scale) ** 2
@@ -428,9 +441,12 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     win = cfg.window
     r4 = residual(x)
     offs = candidate_offsets(r4, cfg)  # (N, K, 2)
-    matches = block_match(x, cfg) if cfg.match_candidates > 0 else None
-    if matches is not None:
-        offs = with_matches(offs, matches.offsets, matches.votes, cfg.match_votes)
+    passes = []  # block matching: the fine pass (candidates and a vote score), then the coarse one (a vote score)
+    if cfg.match_candidates > 0:
+        passes.append(block_match(x, cfg))
+        offs = with_matches(offs, passes[0].offsets, passes[0].votes, cfg.match_votes)
+        if cfg.coarse_cell > 0:
+            passes.append(block_match(x, cfg.coarse()))
     k = offs.shape[1]
     r = r4[:, 0]
     e = _box(r4 * r4, win)[:, 0]  # window energy, shared by every offset (shifted)
@@ -474,18 +490,20 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     scores, j = per_cand.max(1)
     best_off = offs[torch.arange(n, device=x.device), j]
     by_votes = torch.zeros(n, dtype=torch.bool, device=x.device)
-    if matches is not None:  # the score is the stronger of the two kinds of evidence
-        by_votes = matches.score > scores  # (≥ 0: with block matching on, the cue's score is never negative)
-        scores = torch.where(by_votes, matches.score, scores)
-        best_off = torch.where(by_votes[:, None], matches.best, best_off)
+    if passes:  # the score is the stronger of the two kinds of evidence
+        vote_score, which = torch.stack([m.score for m in passes]).max(0)  # per image the pass with more votes
+        vote_best = torch.stack([m.best for m in passes])[which, torch.arange(n, device=x.device)]
+        by_votes = vote_score > scores  # (≥ 0: with block matching on, the cue's score is never negative)
+        scores = torch.where(by_votes, vote_score, scores)
+        best_off = torch.where(by_votes[:, None], vote_best, best_off)
     if not return_maps:
         return scores
     regions = torch.zeros((n, 2, h, w), dtype=torch.bool, device=x.device)
     rad = win // 2
     for i in range(n):
         if by_votes[i]:  # the votes' windows, or nothing where no offset has votes enough
-            if matches.score[i] > 0:
-                regions[i] = matches.regions(i, h, w)
+            if vote_score[i] > 0:
+                regions[i] = passes[int(which[i])].regions(i, h, w)
             continue
         hit = torch.zeros(h * w, device=x.device)
         sel = sharp[i, j[i]] >= cfg.map_threshold

@@ -80,18 +80,30 @@ def degrade(image: Image, name: str, seed: int = 0) -> Image:
 
 
 def evaluate_robustness(detector, images: Sequence[Image], y_true, *, conditions: Sequence[str] | None = None,
-                        threshold: float = 0.5, seed: int = 0, batch: int = 64, progress=None) -> dict:
+                        threshold: float = 0.5, seed: int = 0, batch: int = 64, progress=None,
+                        groups: Sequence[str] | None = None) -> dict:
     """AUC, F1 (and the rest of binary_metrics) per degradation; each image gets the same noise seed whatever
-    its class, so real and fake are degraded identically."""
+    its class, so real and fake are degraded identically. With `groups` (each image's generator, "real" for the
+    reals) also `auc_by_generator` per degradation: each generator's fakes against all reals, so a user sees which
+    fakes a degradation hides."""
+    from sklearn.metrics import roc_auc_score
+
     from .metrics import binary_metrics
     from .run import fake_scores
 
     conditions = list(conditions or DEGRADATIONS)
+    g = None if groups is None else np.asarray(groups, dtype=object)
+    if g is not None and len(g) != len(images):
+        raise ValueError(f"groups has {len(g)} entries for {len(images)} images")
     out = {}
     for c in conditions:
         deg = [degrade(im, c, seed + i) for i, im in enumerate(images)]
         s = fake_scores(detector, deg, batch=batch)
         out[c] = binary_metrics(y_true, s, threshold)
+        if g is not None and (g == "real").any():
+            out[c]["auc_by_generator"] = {
+                str(k): float(roc_auc_score((g[sel] != "real").astype(int), s[sel]))
+                for k in sorted(set(g.tolist()) - {"real"}) for sel in [(g == "real") | (g == k)]}
         if progress:
             progress(c)
     return out

@@ -294,7 +294,7 @@ def evaluate(
 
             t = prog.add_task("robustness", total=len(DEGRADATIONS))
             res["robustness"] = evaluate_robustness(det, images, y, threshold=thr, seed=seed, batch=batch,
-                                                    progress=lambda c: prog.update(t, advance=1))
+                                                    progress=lambda c: prog.update(t, advance=1), groups=gens)
         if adversarial and adversarial_max > 0:  # --adversarial-max 0 skips the attacks
             from .adversarial import evaluate_adversarial
 
