@@ -197,14 +197,15 @@ class BlockMatches:
         return torch.stack([full[0, 0] > 0, partner > 0])
 
 
-def block_match(x: torch.Tensor, cfg: CopyMoveConfig) -> BlockMatches:
+def block_match(x: torch.Tensor, cfg: CopyMoveConfig, flat: torch.Tensor | None = None) -> BlockMatches:
     """Block matching: the offsets at which most pairs of near-identical windows lie. The exact-match search of
     classical copy-move forensics (Fridrich et al. 2003: sort the windows, identical neighbours in the order vote
     for their offset), made tolerant with locality-sensitive hashing. Each 8 × 8 window is described by its 4 × 4
     cell means, binned (cfg.match_quant wide); windows with the same bins hash alike, and a second hash with
     shifted bins catches a copy that was resampled (sub-pixel shifts and a paste-back change values by a grey level
     or two). Flat windows (cell means varying less than cfg.match_min_std) cast no vote, nor do windows of burned-in
-    text (more than cfg.max_flat of their pixels equal to their right neighbour: strokes on a uniform background).
+    text (more than cfg.max_flat of their pixels equal to their right neighbour: strokes on a uniform background;
+    `flat` is flat_pixels(x) where the caller has it).
 
     Why beside the autocorrelation: its peak sums a copy's matches over the whole image, so a copy of a few hundred
     pixels drowns among the image's own correlations and misses the K candidates (21 of the benchmark's 48 test
@@ -235,7 +236,7 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig) -> BlockMatches:
     # the variance of the window's cell means ≥ match_min_std², times (cells · scale)²
     textured = cells * s2 - s1 * s1 >= (cfg.match_min_std * cells * scale) ** 2
     if cfg.max_flat < 1:  # burned-in text and markers: a few strokes on a uniform background
-        flat = flat_pixels(x)[:, 0]  # 0/1: exact counts in float32
+        flat = (flat_pixels(x) if flat is None else flat)[:, 0]  # 0/1: exact counts in float32
         rows = sum(flat[:, :, j:j + ww] for j in range(side))
         textured &= sum(rows[:, i:i + hh] for i in range(side)) <= cfg.max_flat * side * side
     shifts, mult = _match_constants(int(cfg.match_hashes), str(x.device))
@@ -441,12 +442,13 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     win = cfg.window
     r4 = residual(x)
     offs = candidate_offsets(r4, cfg)  # (N, K, 2)
+    flat = flat_pixels(x) if cfg.max_flat < 1 else None  # (N, 1, H, W), shared by every step that leaves text out
     passes = []  # block matching: the fine pass (candidates and a vote score), then the coarse one (a vote score)
     if cfg.match_candidates > 0:
-        passes.append(block_match(x, cfg))
+        passes.append(block_match(x, cfg, flat))
         offs = with_matches(offs, passes[0].offsets, passes[0].votes, cfg.match_votes)
         if cfg.coarse_cell > 0:
-            passes.append(block_match(x, cfg.coarse()))
+            passes.append(block_match(x, cfg.coarse(), flat))
     k = offs.shape[1]
     r = r4[:, 0]
     e = _box(r4 * r4, win)[:, 0]  # window energy, shared by every offset (shifted)
@@ -455,7 +457,7 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     c = _box((r[:, None] * s).view(n * k, 1, h, w), win).view(n, k, h, w) / (e[:, None] * es).sqrt().clamp_min(1e-12)
     ok = (e[:, None] >= win ** 2 * cfg.min_rms ** 2) & (es >= win ** 2 * cfg.min_rms ** 2)
     if cfg.max_flat < 1:
-        ok &= (_box(flat_pixels(x), win)[:, 0] <= cfg.max_flat * win ** 2)[:, None]
+        ok &= (_box(flat, win)[:, 0] <= cfg.max_flat * win ** 2)[:, None]
     c = torch.where(ok, c, torch.zeros_like(c))
     # sharpness at each candidate's best-correlated pixels: corr at d minus the best of the 8 neighbouring offsets
     t = min(cfg.top_pixels, h * w)
