@@ -394,3 +394,24 @@ def test_cards_calibrated_before_the_coarse_pass_run_without_it():
         d.pop(k)
     old = CopyMoveConfig.from_dict(d)
     assert old.coarse_cell == 0 and old.match_candidates == 2  # block matching (fine) stays as calibrated
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_of_the_two_matching_regions_the_copy_is_the_one_with_a_seam(seed):
+    """The cue's map marks a copy and its source alike; a pasted copy's content does not continue across its edge,
+    its source's does. copy_of_pair keeps the copy, wherever the two lie (the paste swapped with its source too)."""
+    from medfake.detection.copymove import copy_of_pair, seam_strength
+
+    a = texture(seed, sigma=1.0)
+    for src, dst in (((10, 12), (70, 60)), ((70, 60), (10, 12))):
+        fake, mask = with_copy(a, src=src, dst=dst)
+        _, regions, _ = copy_move_scores(as_batch(fake), return_maps=True)
+        regions = regions[0].numpy()
+        assert regions[0].any() and regions[1].any()
+        got = copy_of_pair(fake, regions)
+        assert (got & mask).sum() / got.sum() > 0.9, (src, dst)
+        copy = max(regions, key=lambda r: (r & mask).sum())
+        source = min(regions, key=lambda r: (r & mask).sum())
+        assert seam_strength(fake, copy) > seam_strength(fake, source)
+    assert seam_strength(a, np.zeros_like(mask)) == 0.0
+    assert copy_of_pair(a, np.stack([mask, mask])).sum() == mask.sum()  # equal seams: both (here one region)

@@ -517,6 +517,31 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     return scores, regions, best_off
 
 
+def seam_strength(image: np.ndarray, region: np.ndarray, outside: int = 3, inside: int = 1, context: int = 8) -> float:
+    """How strongly a region's boundary is a seam: the mean |Laplacian| on a band around its edge (`outside` px
+    out, `inside` px in) over the mean on the ring of `context` px around that band. A pasted copy's content does
+    not continue across its edge (hard or feathered, the paste meets texture from elsewhere), its source's does."""
+    from scipy import ndimage
+
+    region = np.asarray(region, bool)
+    if not region.any():
+        return 0.0
+    lap = np.abs(ndimage.laplace(np.asarray(image, np.float64)))
+    band = ndimage.binary_dilation(region, iterations=outside) & ~ndimage.binary_erosion(region, iterations=inside)
+    ring = ndimage.binary_dilation(region, iterations=outside + context) & ~band
+    return float(lap[band].mean() / max(1e-6, lap[ring].mean())) if ring.any() else 0.0
+
+
+def copy_of_pair(image: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Of a copy-move's two matching regions (2, H, W) in `image` (H, W), the pasted copy: the one whose boundary
+    is the stronger seam (`seam_strength`); both where the seams are equal. On the benchmark's copy-moves this
+    picks the copy in ~9 of 10 (the regions' pixel-F1: val 0.59 → 0.86, test 0.62 → 0.91; RESULTS "Stop 43")."""
+    s0, s1 = seam_strength(image, regions[0]), seam_strength(image, regions[1])
+    if s0 == s1:
+        return regions[0] | regions[1]
+    return regions[0] if s0 > s1 else regions[1]
+
+
 def score_to_probability(scores, center: float, scale: float) -> np.ndarray:
     """Logistic map of copy-move scores to [0, 1] (centre and scale from the detector card)."""
     z = (np.asarray(scores, dtype=np.float64) - float(center)) / max(float(scale), 1e-6)
@@ -557,4 +582,4 @@ def batched_scores(images: np.ndarray, cfg: CopyMoveConfig = CopyMoveConfig(), b
 
 
 __all__ = ["CopyMoveConfig", "CopyMoveCue", "anisotropy", "copy_move_scores", "batched_scores", "candidate_offsets",
-           "block_match", "fuse", "residual", "score_to_probability", "with_matches"]
+           "block_match", "copy_of_pair", "fuse", "residual", "score_to_probability", "seam_strength", "with_matches"]

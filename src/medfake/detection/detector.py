@@ -26,7 +26,7 @@ from ..settings import get_settings
 from .anomaly import MahalanobisScorer
 from .base import Detector, Prediction
 from .calibrate import LOWER_FRACTION, side_floors_key, thresholds_for, verdict_at
-from .copymove import CopyMoveCue, copy_move_scores, fuse
+from .copymove import CopyMoveCue, copy_move_scores, copy_of_pair, fuse
 from .ensemble import ENSEMBLE_KIND, build_ensemble
 from .retrieval import LABELS, ReferenceBank, blend
 from .scores import apply_manipulation_score, flip_averaged, seg_top
@@ -284,7 +284,7 @@ class ShippedDetector(Detector):
                 if seg is not None:
                     m128 = seg[j] >= 0.5
                     if p_cm is not None and p_cm[j] >= 0.5:
-                        m128 = m128 | _copy_of_pair(cm_regions[j].numpy(), seg[j])
+                        m128 = m128 | copy_of_pair(x[j, 0].float().cpu().numpy(), cm_regions[j].numpy())
                     pred.mask = to_input_size(m128.astype(np.float32), shape, nearest=True) >= 0.5
                 else:
                     pred.mask = np.zeros(shape, bool)
@@ -319,15 +319,6 @@ class ShippedDetector(Detector):
             finally:
                 _remove_new_hooks(self.module, handles_before)
         return m.detach().float().cpu().numpy()[:, 0]
-
-
-def _copy_of_pair(regions: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    """Of a copy-move's two matching regions (2, H, W), the one the segmentation map scores higher (the pasted
-    copy: it carries the seams); both when the map does not tell them apart."""
-    means = [float(seg[r].mean()) if r.any() else 0.0 for r in regions]
-    if abs(means[0] - means[1]) < 0.05:
-        return regions[0] | regions[1]
-    return regions[int(np.argmax(means))]
 
 
 def _hook_ids(module: nn.Module) -> dict:
