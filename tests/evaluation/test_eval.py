@@ -110,6 +110,11 @@ def test_report_renders(evaluated):
                 'id="robustness"', 'id="adversarial"', 'id="external"', 'id="galleries"', "False positives", "False negatives"):
         assert sec in html
     assert html.count("data:image/png;base64,") >= 5  # ROC, confusion(s), LOGO, robustness, gallery
+    # what each degradation hides: a row per generator, a column per condition
+    table = html.split('id="robustness-by-generator"')[1].split("</table>")[0]
+    gens = evaluated[0]["by_generator"]
+    assert table.count("<tr>") == 1 + len(gens) and all(f"<td>{g}</td>" in table for g in gens)
+    assert table.count("<th>jpeg75</th>") == 1
     assert "<script" not in html and "http://" not in html and "https://" not in html  # self-contained
 
 
