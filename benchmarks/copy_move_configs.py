@@ -6,7 +6,8 @@ reals' 99th percentile, the reals' high percentiles, and the cue's speed at batc
         --config 'match_candidates=0,max_flat=1' --config ''
 
 --degrade jpeg75 (or any name of medfake.evaluation.robustness.DEGRADATIONS) applies that degradation to every
-image of the split first, as `medfake eval`'s robustness table does. Each --config is a comma-separated list of CopyMoveConfig fields (`''`: the defaults); the first is the baseline.
+image of the split first, as `medfake eval`'s robustness table does. Each --config is a comma-separated list of
+CopyMoveConfig fields (`''`: the defaults); the first is the baseline.
 """
 
 from __future__ import annotations

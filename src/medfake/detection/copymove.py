@@ -25,8 +25,9 @@ windows of 3 px cells, bins 14/255 wide) gives a vote score that survives JPEG 7
 Why a fixed cue beside the learned detector: a small CNN with a local receptive field cannot compare a block with
 every other block of the image, so it misses copy-moves (AUC ≈ 0.6) that this finds; and the cue encodes no
 generator's or data set's quirks. JPEG 75 or resizing ×0.5 wipe out most of the fine texture it matches; the coarse
-pass keeps about two thirds of the copies (benchmarks/RESULTS.md, "Copy-move cue"). The detector fuses it into p_manipulated (noisy-OR after a logistic map
-whose centre is set on real validation images), and thresholds are calibrated on the fused score.
+pass still finds 60–75 % of the copies (benchmarks/RESULTS.md, "Stop 43, continued"). The detector fuses it into
+p_manipulated (noisy-OR after a logistic map whose centre is set on real validation images), and thresholds are
+calibrated on the fused score.
 """
 
 from __future__ import annotations
@@ -200,8 +201,9 @@ class BlockMatches:
 def block_match(x: torch.Tensor, cfg: CopyMoveConfig, flat: torch.Tensor | None = None) -> BlockMatches:
     """Block matching: the offsets at which most pairs of near-identical windows lie. The exact-match search of
     classical copy-move forensics (Fridrich et al. 2003: sort the windows, identical neighbours in the order vote
-    for their offset), made tolerant with locality-sensitive hashing. Each 8 × 8 window is described by its 4 × 4
-    cell means, binned (cfg.match_quant wide); windows with the same bins hash alike, and a second hash with
+    for their offset), made tolerant with locality-sensitive hashing. Each window (8 × 8 px at cfg.match_cell 2;
+    12 × 12 in the coarse pass, `cfg.coarse()`) is described by its 4 × 4 cell means, binned (cfg.match_quant
+    wide); windows with the same bins hash alike, and a second hash with
     shifted bins catches a copy that was resampled (sub-pixel shifts and a paste-back change values by a grey level
     or two). Flat windows (cell means varying less than cfg.match_min_std) cast no vote, nor do windows of burned-in
     text (more than cfg.max_flat of their pixels equal to their right neighbour: strokes on a uniform background;
