@@ -56,6 +56,7 @@ def main() -> None:
     from PIL import Image as P
 
     from medfake.detection.detector import ShippedDetector, load_detector, use_copy_move
+    from medfake.detection.ensemble import VetoEnsemble
     from medfake.io.image import Image
 
     manifest = Path(args.data)
@@ -66,10 +67,16 @@ def main() -> None:
     if not (det.thresholds or {}).get("by_input_side"):
         sys.exit(f"detector {det.name} {det.version} has no small-input floors (recalibrate it: medfake train "
                  f"detector --steps 0 --init-from CARD)")
-    thr = {k: v for k, v in det.card["thresholds"].items() if k != "by_input_side"}
-    cue = None if det.copy_move is None else dataclasses.replace(
-        det.copy_move, thresholds={k: v for k, v in det.copy_move.thresholds.items() if k != "by_input_side"})
-    plain = ShippedDetector(det.module, {**det.card, "thresholds": thr}, det.bank, det.anomaly, copy_move=cue)
+
+    def without_floors(d):  # the same detector at its 128 px thresholds (an ensemble: its primary's, same veto)
+        if isinstance(d, VetoEnsemble):
+            return VetoEnsemble(without_floors(d.primary), d.seconds, d.card)
+        thr = {k: v for k, v in d.card["thresholds"].items() if k != "by_input_side"}
+        cue = None if d.copy_move is None else dataclasses.replace(
+            d.copy_move, thresholds={k: v for k, v in d.copy_move.thresholds.items() if k != "by_input_side"})
+        return ShippedDetector(d.module, {**d.card, "thresholds": thr}, d.bank, d.anomaly, copy_move=cue)
+
+    plain = without_floors(det)
     rng = np.random.default_rng(0)
     noise_rng = np.random.default_rng(1)
 
