@@ -203,9 +203,8 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig, flat: torch.Tensor | None 
     classical copy-move forensics (Fridrich et al. 2003: sort the windows, identical neighbours in the order vote
     for their offset), made tolerant with locality-sensitive hashing. Each window (8 × 8 px at cfg.match_cell 2;
     12 × 12 in the coarse pass, `cfg.coarse()`) is described by its 4 × 4 cell means, binned (cfg.match_quant
-    wide); windows with the same bins hash alike, and a second hash with
-    shifted bins catches a copy that was resampled (sub-pixel shifts and a paste-back change values by a grey level
-    or two). Flat windows (cell means varying less than cfg.match_min_std) cast no vote, nor do windows of burned-in
+    wide); windows with the same bins hash alike, and a second hash with shifted bins catches a copy that was
+    resampled (sub-pixel shifts and a paste-back change values by a grey level or two). Flat windows (cell means varying less than cfg.match_min_std) cast no vote, nor do windows of burned-in
     text (more than cfg.max_flat of their pixels equal to their right neighbour: strokes on a uniform background;
     `flat` is flat_pixels(x) where the caller has it).
 
@@ -434,7 +433,7 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     (in [−2, 2]: ≈ 0.1–0.3 for real images, up to ~1 for an exact copy of textured content) and block matching's
     vote score (≥ 0, 1 for cfg.match_norm matching windows); with return_maps also (N, 2, H, W) bool regions — the
     repeated windows A at the best offset d and their partners A + d — and (N, 2) that offset. Which of the two is
-    the copy and which the source this cue cannot tell (the detector asks its segmentation map)."""
+    the copy and which the source the regions do not say: `copy_of_pair` tells them by their seams."""
     x = x.float()
     n, _, h, w = x.shape
     if n == 0 or h * w < cfg.min_overlap or max(h, w) <= cfg.min_offset:  # nothing, or no offset to examine
