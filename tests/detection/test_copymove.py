@@ -415,3 +415,34 @@ def test_of_the_two_matching_regions_the_copy_is_the_one_with_a_seam(seed):
         assert seam_strength(fake, copy) > seam_strength(fake, source)
     assert seam_strength(a, np.zeros_like(mask)) == 0.0
     assert copy_of_pair(a, np.stack([mask, mask])).sum() == mask.sum()  # equal seams: both (here one region)
+
+
+@pytest.mark.parametrize("per_sort", [64, 2])  # one sort for the batch; and images split across several sorts
+def test_equal_pairs_are_the_windows_sharing_a_hash_with_exactly_one_other(monkeypatch, per_sort):
+    from medfake.detection import copymove
+
+    monkeypatch.setattr(copymove, "_SORT_IMAGES", per_sort)
+    g = torch.Generator().manual_seed(0)
+    key = torch.randint(0, 40, (5, 30), generator=g) * (2 ** 40) + 7  # many repeats: pairs, triples and singles
+    key[4] = torch.arange(30) + 1000  # all distinct: no pairs
+    key[3, :] = 5  # all equal: a constant pattern, no pairs
+    tex = torch.rand((5, 30), generator=g) < 0.7
+    img, p0, p1 = copymove._equal_pairs(key, tex)
+    got = sorted((int(i), *sorted((int(a), int(b)))) for i, a, b in zip(img, p0, p1))
+    want = []
+    for i in range(5):
+        for v in set(key[i][tex[i]].tolist()):
+            at = [j for j in range(30) if tex[i, j] and key[i, j] == v]
+            if len(at) == 2:
+                want.append((i, *at))
+    assert got == sorted(want) and len(want) > 3  # the keys above make several pairs
+    empty = copymove._equal_pairs(key, torch.zeros_like(tex))
+    assert all(t.numel() == 0 for t in empty)
+
+
+def test_bins_finer_than_a_grey_level_are_refused():
+    with pytest.raises(ValueError, match="grey level"):
+        CopyMoveConfig(match_quant=0.5 / 255)
+    with pytest.raises(ValueError, match="grey level"):
+        CopyMoveConfig(coarse_quant=0.5 / 255)
+    CopyMoveConfig(match_candidates=0, match_quant=0.5 / 255)  # no block matching: the bins are not used

@@ -72,6 +72,11 @@ class CopyMoveConfig:
     coarse_quant: float = 14.0 / 255
     coarse_norm: float = 150.0
 
+    def __post_init__(self):
+        quants = [self.match_quant] + ([self.coarse_quant] if self.coarse_cell > 0 else [])
+        if self.match_candidates > 0 and min(quants) < 1 / 255:  # the window hashes' bound (KEY_BITS)
+            raise ValueError(f"copy-move block matching needs bins of at least one grey level (1/255), got {quants}")
+
     def coarse(self) -> "CopyMoveConfig":
         """The config of the coarse block-matching pass."""
         return replace(self, match_cell=self.coarse_cell, match_quant=self.coarse_quant, match_norm=self.coarse_norm)
@@ -204,9 +209,10 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig, flat: torch.Tensor | None 
     for their offset), made tolerant with locality-sensitive hashing. Each window (8 × 8 px at cfg.match_cell 2;
     12 × 12 in the coarse pass, `cfg.coarse()`) is described by its 4 × 4 cell means, binned (cfg.match_quant
     wide); windows with the same bins hash alike, and a second hash with shifted bins catches a copy that was
-    resampled (sub-pixel shifts and a paste-back change values by a grey level or two). Flat windows (cell means varying less than cfg.match_min_std) cast no vote, nor do windows of burned-in
-    text (more than cfg.max_flat of their pixels equal to their right neighbour: strokes on a uniform background;
-    `flat` is flat_pixels(x) where the caller has it).
+    resampled (sub-pixel shifts and a paste-back change values by a grey level or two). Flat windows (cell means
+    varying less than cfg.match_min_std) cast no vote, nor do windows of burned-in text (more than cfg.max_flat of
+    their pixels equal to their right neighbour: strokes on a uniform background; `flat` is flat_pixels(x) where
+    the caller has it).
 
     Why beside the autocorrelation: its peak sums a copy's matches over the whole image, so a copy of a few hundred
     pixels drowns among the image's own correlations and misses the K candidates (21 of the benchmark's 48 test
@@ -244,16 +250,12 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig, flat: torch.Tensor | None 
     pos = torch.arange(hh * ww, device=x.device).view(hh, ww)
     votes = torch.zeros((n, h * 2 * w), device=x.device)
     keys = []
-    no = torch.zeros((n, 1), dtype=torch.bool, device=x.device)
+    tex = textured.flatten(1)
     for k, shift in enumerate(shifts):
         bins = torch.floor(cell.float() / (scale * cfg.match_quant) + shift).long().clamp_min(0)
         key = torch.where(textured, grid(bins, mult[k, 0], mult[k, 1]), -1 - pos)  # < 2^52: exact in int64
         keys.append(key)
-        sv, si = key.flatten(1).sort(dim=1)
-        eq = torch.cat([no, sv[:, 1:] == sv[:, :-1], no], 1)  # eq[:, i + 1]: windows i and i + 1 of the order
-        # only pairs: a window with several equal ones is a periodic or constant pattern (stripes), not a copy
-        img, at = (eq[:, 1:-1] & ~eq[:, :-2] & ~eq[:, 2:]).nonzero(as_tuple=True)  # few: most windows are unique
-        p0, p1 = si[img, at], si[img, at + 1]
+        img, p0, p1 = _equal_pairs(key.flatten(1), tex)
         dy = torch.div(p1, ww, rounding_mode="floor") - torch.div(p0, ww, rounding_mode="floor")
         dx = p1 % ww - p0 % ww
         flip = (dy < 0) | ((dy == 0) & (dx < 0))
@@ -274,6 +276,30 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig, flat: torch.Tensor | None 
     score, jb = score_all.max(1)
     best = offsets[torch.arange(n, device=x.device), jb]
     return BlockMatches(offsets, top, score, best, keys, side)
+
+
+KEY_BITS = 52  # window hashes are < 2^52: 16 cells · (1 / match_quant + 1) bins · (2^20)² multipliers, quant ≥ 1/255
+_SORT_IMAGES = 2 ** (63 - KEY_BITS)  # images per sort: their index goes above the hash in one int64
+
+
+def _equal_pairs(key: torch.Tensor, tex: torch.Tensor):
+    """The pairs of textured windows of one image with equal hashes, where no third window of that image has that
+    hash (several equal ones are a periodic or constant pattern, stripes, not a copy): (image, position, position),
+    positions in key's flattened windows. key (N, L) int64, tex (N, L) bool.
+
+    One sort of the textured windows of all images, keyed by image then hash (the image index above the hash's
+    bits), instead of a sort per image over all windows: a quarter of the windows are flat, and PyTorch's 1-D
+    integer sort is about twice as fast as the batched one on the CPU."""
+    out = []
+    for lo in range(0, key.shape[0], _SORT_IMAGES):
+        img, at = tex[lo:lo + _SORT_IMAGES].nonzero(as_tuple=True)
+        sv, si = ((img << KEY_BITS) | key[lo:lo + _SORT_IMAGES][img, at]).sort()
+        no = torch.zeros(1, dtype=torch.bool, device=key.device)
+        eq = torch.cat([no, sv[1:] == sv[:-1], no])  # eq[i + 1]: windows i and i + 1 of the order
+        j = (eq[1:-1] & ~eq[:-2] & ~eq[2:]).nonzero()[:, 0]  # few: most windows are unique
+        a, b = si[j], si[j + 1]
+        out.append((img[a] + lo, at[a], at[b]))
+    return tuple(torch.cat(t) for t in zip(*out)) if out else (key.new_zeros(0),) * 3
 
 
 def with_matches(offs: torch.Tensor, matched: torch.Tensor, votes: torch.Tensor, min_votes: int) -> torch.Tensor:
