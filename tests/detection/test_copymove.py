@@ -63,10 +63,12 @@ def test_the_rim_of_a_field_of_view_is_not_a_copy():
         disc = np.clip(60 - r, 0, 1)
         a = 0.35 * disc + 0.3 * np.clip(50 - r, 0, 1) + 0.02 * gaussian_filter(rng.normal(size=r.shape), 0.7) * disc
         discs.append((np.round(np.clip(a, 0, 1) * 255) / 255).astype(np.float32))
-    plain = copy_move_scores(as_batch(*discs), CopyMoveConfig(edge_weight=0.0))
-    weighted = copy_move_scores(as_batch(*discs))
+    plain = copy_move_scores(as_batch(*discs), CopyMoveConfig(autocorrelation=True, edge_weight=0.0))
+    weighted = copy_move_scores(as_batch(*discs), CopyMoveConfig(autocorrelation=True))
     assert CopyMoveConfig().edge_weight > 0
     assert (weighted < 0.03).all() and weighted.max() < 0.5 * plain.max(), (plain, weighted)
+    votes = copy_move_scores(as_batch(*discs))  # the default, block matching alone: no rim window votes either
+    assert (votes < 0.03).all(), votes
 
 
 def test_no_copy_stripes_edges_and_flat_images_score_low():
@@ -263,32 +265,38 @@ def test_the_gpus_indexed_shift_equals_the_cpus_slice_copies(monkeypatch):
     offs[0, 0], offs[1, 1], offs[2, 2], offs[3, 3] = (torch.tensor(v) for v in ([0, 0], [36, -40], [37, 0], [-37, -41]))
     assert torch.equal(copymove._shifted_indexed(a, offs), copymove._shifted(a, offs))
     x = torch.as_tensor(np.stack([texture(1, sigma=0.7), with_copy(texture(4, sigma=0.7))[0]])[:, None])
-    s0, r0, o0 = copy_move_scores(x, return_maps=True)
+    cfg = CopyMoveConfig(autocorrelation=True)  # the shifts are the autocorrelation's
+    s0, r0, o0 = copy_move_scores(x, cfg, return_maps=True)
     monkeypatch.setattr(copymove, "_shifted", copymove._shifted_indexed)
-    s1, r1, o1 = copy_move_scores(x, return_maps=True)
+    s1, r1, o1 = copy_move_scores(x, cfg, return_maps=True)
     assert torch.equal(s1, s0) and torch.equal(r1, r0) and torch.equal(o1, o0)
 
 
-def test_rounding_noise_does_not_move_a_copys_score_or_map():
+@pytest.mark.parametrize("autocorrelation", [True, False])
+def test_rounding_noise_does_not_move_a_copys_score_or_map(autocorrelation):
     # an exact copy holds ~576 windows of correlation 1 ± 1e-7, more than the 128 examined: choosing among them by
     # float rounding moved the score by up to 0.035 under 1e-7 input noise (and by 0.023 between a GPU and the CPU)
     imgs = [texture(4, sigma=0.7), with_copy(texture(4, sigma=0.7))[0]]
     x = torch.as_tensor(np.stack(imgs)[:, None])
-    s0, r0, o0 = copy_move_scores(x, return_maps=True)
+    cfg = CopyMoveConfig(autocorrelation=autocorrelation)
+    s0, r0, o0 = copy_move_scores(x, cfg, return_maps=True)
+    assert s0[1] > 0.2
     for seed, eps in enumerate((1e-7, 1e-6, 1e-5)):
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
-        s1, r1, o1 = copy_move_scores(x + eps * noise, return_maps=True)
+        s1, r1, o1 = copy_move_scores(x + eps * noise, cfg, return_maps=True)
         torch.testing.assert_close(s1, s0, atol=1e-3, rtol=0)
         assert torch.equal(o1, o0) and (r1 != r0).float().mean() < 0.001
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: the GPU path of the cue is checked "
                                                             "where one exists (the CPU path is every other test)")
-def test_the_cue_gives_the_same_scores_and_maps_on_a_gpu():
+@pytest.mark.parametrize("autocorrelation", [True, False])
+def test_the_cue_gives_the_same_scores_and_maps_on_a_gpu(autocorrelation):
     imgs = [texture(s, sigma=0.7) for s in range(3)] + [with_copy(texture(4, sigma=0.7))[0]]
     x = torch.as_tensor(np.stack(imgs)[:, None])
-    s_cpu, r_cpu, o_cpu = copy_move_scores(x, return_maps=True)
-    s_gpu, r_gpu, o_gpu = copy_move_scores(x.cuda(), return_maps=True)
+    cfg = CopyMoveConfig(autocorrelation=autocorrelation)
+    s_cpu, r_cpu, o_cpu = copy_move_scores(x, cfg, return_maps=True)
+    s_gpu, r_gpu, o_gpu = copy_move_scores(x.cuda(), cfg, return_maps=True)
     torch.testing.assert_close(s_gpu.cpu(), s_cpu, atol=1e-4, rtol=1e-4)
     assert torch.equal(o_gpu.cpu(), o_cpu) and (r_gpu.cpu() != r_cpu).float().mean() < 0.01
 
@@ -312,9 +320,10 @@ def test_block_matching_finds_a_small_near_copy_that_the_autocorrelation_misses(
     matched, votes = found.offsets, found.votes
     assert matched.shape == (3, cfg.match_candidates, 2)
     assert (matched[:, 0] == torch.tensor([60, 55])).all() and (votes[:, 0] >= 3 * cfg.match_votes).all(), votes
-    without = copy_move_scores(x, dataclasses.replace(cfg, match_candidates=0))
+    without = copy_move_scores(x, dataclasses.replace(cfg, match_candidates=0, autocorrelation=True))
     with_, regions, offs = copy_move_scores(x, cfg, return_maps=True)
-    assert (without < 0.05).all() and (with_ > 0.15).all(), (without, with_)
+    # the votes of a 16 px copy: ~0.13 (the medimg128 reals' 99th percentile is ~0.03)
+    assert (without < 0.05).all() and (with_ > 0.1).all(), (without, with_)
     assert (offs == torch.tensor([60, 55])).all()
     src = np.zeros_like(mask)
     src[20:36, 15:31] = True
@@ -326,9 +335,10 @@ def test_block_matching_finds_a_small_near_copy_that_the_autocorrelation_misses(
 
 
 def test_a_card_written_before_block_matching_runs_without_it():
-    old = {k: v for k, v in CopyMoveConfig().to_dict().items() if not k.startswith("match_") and k != "max_flat"}
+    old = {k: v for k, v in CopyMoveConfig().to_dict().items()
+           if not k.startswith("match_") and k not in ("max_flat", "autocorrelation")}
     was = CopyMoveConfig.from_dict(old)
-    assert (was.match_candidates, was.max_flat) == (0, 1.0)
+    assert (was.match_candidates, was.max_flat, was.autocorrelation) == (0, 1.0, True)
     assert CopyMoveConfig.from_dict(CopyMoveConfig().to_dict()) == CopyMoveConfig()
     assert CopyMoveConfig.from_dict(None) == CopyMoveConfig()
 
@@ -445,4 +455,32 @@ def test_bins_finer_than_a_grey_level_are_refused():
         CopyMoveConfig(match_quant=0.5 / 255)
     with pytest.raises(ValueError, match="grey level"):
         CopyMoveConfig(coarse_quant=0.5 / 255)
-    CopyMoveConfig(match_candidates=0, match_quant=0.5 / 255)  # no block matching: the bins are not used
+    # no block matching: the bins are not used
+    CopyMoveConfig(match_candidates=0, match_quant=0.5 / 255, autocorrelation=True)
+
+
+def test_by_default_the_score_is_the_block_matching_vote_and_older_cards_keep_the_autocorrelation():
+    """Since stop 44 the cue is block matching alone (`autocorrelation` False): the score is the larger of the fine
+    and coarse passes' vote scores and the map their windows; a card calibrated before the switch runs as it was,
+    and its score is never below the votes' (the larger of the two kinds of evidence)."""
+    from medfake.detection.copymove import block_match, flat_pixels
+
+    a = texture(3)
+    fake, mask = with_copy(a, side=24)
+    x = as_batch(a, fake, texture(4))
+    cfg = CopyMoveConfig()
+    assert not cfg.autocorrelation
+    s, regions, offs = copy_move_scores(x, cfg, return_maps=True)
+    flat = flat_pixels(x)
+    votes = torch.maximum(block_match(x, cfg, flat).score, block_match(x, cfg.coarse(), flat).score)
+    assert torch.equal(s, votes) and s[1] > 0.2 and s[0] < 0.05 and s[2] < 0.05, s
+    assert not regions[0].any() and not regions[2].any()
+    assert (regions[1, 0] | regions[1, 1]).numpy()[mask].mean() > 0.8
+    assert sorted([tuple(offs[1].tolist()), tuple((-offs[1]).tolist())]).count((60, 48)) == 1
+
+    before = {k: v for k, v in cfg.to_dict().items() if k != "autocorrelation"}
+    assert CopyMoveConfig.from_dict(before).autocorrelation
+    both = copy_move_scores(x, CopyMoveConfig.from_dict(before))
+    assert (both >= s).all() and not torch.equal(both, s)  # the correlation's sharpness where it is the larger
+    with pytest.raises(ValueError, match="autocorrelation or block matching"):
+        CopyMoveConfig(match_candidates=0)

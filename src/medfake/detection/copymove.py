@@ -1,33 +1,30 @@
-"""Copy-move cue: duplicated texture inside one image, found by correlating the image's noise residual with itself
-(the block-matching idea of classical copy-move forensics, Fridrich et al. 2003, done with an FFT). No weights.
+"""Copy-move cue: duplicated texture inside one image, found by block matching (classical copy-move forensics,
+Fridrich et al. 2003), made tolerant with locality-sensitive hashing. No weights.
 
-A region copied from elsewhere in the same image repeats that region's fine texture (exactly, or after the
-resampling of a sub-pixel shift, nearly). The Laplacian residual's autocorrelation then has a sharp peak at the
-copy's offset. At the few most prominent peaks (value minus its largest 8-neighbour) a windowed normalised
-correlation of the residual with its shifted self marks the pixels that repeat. A copy matches at its offset and
-not one pixel beside it, whereas a straight edge or a smooth gradient matches itself along a whole ridge of offsets:
-so each strongly matching pixel is checked against the 8 neighbouring offsets too, and against −d and 2d, where a
-periodic pattern (scanner or compression texture in a dark border) matches again and a copy does not, and against
-d/2 and the other candidate offsets, which a periodic pattern puts on its multiples ("peak sharpness" =
-correlation at the offset minus the best of these rivals). Each pixel's sharpness is weighted by its 5×5
-neighbourhood's mean correlation (a copy repeats a whole region) and by 1 − the window's gradient anisotropy (a
-window on one dominant edge, such as the rim of a CT field of view, is no copied texture). The score is the k-th
-largest sharpness (k = one window's area): high only when a whole window's worth of texture repeats at one exact
-offset.
+A region copied from elsewhere in the same image repeats that region's texture (exactly, or after the resampling
+of a sub-pixel shift, nearly). Block matching (`block_match`) describes every window by its binned cell means and
+sorts the hashes; each window with exactly one equal partner votes for the offset between them. A copy's windows
+all vote for one exact offset, where a smooth or periodic pattern spreads its votes over neighbouring offsets, so
+the score counts the best offset's votes above its 8 neighbours'. Flat windows and burned-in text (a caption
+repeated across a dual-pane display) cast no vote. A second, coarse pass (12 px windows of 3 px cells, bins 14/255
+wide) gives a vote score that survives JPEG 75 and resizing ×0.5. The cue's score is the larger of the two passes',
+its map the matching windows and their partners at the winning offset (`copy_of_pair` tells copy from source by
+their seams).
 
-Block matching (`block_match`) adds what the autocorrelation misses: a small copy drowns in the whole image's
-correlations, but its windows each have one near-identical partner at the copy's offset. Windows are hashed by
-their binned cell means and sorted; equal neighbours vote for their offset. Up to `match_candidates` well-voted
-offsets join the candidates above, and the votes above the neighbouring offsets' give a second score: the cue's
-score is the larger of the two, and its map the matching windows where the votes win. A second, coarse pass (12 px
-windows of 3 px cells, bins 14/255 wide) gives a vote score that survives JPEG 75 and resizing ×0.5.
+The older cue (`CopyMoveConfig.autocorrelation`, on in cards calibrated before stop 44) also correlates the image's
+noise residual with itself: at the most prominent peaks of the residual's autocorrelation (and the best-voted
+offsets) a windowed normalised correlation marks the pixels that repeat, each checked against the 8 neighbouring
+offsets, −d, 2d, d/2 and the other candidates (a straight edge matches itself along a ridge of offsets, a periodic
+pattern at its multiples), weighted by its 5×5 neighbourhood's mean correlation and by 1 − the window's gradient
+anisotropy (the rim of a CT field of view is no copied texture); its score is the k-th largest such sharpness, and
+the cue's score the larger of it and the votes'. On the benchmark it found no copy that the votes miss (val 93 %
+of copy-moves above the reals' 99th percentile either way; after JPEG 75 75 % with it, 83 % without) and took 60 %
+of the cue's time (benchmarks/RESULTS.md, "Stop 44"); new calibrations leave it off.
 
 Why a fixed cue beside the learned detector: a small CNN with a local receptive field cannot compare a block with
 every other block of the image, so it misses copy-moves (AUC ≈ 0.6) that this finds; and the cue encodes no
-generator's or data set's quirks. JPEG 75 or resizing ×0.5 wipe out most of the fine texture it matches; the coarse
-pass still finds 60–75 % of the copies (benchmarks/RESULTS.md, "Stop 43, continued"). The detector fuses it into
-p_manipulated (noisy-OR after a logistic map whose centre is set on real validation images), and thresholds are
-calibrated on the fused score.
+generator's or data set's quirks. The detector fuses it into p_manipulated (noisy-OR after a logistic map whose
+centre is set on real validation images), and thresholds are calibrated on the fused score.
 """
 
 from __future__ import annotations
@@ -71,8 +68,14 @@ class CopyMoveConfig:
     coarse_cell: int = 3
     coarse_quant: float = 14.0 / 255
     coarse_norm: float = 150.0
+    # the windowed autocorrelation of the residual and its candidates' sharpness (True in cards calibrated before
+    # this switch). Off: the score is block matching's vote score alone, which finds as many copies (val 93 %,
+    # more after JPEG 75 and noise) at 40 % of the cue's time (RESULTS "Stop 44")
+    autocorrelation: bool = False
 
     def __post_init__(self):
+        if not self.autocorrelation and self.match_candidates <= 0:
+            raise ValueError("the copy-move cue needs the autocorrelation or block matching (match_candidates > 0)")
         quants = [self.match_quant] + ([self.coarse_quant] if self.coarse_cell > 0 else [])
         if self.match_candidates > 0 and min(quants) < 1 / 255:  # the window hashes' bound (KEY_BITS)
             raise ValueError(f"copy-move block matching needs bins of at least one grey level (1/255), got {quants}")
@@ -89,6 +92,8 @@ class CopyMoveConfig:
             d["match_candidates"], d["max_flat"] = 0, 1.0
         if d and "coarse_cell" not in d:  # a card written before the coarse pass
             d["coarse_cell"] = 0
+        if d and "autocorrelation" not in d:  # ... or before the autocorrelation could be switched off
+            d["autocorrelation"] = True
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_dict(self) -> dict:
@@ -455,27 +460,59 @@ def _tie_order(hw: int, device: str, dtype: torch.dtype) -> torch.Tensor:
 
 @torch.no_grad()
 def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), return_maps: bool = False):
-    """x: (N, 1, H, W) images in [0, 1]. Returns scores (N,): the larger of the windowed correlation's sharpness
-    (in [−2, 2]: ≈ 0.1–0.3 for real images, up to ~1 for an exact copy of textured content) and block matching's
-    vote score (≥ 0, 1 for cfg.match_norm matching windows); with return_maps also (N, 2, H, W) bool regions — the
-    repeated windows A at the best offset d and their partners A + d — and (N, 2) that offset. Which of the two is
-    the copy and which the source the regions do not say: `copy_of_pair` tells them by their seams."""
+    """x: (N, 1, H, W) images in [0, 1]. Returns scores (N,): block matching's vote score (≥ 0, 1 for
+    cfg.match_norm matching windows; the larger of its fine and coarse passes), with cfg.autocorrelation (cards
+    calibrated before stop 44) the larger of that and the windowed correlation's sharpness (in [−2, 2]: ≈ 0.1–0.3
+    for real images, up to ~1 for an exact copy of textured content); with return_maps also (N, 2, H, W) bool
+    regions — the repeated windows A at the best offset d and their partners A + d — and (N, 2) that offset. Which
+    of the two is the copy and which the source the regions do not say: `copy_of_pair` tells them by their seams."""
     x = x.float()
     n, _, h, w = x.shape
     if n == 0 or h * w < cfg.min_overlap or max(h, w) <= cfg.min_offset:  # nothing, or no offset to examine
         z = torch.zeros(n, device=x.device)
         return (z, torch.zeros((n, 2, h, w), dtype=torch.bool, device=x.device),
                 torch.zeros((n, 2), dtype=torch.long, device=x.device)) if return_maps else z
-    win = cfg.window
-    r4 = residual(x)
-    offs = candidate_offsets(r4, cfg)  # (N, K, 2)
     flat = flat_pixels(x) if cfg.max_flat < 1 else None  # (N, 1, H, W), shared by every step that leaves text out
     passes = []  # block matching: the fine pass (candidates and a vote score), then the coarse one (a vote score)
     if cfg.match_candidates > 0:
         passes.append(block_match(x, cfg, flat))
-        offs = with_matches(offs, passes[0].offsets, passes[0].votes, cfg.match_votes)
         if cfg.coarse_cell > 0:
             passes.append(block_match(x, cfg.coarse(), flat))
+    if cfg.autocorrelation:
+        scores, best_off, corr_map = _correlation_scores(x, cfg, flat, passes[0] if passes else None)
+    else:
+        scores, best_off, corr_map = torch.zeros(n, device=x.device), torch.zeros((n, 2), dtype=torch.long,
+                                                                                     device=x.device), None
+    by_votes = torch.zeros(n, dtype=torch.bool, device=x.device)
+    if passes:  # the score is the stronger of the two kinds of evidence
+        vote_score, which = torch.stack([m.score for m in passes]).max(0)  # per image the pass with more votes
+        vote_best = torch.stack([m.best for m in passes])[which, torch.arange(n, device=x.device)]
+        # (≥ 0: with block matching on, the cue's score is never negative)
+        by_votes = (vote_score > scores) | (corr_map is None)
+        scores = torch.where(by_votes, vote_score, scores)
+        best_off = torch.where(by_votes[:, None], vote_best, best_off)
+    if not return_maps:
+        return scores
+    regions = torch.zeros((n, 2, h, w), dtype=torch.bool, device=x.device)
+    for i in range(n):
+        if by_votes[i]:  # the votes' windows, or nothing where no offset has votes enough
+            if vote_score[i] > 0:
+                regions[i] = passes[int(which[i])].regions(i, h, w)
+        else:
+            regions[i] = corr_map(i)
+    return scores, regions, best_off
+
+
+def _correlation_scores(x: torch.Tensor, cfg: CopyMoveConfig, flat: torch.Tensor | None, fine: BlockMatches | None):
+    """The windowed autocorrelation's evidence: per image the best candidate offset's sharpness score (N,), that
+    offset (N, 2), and a function i → (2, H, W) bool map of its repeated windows and their partners. The fine block
+    matching's best-voted offsets (`fine`) join the candidates."""
+    n, _, h, w = x.shape
+    win = cfg.window
+    r4 = residual(x)
+    offs = candidate_offsets(r4, cfg)  # (N, K, 2)
+    if fine is not None:
+        offs = with_matches(offs, fine.offsets, fine.votes, cfg.match_votes)
     k = offs.shape[1]
     r = r4[:, 0]
     e = _box(r4 * r4, win)[:, 0]  # window energy, shared by every offset (shifted)
@@ -518,30 +555,18 @@ def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), re
     per_cand = sharp.topk(kth, dim=2).values[..., -1]  # (N, K)
     scores, j = per_cand.max(1)
     best_off = offs[torch.arange(n, device=x.device), j]
-    by_votes = torch.zeros(n, dtype=torch.bool, device=x.device)
-    if passes:  # the score is the stronger of the two kinds of evidence
-        vote_score, which = torch.stack([m.score for m in passes]).max(0)  # per image the pass with more votes
-        vote_best = torch.stack([m.best for m in passes])[which, torch.arange(n, device=x.device)]
-        by_votes = vote_score > scores  # (≥ 0: with block matching on, the cue's score is never negative)
-        scores = torch.where(by_votes, vote_score, scores)
-        best_off = torch.where(by_votes[:, None], vote_best, best_off)
-    if not return_maps:
-        return scores
-    regions = torch.zeros((n, 2, h, w), dtype=torch.bool, device=x.device)
-    rad = win // 2
-    for i in range(n):
-        if by_votes[i]:  # the votes' windows, or nothing where no offset has votes enough
-            if vote_score[i] > 0:
-                regions[i] = passes[int(which[i])].regions(i, h, w)
-            continue
+
+    def corr_map(i: int) -> torch.Tensor:
         hit = torch.zeros(h * w, device=x.device)
         sel = sharp[i, j[i]] >= cfg.map_threshold
         hit[ci[i, j[i]][sel]] = 1.0
+        rad = win // 2
         hit = F.max_pool2d(hit.view(1, 1, h, w), 2 * rad + 1, stride=1, padding=rad)[0]  # centres → windows
         dy, dx = (int(v) for v in best_off[i])
         partner = _shifted(hit, torch.tensor([[[-dy, -dx]]], device=x.device))[0, 0]  # partner[y] = hit[y − d]
-        regions[i, 0], regions[i, 1] = hit[0] > 0, partner > 0
-    return scores, regions, best_off
+        return torch.stack([hit[0] > 0, partner > 0])
+
+    return scores, best_off, corr_map
 
 
 def seam_strength(image: np.ndarray, region: np.ndarray, outside: int = 3, inside: int = 1, context: int = 8) -> float:
