@@ -3,7 +3,7 @@ split's real images (AUC), the share above a score (the lowest logistic centre a
 reals' 99th percentile, the reals' high percentiles, and the cue's speed at batch 64 on this machine.
 
     python benchmarks/copy_move_configs.py --data data_cache/bench/manifest.csv --split test \
-        --config 'match_candidates=0,max_flat=1' --config ''
+        --config 'autocorrelation=0' --config ''
 
 --degrade jpeg75 (or any name of medfake.evaluation.robustness.DEGRADATIONS) applies that degradation to every
 image of the split first, as `medfake eval`'s robustness table does. Each --config is a comma-separated list of
@@ -82,7 +82,7 @@ def main() -> None:
              "| config | img/s | reals p99 / p99.5 / max | " + " | ".join(f"{k} AUC" for k in KINDS if (gen == k).any())
              + " | copy-move > 0.1 | copy-move > reals' p99 |",
              "|---|---|---|" + "---|" * sum((gen == k).any() for k in KINDS) + "---|---|"]
-    for text in args.config or ["match_candidates=0,max_flat=1", ""]:
+    for text in args.config or ["autocorrelation=0", ""]:
         cfg = parse_config(text)
         copy_move_scores(x[:64], cfg)  # warm-up
         t = time.perf_counter()

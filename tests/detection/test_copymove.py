@@ -67,7 +67,7 @@ def test_the_rim_of_a_field_of_view_is_not_a_copy():
     weighted = copy_move_scores(as_batch(*discs), CopyMoveConfig(autocorrelation=True))
     assert CopyMoveConfig().edge_weight > 0
     assert (weighted < 0.03).all() and weighted.max() < 0.5 * plain.max(), (plain, weighted)
-    votes = copy_move_scores(as_batch(*discs))  # the default, block matching alone: no rim window votes either
+    votes = copy_move_scores(as_batch(*discs), CopyMoveConfig(autocorrelation=False))  # no rim window votes
     assert (votes < 0.03).all(), votes
 
 
@@ -339,6 +339,7 @@ def test_a_card_written_before_block_matching_runs_without_it():
            if not k.startswith("match_") and k not in ("max_flat", "autocorrelation")}
     was = CopyMoveConfig.from_dict(old)
     assert (was.match_candidates, was.max_flat, was.autocorrelation) == (0, 1.0, True)
+    assert CopyMoveConfig().autocorrelation  # the default, as every card before the switch existed
     assert CopyMoveConfig.from_dict(CopyMoveConfig().to_dict()) == CopyMoveConfig()
     assert CopyMoveConfig.from_dict(None) == CopyMoveConfig()
 
@@ -459,17 +460,15 @@ def test_bins_finer_than_a_grey_level_are_refused():
     CopyMoveConfig(match_candidates=0, match_quant=0.5 / 255, autocorrelation=True)
 
 
-def test_by_default_the_score_is_the_block_matching_vote_and_older_cards_keep_the_autocorrelation():
-    """Since stop 44 the cue is block matching alone (`autocorrelation` False): the score is the larger of the fine
-    and coarse passes' vote scores and the map their windows; a card calibrated before the switch runs as it was,
-    and its score is never below the votes' (the larger of the two kinds of evidence)."""
+def test_without_the_autocorrelation_the_score_is_the_block_matching_vote():
+    """`autocorrelation` False: the score is the larger of the fine and coarse passes' vote scores and the map their
+    windows; with it (the default) the score is never below the votes' (the larger of the two kinds of evidence)."""
     from medfake.detection.copymove import block_match, flat_pixels
 
     a = texture(3)
     fake, mask = with_copy(a, side=24)
     x = as_batch(a, fake, texture(4))
-    cfg = CopyMoveConfig()
-    assert not cfg.autocorrelation
+    cfg = CopyMoveConfig(autocorrelation=False)
     s, regions, offs = copy_move_scores(x, cfg, return_maps=True)
     flat = flat_pixels(x)
     votes = torch.maximum(block_match(x, cfg, flat).score, block_match(x, cfg.coarse(), flat).score)
@@ -478,9 +477,8 @@ def test_by_default_the_score_is_the_block_matching_vote_and_older_cards_keep_th
     assert (regions[1, 0] | regions[1, 1]).numpy()[mask].mean() > 0.8
     assert sorted([tuple(offs[1].tolist()), tuple((-offs[1]).tolist())]).count((60, 48)) == 1
 
-    before = {k: v for k, v in cfg.to_dict().items() if k != "autocorrelation"}
-    assert CopyMoveConfig.from_dict(before).autocorrelation
-    both = copy_move_scores(x, CopyMoveConfig.from_dict(before))
+    assert CopyMoveConfig.from_dict(cfg.to_dict()) == cfg
+    both = copy_move_scores(x, CopyMoveConfig())
     assert (both >= s).all() and not torch.equal(both, s)  # the correlation's sharpness where it is the larger
     with pytest.raises(ValueError, match="autocorrelation or block matching"):
-        CopyMoveConfig(match_candidates=0)
+        CopyMoveConfig(match_candidates=0, autocorrelation=False)

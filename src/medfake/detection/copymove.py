@@ -1,30 +1,39 @@
-"""Copy-move cue: duplicated texture inside one image, found by block matching (classical copy-move forensics,
-Fridrich et al. 2003), made tolerant with locality-sensitive hashing. No weights.
+"""Copy-move cue: duplicated texture inside one image, found by correlating the image's noise residual with itself
+(the block-matching idea of classical copy-move forensics, Fridrich et al. 2003, done with an FFT) and by block
+matching proper, made tolerant with locality-sensitive hashing. No weights.
 
-A region copied from elsewhere in the same image repeats that region's texture (exactly, or after the resampling
-of a sub-pixel shift, nearly). Block matching (`block_match`) describes every window by its binned cell means and
-sorts the hashes; each window with exactly one equal partner votes for the offset between them. A copy's windows
-all vote for one exact offset, where a smooth or periodic pattern spreads its votes over neighbouring offsets, so
-the score counts the best offset's votes above its 8 neighbours'. Flat windows and burned-in text (a caption
-repeated across a dual-pane display) cast no vote. A second, coarse pass (12 px windows of 3 px cells, bins 14/255
-wide) gives a vote score that survives JPEG 75 and resizing ×0.5. The cue's score is the larger of the two passes',
-its map the matching windows and their partners at the winning offset (`copy_of_pair` tells copy from source by
-their seams).
+A region copied from elsewhere in the same image repeats that region's fine texture (exactly, or after the
+resampling of a sub-pixel shift, nearly). The Laplacian residual's autocorrelation then has a sharp peak at the
+copy's offset. At the few most prominent peaks (value minus its largest 8-neighbour) a windowed normalised
+correlation of the residual with its shifted self marks the pixels that repeat. A copy matches at its offset and
+not one pixel beside it, whereas a straight edge or a smooth gradient matches itself along a whole ridge of offsets:
+so each strongly matching pixel is checked against the 8 neighbouring offsets too, and against −d and 2d, where a
+periodic pattern (scanner or compression texture in a dark border) matches again and a copy does not, and against
+d/2 and the other candidate offsets, which a periodic pattern puts on its multiples ("peak sharpness" =
+correlation at the offset minus the best of these rivals). Each pixel's sharpness is weighted by its 5×5
+neighbourhood's mean correlation (a copy repeats a whole region) and by 1 − the window's gradient anisotropy (a
+window on one dominant edge, such as the rim of a CT field of view, is no copied texture). The score is the k-th
+largest sharpness (k = one window's area): high only when a whole window's worth of texture repeats at one exact
+offset.
 
-The older cue (`CopyMoveConfig.autocorrelation`, on in cards calibrated before stop 44) also correlates the image's
-noise residual with itself: at the most prominent peaks of the residual's autocorrelation (and the best-voted
-offsets) a windowed normalised correlation marks the pixels that repeat, each checked against the 8 neighbouring
-offsets, −d, 2d, d/2 and the other candidates (a straight edge matches itself along a ridge of offsets, a periodic
-pattern at its multiples), weighted by its 5×5 neighbourhood's mean correlation and by 1 − the window's gradient
-anisotropy (the rim of a CT field of view is no copied texture); its score is the k-th largest such sharpness, and
-the cue's score the larger of it and the votes'. On the benchmark it found no copy that the votes miss (val 93 %
-of copy-moves above the reals' 99th percentile either way; after JPEG 75 75 % with it, 83 % without) and took 60 %
-of the cue's time (benchmarks/RESULTS.md, "Stop 44"); new calibrations leave it off.
+Block matching (`block_match`) adds what the autocorrelation misses: a small copy drowns in the whole image's
+correlations, but its windows each have one near-identical partner at the copy's offset. Windows are hashed by
+their binned cell means and sorted; equal neighbours vote for their offset. Up to `match_candidates` well-voted
+offsets join the candidates above, and the votes above the neighbouring offsets' give a second score: the cue's
+score is the larger of the two, and its map the matching windows where the votes win. A second, coarse pass (12 px
+windows of 3 px cells, bins 14/255 wide) gives a vote score that survives JPEG 75 and resizing ×0.5.
+
+`CopyMoveConfig.autocorrelation = False` leaves the autocorrelation out: on the benchmark the votes alone find as
+many copy-moves, at ~40 % of the cue's time. It stays on because it does more than find copies: after JPEG 75 it
+ranks the diffusion models' fakes above real images (their blocking on smooth content repeats), and without it the
+shipped detector's AUC drop under JPEG 75 grows from 0.016 to 0.036 (benchmarks/RESULTS.md, "Stop 44").
 
 Why a fixed cue beside the learned detector: a small CNN with a local receptive field cannot compare a block with
 every other block of the image, so it misses copy-moves (AUC ≈ 0.6) that this finds; and the cue encodes no
-generator's or data set's quirks. The detector fuses it into p_manipulated (noisy-OR after a logistic map whose
-centre is set on real validation images), and thresholds are calibrated on the fused score.
+generator's or data set's quirks. JPEG 75 or resizing ×0.5 wipe out most of the fine texture it matches; the coarse
+pass still finds 60–75 % of the copies (benchmarks/RESULTS.md, "Stop 43, continued"). The detector fuses it into
+p_manipulated (noisy-OR after a logistic map whose centre is set on real validation images), and thresholds are
+calibrated on the fused score.
 """
 
 from __future__ import annotations
@@ -68,10 +77,11 @@ class CopyMoveConfig:
     coarse_cell: int = 3
     coarse_quant: float = 14.0 / 255
     coarse_norm: float = 150.0
-    # the windowed autocorrelation of the residual and its candidates' sharpness (True in cards calibrated before
-    # this switch). Off: the score is block matching's vote score alone, which finds as many copies (val 93 %,
-    # more after JPEG 75 and noise) at 40 % of the cue's time (RESULTS "Stop 44")
-    autocorrelation: bool = False
+    # the residual's windowed autocorrelation and its candidates' sharpness beside block matching. Off, the score
+    # is the vote score alone: as many copy-moves found (val 93 % above the reals' p99, more after JPEG 75 and
+    # noise) at ~40 % of the cue's time, but the autocorrelation also ranks JPEG'd diffusion fakes above JPEG'd
+    # reals (their blocking on smooth content), which the detector's AUC under JPEG 75 relies on (RESULTS "Stop 44")
+    autocorrelation: bool = True
 
     def __post_init__(self):
         if not self.autocorrelation and self.match_candidates <= 0:
@@ -92,8 +102,6 @@ class CopyMoveConfig:
             d["match_candidates"], d["max_flat"] = 0, 1.0
         if d and "coarse_cell" not in d:  # a card written before the coarse pass
             d["coarse_cell"] = 0
-        if d and "autocorrelation" not in d:  # ... or before the autocorrelation could be switched off
-            d["autocorrelation"] = True
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_dict(self) -> dict:
@@ -461,9 +469,9 @@ def _tie_order(hw: int, device: str, dtype: torch.dtype) -> torch.Tensor:
 @torch.no_grad()
 def copy_move_scores(x: torch.Tensor, cfg: CopyMoveConfig = CopyMoveConfig(), return_maps: bool = False):
     """x: (N, 1, H, W) images in [0, 1]. Returns scores (N,): block matching's vote score (≥ 0, 1 for
-    cfg.match_norm matching windows; the larger of its fine and coarse passes), with cfg.autocorrelation (cards
-    calibrated before stop 44) the larger of that and the windowed correlation's sharpness (in [−2, 2]: ≈ 0.1–0.3
-    for real images, up to ~1 for an exact copy of textured content); with return_maps also (N, 2, H, W) bool
+    cfg.match_norm matching windows; the larger of its fine and coarse passes), with cfg.autocorrelation (the
+    default) the larger of that and the windowed correlation's sharpness (in [−2, 2]: ≈ 0.1–0.3 for real images,
+    up to ~1 for an exact copy of textured content); with return_maps also (N, 2, H, W) bool
     regions — the repeated windows A at the best offset d and their partners A + d — and (N, 2) that offset. Which
     of the two is the copy and which the source the regions do not say: `copy_of_pair` tells them by their seams."""
     x = x.float()
