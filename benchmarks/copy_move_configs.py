@@ -7,7 +7,8 @@ reals' 99th percentile, the reals' high percentiles, and the cue's speed at batc
 
 --degrade jpeg75 (or any name of medfake.evaluation.robustness.DEGRADATIONS) applies that degradation to every
 image of the split first, as `medfake eval`'s robustness table does. Each --config is a comma-separated list of
-CopyMoveConfig fields (`''`: the defaults); the first is the baseline.
+CopyMoveConfig fields (`''`: the defaults); the first is the baseline. --kinds picks the generators and methods
+scored against the reals (default: the manipulation methods; e.g. `--kinds copy-move,ddim-v,ddpm-v,ddim-card`).
 """
 
 from __future__ import annotations
@@ -51,9 +52,12 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--config", action="append", default=None, help="CopyMoveConfig fields, e.g. 'max_flat=1'")
     ap.add_argument("--degrade", default="clean", help="e.g. jpeg75, resize0.5 (applied to reals and fakes alike)")
+    ap.add_argument("--kinds", default=",".join(KINDS),
+                    help="comma-separated generators / methods to score against the reals (e.g. ddim-v,ddpm-v)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-append", action="store_true")
     args = ap.parse_args()
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
 
     import torch
     from PIL import Image
@@ -78,10 +82,10 @@ def main() -> None:
     lines = [f"{args.split} split of `{args.data}`"
              + ("" if args.degrade == "clean" else f", every image degraded by `{args.degrade}`")
              + f": {int(real.sum())} reals, "
-             + ", ".join(f"{int((gen == k).sum())} {k}" for k in KINDS if (gen == k).any()) + ".", "",
-             "| config | img/s | reals p99 / p99.5 / max | " + " | ".join(f"{k} AUC" for k in KINDS if (gen == k).any())
+             + ", ".join(f"{int((gen == k).sum())} {k}" for k in kinds if (gen == k).any()) + ".", "",
+             "| config | img/s | reals p99 / p99.5 / max | " + " | ".join(f"{k} AUC" for k in kinds if (gen == k).any())
              + " | copy-move > 0.1 | copy-move > reals' p99 |",
-             "|---|---|---|" + "---|" * sum((gen == k).any() for k in KINDS) + "---|---|"]
+             "|---|---|---|" + "---|" * sum((gen == k).any() for k in kinds) + "---|---|"]
     for text in args.config or ["autocorrelation=0", ""]:
         cfg = parse_config(text)
         copy_move_scores(x[:64], cfg)  # warm-up
@@ -93,7 +97,7 @@ def main() -> None:
         cm = s[gen == "copy-move"]
         lines.append(f"| `{text or 'defaults'}` | {rate:.0f} | {p99:.3f} / {np.quantile(sr, 0.995):.3f} / "
                      f"{sr.max():.3f} | "
-                     + " | ".join(f"{auc(sr, s[gen == k]):.3f}" for k in KINDS if (gen == k).any())
+                     + " | ".join(f"{auc(sr, s[gen == k]):.3f}" for k in kinds if (gen == k).any())
                      + f" | {(cm > 0.1).mean():.0%} | {(cm > p99).mean():.0%} |")
         print(lines[-1], flush=True)
     if not args.no_append:
