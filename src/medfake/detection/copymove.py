@@ -256,9 +256,10 @@ def block_match(x: torch.Tensor, cfg: CopyMoveConfig, flat: torch.Tensor | None 
     # the variance of the window's cell means ≥ match_min_std², times (cells · scale)²
     textured = cells * s2 - s1 * s1 >= (cfg.match_min_std * cells * scale) ** 2
     if cfg.max_flat < 1:  # burned-in text and markers: a few strokes on a uniform background
-        flat = (flat_pixels(x) if flat is None else flat)[:, 0]  # 0/1: exact counts in float32
-        rows = sum(flat[:, :, j:j + ww] for j in range(side))
-        textured &= sum(rows[:, i:i + hh] for i in range(side)) <= cfg.max_flat * side * side
+        flat = (flat_pixels(x) if flat is None else flat)[:, 0]
+        cs = F.pad(flat, (1, 0, 1, 0)).cumsum(1).cumsum(2)  # integral image of 0/1: exact in float32 below 2^24
+        count = (cs[:, side:, side:] - cs[:, :hh, side:] - cs[:, side:, :ww] + cs[:, :hh, :ww])  # per window
+        textured &= count <= cfg.max_flat * side * side
     shifts, mult = _match_constants(int(cfg.match_hashes), str(x.device))
     pos = torch.arange(hh * ww, device=x.device).view(hh, ww)
     votes = torch.zeros((n, h * 2 * w), device=x.device)
