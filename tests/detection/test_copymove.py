@@ -322,8 +322,7 @@ def test_block_matching_finds_a_small_near_copy_that_the_autocorrelation_misses(
     assert (matched[:, 0] == torch.tensor([60, 55])).all() and (votes[:, 0] >= 3 * cfg.match_votes).all(), votes
     without = copy_move_scores(x, dataclasses.replace(cfg, match_candidates=0, autocorrelation=True))
     with_, regions, offs = copy_move_scores(x, cfg, return_maps=True)
-    # the votes of a 16 px copy: ~0.13 (the medimg128 reals' 99th percentile is ~0.03)
-    assert (without < 0.05).all() and (with_ > 0.1).all(), (without, with_)
+    assert (without < 0.05).all() and (with_ > 0.15).all(), (without, with_)
     assert (offs == torch.tensor([60, 55])).all()
     src = np.zeros_like(mask)
     src[20:36, 15:31] = True
