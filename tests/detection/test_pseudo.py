@@ -83,3 +83,73 @@ def test_training_set_makes_classical_manipulations_when_asked():
     assert all(s["mask"].sum() >= 16 and s["kind"] == 2 for s in made)
     with pytest.raises(ValueError, match="online_kind"):
         _TorchSet(data, augment=False, online_kind="gan")
+
+
+def test_generated_splice_brings_the_donor_texture_into_the_region_only():
+    """generated_splice: inside the mask the donor's texture (tone-matched to the region it replaces), far outside
+    the input's pixels; 8-bit output; without a donor a self-blend."""
+    from scipy import ndimage
+
+    from medfake.detection.pseudo import generated_splice
+
+    rng = np.random.default_rng(7)
+    for k in range(12):
+        a = np.round(blobs(np.random.default_rng(k)) * 255) / 255
+        noisy = np.clip(0.5 + np.random.default_rng(200 + k).normal(0, 0.2, a.shape), 0, 1)  # a "generator" texture
+        out, mask = generated_splice(a, rng, noisy)
+        assert out.shape == mask.shape == a.shape and out.dtype == np.float32
+        assert np.allclose(out * 255, np.round(out * 255), atol=1e-4) and set(np.unique(mask)) <= {0.0, 1.0}
+        inside = mask > 0
+        assert inside.sum() >= 16 and np.abs(out - a)[inside].mean() >= MIN_CHANGE - 1e-6
+        far = ~ndimage.binary_dilation(inside, iterations=14)
+        assert np.abs(out - a)[far].max() <= 1 / 255 + 1e-6
+        # the region's tone is kept (mean within a few grey levels unless clipped), its texture is the donor's
+        core = ndimage.binary_erosion(inside, iterations=4)
+        if core.sum() >= 16:
+            assert abs(out[core].mean() - a[core].mean()) < 0.08
+            hf = lambda x: np.abs(x - ndimage.uniform_filter(x, 3))[core].mean()  # noqa: E731
+            assert hf(out.astype(np.float64)) > 2 * hf(a)
+    out, mask = generated_splice(a, rng, None)
+    assert mask.sum() >= 16
+
+
+def test_training_set_draws_generated_donors_from_the_synthetic_images_of_the_modality():
+    rng = np.random.default_rng(8)
+    n = 30
+    images = np.stack([blobs(rng) for _ in range(n)]).astype(np.float32)
+    images[10:20] = 0.5  # the synthetic rows: flat grey, so a spliced region is flat inside
+    kind = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    data = CachedSet(images, np.zeros_like(images), np.ones(n, bool), kind, np.zeros(n, int))
+    on = _TorchSet(data, augment=False, online_p=1.0, seed=9, online_kind="generated")
+    made = [on[i] for i in range(20, 30)]
+    assert all(s["mask"].sum() >= 16 and s["kind"] == 2 for s in made)
+    for s in made:  # a flat donor, tone-matched: the region is (nearly) one grey level
+        core = s["mask"][0].numpy() > 0
+        assert s["image"][0].numpy()[core].std() < 0.03
+
+
+def test_sampling_weights_balance_kinds_and_optionally_generators():
+    """Kinds are drawn alike whatever the balance; within a kind, balance 0 keeps the data's proportions, 1 draws
+    every generator alike, 0.5 in between (shares ∝ √n); the cached set names each row's generator."""
+    import pytest
+
+    from medfake.detection.train import sampling_weights
+
+    kind = np.array([0] * 50 + [1] * 40 + [1] * 10 + [2] * 30)
+    group = np.array(["real"] * 50 + ["big"] * 40 + ["small"] * 10 + ["cm"] * 30)
+    for balance in (0.0, 0.5, 1.0):
+        w = sampling_weights(kind, group, balance)
+        assert np.allclose([w[kind == k].sum() for k in range(3)], 1.0) and (w > 0).all()
+        small = w[90:100].sum()  # the small generator's share of the synthetic draws
+        assert np.isclose(small, {0.0: 0.2, 0.5: np.sqrt(10) / (np.sqrt(10) + np.sqrt(40)), 1.0: 0.5}[balance])
+        assert np.allclose(w[50:90], w[50]) and np.allclose(w[90:100], w[90])  # alike within a group
+    assert np.array_equal(sampling_weights(kind, None, 1.0), sampling_weights(kind, group, 0.0))
+    with pytest.raises(ValueError, match="balance"):
+        sampling_weights(kind, group, 1.5)
+
+
+def test_cached_rows_carry_their_generator(tiny_dataset):
+    from medfake.detection.train import cache_records, load_records
+
+    data = cache_records(load_records(tiny_dataset))
+    assert set(data.group[data.kind == 0]) == {"real"} and set(data.group[data.kind > 0]) == {"checker"}

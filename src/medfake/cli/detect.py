@@ -133,7 +133,11 @@ def train_detector_cmd(
     online_manipulations: float = typer.Option(0.0, min=0.0, max=1.0, help="probability that a drawn manipulated "
                                                "example is replaced by a fresh manipulation of a real one"),
     online_kind: str = typer.Option("pseudo", help="what --online-manipulations makes: 'pseudo' (self-blends and "
-                                    "splices) or 'classical' (the shipped copy-move/splice/retouch)"),
+                                    "splices), 'classical' (the shipped copy-move/splice/retouch) or 'generated' "
+                                    "(a region of a synthetic training image blended in, as an inpainting)"),
+    generator_balance: float = typer.Option(0.0, min=0.0, max=1.0, help="even out the generators (and methods) "
+                                            "within each kind: a group of n rows is drawn with a share ∝ n^(1 − "
+                                            "this); 0 = as the data come, 1 = every generator alike"),
     per_modality_thresholds: bool = typer.Option(True, help="raise the thresholds of a modality whose val reals "
                                                             "score higher than the others (per-modality FPR bound)"),
     copy_move_cue: bool = typer.Option(True, help="also calibrate the copy-move cue (then detect, eval and the "
@@ -183,7 +187,7 @@ def train_detector_cmd(
             config, data, out, name=name, config=cfg, steps=steps, supcon_steps=supcon_steps, batch_size=batch_size,
             lr=lr, seed=seed, device=device, ckpt_every=ckpt_every, resume=resume, max_minutes=max_minutes,
             retrieval_weight=retrieval_weight, init_from=init_from, calibration_shifts=calibration_shifts,
-            online_manipulations=online_manipulations, online_kind=online_kind,
+            online_manipulations=online_manipulations, online_kind=online_kind, generator_balance=generator_balance,
             per_modality_thresholds=per_modality_thresholds,
             copy_move_cue=copy_move_cue, seg_mix=seg_mix,
             augment=AugmentConfig(resample_p=resample_p, lowres_noise_p=lowres_noise_p, overlay_p=overlay_p,

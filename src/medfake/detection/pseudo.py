@@ -89,6 +89,32 @@ def pseudo_manipulation(image: np.ndarray, rng: np.random.Generator, donor: np.n
     return out.astype(np.float32), mask.astype(np.float32)
 
 
+def generated_splice(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None = None,
+                     tries: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(manipulated image, binary mask), both H×W float32: the same place of a generated image (`donor`: a
+    synthetic training image of the same modality) blended into the real one inside a random soft region, its
+    tone matched to what it replaces (mean and spread inside the region), so that what is left to see is the
+    generator's texture, as in an inpainting (RePaint) whose region a diffusion model filled. It adds the training
+    generators' fingerprints, in part of an image. Without a donor: a self-blend (`pseudo_manipulation`)."""
+    if donor is None:
+        return pseudo_manipulation(image, rng, None, tries)
+    size = image.shape[0]
+    img = image.astype(np.float64)
+    src = np.asarray(donor, np.float64)
+    for _ in range(tries):
+        soft = random_region(rng, size)
+        m = soft >= 0.5
+        if m.sum() < 16:
+            continue
+        a, b = img[m], src[m]
+        matched = (src - b.mean()) * (a.std() / max(b.std(), 1e-3)) + a.mean()
+        out = soft * matched + (1.0 - soft) * img
+        if np.abs(out - img)[m].mean() >= MIN_CHANGE:
+            out = np.round(np.clip(out, 0.0, 1.0) * 255.0) / 255.0
+            return out.astype(np.float32), m.astype(np.float32)
+    return pseudo_manipulation(image, rng, None, tries)
+
+
 CLASSICAL = ("copy-move", "splice", "retouch")  # the shipped classical methods used on the fly
 
 

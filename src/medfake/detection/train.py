@@ -34,7 +34,7 @@ from .calibrate import (MIN_MODALITY_REALS, SMALL_INPUT_SIDES, UNCERTAIN_FACTOR,
                         choose_on_validation, fit_temperature, head_thresholds, modality_floors,
                         monotone_side_floors, thresholds_for, verdict_at)
 from .losses import SegLoss, supcon_loss
-from .pseudo import classical_manipulation, pseudo_manipulation
+from .pseudo import classical_manipulation, generated_splice, pseudo_manipulation
 from .retrieval import LABELS, ReferenceBank, blend
 from .scores import SEG_MIX_GRID, choose_seg_mix, flip_averaged, mix, seg_top
 
@@ -102,6 +102,7 @@ class CachedSet:
     has_mask: np.ndarray  # (N,) bool
     kind: np.ndarray  # (N,) int
     modality: np.ndarray  # (N,) int, -1 unknown
+    group: np.ndarray | None = None  # (N,) str: the generator or manipulation method ("real" for reals)
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -126,23 +127,26 @@ def cache_records(records: list[Record], desc: str = "load") -> CachedSet:
             elif kind[i] == 0:
                 has_mask[i] = True  # a real image's mask is known: empty
             advance()
-    return CachedSet(images, masks, has_mask, kind, modality)
+    group = np.array([str(r.get("generator") or KINDS[k]) for r, k in zip(records, kind)])
+    return CachedSet(images, masks, has_mask, kind, modality, group)
 
 
-ONLINE_KINDS = ("pseudo", "classical")
+ONLINE_KINDS = ("pseudo", "classical", "generated")
+_MAKERS = {"pseudo": pseudo_manipulation, "classical": classical_manipulation, "generated": generated_splice}
 
 
 class _TorchSet(torch.utils.data.Dataset):
     """Cached images through the augmentation; with `online_p` > 0 a manipulated example is replaced, with that
     probability, by a fresh manipulation of a random real image (donor: another real image of its modality):
     `online_kind` "pseudo" = self-blends and splices (`pseudo.pseudo_manipulation`), "classical" = the shipped
-    copy-move / splice / retouch (`pseudo.classical_manipulation`)."""
+    copy-move / splice / retouch (`pseudo.classical_manipulation`), "generated" = a region of a synthetic training
+    image of the modality blended in (`pseudo.generated_splice`; its donors are the synthetic images)."""
 
     def __init__(self, data: CachedSet, augment: bool, views: int = 1, seed: int = 0, online_p: float = 0.0,
                  online_kind: str = "pseudo", aug: AugmentConfig | None = None):
         if online_kind not in ONLINE_KINDS:
             raise ValueError(f"online_kind must be one of {ONLINE_KINDS}, not {online_kind!r}")
-        self.make = pseudo_manipulation if online_kind == "pseudo" else classical_manipulation
+        self.make = _MAKERS[online_kind]
         self.d = data
         self.t = detector_transforms(augment, aug)
         self.t.set_random_state(seed=seed)  # MONAI random transforms: reproducible augmentation
@@ -152,6 +156,9 @@ class _TorchSet(torch.utils.data.Dataset):
         self.reals = np.flatnonzero(data.kind == 0)
         self.reals_by_modality = {int(m): self.reals[data.modality[self.reals] == m]
                                   for m in np.unique(data.modality[self.reals])}
+        fakes = np.flatnonzero(data.kind == 1)
+        self.donors = self.reals_by_modality if online_kind != "generated" else \
+            {int(m): fakes[data.modality[fakes] == m] for m in np.unique(data.modality[fakes])}
 
     def __len__(self) -> int:
         return len(self.d)
@@ -160,8 +167,8 @@ class _TorchSet(torch.utils.data.Dataset):
         """(image, mask, has_mask, modality) of example i, or of a pseudo-manipulation standing in for it."""
         if self.online_p > 0 and self.d.kind[i] == 2 and len(self.reals) and self.rng.random() < self.online_p:
             j = int(self.reals[self.rng.integers(len(self.reals))])
-            pool = self.reals_by_modality.get(int(self.d.modality[j]), self.reals)
-            donor = self.d.images[int(pool[self.rng.integers(len(pool))])]
+            pool = self.donors.get(int(self.d.modality[j]), self.reals)
+            donor = self.d.images[int(pool[self.rng.integers(len(pool))])] if len(pool) else None
             img, mask = self.make(self.d.images[j], self.rng, donor)
             return img, mask, True, int(self.d.modality[j])
         return self.d.images[i], self.d.masks[i], bool(self.d.has_mask[i]), int(self.d.modality[i])
@@ -178,10 +185,26 @@ class _TorchSet(torch.utils.data.Dataset):
         return {"image": img, "mask": mask, "has_mask": has_mask, "kind": int(self.d.kind[i]), "modality": modality}
 
 
+def sampling_weights(kind: np.ndarray, group: np.ndarray | None = None, balance: float = 0.0) -> np.ndarray:
+    """Per-example sampling weights: the kinds (real, synthetic, manipulated) drawn alike; within a kind a group
+    (generator or method) of n examples drawn with a share ∝ n^(1 − balance) of the kind's draws: 0 = as the data
+    come (a generator with many rows dominates), 1 = every generator alike (a small group's rows repeat)."""
+    if not 0.0 <= balance <= 1.0:
+        raise ValueError(f"balance must be in [0, 1], got {balance}")
+    counts = np.bincount(kind, minlength=len(KINDS)).astype(np.float64)
+    w = 1.0 / counts[kind]
+    if balance > 0 and group is not None:
+        for k in np.unique(kind):
+            sel = np.flatnonzero(kind == k)
+            _, inv, n = np.unique(group[sel], return_inverse=True, return_counts=True)
+            share = n.astype(np.float64) ** (1.0 - balance)
+            w[sel] = (share / share.sum())[inv] / n[inv]
+    return w
+
+
 def _loader(data: CachedSet, batch_size: int, seed: int, views: int = 1, online_p: float = 0.0,
-            online_kind: str = "pseudo", aug: AugmentConfig | None = None):
-    counts = np.bincount(data.kind, minlength=len(KINDS)).astype(np.float64)
-    w = 1.0 / counts[data.kind]  # balanced over kinds
+            online_kind: str = "pseudo", aug: AugmentConfig | None = None, balance: float = 0.0):
+    w = sampling_weights(data.kind, data.group, balance)  # balanced over kinds (and over groups: `balance`)
     g = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), num_samples=max(len(data), batch_size),
                                                      replacement=True, generator=g)
@@ -401,6 +424,7 @@ def train_detector(
     calibration_shifts: int = 2,
     online_manipulations: float = 0.0,
     online_kind: str = "pseudo",
+    generator_balance: float = 0.0,
     per_modality_thresholds: bool = True,
     copy_move_cue: bool = True,
     seg_mix: bool = True,
@@ -416,8 +440,10 @@ def train_detector(
     of the same architecture and config) starts from its weights: a fine-tune. With
     `online_manipulations` = p a drawn manipulated example is replaced, with probability p, by a fresh
     manipulation of a real training image (`pseudo.py`; `online_kind` "pseudo": self-blends and splices,
-    "classical": the shipped copy-move / splice / retouch). `steps=0` with `init_from` recalibrates the
-    given weights only (bank, anomaly scorer, temperatures, thresholds). `copy_move_cue` adds the card's
+    "classical": the shipped copy-move / splice / retouch, "generated": a synthetic image's region blended in).
+    `generator_balance` (0–1) evens out the generators and methods within each kind (`sampling_weights`).
+    `steps=0` with `init_from` recalibrates the given weights only (bank, anomaly scorer, temperatures,
+    thresholds). `copy_move_cue` adds the card's
     `copy_move` section (the cue's calibration and fused thresholds, used with `--copy-move`). `seg_mix` lets the
     calibration mix the segmentation map's evidence into the manipulation score (`scores.py`). `anchor` (a fine-tune
     only) adds anchor × the mean squared rise of the model's synthetic/manipulated logits on the batch's real images
@@ -437,6 +463,8 @@ def train_detector(
         raise MedfakeError(f"{config_name!r} is not a detector architecture")
     if online_kind not in ONLINE_KINDS:
         raise MedfakeError(f"online_kind must be one of {', '.join(ONLINE_KINDS)}, not {online_kind!r}")
+    if not 0.0 <= generator_balance <= 1.0:
+        raise MedfakeError(f"generator_balance must be in [0, 1], got {generator_balance}")
     if isinstance(manifest_records, (str, Path)):
         data_desc = data_desc or str(manifest_records)
         manifest_records = load_records(manifest_records)
@@ -526,10 +554,10 @@ def train_detector(
         tmp.replace(ckpt)
 
     supcon_it = _forever(_loader(train, batch_size, seed, views=2, online_p=online_manipulations,
-                                   online_kind=online_kind, aug=augment)) \
+                                   online_kind=online_kind, aug=augment, balance=generator_balance)) \
         if supcon_steps else None
     main_it = _forever(_loader(train, batch_size, seed + 1, online_p=online_manipulations, online_kind=online_kind,
-                               aug=augment))
+                               aug=augment, balance=generator_balance))
     t0 = time.time()
     model.train()
     with progress_bar(total, f"train {name}", initial=step) as advance:
@@ -614,6 +642,7 @@ def train_detector(
         "supcon_steps": min(supcon_steps, step),
         "online_manipulations": online_manipulations,
         **({"online_kind": online_kind} if online_manipulations > 0 else {}),
+        **({"generator_balance": generator_balance} if generator_balance > 0 else {}),
         **(augment.changed() if augment else {}),  # top-level keys, as cards before AugmentConfig had them
         **({"anchor": anchor} if anchor > 0 else {}),
         **({"interpolated": {"name": other_card.get("name"), "version": other_card.get("version"),
