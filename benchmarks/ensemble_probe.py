@@ -1,7 +1,8 @@
 """Would two detectors that raise different false alarms do better together? An offline probe, not a shipped
 detector: each member scores the benchmark's val and test images and both sets of outside reals; the members'
 p_synthetic and p_manipulated are combined (min = both must agree, or the mean); every single member and every
-combination then gets the same plain rule, so that the rows compare like with like:
+combination then gets the same plain rule (with three or more members also the mean of all), so that the rows
+compare like with like:
 
 - thresholds: the 99th percentile of the combined score on the val split's real images (1 % false alarms), one per
   head, no per-modality floors, no uncertain band, no small-input thresholds;
@@ -11,7 +12,8 @@ combination then gets the same plain rule, so that the rows compare like with li
 The shipped verdicts differ (floors, uncertain band, shifted copies in the real pool), so the single rows here are
 not `medfake eval`'s numbers; only the comparison within this table is. A second table keeps each member's own
 verdicts (its card's full rule, as `medfake detect` gives them) and, for each pair, the agreement rule: not real
-only where both members say not real (the first member's verdict then). In both tables a catch is any verdict
+only where both members say not real (the first member's verdict then); with three or more members also "k of n":
+not real where at least k of them say so (the verdict most of those give). In both tables a catch is any verdict
 other than real.
 
     python benchmarks/ensemble_probe.py --data data_cache/bench/manifest.csv \\
@@ -51,6 +53,14 @@ def verdicts(val: np.ndarray, val_real: np.ndarray, x: np.ndarray) -> np.ndarray
     """0 real, 1 synthetic, 2 manipulated under the plain rule (thresholds from val reals)."""
     t = np.quantile(val[val_real, :2], 1 - TARGET_FPR, axis=0)
     return np.where(x[:, 0] > t[0], 1, np.where(x[:, 1] > t[1], 2, 0))
+
+
+def k_of_n(v: np.ndarray, k: int) -> np.ndarray:
+    """Verdict codes (members, N) → one per image: not real where at least k members say not real, then the
+    verdict most of those members give (ties: the first member's order of codes, synthetic before manipulated)."""
+    alarm = (v > 0).sum(0) >= k
+    counts = np.stack([(v == c).sum(0) for c in (1, 2, 3)])  # synthetic, manipulated, uncertain
+    return np.where(alarm, 1 + counts.argmax(0), 0)
 
 
 def f1(pos_pred: np.ndarray, pos_true: np.ndarray) -> float:
@@ -114,6 +124,12 @@ def main() -> None:
                                                                       zip(members[a], members[b])]
         agree[f"both {a.split(' ')[0]} and {b.split(' ')[0]}"] = [
             np.where((x[:, 2] > 0) & (y[:, 2] > 0), x[:, 2], 0) for x, y in zip(members[a], members[b])]
+    if len(members) > 2:  # all members: the mean of their scores; their own verdicts, k of n of them
+        short = ", ".join(m.split(" ")[0] for m in members)
+        combos[f"mean({short})"] = [np.mean(sc, axis=0) for sc in zip(*members.values())]
+        for k in range(2, len(members) + 1):
+            agree[f"{k} of the {len(members)}"] = [k_of_n(np.stack([x[:, 2] for x in sc]), k)
+                                                   for sc in zip(*members.values())]
     own = {f"{name}, own verdicts": [s[:, 2] for s in sc] for name, sc in members.items()}
     head = ("| detector or combination | synthetic F1 / recall | manipulation F1 / recall | test reals not real, "
             "worst modality | " + " | ".join(f"outside reals, {n} ({len(ims)})" for n, ims in outside)
@@ -123,7 +139,8 @@ def main() -> None:
         lines.append(row(name, verdicts(val, val_real, test), kinds, mods,
                          [verdicts(val, val_real, o) for o in out]))
     lines += ["", "Each member's own verdicts (its card's thresholds, floors and uncertain band, as `medfake detect` "
-              "gives them), and the two together: not real only where both say not real:", "", lines[0], lines[1]]
+              "gives them), and the two together: not real only where both say not real (with three or more members, where k of them do):", "", lines[0],
+              lines[1]]
     for name, (_, test, *out) in {**own, **agree}.items():
         lines.append(row(name, test, kinds, mods, list(out)))
     body = (f"Val {len(val_recs)} images ({int(val_real.sum())} real), test {len(test_recs)}; plain rule (module "

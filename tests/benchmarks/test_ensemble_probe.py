@@ -29,3 +29,13 @@ def test_row_reports_f1_recall_and_outside_rates(load_benchmark):
     assert cells[2] == "0.800 / 1.00"  # manipulated: tp 2, 3 predicted, 2 true
     assert cells[3] == "lung_ct 50.0%"
     assert cells[4:6] == ["25.0%", "50.0%"] and cells[6].startswith("**33.3%** (2 of 6)")
+
+
+def test_k_of_n_alarms_where_k_members_do_with_their_majority_verdict(load_benchmark):
+    probe = load_benchmark("ensemble_probe")
+    v = np.array([[0, 1, 1, 2, 3, 1],
+                  [0, 0, 1, 2, 3, 2],
+                  [0, 0, 2, 0, 1, 3]])  # members × images: 0 real, 1 synthetic, 2 manipulated, 3 uncertain
+    assert probe.k_of_n(v, 2).tolist() == [0, 0, 1, 2, 3, 1]  # the last: one vote each, synthetic first
+    assert probe.k_of_n(v, 3).tolist() == [0, 0, 1, 0, 3, 1]
+    assert probe.k_of_n(v, 1).tolist() == [0, 1, 1, 2, 3, 1]
