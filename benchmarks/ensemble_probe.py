@@ -139,8 +139,8 @@ def main() -> None:
         lines.append(row(name, verdicts(val, val_real, test), kinds, mods,
                          [verdicts(val, val_real, o) for o in out]))
     lines += ["", "Each member's own verdicts (its card's thresholds, floors and uncertain band, as `medfake detect` "
-              "gives them), and the two together: not real only where both say not real (with three or more members, where k of them do):", "", lines[0],
-              lines[1]]
+              "gives them), and the two together: not real only where both say not real (with three or more members, "
+              "where k of them do):", "", lines[0], lines[1]]
     for name, (_, test, *out) in {**own, **agree}.items():
         lines.append(row(name, test, kinds, mods, list(out)))
     body = (f"Val {len(val_recs)} images ({int(val_real.sum())} real), test {len(test_recs)}; plain rule (module "
