@@ -180,6 +180,21 @@ def test_fine_tune_starts_from_the_given_weights(tiny_models_dir, tiny_dataset, 
                        steps=1, batch_size=8, device="cpu", init_from=base)
 
 
+def test_generated_splices_and_generator_balance_train_and_are_recorded(tiny_models_dir, tiny_dataset, tmp_path):
+    from .conftest import TINY as T
+
+    base = tiny_models_dir / "tiny-dual.json"
+    card = train_detector("dual-srm", tiny_dataset, tmp_path, name="gb", config=T["dual-srm"], steps=3,
+                          batch_size=8, device="cpu", bank_size=24, init_from=base, calibration_shifts=0,
+                          online_manipulations=0.5, online_kind="generated", generator_balance=0.5)
+    assert card["online_kind"] == "generated" and card["generator_balance"] == 0.5 and card["steps"] == 3
+    assert np.isfinite(card["loss_last"])
+    for bad in ({"generator_balance": 1.5}, {"online_kind": "gan", "online_manipulations": 0.5}):
+        with pytest.raises(MedfakeError, match="generator_balance|online_kind"):
+            train_detector("dual-srm", tiny_dataset, tmp_path / "x", config=T["dual-srm"], steps=1, batch_size=8,
+                           device="cpu", **bad)
+
+
 def test_zero_steps_recalibrates_the_given_weights(tiny_models_dir, tiny_dataset, tmp_path):
     """--steps 0 --init-from CARD: the same weights, new calibration (and the copy-move section), a version that
     says so."""
