@@ -26,15 +26,21 @@ def test_pseudo_manipulation_changes_only_the_region():
         a = np.round(blobs(np.random.default_rng(k)) * 255) / 255
         donor = np.round(blobs(np.random.default_rng(100 + k)) * 255) / 255
         out, mask = pseudo_manipulation(a, rng, donor)
-        assert out.shape == mask.shape == a.shape and out.dtype == np.float32
-        assert np.allclose(out * 255, np.round(out * 255), atol=1e-4) and set(np.unique(mask)) <= {0.0, 1.0}
-        inside = mask > 0
-        assert inside.sum() >= 16 and np.abs(out - a)[inside].mean() >= MIN_CHANGE - 1e-6
-        # far from the region (beyond the feather), pixels are the input's
-        from scipy import ndimage
+        region_edit_checks(a, out, mask)
 
-        far = ~ndimage.binary_dilation(inside, iterations=14)
-        assert np.abs(out - a)[far].max() <= 1 / 255 + 1e-6
+
+def region_edit_checks(a, out, mask) -> np.ndarray:
+    """An on-the-fly edit's contract: 8-bit float32 output of the input's shape, a binary mask of ≥ 16 pixels with a
+    visible change inside, the input's pixels far from it (beyond the feather). Returns the mask as bool."""
+    from scipy import ndimage
+
+    assert out.shape == mask.shape == a.shape and out.dtype == np.float32
+    assert np.allclose(out * 255, np.round(out * 255), atol=1e-4) and set(np.unique(mask)) <= {0.0, 1.0}
+    inside = mask > 0
+    assert inside.sum() >= 16 and np.abs(out - a)[inside].mean() >= MIN_CHANGE - 1e-6
+    far = ~ndimage.binary_dilation(inside, iterations=14)
+    assert np.abs(out - a)[far].max() <= 1 / 255 + 1e-6
+    return inside
 
 
 def test_training_set_swaps_in_pseudo_manipulations_at_the_rate():
@@ -97,12 +103,7 @@ def test_generated_splice_brings_the_donor_texture_into_the_region_only():
         a = np.round(blobs(np.random.default_rng(k)) * 255) / 255
         noisy = np.clip(0.5 + np.random.default_rng(200 + k).normal(0, 0.2, a.shape), 0, 1)  # a "generator" texture
         out, mask = generated_splice(a, rng, noisy)
-        assert out.shape == mask.shape == a.shape and out.dtype == np.float32
-        assert np.allclose(out * 255, np.round(out * 255), atol=1e-4) and set(np.unique(mask)) <= {0.0, 1.0}
-        inside = mask > 0
-        assert inside.sum() >= 16 and np.abs(out - a)[inside].mean() >= MIN_CHANGE - 1e-6
-        far = ~ndimage.binary_dilation(inside, iterations=14)
-        assert np.abs(out - a)[far].max() <= 1 / 255 + 1e-6
+        inside = region_edit_checks(a, out, mask)
         # the region's tone is kept (mean within a few grey levels unless clipped), its texture is the donor's
         core = ndimage.binary_erosion(inside, iterations=4)
         if core.sum() >= 16:
