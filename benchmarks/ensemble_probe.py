@@ -57,7 +57,7 @@ def verdicts(val: np.ndarray, val_real: np.ndarray, x: np.ndarray) -> np.ndarray
 
 def k_of_n(v: np.ndarray, k: int) -> np.ndarray:
     """Verdict codes (members, N) → one per image: not real where at least k members say not real, then the
-    verdict most of those members give (ties: the first member's order of codes, synthetic before manipulated)."""
+    verdict most of those members give (ties: synthetic, then manipulated, then uncertain)."""
     alarm = (v > 0).sum(0) >= k
     counts = np.stack([(v == c).sum(0) for c in (1, 2, 3)])  # synthetic, manipulated, uncertain
     return np.where(alarm, 1 + counts.argmax(0), 0)

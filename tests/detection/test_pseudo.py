@@ -154,3 +154,28 @@ def test_cached_rows_carry_their_generator(tiny_dataset):
 
     data = cache_records(load_records(tiny_dataset))
     assert set(data.group[data.kind == 0]) == {"real"} and set(data.group[data.kind > 0]) == {"checker"}
+
+
+def test_a_modality_without_synthetic_images_gets_self_blends_not_real_splices():
+    rng = np.random.default_rng(10)
+    n = 20
+    images = np.stack([blobs(rng) for _ in range(n)]).astype(np.float32)
+    kind = np.array([0] * 8 + [1] * 4 + [2] * 8)
+    modality = np.array([0] * 4 + [1] * 4 + [0] * 4 + [1] * 8)  # synthetic images of modality 0 only
+    data = CachedSet(images, np.zeros_like(images), np.ones(n, bool), kind, modality)
+    on = _TorchSet(data, augment=False, online_p=1.0, seed=11, online_kind="generated")
+    assert on.donors.keys() == {0} and len(on.no_donor) == 0
+    seen = []  # (the real image's modality, the donor given to the maker)
+    make = on.make
+
+    def recording(img, rng, donor):
+        row = next(j for j in range(n) if np.array_equal(img, images[j]))
+        seen.append((int(modality[row]), donor))
+        return make(img, rng, donor)
+
+    on.make = recording
+    made = [on._source(i) for i in range(12, 20) for _ in range(6)]
+    assert all(m[1].sum() >= 16 and m[2] for m in made)
+    assert {m for m, _ in seen} == {0, 1}
+    for m, donor in seen:  # modality 0: a synthetic image of it; modality 1: no donor (a self-blend)
+        assert (donor is None) if m == 1 else any(np.array_equal(donor, images[j]) for j in range(8, 12))

@@ -159,6 +159,8 @@ class _TorchSet(torch.utils.data.Dataset):
         fakes = np.flatnonzero(data.kind == 1)
         self.donors = self.reals_by_modality if online_kind != "generated" else \
             {int(m): fakes[data.modality[fakes] == m] for m in np.unique(data.modality[fakes])}
+        # a modality without donors: any real image (a splice), or for "generated" none (then a self-blend)
+        self.no_donor = self.reals if online_kind != "generated" else fakes[:0]
 
     def __len__(self) -> int:
         return len(self.d)
@@ -167,7 +169,7 @@ class _TorchSet(torch.utils.data.Dataset):
         """(image, mask, has_mask, modality) of example i, or of a pseudo-manipulation standing in for it."""
         if self.online_p > 0 and self.d.kind[i] == 2 and len(self.reals) and self.rng.random() < self.online_p:
             j = int(self.reals[self.rng.integers(len(self.reals))])
-            pool = self.donors.get(int(self.d.modality[j]), self.reals)
+            pool = self.donors.get(int(self.d.modality[j]), self.no_donor)
             donor = self.d.images[int(pool[self.rng.integers(len(pool))])] if len(pool) else None
             img, mask = self.make(self.d.images[j], self.rng, donor)
             return img, mask, True, int(self.d.modality[j])
