@@ -298,6 +298,36 @@ def test_interpolate_blends_a_fine_tune_with_its_base(tiny_models_dir, tiny_data
                        interpolate=tmp_path / "ft" / "wider.json", **kw)
 
 
+def test_train_only_fine_tunes_the_named_parts_and_freezes_the_rest(tiny_models_dir, tiny_dataset, tmp_path):
+    """--train-only seg_,head_manip: those parameters move; every other weight and batch-norm statistic is the
+    base's, so the synthetic head's logits on any image are exactly the base's; bad prefixes are refused."""
+    from medfake.detection.train import freeze_except
+
+    from .conftest import TINY as T
+
+    base = tiny_models_dir / "tiny-dual.json"
+    kw = dict(config=T["dual-srm"], batch_size=12, device="cpu", bank_size=24, calibration_shifts=0,
+              copy_move_cue=False, init_from=base)
+    card = train_detector("dual-srm", tiny_dataset, tmp_path, name="seg", steps=6, lr=1e-2, seed=3,
+                          train_only=("seg_", "head_manip"), **kw)
+    a, _ = load_model(base)
+    b, _ = load_model(tmp_path / "seg.json")
+    sa, sb = a.state_dict(), b.state_dict()
+    moved = {k for k in sa if not torch.equal(sa[k], sb[k])}
+    assert moved and all(k.startswith(("seg_", "head_manip")) for k in moved), sorted(moved)
+    assert any(k.startswith("seg_") and "running_mean" in k for k in moved)  # the trained part's BN did adapt
+    n_train = sum(p.numel() for n, p in a.named_parameters() if n.startswith(("seg_", "head_manip")))
+    assert card["train_only"] == {"prefixes": ["seg_", "head_manip"], "parameters": n_train}
+    x = cache_records(read_manifest(tiny_dataset)).images[:16]
+    ra, rb = run_model(a, x, "cpu"), run_model(b, x, "cpu")
+    assert np.array_equal(ra["syn"], rb["syn"]) and not np.array_equal(ra["seg"], rb["seg"])
+    with pytest.raises(MedfakeError, match="no parameter starts with"):
+        freeze_except(create("dual-srm", **T["dual-srm"]), ("seg_", "segmentation"))
+    with pytest.raises(MedfakeError, match="needs --init-from"):
+        train_detector("dual-srm", tiny_dataset, tmp_path / "x", name="x", steps=1,
+                       train_only=("seg_",), **{**kw, "init_from": None})
+
+
 def test_flip_averaged_mirrors_maps_back():
     """scores.flip_averaged: scores are the mean over the image and its mirror image; maps are mirrored back
     before averaging (a map that echoes its input comes back as the input, not as a symmetric blur)."""

@@ -166,6 +166,9 @@ def train_detector_cmd(
     acquisition_shifts: int = typer.Option(0, min=0, help="copies of each real val image with acquisition "
                                            "artifacts (bias field, Gibbs ringing, Rician noise, intensity curve) "
                                            "added to the real pool the thresholds are set on"),
+    train_only: str = typer.Option("", help="fine-tune only the parameters whose names start with one of these "
+                                   "comma-separated prefixes (e.g. seg_,head_manip); the rest stay frozen, batch "
+                                   "norm included, so the other heads' scores do not change"),
 ):
     """Train a detector on split=train, calibrate on split=val, export weights + model card to --out."""
     import json
@@ -194,6 +197,7 @@ def train_detector_cmd(
                                   acquisition_p=acquisition_p),
             anchor=anchor, interpolate=interpolate, interpolate_weight=interpolate_weight,
             test_time_flip=test_time_flip, acquisition_shifts=acquisition_shifts,
+            train_only=tuple(p.strip() for p in train_only.split(",") if p.strip()),
             command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

@@ -13,6 +13,7 @@ import sys
 import time
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +240,31 @@ def detector_loss(arch: str, out: dict, batch: dict, seg_loss: SegLoss, heads: d
     return loss
 
 
+def freeze_except(model: torch.nn.Module, prefixes: Sequence[str]) -> int:
+    """Freeze every parameter whose name starts with none of `prefixes`; returns the number of trainable values.
+    A prefix that names no parameter is an error (a typo would otherwise freeze the whole model)."""
+    names = [n for n, _ in model.named_parameters()]
+    unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if not prefixes or unknown:
+        roots = sorted({n.split(".")[0] for n in names})
+        raise MedfakeError(f"--train-only: no parameter starts with {unknown or '(nothing given)'}; this model's "
+                           f"parameters start with {', '.join(roots)}")
+    n = 0
+    for name, p in model.named_parameters():
+        p.requires_grad_(any(name.startswith(q) for q in prefixes))
+        n += p.numel() if p.requires_grad else 0
+    return n
+
+
+def _frozen_eval(model: torch.nn.Module) -> None:
+    """Put every module whose parameters are all frozen (and its children) in eval mode: frozen batch norm keeps
+    its running statistics and frozen dropout is off, as at inference."""
+    for m in model.modules():
+        ps = list(m.parameters())
+        if ps and not any(p.requires_grad for p in ps):
+            m.eval()
+
+
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A frozen copy of `model` in train mode, so that its outputs match the training model's: batch norm uses the
     batch's statistics as the training model's does, and dropout draws the same masks when it runs from the same
@@ -436,6 +462,7 @@ def train_detector(
     interpolate_weight: float = 0.5,
     test_time_flip: bool = False,
     acquisition_shifts: int = 0,
+    train_only: Sequence[str] = (),
 ) -> dict:
     """Train `config_name` (a registered detector architecture) for `steps` optimiser steps (after `supcon_steps`
     of supervised-contrastive warm-up; default: steps // 3 for manip-supcon, else 0). `init_from` (a model card
@@ -457,7 +484,10 @@ def train_detector(
     writes <out>/<name>.safetensors (+ .bank/.anomaly.safetensors) and <out>/<name>.json. `test_time_flip`: the card
     is calibrated, and later run, on the mean of each image's and its mirror image's outputs (`scores.flip_averaged`;
     twice the network's work); `acquisition_shifts`: copies of each real val image with scanner artifacts join the
-    real pool the thresholds are set on (`acquisition_copies`)."""
+    real pool the thresholds are set on (`acquisition_copies`). `train_only` (parameter-name prefixes, e.g.
+    ("seg_", "head_manip"); a fine-tune only): every other parameter stays frozen and every module without a
+    trainable parameter stays in eval mode (its batch-norm statistics unchanged), so the frozen heads' scores on any
+    image are exactly those of the `init_from` weights (`freeze_except`)."""
     from ._progress import progress_bar
     from ..settings import torch_device
 
@@ -525,6 +555,11 @@ def train_detector(
         raise MedfakeError("anchor must be >= 0, and > 0 only for a fine-tune (--init-from): it anchors the real "
                            "images' scores to those of the given weights")
     teacher = _frozen_copy(model) if anchor > 0 else None
+    if train_only:
+        if init_card is None or interpolate is not None:
+            raise MedfakeError("--train-only fine-tunes part of the --init-from weights: it needs --init-from and "
+                               "no --interpolate")
+        trainable = freeze_except(model, train_only)
     train = cache_records(train_recs, "load train")
     calib_on = "val"
     if val_recs:
@@ -532,7 +567,7 @@ def train_detector(
     else:
         val, calib_on = train, "train (no val split)"
 
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
     total = supcon_steps + steps
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.1)
     seg_loss = SegLoss()
@@ -562,6 +597,8 @@ def train_detector(
                                aug=augment, balance=generator_balance))
     t0 = time.time()
     model.train()
+    if train_only:
+        _frozen_eval(model)
     with progress_bar(total, f"train {name}", initial=step) as advance:
         while step < total:
             supcon_phase = step < supcon_steps
@@ -647,6 +684,7 @@ def train_detector(
         **({"generator_balance": generator_balance} if generator_balance > 0 else {}),
         **(augment.changed() if augment else {}),  # top-level keys, as cards before AugmentConfig had them
         **({"anchor": anchor} if anchor > 0 else {}),
+        **({"train_only": {"prefixes": list(train_only), "parameters": trainable}} if train_only else {}),
         **({"interpolated": {"name": other_card.get("name"), "version": other_card.get("version"),
                              "total_steps": total_steps(other_card), "weight": float(interpolate_weight)}}
            if other_card else {}),
