@@ -1,6 +1,7 @@
 """benchmarks/train_reals_fetch.py without the network: a folder member of a Debian package (an `ar` archive around
-data.tar.xz) comes out whole and is read in InstanceNumber order, members sharing a file name get distinct names, a volume gives its middle slices, the merged manifest points at both
-folders' files, and a download whose sha256 is not the pinned one is refused and not kept."""
+data.tar.xz) comes out whole and is read in InstanceNumber order, members sharing a file name get distinct names,
+a volume gives its middle slices, the merged manifest points at both folders' files, and a download whose sha256 is
+not the pinned one is refused and not kept."""
 
 import csv
 import io
