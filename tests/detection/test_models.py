@@ -180,6 +180,34 @@ def test_fine_tune_starts_from_the_given_weights(tiny_models_dir, tiny_dataset, 
                        steps=1, batch_size=8, device="cpu", init_from=base)
 
 
+def test_other_reals_share_trains_and_is_recorded(tiny_models_dir, tiny_dataset, tmp_path):
+    """Reals of another source (modality `other`, as benchmarks/train_reals_fetch.py writes them) drawn at a chosen
+    share: the fine-tune runs and the card says so; a training split without such reals is a clear error."""
+    import csv
+
+    from .conftest import TINY as T
+
+    rows = list(csv.DictReader(open(tiny_dataset, newline="")))
+    train_reals = [r for r in rows if r["kind"] == "real" and r["split"] == "train"]
+    for r in train_reals[:3]:
+        r["modality"] = "other"
+    for r in rows:  # the copy lives elsewhere: its paths absolute
+        r.update({k: str((tiny_dataset.parent / r[k]).resolve()) for k in ("path", "mask") if r[k]})
+    data = tmp_path / "with_other.csv"
+    with open(data, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    card = train_detector("dual-srm", data, tmp_path / "o", name="or", config=T["dual-srm"], steps=2, batch_size=8,
+                          device="cpu", bank_size=24, init_from=tiny_models_dir / "tiny-dual.json",
+                          calibration_shifts=0, other_reals_share=0.4)
+    assert card["other_reals_share"] == 0.4 and card["steps"] == 2 and np.isfinite(card["loss_last"])
+    for bad, msg in (({"other_reals_share": 1.0}, "in \\(0, 1\\)"), ({"other_reals_share": 0.4}, "another source")):
+        with pytest.raises(MedfakeError, match=msg):
+            train_detector("dual-srm", tiny_dataset, tmp_path / "x", config=T["dual-srm"], steps=1, batch_size=8,
+                           device="cpu", **bad)
+
+
 def test_generated_splices_and_generator_balance_train_and_are_recorded(tiny_models_dir, tiny_dataset, tmp_path):
     from .conftest import TINY as T
 

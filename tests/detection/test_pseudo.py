@@ -149,6 +149,28 @@ def test_sampling_weights_balance_kinds_and_optionally_generators():
         sampling_weights(kind, group, 1.5)
 
 
+def test_sampling_weights_give_reals_of_other_sources_their_share():
+    """other_reals_share: the reals of no known modality (modality −1) get that share of the real draws, the other
+    reals the rest, each part as before within itself; fakes are untouched; a set without such reals, or a share
+    outside (0, 1), is refused."""
+    import pytest
+
+    from medfake.detection.train import sampling_weights
+
+    kind = np.array([0] * 90 + [0] * 10 + [1] * 40 + [2] * 30)
+    modality = np.array([0] * 45 + [3] * 45 + [-1] * 10 + [2] * 40 + [-1] * 30)  # a fake's modality is not counted
+    plain = sampling_weights(kind, None, 0.0, modality)
+    assert np.isclose(plain[90:100].sum(), 0.1)  # as the data come: 10 of 100 reals
+    w = sampling_weights(kind, None, 0.0, modality, 0.3)
+    assert np.isclose(w[90:100].sum(), 0.3) and np.isclose(w[:90].sum(), 0.7)
+    assert np.allclose(w[:90], w[0]) and np.allclose(w[90:100], w[90])
+    assert np.allclose(w[100:], plain[100:])  # synthetic and manipulated draws unchanged
+    with pytest.raises(ValueError, match="no known modality"):
+        sampling_weights(kind, None, 0.0, np.zeros_like(modality), 0.3)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="other_reals_share"):
+            sampling_weights(kind, None, 0.0, modality, bad)
+
 def test_cached_rows_carry_their_generator(tiny_dataset):
     from medfake.detection.train import cache_records, load_records
 

@@ -138,6 +138,9 @@ def train_detector_cmd(
     generator_balance: float = typer.Option(0.0, min=0.0, max=1.0, help="even out the generators (and methods) "
                                             "within each kind: a group of n rows is drawn with a share ∝ n^(1 − "
                                             "this); 0 = as the data come, 1 = every generator alike"),
+    other_reals_share: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="share of the real draws given "
+                                                      "to reals of no known modality (real scans of other sources, "
+                                                      "benchmarks/train_reals_fetch.py); default: as the data come"),
     per_modality_thresholds: bool = typer.Option(True, help="raise the thresholds of a modality whose val reals "
                                                             "score higher than the others (per-modality FPR bound)"),
     copy_move_cue: bool = typer.Option(True, help="also calibrate the copy-move cue (then detect, eval and the "
@@ -191,7 +194,7 @@ def train_detector_cmd(
             lr=lr, seed=seed, device=device, ckpt_every=ckpt_every, resume=resume, max_minutes=max_minutes,
             retrieval_weight=retrieval_weight, init_from=init_from, calibration_shifts=calibration_shifts,
             online_manipulations=online_manipulations, online_kind=online_kind, generator_balance=generator_balance,
-            per_modality_thresholds=per_modality_thresholds,
+            other_reals_share=other_reals_share, per_modality_thresholds=per_modality_thresholds,
             copy_move_cue=copy_move_cue, seg_mix=seg_mix,
             augment=AugmentConfig(resample_p=resample_p, lowres_noise_p=lowres_noise_p, overlay_p=overlay_p,
                                   acquisition_p=acquisition_p),

@@ -188,12 +188,18 @@ class _TorchSet(torch.utils.data.Dataset):
         return {"image": img, "mask": mask, "has_mask": has_mask, "kind": int(self.d.kind[i]), "modality": modality}
 
 
-def sampling_weights(kind: np.ndarray, group: np.ndarray | None = None, balance: float = 0.0) -> np.ndarray:
+def sampling_weights(kind: np.ndarray, group: np.ndarray | None = None, balance: float = 0.0,
+                     modality: np.ndarray | None = None, other_reals_share: float | None = None) -> np.ndarray:
     """Per-example sampling weights: the kinds (real, synthetic, manipulated) drawn alike; within a kind a group
     (generator or method) of n examples drawn with a share ∝ n^(1 − balance) of the kind's draws: 0 = as the data
-    come (a generator with many rows dominates), 1 = every generator alike (a small group's rows repeat)."""
+    come (a generator with many rows dominates), 1 = every generator alike (a small group's rows repeat).
+    `other_reals_share` (with `modality`): the share of the real draws that go to the reals of no known modality
+    (modality −1: real scans of other sources, `benchmarks/train_reals_fetch.py`), the rest to the other reals,
+    each part drawn as before within itself; None = as the data come."""
     if not 0.0 <= balance <= 1.0:
         raise ValueError(f"balance must be in [0, 1], got {balance}")
+    if other_reals_share is not None and not 0.0 < other_reals_share < 1.0:
+        raise ValueError(f"other_reals_share must be in (0, 1), got {other_reals_share}")
     counts = np.bincount(kind, minlength=len(KINDS)).astype(np.float64)
     w = 1.0 / counts[kind]
     if balance > 0 and group is not None:
@@ -202,12 +208,25 @@ def sampling_weights(kind: np.ndarray, group: np.ndarray | None = None, balance:
             _, inv, n = np.unique(group[sel], return_inverse=True, return_counts=True)
             share = n.astype(np.float64) ** (1.0 - balance)
             w[sel] = (share / share.sum())[inv] / n[inv]
+    if other_reals_share is not None:
+        if modality is None:
+            raise ValueError("other_reals_share needs the examples' modalities")
+        real = kind == 0
+        other, known = real & (np.asarray(modality) < 0), real & (np.asarray(modality) >= 0)
+        if not other.any() or not known.any():
+            raise ValueError("other_reals_share needs reals of no known modality and reals of a known one "
+                             f"({int(other.sum())} and {int(known.sum())} here)")
+        total = w[real].sum()
+        w[other] *= other_reals_share * total / w[other].sum()
+        w[known] *= (1.0 - other_reals_share) * total / w[known].sum()
     return w
 
 
 def _loader(data: CachedSet, batch_size: int, seed: int, views: int = 1, online_p: float = 0.0,
-            online_kind: str = "pseudo", aug: AugmentConfig | None = None, balance: float = 0.0):
-    w = sampling_weights(data.kind, data.group, balance)  # balanced over kinds (and over groups: `balance`)
+            online_kind: str = "pseudo", aug: AugmentConfig | None = None, balance: float = 0.0,
+            other_reals_share: float | None = None):
+    # balanced over kinds (and over groups: `balance`; reals of other sources: `other_reals_share`)
+    w = sampling_weights(data.kind, data.group, balance, data.modality, other_reals_share)
     g = torch.Generator().manual_seed(seed)
     sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), num_samples=max(len(data), batch_size),
                                                      replacement=True, generator=g)
@@ -453,6 +472,7 @@ def train_detector(
     online_manipulations: float = 0.0,
     online_kind: str = "pseudo",
     generator_balance: float = 0.0,
+    other_reals_share: float | None = None,
     per_modality_thresholds: bool = True,
     copy_move_cue: bool = True,
     seg_mix: bool = True,
@@ -471,6 +491,8 @@ def train_detector(
     manipulation of a real training image (`pseudo.py`; `online_kind` "pseudo": self-blends and splices,
     "classical": the shipped copy-move / splice / retouch, "generated": a synthetic image's region blended in).
     `generator_balance` (0–1) evens out the generators and methods within each kind (`sampling_weights`).
+    `other_reals_share` (0–1, None = as the data come): the share of the real draws given to the reals of no known
+    modality (real scans of other sources, `benchmarks/train_reals_fetch.py`).
     `steps=0` with `init_from` recalibrates the given weights only (bank, anomaly scorer, temperatures,
     thresholds). `copy_move_cue` adds the card's
     `copy_move` section (the cue's calibration and fused thresholds, used with `--copy-move`). `seg_mix` lets the
@@ -497,6 +519,8 @@ def train_detector(
         raise MedfakeError(f"online_kind must be one of {', '.join(ONLINE_KINDS)}, not {online_kind!r}")
     if not 0.0 <= generator_balance <= 1.0:
         raise MedfakeError(f"generator_balance must be in [0, 1], got {generator_balance}")
+    if other_reals_share is not None and not 0.0 < other_reals_share < 1.0:
+        raise MedfakeError(f"other_reals_share must be in (0, 1), got {other_reals_share}")
     if isinstance(manifest_records, (str, Path)):
         data_desc = data_desc or str(manifest_records)
         manifest_records = load_records(manifest_records)
@@ -509,6 +533,10 @@ def train_detector(
     heads = heads_of(config_name)
     if kinds_train.get(0, 0) == 0:
         raise MedfakeError("the training split has no real images")
+    if other_reals_share is not None and not any(_kind(r) == 0 and r.modality not in MODALITY_NAMES
+                                                 for r in train_recs):
+        raise MedfakeError("other_reals_share: the training split has no real image of another source (a real row "
+                           "whose modality is none of the six, e.g. `other` from benchmarks/train_reals_fetch.py)")
     if config_name == "resnet18-12":
         if not (kinds_train.get(1) or kinds_train.get(2)):
             raise MedfakeError("the training split has no fake (synthetic or manipulated) images")
@@ -591,10 +619,10 @@ def train_detector(
         tmp.replace(ckpt)
 
     supcon_it = _forever(_loader(train, batch_size, seed, views=2, online_p=online_manipulations,
-                                   online_kind=online_kind, aug=augment, balance=generator_balance)) \
-        if supcon_steps else None
+                                   online_kind=online_kind, aug=augment, balance=generator_balance,
+                                   other_reals_share=other_reals_share)) if supcon_steps else None
     main_it = _forever(_loader(train, batch_size, seed + 1, online_p=online_manipulations, online_kind=online_kind,
-                               aug=augment, balance=generator_balance))
+                               aug=augment, balance=generator_balance, other_reals_share=other_reals_share))
     t0 = time.time()
     model.train()
     if train_only:
@@ -682,6 +710,7 @@ def train_detector(
         "online_manipulations": online_manipulations,
         **({"online_kind": online_kind} if online_manipulations > 0 else {}),
         **({"generator_balance": generator_balance} if generator_balance > 0 else {}),
+        **({"other_reals_share": other_reals_share} if other_reals_share is not None else {}),
         **(augment.changed() if augment else {}),  # top-level keys, as cards before AugmentConfig had them
         **({"anchor": anchor} if anchor > 0 else {}),
         **({"train_only": {"prefixes": list(train_only), "parameters": trainable}} if train_only else {}),
