@@ -379,6 +379,105 @@ def test_nrrd_bad_inputs_are_clear_errors(tmp_path):
         read_image(tmp_path / "cut.nrrd")
 
 
+def _sitk_volume():
+    """A 3-D SimpleITK image with a non-trivial direction (axes swapped, z flipped), spacing and origin."""
+    import SimpleITK as sitk
+
+    arr = np.random.default_rng(1).integers(-1000, 2000, (7, 20, 30)).astype(np.int16)  # z, y, x
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.7, 0.8, 2.5))
+    img.SetOrigin((10.0, -5.0, 3.0))
+    img.SetDirection((0, 1, 0, 1, 0, 0, 0, 0, -1))
+    return img
+
+
+@pytest.mark.parametrize("name, compress", [("v.mha", False), ("v.mha", True), ("v.mhd", False)])
+def test_metaimage_reads_like_the_same_nifti(tmp_path, name, compress):
+    """A MetaImage (.mha inline, zlib-compressed, or .mhd + .raw: LUNA16's format; written here by SimpleITK) reads
+    to the same slices as the NIfTI SimpleITK writes of the same image, on every axis: orientation from its
+    direction cosines in LPS, spacing, every slice. A 2-D one is one image; RGB becomes luminance."""
+    import SimpleITK as sitk
+
+    img = _sitk_volume()
+    sitk.WriteImage(img, str(tmp_path / name), useCompression=compress)
+    sitk.WriteImage(img, str(tmp_path / "v.nii.gz"))
+    counts = []
+    for axis in (0, 1, 2):
+        a = read_images(tmp_path / name, slice_index="all", axis=axis)
+        b = read_images(tmp_path / "v.nii.gz", slice_index="all", axis=axis)
+        assert len(a) == len(b) and a[0].meta.format == "metaimage"
+        counts.append(len(a))
+        for x, y in zip(a, b):
+            assert np.array_equal(x.array, y.array)
+            assert x.meta.pixel_spacing == pytest.approx(y.meta.pixel_spacing)
+    assert counts == [20, 30, 7]  # RAS+ after the direction: the stored y axis runs left-right, x front-back
+    assert read_image(tmp_path / name).meta.original_dtype == "int16"
+    found = [p.name for p in iter_image_files([tmp_path])]
+    assert name in found and "v.raw" not in found  # an .mhd's data file is not an image of its own
+    flat = sitk.GetImageFromArray(np.arange(120, dtype=np.float32).reshape(10, 12))
+    sitk.WriteImage(flat, str(tmp_path / "flat.mha"))
+    assert read_image(tmp_path / "flat.mha").shape == (10, 12)
+    rgb = np.random.default_rng(2).integers(0, 256, (10, 12, 3)).astype(np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(tmp_path / "rgb.mha"))
+    grey = read_image(tmp_path / "rgb.mha").array
+    expect = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    assert grey.shape == (10, 12) and np.corrcoef(grey.ravel(), expect.ravel())[0, 1] > 0.999
+
+
+def test_metaimage_uploads_and_data_files_are_checked_before_itk_reads(tmp_path):
+    """An upload (bytes) must be one .mha; on disk, an .mhd's data file must be a plain name beside it (a header
+    can name any path, such as a server's files); declared sizes over the limit, truncations, NaN and junk are
+    clear errors, and a compressed stream far longer than its declared size reads only what the header declares."""
+    import SimpleITK as sitk
+
+    from medfake.io import UnsupportedFormatError
+
+    img = _sitk_volume()
+    sitk.WriteImage(img, str(tmp_path / "v.mha"))
+    sitk.WriteImage(img, str(tmp_path / "v.mhd"))
+    up = read_images("upload.mha", data=(tmp_path / "v.mha").read_bytes())
+    assert up[0].meta.format == "metaimage" and not up[0].meta.on_disk
+    with pytest.raises(UnsupportedFormatError, match="detached MetaImage header"):
+        read_images("v.mhd", data=(tmp_path / "v.mhd").read_bytes())
+    header = (tmp_path / "v.mhd").read_text()
+    secret = tmp_path / "sub" / "secret.raw"
+    secret.parent.mkdir()
+    secret.write_bytes((tmp_path / "v.raw").read_bytes())
+    for i, where in enumerate((str(secret), "sub/secret.raw", "../v.raw", "LIST", "slice%03d.raw")):
+        (tmp_path / f"e{i}.mhd").write_text(header.replace("ElementDataFile = v.raw", f"ElementDataFile = {where}"))
+        with pytest.raises(UnsupportedFormatError, match="not a plain file name"):
+            read_image(tmp_path / f"e{i}.mhd")
+    (tmp_path / "gone.mhd").write_text(header.replace("v.raw", "gone.raw"))
+    with pytest.raises(ImageReadError, match="not beside it"):
+        read_image(tmp_path / "gone.mhd")
+    (tmp_path / "short.raw").write_bytes((tmp_path / "v.raw").read_bytes()[:-10])
+    (tmp_path / "short.mhd").write_text(header.replace("v.raw", "short.raw"))
+    with pytest.raises(ImageReadError, match="truncated"):
+        read_image(tmp_path / "short.mhd")
+    data = (tmp_path / "v.mha").read_bytes()
+    with pytest.raises(ImageReadError, match="truncated: 8300 of the 8400 bytes"):
+        read_images("cut.mha", data=data[:-100])
+    with pytest.raises(ImageTooLargeError, match="exceeds the limit"):
+        read_images("big.mha", data=data.replace(b"DimSize = 30 20 7", b"DimSize = 5000 5000 5000"))
+    with pytest.raises(ImageTooLargeError, match="exceeds the limit"):
+        read_images("v.mha", data=data, max_pixels=4000)
+    with pytest.raises(ImageReadError, match="not a MetaImage header"):
+        read_images("junk.mha", data=b"hello world\x00\x01")
+    with pytest.raises(ImageReadError, match="NDims"):
+        read_images("junk.mha", data=b"ObjectType = Image\nNDims = 7\nElementDataFile = LOCAL\n")
+    sitk.WriteImage(sitk.GetImageFromArray(np.array([[1, np.nan], [2, 3]], np.float32)), str(tmp_path / "nan.mha"))
+    with pytest.raises(ImageReadError, match="NaN"):
+        read_image(tmp_path / "nan.mha")
+    sitk.WriteImage(img, str(tmp_path / "c.mha"), useCompression=True)
+    comp = (tmp_path / "c.mha").read_bytes()
+    with pytest.raises(ImageReadError, match="corrupt or truncated"):
+        read_images("c.mha", data=comp[:-50])
+    head = (b"ObjectType = Image\nNDims = 2\nDimSize = 8 8\nElementType = MET_UCHAR\nCompressedData = True\n")
+    bomb = zlib.compress(bytes(50_000_000), 1)
+    out = read_images("bomb.mha", data=head + b"CompressedDataSize = %d\nElementDataFile = LOCAL\n" % len(bomb) + bomb)
+    assert out[0].shape == (8, 8)  # SimpleITK inflates the 64 declared bytes, not the 50 MB behind them
+
+
 def test_compressed_volumes_inflate_no_further_than_their_declared_size(tmp_path):
     """A .nii.gz or gzip NRRD whose stream inflates far past what its header declares (a decompression bomb that
     fits an upload: 50 MB of zeros compress to 50 kB) is refused without inflating it: peak memory stays small."""

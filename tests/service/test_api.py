@@ -9,6 +9,7 @@ import zipfile
 import zlib
 
 import httpx
+import numpy as np
 import pytest
 from .service_helpers import live, png_bytes_of, smooth_image, wait_job
 
@@ -196,6 +197,25 @@ def test_preview_decodes_16bit_png(client):
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["width"], body["height"]) == (40, 40) and body["image"].startswith("data:image/png;base64,")
+
+
+def test_preview_decodes_a_metaimage_volume_and_refuses_its_detached_header(client, tmp_path):
+    """An .mha upload (ITK's one-file MetaImage, written here by SimpleITK) is a volume: its middle slice and slice
+    count come back; an .mhd upload, whose voxels would be in another file, is one clear 422."""
+    import SimpleITK as sitk
+
+    vol = (np.stack([smooth_image(k, 48) for k in range(5)]) * 3000 - 1000).astype(np.int16)  # z, y, x
+    sitk.WriteImage(sitk.GetImageFromArray(vol), str(tmp_path / "v.mha"))
+    sitk.WriteImage(sitk.GetImageFromArray(vol), str(tmp_path / "v.mhd"))
+    mha = (tmp_path / "v.mha").read_bytes()
+    r = client.post("/v1/preview", files={"file": ("v.mha", mha, "application/octet-stream")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["format"] == "metaimage" and (body["width"], body["height"]) == (48, 48)
+    assert (body["frames"], body["frame"]) == (5, 2)
+    r = client.post("/v1/preview", files={"file": ("v.mhd", (tmp_path / "v.mhd").read_bytes(), "text/plain")})
+    assert_json_error(r, 422)
+    assert "one .mha" in r.json()["detail"]
 
 
 def test_synthesis_validation(client, server):

@@ -121,6 +121,13 @@ def malformed_cases(cap: int) -> list[tuple[str, bytes]]:
     cases.append(("junk.nrrd", b"NRRD0004\nsizes: x\n\n" + bytes(64)))
     cases.append(("detached.nrrd", b"NRRD0004\ntype: uint8\ndimension: 2\nsizes: 8 8\nencoding: raw\n"
                   b"data file: /etc/passwd\n\n"))
+    # MetaImage: a data file named by path (a server file) or beside it, a huge declared size, a truncation, junk
+    mha = b"ObjectType = Image\nNDims = 2\nDimSize = 8 8\nElementType = MET_UCHAR\n"
+    cases.append(("detached.mhd", mha + b"ElementDataFile = /etc/passwd\n"))
+    cases.append(("sibling.mhd", mha + b"ElementDataFile = x.raw\n"))
+    cases.append(("huge.mha", mha.replace(b"8 8", b"90000 90000") + b"ElementDataFile = LOCAL\n" + bytes(64)))
+    cases.append(("cut.mha", mha + b"ElementDataFile = LOCAL\n" + bytes(40)))
+    cases.append(("junk.mha", b"ObjectType = Image\nNDims = x\nElementDataFile = LOCAL\n" + bytes(64)))
     for name, data in [("empty.png", b""), ("text.png", b"hello world"), ("html.png", b"<html><body>hi</body></html>"),
                        ("json.dcm", b'{"a": 1}'), ("gif.png", b"GIF89a" + b"\0" * 40), ("svg.png", b"<svg xmlns='x'/>"),
                        ("tiny.png", png_bytes_of(smooth_image(1, 4))), ("pdf.png", b"%PDF-1.4\n%%EOF")]:

@@ -39,7 +39,8 @@ def detect_cmd(
                                            "without "
                                            "UIDs is its own group"),
     group_by: str = typer.Option("series", "--group-by", help="what --summary groups by: series, study or file"),
-    slices: str = typer.Option("middle", "--slices", help="NIfTI and NRRD volumes and Siemens mosaic DICOMs: the "
+    slices: str = typer.Option("middle", "--slices", help="NIfTI, NRRD and MetaImage volumes and Siemens mosaic "
+                                                          "DICOMs: the "
                                                           "middle axial slice (middle) "
                                                           "or every axial slice (all: rows path#k; the file is one "
                                                           "group in --summary)"),

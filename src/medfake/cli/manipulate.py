@@ -65,8 +65,9 @@ def manipulate_cmd(
     window: Optional[str] = typer.Option(None, "--window", help="CT window preset or C,W used to read DICOM/NIfTI"),
     stem: Optional[str] = typer.Option(None, "--stem", help="output file stem (default: <input>_<method>)"),
     frame: Optional[int] = typer.Option(
-        None, "--frame", min=0, help="frame of a multi-frame DICOM or slice of a NIfTI/NRRD volume to edit, 0-based as "
-        "`medfake detect` numbers its rows path#N (default: the first frame; a volume's middle axial slice)"),
+        None, "--frame", min=0, help="frame of a multi-frame DICOM or slice of a NIfTI/NRRD/MetaImage volume to "
+        "edit, 0-based as `medfake detect` numbers its rows path#N (default: the first frame; a volume's middle "
+        "axial slice)"),
     all_frames: bool = typer.Option(
         False, "--all-frames", help="write the whole object back: a multi-frame DICOM (every frame as in the file, "
         "the edited one replaced) instead of the frame as a one-frame instance; a NIfTI volume (.nii.gz, the edited "
@@ -110,7 +111,7 @@ def manipulate_cmd(
             img = read_image(series[centre], window=window, mosaic=False)
         elif depth:  # a slab: every frame (slice) read once, sharing the file's pixel data (volume) as written back
             everything = read_images(image, window=window, mosaic=False, frames="all", slice_index="all")
-            volume = everything[0].meta.format in ("nifti", "nrrd")
+            volume = everything[0].meta.format in ("nifti", "nrrd", "metaimage")
             centre = (len(everything) // 2 if volume else 0) if frame is None else frame  # the readers' defaults
             if not 0 <= centre < len(everything):
                 fail(f"{image}: frame {centre} out of range (0..{len(everything) - 1})")
@@ -118,7 +119,8 @@ def manipulate_cmd(
         else:
             picked = {} if frame is None else {"frames": frame, "slice_index": frame}
             img = read_image(image, window=window, mosaic=False, **picked)  # coordinates in the file's own pixels
-            if frame and img.meta.format not in ("dicom", "nifti", "nrrd"):  # the readers refuse frames they lack
+            # the readers refuse frames they lack
+            if frame and img.meta.format not in ("dicom", "nifti", "nrrd", "metaimage"):
                 fail(f"{image} holds one image, so it has no frame {frame}")
         n_frames = int(img.meta.extra.get("number_of_frames", 1) or 1)
         why = whole_object_problem(img) if all_frames else ""

@@ -1,5 +1,5 @@
-"""Readers: DICOM (pydicom + pylibjpeg), NIfTI (nibabel), NRRD (pynrrd), raster (Pillow). Every reader returns
-Image(s).
+"""Readers: DICOM (pydicom + pylibjpeg), NIfTI (nibabel), NRRD (pynrrd), MetaImage (SimpleITK), raster (Pillow).
+Every reader returns Image(s).
 
 Each failure is one ImageReadError naming the file and the reason. Declared sizes are checked against the
 pixel limit before any pixel data is decoded, and compressed volumes (.nii.gz, gzip/bzip2 NRRD) are inflated no
@@ -8,8 +8,11 @@ further than their declared size needs (decompression-bomb guard).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io as _io
+import re
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -34,6 +37,7 @@ RASTER_EXT = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 DICOM_EXT = {".dcm", ".dicom", ".ima"}
 NIFTI_EXT = {".nii", ".nii.gz"}
 NRRD_EXT = {".nrrd"}
+METAIMAGE_EXT = {".mha", ".mhd"}
 
 
 def parse_window(window) -> tuple[float, float] | None:
@@ -83,6 +87,8 @@ def sniff_format(path: Path, head: bytes) -> str:
         return "nifti"
     if len(head) >= 4 and int.from_bytes(head[:4], "little") == 348:
         return "nifti"
+    if name.endswith((".mha", ".mhd")) or head.lstrip().startswith((b"ObjectType", b"NDims")):
+        return "metaimage"
     if path.suffix.lower() in DICOM_EXT:
         return "dicom"  # DICOM without preamble; pydicom will judge
     return "unknown"
@@ -124,11 +130,14 @@ def read_images(
             out = _read_nifti(path, data, win, axis, slice_index, max_pixels)
         elif fmt == "nrrd":
             out = _read_nrrd(path, data, win, axis, slice_index, max_pixels)
+        elif fmt == "metaimage":
+            out = _read_metaimage(path, data, win, axis, slice_index, max_pixels, on_disk)
         elif fmt in ("png", "jpeg", "tiff", "bmp"):
             out = [_read_raster(path, data, fmt, max_pixels)]
         else:
             raise UnsupportedFormatError(
-                path, "unsupported or unrecognised format (expected DICOM, NIfTI, NRRD, PNG, JPEG, TIFF or BMP)"
+                path, "unsupported or unrecognised format (expected DICOM, NIfTI, NRRD, MetaImage, PNG, JPEG, TIFF or "
+                "BMP)"
             )
         digest = hashlib.sha256(data).hexdigest()  # of the bytes read: the file, or the upload
         for im in out:
@@ -203,7 +212,8 @@ def iter_image_files(paths: Iterable[str | Path], left_out: list | None = None) 
                 n = f.name.lower()
                 if not f.is_file() or n == "dicomdir":
                     continue
-                by_name = f.suffix.lower() in RASTER_EXT | DICOM_EXT | NRRD_EXT or n.endswith((".nii", ".nii.gz"))
+                by_name = (f.suffix.lower() in RASTER_EXT | DICOM_EXT | NRRD_EXT | METAIMAGE_EXT
+                           or n.endswith((".nii", ".nii.gz")))
                 if not (by_name or _is_dicom_part10(f)):
                     continue
                 if f.parent not in derived:
@@ -661,6 +671,116 @@ def _read_nrrd(path: Path, data: bytes, win, axis: int, slice_index, max_pixels:
                           max_pixels, "nrrd")
 
 
+_MHA_HEADER_MAX = 65_536
+_MHA_ITEMSIZE = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+                 "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+                 "MET_DOUBLE": 8}
+
+
+def metaimage_header(path: Path, data: bytes) -> tuple[dict[str, str], int]:
+    """The "Key = Value" lines of a MetaImage header, up to and including ElementDataFile (always its last key),
+    and the offset where inline voxels start. Checked before SimpleITK sees the file: the declared size
+    (decompression-bomb guard) and where the voxels are (ElementDataFile may name any path)."""
+    fields: dict[str, str] = {}
+    pos = 0
+    for raw in data[:_MHA_HEADER_MAX].split(b"\n"):
+        pos += len(raw) + 1
+        line = raw.decode("latin-1").strip()
+        if not line:
+            continue
+        key, eq, value = line.partition("=")
+        if not eq:
+            raise ImageReadError(path, f"not a MetaImage header (line {line[:40]!r} is not 'Key = Value')")
+        fields[key.strip()] = value.strip()
+        if key.strip() == "ElementDataFile":
+            return fields, pos
+    raise ImageReadError(path, "not a MetaImage file: no ElementDataFile line in its header")
+
+
+def _read_metaimage(path: Path, data: bytes, win, axis: int, slice_index, max_pixels: int,
+                    on_disk: bool) -> list[Image]:
+    """A MetaImage (ITK's .mha with its voxels inline, or an .mhd header with a data file beside it; SimpleITK
+    decodes it) as a volume with the affine its direction, spacing and origin give (LPS turned to RAS+), then
+    sliced as a NIfTI is. The header is checked first (`metaimage_header`); an upload must be one .mha."""
+    import nibabel as nib
+
+    h, offset = metaimage_header(path, data)
+    try:
+        ndims = int(h.get("NDims", "0"))
+        dims = [int(v) for v in h.get("DimSize", "").split()]
+        comps = int(h.get("ElementNumberOfChannels", "1"))
+    except ValueError as e:
+        raise ImageReadError(path, f"not a readable MetaImage header ({e})") from None
+    if not 2 <= ndims <= 4 or len(dims) != ndims or min(dims) < 1:
+        raise ImageReadError(path, f"MetaImage of NDims {ndims}, DimSize {dims}: need a 2-D, 3-D or 4-D image")
+    if h.get("ElementType") not in _MHA_ITEMSIZE or comps < 1:
+        raise ImageReadError(path, f"MetaImage element type {h.get('ElementType')!r} x {comps} is not supported")
+    if int(np.prod(dims)) * comps > max_pixels:
+        raise ImageTooLargeError(path, f"declared size {tuple(dims)} exceeds the limit of {max_pixels} pixels")
+    where = h["ElementDataFile"]
+    need = int(np.prod(dims)) * comps * _MHA_ITEMSIZE[h["ElementType"]]
+    uncompressed = h.get("CompressedData", "False").lower() != "true"
+    if where == "LOCAL" and uncompressed and len(data) - offset < need:
+        raise ImageReadError(path, f"truncated: {max(len(data) - offset, 0)} of the {need} bytes of voxel data its "
+                                   "header declares")
+    if where != "LOCAL":
+        if not on_disk:
+            raise UnsupportedFormatError(path, "a detached MetaImage header (its voxels are in another file); send "
+                                               "the image as one .mha")
+        if where in ("", ".", "..", "LIST") or any(c in where for c in "/\\%") or where.split()[0] != where:
+            raise UnsupportedFormatError(path, f"MetaImage data file {where!r} is not a plain file name beside the "
+                                               "header (lists, patterns and paths are refused)")
+        if not (path.parent / where).is_file():
+            raise ImageReadError(path, f"its data file {where} is not beside it")
+        if uncompressed and (path.parent / where).stat().st_size < need:
+            raise ImageReadError(path, f"truncated: its data file {where} holds fewer than the {need} bytes of voxel "
+                                       "data its header declares")
+    import SimpleITK as sitk  # noqa: N813 - the library's own spelling
+
+    with tempfile.TemporaryDirectory() if not on_disk else contextlib.nullcontext() as tmp:
+        name = str(path)
+        if tmp is not None:  # an upload: SimpleITK reads files, so the bytes go to a private one
+            name = str(Path(tmp) / "upload.mha")
+            Path(name).write_bytes(data)
+        reader = sitk.ImageFileReader()
+        reader.SetImageIO("MetaImageIO")
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+            size = [int(v) for v in reader.GetSize()]
+            if int(np.prod(size)) * reader.GetNumberOfComponents() > max_pixels:
+                raise ImageTooLargeError(path, f"declared size {tuple(size)} exceeds the limit of {max_pixels} "
+                                               "pixels")
+            img = reader.Execute()
+        except ImageReadError:
+            raise
+        except RuntimeError as e:  # ITK's exceptions: corrupt or unreadable voxels
+            lines = [re.sub(r"\(0x[0-9a-f]+\)", "", ln.strip()) for ln in str(e).splitlines()
+                     if ln.strip() and "Reason: Success" not in ln]
+            raise ImageReadError(path, "cannot decode the MetaImage data (corrupt or truncated; "
+                                       f"{lines[-1][:200] if lines else 'ITK gave no reason'})") from None
+    arr = sitk.GetArrayFromImage(img)  # C order: (t,) z, y, x (, component)
+    if img.GetNumberOfComponentsPerPixel() > 1:
+        if img.GetNumberOfComponentsPerPixel() not in (3, 4):
+            raise UnsupportedFormatError(path, f"MetaImage of {img.GetNumberOfComponentsPerPixel()} values per "
+                                               "pixel: need grey, RGB or RGBA")
+        arr = luminance(arr[..., :3].astype(np.float64)).astype(np.float32)
+    d = img.GetDimension()
+    vol = np.transpose(arr, tuple(range(arr.ndim))[::-1])  # x, y, z (, t)
+    while vol.ndim > 3:
+        vol = vol[..., 0]  # 4-D: the first volume, as NIfTI's and NRRD's readers take it
+    k = min(d, 3)
+    direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(d, d)[:k, :k]
+    affine = np.eye(4)
+    affine[:k, :k] = direction @ np.diag(np.asarray(img.GetSpacing(), dtype=np.float64)[:k])
+    affine[:k, 3] = np.asarray(img.GetOrigin(), dtype=np.float64)[:k]
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine  # ITK's physical space is LPS
+    if vol.ndim == 2:
+        vol = vol[:, :, None]
+    return _volume_images(path, nib.Nifti1Image(np.ascontiguousarray(vol), affine), win, axis, slice_index,
+                          max_pixels, "metaimage")
+
+
 def _volume_images(path: Path, img, win, axis: int, slice_index, max_pixels: int, fmt: str) -> list[Image]:
     """The chosen slice(s) of a NIfTI image (a NIfTI file's, or an NRRD's turned into one), for display."""
     import nibabel as nib
@@ -670,7 +790,7 @@ def _volume_images(path: Path, img, win, axis: int, slice_index, max_pixels: int
         # voxel axes as the affine says (RAS+, nibabel's closest canonical orientation), so that a volume stored in
         # another voxel order (LPS from DICOM or NRRD converters, flipped axes) is displayed the same way
         img = nib.as_closest_canonical(img)
-    what = {"nifti": "NIfTI", "nrrd": "NRRD"}.get(fmt, fmt)
+    what = {"nifti": "NIfTI", "nrrd": "NRRD", "metaimage": "MetaImage"}.get(fmt, fmt)
     shape = tuple(int(s) for s in img.shape)
     if len(shape) < 2:
         raise ImageReadError(path, f"{what} has {len(shape)} dimension(s); need at least 2")

@@ -47,8 +47,9 @@ def check_count(n: int, limit: int, what: str = "files") -> None:
 
 
 def decode_image(data: bytes, name: str, max_pixels: int, mosaic: bool = True, frame: int | None = None) -> Image:
-    """Decode uploaded bytes (DICOM, NIfTI, NRRD, PNG, JPEG, TIFF, BMP) into one Image (first frame / middle slice;
-    a Siemens mosaic's middle slice, or with `mosaic=False` the mosaic as one picture, as manipulation needs it;
+    """Decode uploaded bytes (DICOM, NIfTI, NRRD, MetaImage .mha, PNG, JPEG, TIFF, BMP) into one Image (first
+    frame / middle slice; a Siemens mosaic's middle slice, or with `mosaic=False` the mosaic as one picture, as
+    manipulation needs it;
     `frame`: that frame of a multi-frame DICOM or slice of a volume, 0-based, a frame the file lacks → 422).
 
     Too many declared pixels → 413; anything undecodable → 422. `name` is only a label, never opened.
@@ -56,7 +57,7 @@ def decode_image(data: bytes, name: str, max_pixels: int, mosaic: bool = True, f
     picked = {"frames": 0} if frame is None else {"frames": frame, "slice_index": frame}
     images = _decode(data, name, max_pixels, mosaic=mosaic, **picked)
     img = images[0]
-    if frame and img.meta.format not in ("dicom", "nifti", "nrrd"):
+    if frame and img.meta.format not in ("dicom", "nifti", "nrrd", "metaimage"):
         raise HTTPException(422, f"{name}: holds one image, so it has no frame {frame}")
     h, w = img.shape
     if h < 8 or w < 8:

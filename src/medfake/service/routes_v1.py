@@ -136,7 +136,7 @@ async def preview(request: Request, file: UploadFile = File(..., description="an
     name, img = await read_one(file, settings_of(request), mosaic=False, frame=frame)
     h, w = img.shape
     m = img.meta
-    if m.format in ("nifti", "nrrd") and m.original_shape and len(m.original_shape) >= 3:
+    if m.format in ("nifti", "nrrd", "metaimage") and m.original_shape and len(m.original_shape) >= 3:
         frames, shown = int(m.original_shape[int(m.extra.get("axis", 2))]), int(m.extra.get("slice", 0))
     else:
         frames, shown = int(m.extra.get("number_of_frames", 1) or 1), int(m.frame or 0)
@@ -159,8 +159,8 @@ async def manipulate(request: Request, image: UploadFile = File(..., description
                      seed: int = Form(0), generator: Optional[str] = Form(None),
                      steps: Optional[int] = Form(None, description="diffusion methods: sampling steps"),
                      frame: Optional[int] = Form(None, ge=0, le=1_000_000, description="frame of a multi-frame DICOM "
-                                                 "or slice of a NIfTI/NRRD volume to edit, 0-based (default: the "
-                                                 "first frame; a volume's middle slice)"),
+                                                 "or slice of a NIfTI/NRRD/MetaImage volume to edit, 0-based (default: "
+                                                 "the first frame; a volume's middle slice)"),
                      all_frames: bool = Form(False, description="multi-frame DICOM: the result DICOM is the whole "
                                                                 "object, the edited frame replaced (default: that "
                                                                 "frame as a one-frame instance)"),
