@@ -279,6 +279,21 @@ def test_gzip_nifti_named_plainly(tmp_path):
     assert read_image(gz).shape == (4, 4)
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_gzip_nifti_with_header_extensions(tmp_path, version):
+    """dcmstack and AFNI write NIfTI header extensions (JSON, XML) that run past the fixed header: a .nii.gz with
+    one reads (its size check parses the fixed header alone), and every slice is as in the uncompressed file."""
+    import nibabel as nib
+
+    cls = nib.Nifti1Image if version == 1 else nib.Nifti2Image
+    img = cls(np.arange(8 * 9 * 5, dtype=np.int16).reshape(8, 9, 5), np.eye(4))
+    img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"{" + b"x" * 3000 + b"}"))
+    nib.save(img, tmp_path / "e.nii.gz")
+    nib.save(img, tmp_path / "e.nii")
+    a, b = read_images(tmp_path / "e.nii.gz", slice_index="all"), read_images(tmp_path / "e.nii", slice_index="all")
+    assert len(a) == len(b) == 5 and all(np.array_equal(x.array, y.array) for x, y in zip(a, b))
+
+
 def test_dicom_segmentation_and_dose_are_not_images():
     """pydicom's SEG (liver.dcm) and RT Dose have pixel data but are no picture: one clear error each, so a folder
     run lists them as errors instead of scoring a label map (the SEG masks `medfake manipulate` writes sit there)."""

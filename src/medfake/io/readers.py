@@ -574,9 +574,10 @@ def _nifti_limit(path: Path, data: bytes, max_pixels: int) -> int:
         head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, 540)
     except zlib.error as e:
         raise ImageReadError(path, f"corrupt gzip stream ({e})") from None
-    for cls in (nib.Nifti1Header, nib.Nifti2Header):
-        try:
-            hdr = cls.from_fileobj(_io.BytesIO(head))
+    size = {int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")}
+    for cls in [c for c in (nib.Nifti1Header, nib.Nifti2Header) if c.sizeof_hdr in size]:
+        try:  # the fixed header only: extensions (dcmstack's JSON, AFNI's XML) may run past these bytes
+            hdr = cls.from_fileobj(_io.BytesIO(head[:cls.sizeof_hdr]))
             break
         except Exception:  # noqa: BLE001 - try the other version
             continue
