@@ -1,5 +1,6 @@
 """benchmarks/train_reals_fetch.py without the network: a folder member of a Debian package (an `ar` archive around
-data.tar.xz) comes out whole and is read in InstanceNumber order, members sharing a file name get distinct names,
+data.tar.xz) comes out whole and is read in InstanceNumber order, a MetaImage header brings its data file, members
+sharing a file name get distinct names,
 a volume gives its middle slices, the merged manifest points at both folders' files, and a download whose sha256 is
 not the pinned one is refused and not kept."""
 
@@ -52,6 +53,24 @@ def test_extract_a_series_folder_from_a_deb_and_order_it_by_instance(load_benchm
     (tmp_path / "bad.deb").write_bytes(b"not an ar archive")
     with pytest.raises(SystemExit, match="not a Debian package"):
         fetch.extract(tmp_path / "bad.deb", "x", tmp_path / "out" / "x")
+
+
+def test_a_metaimage_header_member_brings_its_data_file(load_benchmark, tmp_path):
+    """camitk ships CT volumes as .mhd + .raw/.zraw: listing the header extracts the data file it names beside it,
+    under that name, and the volume reads (SimpleITK writes the pair here)."""
+    import SimpleITK as sitk
+
+    fetch = load_benchmark("train_reals_fetch")
+    vol = np.arange(6 * 16 * 16, dtype=np.int16).reshape(6, 16, 16)
+    sitk.WriteImage(sitk.GetImageFromArray(vol), str(tmp_path / "ct.mhd"), useCompression=True)
+    header, data = (tmp_path / "ct.mhd").read_bytes(), (tmp_path / "ct.zraw").read_bytes()
+    deb = tmp_path / "pkg_1.0_all.deb"
+    _deb(deb, {"./usr/share/pkg/ct/ct.mhd": header, "./usr/share/pkg/ct/ct.zraw": data,
+               "./usr/share/pkg/ct/readme": b"AMOS"})
+    files = fetch.extract(deb, "./usr/share/pkg/ct/ct.mhd", tmp_path / "out" / "ct.mhd")
+    assert files == [tmp_path / "out" / "ct.mhd"] and (tmp_path / "out" / "ct.zraw").read_bytes() == data
+    assert not (tmp_path / "out" / "readme").exists()
+    assert [k for k, _ in fetch.slices(files, cap=40)] == [1, 2, 3, 4]  # the middle 60 % of 6 slices
 
 
 def test_members_sharing_a_file_name_get_distinct_names(load_benchmark):
