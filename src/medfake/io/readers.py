@@ -2,8 +2,8 @@
 Every reader returns Image(s).
 
 Each failure is one ImageReadError naming the file and the reason. Declared sizes are checked against the
-pixel limit before any pixel data is decoded, and compressed volumes (.nii.gz, gzip/bzip2 NRRD) are inflated no
-further than their declared size needs (decompression-bomb guard).
+pixel limit before any pixel data is decoded, and compressed volumes (.nii.gz, gzip/bzip2 NRRD, zlib MetaImage)
+are inflated no further than their declared size needs (decompression-bomb guard).
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ def check_count(n: int, limit: int, what: str = "files") -> None:
 def decode_image(data: bytes, name: str, max_pixels: int, mosaic: bool = True, frame: int | None = None) -> Image:
     """Decode uploaded bytes (DICOM, NIfTI, NRRD, MetaImage .mha, PNG, JPEG, TIFF, BMP) into one Image (first
     frame / middle slice; a Siemens mosaic's middle slice, or with `mosaic=False` the mosaic as one picture, as
-    manipulation needs it;
-    `frame`: that frame of a multi-frame DICOM or slice of a volume, 0-based, a frame the file lacks → 422).
+    manipulation needs it; `frame`: that frame of a multi-frame DICOM or slice of a volume, 0-based, a frame the
+    file lacks → 422).
 
     Too many declared pixels → 413; anything undecodable → 422. `name` is only a label, never opened.
     """
