@@ -106,7 +106,7 @@ def test_demo_summarises_per_dicom_series(demo, group_rule):
     assert g["verdict"] == group_rule[1]([r["verdict"] for r in members])
     assert all(g["group_by"] == "series" for g in groups.values())  # PNGs are not listed
     assert "per DICOM series" in output
-    assert "detector: detector-ensemble 20261205-veto95-2seeds" in output  # the shipped default, named in the demo
+    assert "detector: detector-ensemble 20261205-veto97-2seeds" in output  # the shipped default, named in the demo
 
 
 def test_demo_exits_nonzero_when_a_stage_fails(tmp_path, monkeypatch):
