@@ -83,7 +83,7 @@ def manipulate_cmd(
 
     from ..data.modalities import check_modality
     from ..io.errors import MedfakeError
-    from ..io.readers import dicom_series, read_image, read_images
+    from ..io.readers import MULTI_IMAGE_FORMATS, VOLUME_FORMATS, dicom_series, read_image, read_images
     from ..io.writers import whole_object_problem
     from ..manipulation import (
         DIFFUSION_METHODS, METHODS, default_feather, make_mask, manipulate_slab, save_result,
@@ -111,7 +111,7 @@ def manipulate_cmd(
             img = read_image(series[centre], window=window, mosaic=False)
         elif depth:  # a slab: every frame (slice) read once, sharing the file's pixel data (volume) as written back
             everything = read_images(image, window=window, mosaic=False, frames="all", slice_index="all")
-            volume = everything[0].meta.format in ("nifti", "nrrd", "metaimage")
+            volume = everything[0].meta.format in VOLUME_FORMATS
             centre = (len(everything) // 2 if volume else 0) if frame is None else frame  # the readers' defaults
             if not 0 <= centre < len(everything):
                 fail(f"{image}: frame {centre} out of range (0..{len(everything) - 1})")
@@ -119,8 +119,7 @@ def manipulate_cmd(
         else:
             picked = {} if frame is None else {"frames": frame, "slice_index": frame}
             img = read_image(image, window=window, mosaic=False, **picked)  # coordinates in the file's own pixels
-            # the readers refuse frames they lack
-            if frame and img.meta.format not in ("dicom", "nifti", "nrrd", "metaimage"):
+            if frame and img.meta.format not in MULTI_IMAGE_FORMATS:  # the readers refuse frames they lack
                 fail(f"{image} holds one image, so it has no frame {frame}")
         n_frames = int(img.meta.extra.get("number_of_frames", 1) or 1)
         why = whole_object_problem(img) if all_frames else ""

@@ -38,6 +38,9 @@ DICOM_EXT = {".dcm", ".dicom", ".ima"}
 NIFTI_EXT = {".nii", ".nii.gz"}
 NRRD_EXT = {".nrrd"}
 METAIMAGE_EXT = {".mha", ".mhd"}
+# formats read as volumes (a slice per Image; `frames`/`slice_index` pick one) and those with several images
+VOLUME_FORMATS = frozenset({"nifti", "nrrd", "metaimage"})
+MULTI_IMAGE_FORMATS = VOLUME_FORMATS | {"dicom"}
 
 
 def parse_window(window) -> tuple[float, float] | None:

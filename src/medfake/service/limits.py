@@ -11,7 +11,7 @@ from fastapi import HTTPException, UploadFile
 
 from ..io.errors import ImageReadError, ImageTooLargeError
 from ..io.image import Image
-from ..io.readers import read_images
+from ..io.readers import MULTI_IMAGE_FORMATS, read_images
 
 CHUNK = 64 * 1024
 _SAFE = re.compile(r"[^A-Za-z0-9._ ()+-]")
@@ -57,7 +57,7 @@ def decode_image(data: bytes, name: str, max_pixels: int, mosaic: bool = True, f
     picked = {"frames": 0} if frame is None else {"frames": frame, "slice_index": frame}
     images = _decode(data, name, max_pixels, mosaic=mosaic, **picked)
     img = images[0]
-    if frame and img.meta.format not in ("dicom", "nifti", "nrrd", "metaimage"):
+    if frame and img.meta.format not in MULTI_IMAGE_FORMATS:
         raise HTTPException(422, f"{name}: holds one image, so it has no frame {frame}")
     h, w = img.shape
     if h < 8 or w < 8:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from ..io.readers import VOLUME_FORMATS
 from . import backends
 from .encode import png_url
 from .pipelines import (
@@ -136,7 +137,7 @@ async def preview(request: Request, file: UploadFile = File(..., description="an
     name, img = await read_one(file, settings_of(request), mosaic=False, frame=frame)
     h, w = img.shape
     m = img.meta
-    if m.format in ("nifti", "nrrd", "metaimage") and m.original_shape and len(m.original_shape) >= 3:
+    if m.format in VOLUME_FORMATS and m.original_shape and len(m.original_shape) >= 3:
         frames, shown = int(m.original_shape[int(m.extra.get("axis", 2))]), int(m.extra.get("slice", 0))
     else:
         frames, shown = int(m.extra.get("number_of_frames", 1) or 1), int(m.frame or 0)
