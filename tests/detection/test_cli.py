@@ -146,6 +146,20 @@ def test_train_detector_cli(tiny_dataset, tmp_path):
     assert r.exit_code == 2 and "JSON" in r.output
 
 
+def test_train_localizer_cli(tiny_dataset, tmp_path):
+    import json
+
+    out = tmp_path / "loc"
+    r = runner.invoke(app, ["train", "localizer", "--data", str(tiny_dataset), "--out", str(out), "--steps", "2",
+                            "--batch-size", "4", "--device", "cpu", "--name", "loc"])
+    assert r.exit_code == 0, r.output
+    card = json.loads((out / "loc.json").read_text())
+    assert card["kind"] == "localizer" and card["steps"] == 2 and (out / "loc.safetensors").exists()
+    assert card["command"].startswith("medfake ")  # the process's own argv (pytest's under CliRunner)
+    r = runner.invoke(app, ["train", "localizer", "--data", str(tmp_path / "none.csv"), "--out", str(out)])
+    assert r.exit_code == 2 and "not found" in r.output
+
+
 def test_predicted_region_as_dicom_seg(tmp_path):
     """For a single-frame DICOM called manipulated, --heatmaps also writes the predicted region as a DICOM SEG over
     the input (a PACS viewer overlays it); nothing for other verdicts, an empty mask, a frame of a multi-frame file

@@ -211,6 +211,52 @@ def train_detector_cmd(
                     f"loss {card['loss_first']} → {card['loss_last']}; val AUC {auc}; wrote {out}/{card['name']}.json")
 
 
+@train_app.command("localizer")
+def train_localizer_cmd(
+    data: Path = typer.Option(..., "--data", help="data-set manifest: real and manipulated rows with masks in "
+                                                  "split=train and split=val"),
+    out: Path = typer.Option(Path("runs/localizer"), "--out"),
+    name: str = typer.Option("localizer", help="model name (the card a detector names as its localizer)"),
+    config: str = typer.Option("localizer-unet", "--config", help="architecture: localizer-unet"),
+    steps: int = typer.Option(3000, min=1),
+    batch_size: int = typer.Option(16),
+    lr: float = typer.Option(2e-3, help="peak learning rate (one-cycle)"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto, cpu, cuda"),
+    max_minutes: Optional[float] = typer.Option(None, help="stop (then validate and export) after this many "
+                                                           "minutes"),
+    online_manipulations: float = typer.Option(0.0, min=0.0, max=1.0, help="probability that a drawn manipulated "
+                                               "example is replaced by a fresh copy-move, splice or retouch of a "
+                                               "real training image (with its exact mask)"),
+    manipulated_share: float = typer.Option(0.75, min=0.01, max=0.99, help="share of the draws that are "
+                                            "manipulated images (the rest real)"),
+    augment: bool = typer.Option(False, help="add the detectors' augmentation (JPEG, resampling, blur, noise, "
+                                             "contrast) to the mirrors and quarter turns every batch gets"),
+):
+    """Train a manipulation localizer (a per-pixel map network) and choose its mask threshold on split=val. A
+    detector card that names it (`"localizer": NAME`) takes its mask from it (docs/detection.md)."""
+    from rich.console import Console
+
+    from ..detection.augment import AugmentConfig
+    from ..detection.localizer import train_localizer
+    from ..io.errors import MedfakeError
+
+    if not data.exists():
+        fail(f"data-set manifest not found: {data}")
+    try:
+        card = train_localizer(data, out, name=name, architecture=config, steps=steps, batch_size=batch_size, lr=lr,
+                               seed=seed, device=device, online_manipulations=online_manipulations,
+                               manipulated_share=manipulated_share, max_minutes=max_minutes,
+                               augment=AugmentConfig() if augment else None,
+                               command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    except (MedfakeError, ValueError) as e:
+        fail(str(e))
+    m = card["metrics"]
+    Console().print(f"trained {card['name']}: {card['steps']} steps in {card['minutes']} min on {card['hardware']}; "
+                    f"loss {card['loss_first']} → {card['loss_last']}; val pixel-F1 {m['pixel_f1']} at threshold "
+                    f"{m['threshold']}; wrote {out}/{card['name']}.json")
+
+
 @train_app.command("ensemble")
 def train_ensemble_cmd(
     data: Path = typer.Option(..., "--data", help="data-set manifest with a val split (kind column)"),

@@ -64,4 +64,4 @@ def create(name: str, config=None, **overrides):
 
 def _ensure_loaded():
     # Importing the architecture modules registers them.
-    from . import detectors, features, generators  # noqa: F401
+    from . import detectors, features, generators, localizers  # noqa: F401

@@ -1,0 +1,260 @@
+"""The manipulation localizer: a network trained for the per-pixel map alone (`models.localizers`), its training on
+a data-set manifest, and its use by the detectors for the `mask` of `predict(explain=True)`.
+
+Training (`train_localizer`, CLI `medfake train localizer`): the real and manipulated rows of split=train, each
+manipulated image with its mask, a real image with an empty one; drawn with `manipulated_share` manipulated,
+mirrored and turned a random quarter (image and mask alike), optionally through the detectors' augmentation
+(`detector_transforms`) and with fresh classical manipulations of real images made on the fly
+(`online_manipulations`, `pseudo.classical_manipulation`). Loss: MONAI's `DiceCELoss` (sigmoid, batch Dice).
+The mask threshold is chosen on split=val (mean per-image pixel-F1 over the manipulated images), and the card
+records val pixel-F1 per method and the AUC of the map's top-k evidence (reals against each method).
+
+A detector card that names a localizer (`"localizer": "<card name>"`, same folder) uses its mask instead of the
+segmentation head's; the copy-move cue's pair still joins it where the cue fires. Verdicts and scores do not
+change: the localizer runs only with `explain=True`."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..io.errors import MedfakeError
+from ..models.cards import load_model, write_card
+from ..models.registry import create, make_config
+from ..models.weights import save_weights
+
+THRESHOLD_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
+TOP_K = 64  # pixels of the map's top evidence in the card's per-method AUC
+
+
+class Localizer:
+    """A loaded localizer: `maps(x)` probabilities and `masks(x)` at the card's threshold, x (N, 1, 128, 128) in
+    [0, 1] (canonical images)."""
+
+    def __init__(self, module: torch.nn.Module, card: dict, device: str | torch.device = "cpu"):
+        self.module = module.eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.card = card
+        self.name = card.get("name", "localizer")
+        self.version = str(card.get("version", "0"))
+        self.threshold = float(card.get("threshold", 0.5))
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def maps(self, x: torch.Tensor) -> np.ndarray:
+        return torch.sigmoid(self.module(x.to(self.device).float())).float().cpu().numpy()[:, 0]
+
+    def masks(self, x: torch.Tensor) -> np.ndarray:
+        return self.maps(x) >= self.threshold
+
+
+def load_localizer(name: str, models_dir: str | Path, device: str | torch.device = "cpu") -> Localizer:
+    module, card = load_model(name, Path(models_dir), device=str(device))
+    if card.get("kind") != "localizer":
+        raise MedfakeError(f"{card['_path']}: not a localizer model card (kind={card.get('kind')!r})")
+    return Localizer(module, card, device)
+
+
+def pixel_f1(pred: np.ndarray, gt: np.ndarray) -> float:
+    """F1 of two boolean masks (1.0 when both are empty)."""
+    tp = float(np.logical_and(pred, gt).sum())
+    denom = float(pred.sum() + gt.sum())
+    return 1.0 if denom == 0 else 2.0 * tp / denom
+
+
+def _auc(neg: np.ndarray, pos: np.ndarray) -> float | None:
+    if len(neg) == 0 or len(pos) == 0:
+        return None
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.r_[np.zeros(len(neg)), np.ones(len(pos))], np.r_[neg, pos]))
+
+
+@torch.no_grad()
+def _predict_maps(model, images: np.ndarray, device, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(probability maps (N, 128, 128), top-k mean logit (N,)) of canonical images (N, 128, 128)."""
+    maps, top = [], []
+    for i in range(0, len(images), batch):
+        z = model(torch.as_tensor(images[i:i + batch])[:, None].to(device)).float()
+        maps.append(torch.sigmoid(z)[:, 0].cpu().numpy())
+        top.append(z.flatten(1).topk(min(TOP_K, z[0].numel()), 1).values.mean(1).cpu().numpy())
+    return np.concatenate(maps), np.concatenate(top)
+
+
+def validate(model, val, device) -> dict:
+    """The threshold of best mean pixel-F1 on val's manipulated images, pixel-F1 per method at it, and the AUC of
+    the top-k evidence of val reals against each method's images."""
+    man = np.flatnonzero((val.kind == 2) & val.has_mask)
+    real = np.flatnonzero(val.kind == 0)
+    if len(man) == 0:
+        raise MedfakeError("the validation split has no manipulated images with masks")
+    maps, top = _predict_maps(model, val.images[np.r_[man, real]], device)
+    gts = val.masks[man] > 0.5
+    f1 = {t: np.array([pixel_f1(maps[j] >= t, gts[j]) for j in range(len(man))]) for t in THRESHOLD_GRID}
+    best = max(THRESHOLD_GRID, key=lambda t: (round(float(f1[t].mean()), 6), -abs(t - 0.5)))
+    groups = val.group[man] if val.group is not None else np.array(["manipulated"] * len(man))
+    top_real = top[len(man):]
+    by_method = {}
+    for g in sorted(set(groups)):
+        sel = groups == g
+        by_method[g] = {"n": int(sel.sum()), "pixel_f1": round(float(f1[best][sel].mean()), 4),
+                        "auc_top_evidence": (None if (a := _auc(top_real, top[:len(man)][sel])) is None
+                                             else round(a, 4))}
+    return {"threshold": best, "pixel_f1": round(float(f1[best].mean()), 4),
+            "pixel_f1_by_threshold": {str(t): round(float(v.mean()), 4) for t, v in f1.items()},
+            "by_method": by_method, "n_manipulated": int(len(man)), "n_real": int(len(real)),
+            "top_k": TOP_K}
+
+
+def _flip_rot(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random mirror and quarter turn for a batch of images and their masks."""
+    if rng.random() < 0.5:
+        x, y = x.flip(-1), y.flip(-1)
+    k = int(rng.integers(4))
+    return torch.rot90(x, k, (-2, -1)), torch.rot90(y, k, (-2, -1))
+
+
+def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "localizer",
+                    architecture: str = "localizer-unet", config: dict | None = None, steps: int = 3000,
+                    batch_size: int = 16, lr: float = 2e-3, seed: int = 0, device: str = "auto",
+                    manipulated_share: float = 0.75, online_manipulations: float = 0.0,
+                    max_minutes: float | None = None, augment=None, command: str | None = None,
+                    log=print) -> dict:
+    """Train a localizer on `data`'s split=train real and manipulated rows; choose its mask threshold on
+    split=val; write `<name>.safetensors` (fp16) and `<name>.json` to `out_dir`. Returns the card.
+
+    Every batch gets a random mirror and quarter turn (image and mask alike); `augment` (an `AugmentConfig`)
+    adds the detectors' augmentation (JPEG, resampling, blur, noise, contrast), None leaves it out: at CPU budgets
+    it cost most of the map (val pixel-F1 0.27 against 0.59 without; benchmarks/RESULTS.md, "Stop 49").
+    `manipulated_share`: the share of the draws that are manipulated images (the rest real)."""
+    from monai.losses import DiceCELoss
+
+    from ..settings import torch_device
+    from ._progress import progress_bar
+    from .train import _forever, _hardware, _kind, _TorchSet, cache_records, load_records
+
+    records = load_records(data)
+    train_recs = [r for r in records if r.split == "train" and _kind(r) in (0, 2)]
+    val_recs = [r for r in records if r.split == "val" and _kind(r) in (0, 2)]
+    kinds = Counter(_kind(r) for r in train_recs)
+    if not kinds.get(0) or not kinds.get(2):
+        raise MedfakeError("a localizer needs real and manipulated (with masks) images in split=train; "
+                           f"found {kinds.get(0, 0)} real and {kinds.get(2, 0)} manipulated")
+    if not val_recs:
+        raise MedfakeError("a localizer needs a split=val with manipulated images (its mask threshold is chosen "
+                           "there)")
+    if steps < 1:
+        raise MedfakeError("steps must be at least 1")
+    if not 0.0 < manipulated_share < 1.0:
+        raise MedfakeError(f"manipulated_share must be in (0, 1), not {manipulated_share}")
+    dev = torch_device(device)
+    torch.manual_seed(seed)
+    cfg = make_config(architecture, config or {})
+    model = create(architecture, cfg).to(dev)
+    if not hasattr(cfg, "features"):
+        raise MedfakeError(f"{architecture} is not a localizer architecture")
+    train = cache_records(train_recs, "load train")
+    val = cache_records(val_recs, "load val")
+    keep = (train.kind == 0) | train.has_mask  # a manipulated row without a mask cannot teach a map
+    if not keep.all():
+        log(f"left out {int((~keep).sum())} manipulated training rows without a mask")
+        train = dataclasses.replace(train, **{f.name: getattr(train, f.name)[keep]
+                                              for f in dataclasses.fields(train) if getattr(train, f.name) is not None})
+    man = train.kind == 2
+    w = np.where(man, manipulated_share / man.sum(), (1.0 - manipulated_share) / (~man).sum())
+    sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), num_samples=max(len(w), batch_size),
+                                                     replacement=True, generator=torch.Generator().manual_seed(seed))
+    ds = _TorchSet(train, augment is not None, 1, seed, online_manipulations, "classical", augment)
+    batches = _forever(torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=0,
+                                                   drop_last=True))
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    loss_fn = DiceCELoss(sigmoid=True, batch=True)
+    losses: list[float] = []
+    t0 = time.time()
+    step = 0
+    model.train()
+    with progress_bar(steps, f"train {name}") as advance:
+        while step < steps:
+            b = next(batches)
+            x, y = _flip_rot(b["image"], b["mask"], rng)
+            loss = loss_fn(model(x.to(dev)), y.to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            step += 1
+            recent = losses[-50:]
+            advance(info=f"loss {sum(recent) / len(recent):.4f}")
+            if max_minutes is not None and time.time() - t0 > max_minutes * 60:
+                break
+    minutes = (time.time() - t0) / 60
+    with torch.no_grad():  # validate exactly the fp16 weights that ship
+        for t in model.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    model.eval()
+    metrics = validate(model, val, dev)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = save_weights(model, out_dir / f"{name}.safetensors", fp16=True)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
+    n_first = max(1, min(50, len(losses) // 10))
+    card = {
+        "name": name,
+        "kind": "localizer",
+        "architecture": architecture,
+        "version": time.strftime("%Y%m%d") + f"-s{step}-{digest}",
+        "config": dataclasses.asdict(cfg),
+        "weights": weights.name,
+        "dtype": "float16",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "threshold": metrics["threshold"],
+        "metrics": metrics,
+        "data": str(data),
+        "train_images": {"real": int((train.kind == 0).sum()), "manipulated": int((train.kind == 2).sum())},
+        "val_images": {"real": metrics["n_real"], "manipulated": metrics["n_manipulated"]},
+        "methods": sorted(set(train.group[train.kind == 2])) if train.group is not None else [],
+        "steps": step,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "manipulated_share": manipulated_share,
+        "online_manipulations": online_manipulations,
+        "augment": "flips and quarter turns" + ("" if augment is None else f" + the detectors' ({augment.changed()})"),
+        "hardware": _hardware(dev),
+        "minutes": round(minutes, 2),
+        "command": command,
+        "loss_first": round(float(np.mean(losses[:n_first])), 4),
+        "loss_last": round(float(np.mean(losses[-n_first:])), 4),
+        "loss_curve": [round(float(np.mean(losses[i:i + 50])), 4) for i in range(0, len(losses), 50)],
+        "medfake_version": __version__,
+    }
+    write_card(out_dir / f"{name}.json", card)
+    return card
+
+
+def localizer_of(card: dict, models_dir: str | Path, device) -> Localizer | None:
+    """The localizer a detector card names (`"localizer"`), loaded from the same folder; None when it names none.
+    A named localizer that is missing is an error: the card was shipped with it."""
+    lname = card.get("localizer")
+    if not lname:
+        return None
+    if not (Path(models_dir) / f"{lname}.json").is_file():
+        raise MedfakeError(f"{card.get('name')}: its card names the localizer {lname!r}, but {models_dir} has no "
+                           f"{lname}.json")
+    return load_localizer(lname, models_dir, device)
+
+
+__all__ = ["Localizer", "load_localizer", "train_localizer", "validate", "pixel_f1", "localizer_of",
+           "THRESHOLD_GRID"]
