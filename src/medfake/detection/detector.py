@@ -1,5 +1,6 @@
 """The shipped detectors behind `detection.base.Detector`: model + card (temperatures, thresholds), retrieval bank,
-anomaly scorer, Grad-CAM (MONAI) and segmentation masks at each input image's own size.
+anomaly scorer, Grad-CAM (MONAI) and manipulation masks (the card's localizer, else the segmentation head) at each
+input image's own size.
 
 Name resolution (`load_detector`): "default" means the card `detector-ensemble.json` in the models folder when it
 is there (several networks, detection.ensemble), else `detector-default.json`; any other name is a card `<name>.json`
@@ -28,6 +29,7 @@ from .base import Detector, Prediction
 from .calibrate import LOWER_FRACTION, side_floors_key, thresholds_for, verdict_at
 from .copymove import CopyMoveCue, copy_move_scores, copy_of_pair, fuse
 from .ensemble import ENSEMBLE_KIND, build_ensemble
+from .localizer import Localizer, localizer_of
 from .retrieval import LABELS, ReferenceBank, blend
 from .scores import apply_manipulation_score, flip_averaged, seg_top
 
@@ -98,7 +100,7 @@ def retrieval_weights(card: dict, default: float = 0.0) -> dict:
 class ShippedDetector(Detector):
     def __init__(self, module: nn.Module, card: dict, bank: ReferenceBank | None = None,
                  anomaly: MahalanobisScorer | None = None, device: str | torch.device = "cpu",
-                 copy_move: CopyMoveCue | None = None):
+                 copy_move: CopyMoveCue | None = None, localizer: Localizer | None = None):
         self.module = module.eval()
         self.card = card
         self.name = card.get("name", "detector")
@@ -121,6 +123,7 @@ class ShippedDetector(Detector):
         self.bank = bank
         self.retrieval_weights = retrieval_weights(card) if bank is not None else {"synthetic": 0.0, "manipulated": 0.0}
         self.anomaly = anomaly
+        self.localizer = localizer  # the network the explain mask comes from, when the card names one
         self._lock = threading.Lock()  # Grad-CAM registers hooks; one explain at a time
         self._with_cue: ShippedDetector | None = None  # with_copy_move()'s detector, made on first use
 
@@ -169,7 +172,7 @@ class ShippedDetector(Detector):
         bank = self.bank.copy() if self.bank is not None else ReferenceBank(
             center=self.anomaly.mean if self.anomaly is not None else None)
         bank.add(self.embed(images), labels)
-        det = ShippedDetector(self.module, self.card, bank, self.anomaly, self.device, self.copy_move)
+        det = ShippedDetector(self.module, self.card, bank, self.anomaly, self.device, self.copy_move, self.localizer)
         det.version = self.version
         det._lock = self._lock  # the same network
         if self.bank is None:  # no shipped bank: references alone, default weight
@@ -185,7 +188,7 @@ class ShippedDetector(Detector):
                                f"medfake train detector --init-from CARD --steps 0 --copy-move-cue)")
         if self._with_cue is None:  # made once: a server asks for it on every request, and it shares the explain lock
             det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device,
-                                  CopyMoveCue.from_card(section))
+                                  CopyMoveCue.from_card(section), self.localizer)
             det.version = f"{self.version}+copy-move"  # what a row or a report says was run
             det._lock = self._lock  # one network: one Grad-CAM at a time across both
             self._with_cue = det
@@ -198,7 +201,7 @@ class ShippedDetector(Detector):
         if wanted is False:
             if self.copy_move is None:
                 return self
-            det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device, None)
+            det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device, None, self.localizer)
             det.version = self.version.removesuffix("+copy-move")
             det._lock = self._lock
             return det
@@ -254,7 +257,8 @@ class ShippedDetector(Detector):
         heat = self._gradcam(x) if explain else None
         seg = (torch.sigmoid(out["seg"].float()).cpu().numpy()[:, 0]
                if explain and out.get("seg") is not None else None)
-        if explain and seg is None and cm_regions is not None:
+        loc = self.localizer.masks(x) if explain and self.localizer is not None else None
+        if explain and seg is None and (cm_regions is not None or loc is not None):
             seg = np.zeros((len(images), *x.shape[-2:]), np.float32)
         preds = []
         for j, im in enumerate(images):
@@ -282,7 +286,7 @@ class ShippedDetector(Detector):
                 shape = im.array.shape
                 pred.heatmap = np.clip(to_input_size(heat[j], shape), 0, 1)
                 if seg is not None:
-                    m128 = seg[j] >= 0.5
+                    m128 = loc[j] if loc is not None else seg[j] >= 0.5
                     if p_cm is not None and p_cm[j] >= 0.5:
                         m128 = m128 | copy_of_pair(x[j, 0].float().cpu().numpy(), cm_regions[j].numpy())
                     pred.mask = to_input_size(m128.astype(np.float32), shape, nearest=True) >= 0.5
@@ -386,7 +390,7 @@ def load_detector(name: str = "default", models_dir: str | Path | None = None, d
             anomaly = MahalanobisScorer.load(p.parent / a)
         for prm in module.parameters():
             prm.requires_grad_(False)
-        det = ShippedDetector(module, card, bank, anomaly, device)
+        det = ShippedDetector(module, card, bank, anomaly, device, localizer=localizer_of(card, p.parent, device))
         _CACHE[key] = det
         return det
 

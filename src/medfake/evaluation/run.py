@@ -148,6 +148,12 @@ def read_mask(path: Path) -> np.ndarray:
         return np.asarray(im.convert("L")) > 127
 
 
+def _localizer_name(det) -> str | None:
+    """'<name> <version>' of the localizer the detector's masks come from (an ensemble's: its primary's), or None."""
+    loc = getattr(det, "localizer", None) or getattr(getattr(det, "primary", None), "localizer", None)
+    return f"{loc.name} {loc.version}" if loc is not None else None
+
+
 def _nan_to_none(o):
     if isinstance(o, float) and not math.isfinite(o):
         return None
@@ -241,7 +247,8 @@ def evaluate(
         res: dict = {
             "data": str(data), "split": split if any(r.split for r in recs) else None, "n": len(recs),
             "detector": {"name": getattr(det, "name", type(det).__name__), "version": getattr(det, "version", "?"),
-                         "copy_move_cue": getattr(det, "copy_move", None) is not None},
+                         "copy_move_cue": getattr(det, "copy_move", None) is not None,
+                         "localizer": _localizer_name(det)},
             "threshold": thr,
             "overall": binary_metrics(y, s, thr),
             "by_modality": _group_metrics(y, s, [r.modality for r in recs], thr),

@@ -1,0 +1,114 @@
+"""The manipulation localizer: it trains on a tiny generated set (loss drops, the card and fp16 weights load), its
+threshold is chosen on val, and a detector card that names it takes its explain masks from it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from medfake.data.canonical import to_canonical
+from medfake.detection.detector import clear_cache, load_detector
+from medfake.detection.localizer import THRESHOLD_GRID, load_localizer, pixel_f1, train_localizer
+from medfake.io.errors import MedfakeError
+from medfake.io.image import Image
+
+from .conftest import make_example
+
+TINY_LOC = {"features": [4, 4, 8, 8, 16, 4]}
+
+
+@pytest.fixture(scope="module")
+def tiny_localizer(tmp_path_factory, tiny_dataset):
+    out = tmp_path_factory.mktemp("loc")
+    card = train_localizer(tiny_dataset, out, name="loc", config=TINY_LOC, steps=60, batch_size=8, lr=1e-2,
+                           device="cpu", seed=0, log=lambda m: None)
+    return out, card
+
+
+def test_pixel_f1():
+    a = np.zeros((4, 4), bool)
+    b = a.copy()
+    assert pixel_f1(a, b) == 1.0  # both empty
+    a[0, :2] = True
+    b[0, 1:3] = True
+    assert pixel_f1(a, b) == pytest.approx(0.5)
+    assert pixel_f1(a, np.zeros_like(a)) == 0.0
+
+
+def test_train_localizer_loss_drops_and_card(tiny_localizer):
+    out, card = tiny_localizer
+    assert card["kind"] == "localizer" and card["architecture"] == "localizer-unet"
+    assert card["loss_last"] < card["loss_first"]
+    assert card["threshold"] in THRESHOLD_GRID
+    m = card["metrics"]
+    assert 0.0 <= m["pixel_f1"] <= 1.0 and m["n_manipulated"] > 0 and m["n_real"] > 0
+    assert set(m["by_method"]) == {"checker"}
+    assert card["train_images"]["manipulated"] > 0 and card["train_images"]["real"] > 0
+    assert (out / "loc.safetensors").is_file()
+    from safetensors.torch import load_file
+
+    assert all(t.dtype == torch.float16 for t in load_file(out / "loc.safetensors").values())
+    # the checkerboard patches are easy: after 60 steps the map must find them better than chance
+    assert m["pixel_f1"] > 0.3
+
+
+def test_localizer_masks_have_the_threshold(tiny_localizer):
+    out, card = tiny_localizer
+    loc = load_localizer("loc", out)
+    x = torch.rand(3, 1, 128, 128)
+    maps, masks = loc.maps(x), loc.masks(x)
+    assert maps.shape == masks.shape == (3, 128, 128)
+    assert ((maps >= 0) & (maps <= 1)).all()
+    assert np.array_equal(masks, maps >= card["threshold"])
+
+
+def test_localizer_needs_manipulated_rows(tmp_path, tiny_dataset):
+    rows = tiny_dataset.read_text().splitlines()
+    keep = [rows[0]] + [r for r in rows[1:] if ",manipulated," not in r]
+    m = tiny_dataset.parent / "no_manip.csv"
+    m.write_text("\n".join(keep) + "\n")
+    with pytest.raises(MedfakeError, match="real and manipulated"):
+        train_localizer(m, tmp_path / "o", steps=1, device="cpu", log=lambda s: None)
+
+
+def test_detector_takes_masks_from_its_localizer(tmp_path, tiny_models_dir, tiny_localizer):
+    loc_dir, _ = tiny_localizer
+    d = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, d)
+    for f in loc_dir.glob("loc.*"):
+        shutil.copy(f, d / f.name)
+    card = json.loads((d / "detector-default.json").read_text())
+    card["localizer"] = "loc"
+    card.pop("copy_move", None)  # the mask is the localizer's alone without the copy-move cue
+    (d / "detector-default.json").write_text(json.dumps(card))
+    clear_cache()
+    det = load_detector("detector-default", d)
+    assert det.localizer is not None and det.localizer.name == "loc"
+    rng = np.random.default_rng(3)
+    a, _ = make_example("manipulated", rng, size=96)  # not 128: masks come back at the input's size
+    im = Image(a)
+    pred = det.predict([im], explain=True)[0]
+    assert pred.mask.shape == a.shape and pred.heatmap.shape == a.shape
+    want = load_localizer("loc", d).masks(torch.as_tensor(to_canonical(im))[None, None])[0]
+    from medfake.detection.detector import to_input_size
+
+    assert np.array_equal(pred.mask, to_input_size(want.astype(np.float32), a.shape, nearest=True) >= 0.5)
+    # verdicts and scores do not depend on the localizer
+    plain = json.loads(json.dumps(card))
+    plain.pop("localizer")
+    (d / "plain.json").write_text(json.dumps({**plain, "name": "plain"}))
+    p2 = load_detector("plain", d).predict([im])[0]
+    p1 = det.predict([im])[0]
+    assert (p1.verdict, p1.p_synthetic, p1.p_manipulated) == (p2.verdict, p2.p_synthetic, p2.p_manipulated)
+    # a card that names a localizer the folder lacks is a clear error
+    (d / "loc.json").unlink()
+    card["version"] = "other"
+    (d / "detector-default.json").write_text(json.dumps(card))
+    clear_cache()
+    with pytest.raises(MedfakeError, match="names the localizer 'loc'"):
+        load_detector("detector-default", d)
+    clear_cache()
