@@ -73,6 +73,9 @@ def test_localizer_needs_manipulated_rows(tmp_path, tiny_dataset):
     m.write_text("\n".join(keep) + "\n")
     with pytest.raises(MedfakeError, match="real and manipulated"):
         train_localizer(m, tmp_path / "o", steps=1, device="cpu", log=lambda s: None)
+    with pytest.raises(MedfakeError, match="not a localizer architecture"):
+        train_localizer(tiny_dataset, tmp_path / "o", architecture="dual-srm", steps=1, device="cpu",
+                        log=lambda s: None)
 
 
 def test_detector_takes_masks_from_its_localizer(tmp_path, tiny_models_dir, tiny_localizer):

@@ -27,7 +27,7 @@ import torch
 from .. import __version__
 from ..io.errors import MedfakeError
 from ..models.cards import load_model, write_card
-from ..models.registry import create, make_config
+from ..models.registry import create, entry, make_config, names
 from ..models.weights import save_weights
 
 THRESHOLD_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -132,8 +132,9 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
     split=val; write `<name>.safetensors` (fp16) and `<name>.json` to `out_dir`. Returns the card.
 
     Every batch gets a random mirror and quarter turn (image and mask alike); `augment` (an `AugmentConfig`)
-    adds the detectors' augmentation (JPEG, resampling, blur, noise, contrast), None leaves it out: at CPU budgets
-    it cost most of the map (val pixel-F1 0.27 against 0.59 without; benchmarks/RESULTS.md, "Stop 49").
+    adds the detectors' augmentation (JPEG, resampling, blur, noise, contrast), None leaves it out:
+    it cost most of the map at CPU budgets (a run with it and half real draws: val pixel-F1 0.27; the shipped run
+    without it 0.65; benchmarks/RESULTS.md, "Stop 49").
     `manipulated_share`: the share of the draws that are manipulated images (the rest real)."""
     from monai.losses import DiceCELoss
 
@@ -157,10 +158,11 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
         raise MedfakeError(f"manipulated_share must be in (0, 1), not {manipulated_share}")
     dev = torch_device(device)
     torch.manual_seed(seed)
+    if entry(architecture).kind != "localizer":
+        raise MedfakeError(f"{architecture} is not a localizer architecture (registered: "
+                           f"{', '.join(names('localizer'))})")
     cfg = make_config(architecture, config or {})
     model = create(architecture, cfg).to(dev)
-    if not hasattr(cfg, "features"):
-        raise MedfakeError(f"{architecture} is not a localizer architecture")
     train = cache_records(train_recs, "load train")
     val = cache_records(val_recs, "load val")
     keep = (train.kind == 0) | train.has_mask  # a manipulated row without a mask cannot teach a map
