@@ -63,6 +63,28 @@ def test_demo_manipulates_a_real_dicom_with_mask_and_sidecar(demo):
         assert sidecar and json.loads(sidecar[0].read_text())["method"] == method
 
 
+def test_demo_draws_where_the_ct_copies_were_edited(demo):
+    """The default detector's masks of the two manipulated CT copies (the shipped localizer's, joined by the
+    copy-move cue's pair) are written at the image's size; the copy-move's matches the edit."""
+    import re
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    out, output, _ = demo
+    text = " ".join(output.split())
+    for method in ("copy-move", "repaint-ddim"):
+        m = re.search(rf"predicted mask of CT_small_{method}\.dcm: .*?\(pixel-F1 ([\d.]+)", text)  # rich may wrap
+        assert m, method
+        masks = list((out / "heatmaps").glob(f"*_CT_small_{method}.dcm_mask.png"))
+        assert len(masks) == 1, masks
+        pred = np.asarray(PILImage.open(masks[0]))
+        truth = np.asarray(PILImage.open(out / "manipulated" / f"CT_small_{method}_mask.png"))
+        assert pred.shape[:2] == truth.shape[:2]
+        if method == "copy-move":
+            assert float(m.group(1)) >= 0.5
+
+
 def test_demo_verdicts_on_the_real_originals_and_the_fakes(demo):
     _, _, rows = demo
     by_name = {Path(r["path"]).name: r for r in rows}

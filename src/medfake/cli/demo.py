@@ -40,6 +40,7 @@ def demo_cmd(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     originals: list[Path] = []  # the real files the fakes came from: detected too
+    edits: list[tuple[Path, Path]] = []  # (manipulated file, the mask of its edit)
     failed: list[str] = []
     con.rule("1. synthesis (shipped DDPM with DDIM, DCGAN; VAE reconstruction of a real MR)")
     for model in ("ddpm", "dcgan"):
@@ -89,6 +90,7 @@ def demo_cmd(
             res = manipulate(img, mask, method, seed=seed, **kw)
             paths = save_result(res, out / "manipulated", f"CT_small_{method}")
             written += [Path(p) for k, p in paths.items() if k == "image"]
+            edits.append((Path(paths["image"]), Path(paths["mask"])))
             con.print(f"  {method}: {', '.join(str(p) for p in paths.values())}")
     except Exception as e:  # noqa: BLE001 - the demo reports and goes on
         con.print(f"  [red]manipulation failed: {e}[/]")
@@ -108,6 +110,18 @@ def demo_cmd(
                           f"{float(r['p_manipulated']):.3f}" if r["verdict"] != "error" else "", str(r["verdict"]))
         con.print(table)
         con.print(f"  CSV: {out / 'detections.csv'}")
+        if edits:  # where the detector says the CT copies were changed (the localizer's mask), against the truth
+            from ..detection.localizer import pixel_f1
+            from ..io import read_image
+
+            maps = {str(r["path"]): r for r in detect_paths([p for p, _ in edits], detector=det,
+                                                           heatmaps=out / "heatmaps")}
+            for img_path, truth in edits:
+                r = maps.get(str(img_path), {})
+                if r.get("mask"):
+                    f1 = pixel_f1(read_image(r["mask"]).array > 0.5, read_image(truth).array > 0.5)
+                    con.print(f"  predicted mask of {img_path.name}: {r['mask']} (pixel-F1 {f1:.2f} against the "
+                              f"edit's own mask)")
         from ..detection.summary import detector_rates, summarize, write_summary_csv
 
         # per DICOM series: the manipulated CT copies keep the original's series (as an attacker's would)
