@@ -48,9 +48,10 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
 
     from medfake.data.canonical import to_canonical
-    from medfake.detection.localizer import load_localizer, pixel_f1
+    from medfake.detection.localizer import load_localizer
     from medfake.detection.train import cache_records, load_records
     from medfake.evaluation.external import external_reals, external_reals_more
+    from medfake.evaluation.metrics import pixel_scores
 
     loc = load_localizer(a.name, a.models_dir)
     recs = load_records(a.data)
@@ -63,13 +64,13 @@ def main() -> None:
     rows = []
     for g in sorted(set(test.group[~real])):
         sel = test.group == g
-        f1 = [pixel_f1(masks[i], test.masks[i] > 0.5) for i in np.flatnonzero(sel & test.has_mask)]
+        f1 = [pixel_scores(test.masks[i] > 0.5, masks[i])["f1"] for i in np.flatnonzero(sel & test.has_mask)]
         y = np.r_[np.zeros(real.sum()), np.ones(sel.sum())]
         auc = roc_auc_score(y, np.r_[top[real], top[sel]])
         rows.append(f"| {g} | {int(sel.sum())} | {np.mean(f1):.3f} |" if f1 else f"| {g} | {int(sel.sum())} | – |")
         rows[-1] += f" {auc:.3f} | {float((top[sel] > cut).mean()):.1%} |"
     man = (test.kind == 2) & test.has_mask
-    all_f1 = np.mean([pixel_f1(masks[i], test.masks[i] > 0.5) for i in np.flatnonzero(man)])
+    all_f1 = np.mean([pixel_scores(test.masks[i] > 0.5, masks[i])["f1"] for i in np.flatnonzero(man)])
     outside = []
     for label, items in (("first outside set", external_reals(lambda m: None)),
                          ("second outside set", external_reals_more(a.external_more, lambda m: None)

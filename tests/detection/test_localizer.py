@@ -12,7 +12,7 @@ import torch
 
 from medfake.data.canonical import to_canonical
 from medfake.detection.detector import clear_cache, load_detector
-from medfake.detection.localizer import THRESHOLD_GRID, load_localizer, pixel_f1, train_localizer
+from medfake.detection.localizer import THRESHOLD_GRID, load_localizer, train_localizer
 from medfake.io.errors import MedfakeError
 from medfake.io.image import Image
 
@@ -27,16 +27,6 @@ def tiny_localizer(tmp_path_factory, tiny_dataset):
     card = train_localizer(tiny_dataset, out, name="loc", config=TINY_LOC, steps=60, batch_size=8, lr=1e-2,
                            device="cpu", seed=0, log=lambda m: None)
     return out, card
-
-
-def test_pixel_f1():
-    a = np.zeros((4, 4), bool)
-    b = a.copy()
-    assert pixel_f1(a, b) == 1.0  # both empty
-    a[0, :2] = True
-    b[0, 1:3] = True
-    assert pixel_f1(a, b) == pytest.approx(0.5)
-    assert pixel_f1(a, np.zeros_like(a)) == 0.0
 
 
 def test_train_localizer_loss_drops_and_card(tiny_localizer):

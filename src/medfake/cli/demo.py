@@ -111,7 +111,7 @@ def demo_cmd(
         con.print(table)
         con.print(f"  CSV: {out / 'detections.csv'}")
         if edits:  # where the detector says the CT copies were changed (the localizer's mask), against the truth
-            from ..detection.localizer import pixel_f1
+            from ..evaluation.metrics import pixel_scores
             from ..io import read_image
 
             maps = {str(r["path"]): r for r in detect_paths([p for p, _ in edits], detector=det,
@@ -119,7 +119,7 @@ def demo_cmd(
             for img_path, truth in edits:
                 r = maps.get(str(img_path), {})
                 if r.get("mask"):
-                    f1 = pixel_f1(read_image(r["mask"]).array > 0.5, read_image(truth).array > 0.5)
+                    f1 = pixel_scores(read_image(truth).array > 0.5, read_image(r["mask"]).array > 0.5)["f1"]
                     con.print(f"  predicted mask of {img_path.name}: {r['mask']} (pixel-F1 {f1:.2f} against the "
                               f"edit's own mask)")
         from ..detection.summary import detector_rates, summarize, write_summary_csv

@@ -63,21 +63,6 @@ def load_localizer(name: str, models_dir: str | Path, device: str | torch.device
     return Localizer(module, card, device)
 
 
-def pixel_f1(pred: np.ndarray, gt: np.ndarray) -> float:
-    """F1 of two boolean masks (1.0 when both are empty)."""
-    tp = float(np.logical_and(pred, gt).sum())
-    denom = float(pred.sum() + gt.sum())
-    return 1.0 if denom == 0 else 2.0 * tp / denom
-
-
-def _auc(neg: np.ndarray, pos: np.ndarray) -> float | None:
-    if len(neg) == 0 or len(pos) == 0:
-        return None
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(np.r_[np.zeros(len(neg)), np.ones(len(pos))], np.r_[neg, pos]))
-
-
 @torch.no_grad()
 def _predict_maps(model, images: np.ndarray, device, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(probability maps (N, 128, 128), top-k mean logit (N,)) of canonical images (N, 128, 128)."""
@@ -91,23 +76,26 @@ def _predict_maps(model, images: np.ndarray, device, batch: int = 64) -> tuple[n
 
 def validate(model, val, device) -> dict:
     """The threshold of best mean pixel-F1 on val's manipulated images, pixel-F1 per method at it, and the AUC of
-    the top-k evidence of val reals against each method's images."""
+    the top-k evidence of val reals against each method's images. Pixel-F1 is the detectors' segmentation Dice
+    (`train._dice`: both masks empty count 1.0, as `evaluation.metrics.pixel_scores`)."""
+    from .train import _auc, _dice
+
     man = np.flatnonzero((val.kind == 2) & val.has_mask)
     real = np.flatnonzero(val.kind == 0)
     if len(man) == 0:
         raise MedfakeError("the validation split has no manipulated images with masks")
     maps, top = _predict_maps(model, val.images[np.r_[man, real]], device)
     gts = val.masks[man] > 0.5
-    f1 = {t: np.array([pixel_f1(maps[j] >= t, gts[j]) for j in range(len(man))]) for t in THRESHOLD_GRID}
+    f1 = {t: np.array([_dice(maps[j] >= t, gts[j]) for j in range(len(man))]) for t in THRESHOLD_GRID}
     best = max(THRESHOLD_GRID, key=lambda t: (round(float(f1[t].mean()), 6), -abs(t - 0.5)))
     groups = val.group[man] if val.group is not None else np.array(["manipulated"] * len(man))
     top_real = top[len(man):]
     by_method = {}
     for g in sorted(set(groups)):
         sel = groups == g
+        auc = _auc(np.r_[np.zeros(len(top_real)), np.ones(sel.sum())], np.r_[top_real, top[:len(man)][sel]])
         by_method[g] = {"n": int(sel.sum()), "pixel_f1": round(float(f1[best][sel].mean()), 4),
-                        "auc_top_evidence": (None if (a := _auc(top_real, top[:len(man)][sel])) is None
-                                             else round(a, 4))}
+                        "auc_top_evidence": None if auc is None else round(auc, 4)}
     return {"threshold": best, "pixel_f1": round(float(f1[best].mean()), 4),
             "pixel_f1_by_threshold": {str(t): round(float(v.mean()), 4) for t, v in f1.items()},
             "by_method": by_method, "n_manipulated": int(len(man)), "n_real": int(len(real)),
@@ -258,5 +246,4 @@ def localizer_of(card: dict, models_dir: str | Path, device) -> Localizer | None
     return load_localizer(lname, models_dir, device)
 
 
-__all__ = ["Localizer", "load_localizer", "train_localizer", "validate", "pixel_f1", "localizer_of",
-           "THRESHOLD_GRID"]
+__all__ = ["Localizer", "load_localizer", "train_localizer", "validate", "localizer_of", "THRESHOLD_GRID"]
