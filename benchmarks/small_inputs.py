@@ -57,6 +57,7 @@ def main() -> None:
 
     from medfake.detection.detector import ShippedDetector, load_detector, use_copy_move
     from medfake.detection.ensemble import VetoEnsemble
+    from medfake.detection.evidence import EvidenceCue
     from medfake.io.image import Image
 
     manifest = Path(args.data)
@@ -69,12 +70,14 @@ def main() -> None:
                  f"detector --steps 0 --init-from CARD)")
 
     def without_floors(d):  # the same detector at its 128 px thresholds (an ensemble: its primary's, same veto)
+        ev = getattr(d, "evidence", None)  # the evidence cue at its 128 px cuts
+        ev = None if ev is None else EvidenceCue(ev.localizer, {**ev.section, "by_input_side": {}})
         if isinstance(d, VetoEnsemble):
-            return VetoEnsemble(without_floors(d.primary), d.seconds, d.card)
+            return VetoEnsemble(without_floors(d.primary).with_evidence(None), d.seconds, d.card, ev)
         thr = {k: v for k, v in d.card["thresholds"].items() if k != "by_input_side"}
         cue = None if d.copy_move is None else dataclasses.replace(
             d.copy_move, thresholds={k: v for k, v in d.copy_move.thresholds.items() if k != "by_input_side"})
-        return ShippedDetector(d.module, {**d.card, "thresholds": thr}, d.bank, d.anomaly, copy_move=cue)
+        return ShippedDetector(d.module, {**d.card, "thresholds": thr}, d.bank, d.anomaly, copy_move=cue, evidence=ev)
 
     plain = without_floors(det)
     rng = np.random.default_rng(0)

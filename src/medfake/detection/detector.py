@@ -29,6 +29,7 @@ from .base import Detector, Prediction
 from .calibrate import LOWER_FRACTION, side_floors_key, thresholds_for, verdict_at
 from .copymove import CopyMoveCue, copy_move_scores, copy_of_pair, fuse
 from .ensemble import ENSEMBLE_KIND, build_ensemble
+from .evidence import EvidenceCue, evidence_of
 from .localizer import Localizer, localizer_of
 from .retrieval import LABELS, ReferenceBank, blend
 from .scores import apply_manipulation_score, flip_averaged, seg_top
@@ -100,7 +101,8 @@ def retrieval_weights(card: dict, default: float = 0.0) -> dict:
 class ShippedDetector(Detector):
     def __init__(self, module: nn.Module, card: dict, bank: ReferenceBank | None = None,
                  anomaly: MahalanobisScorer | None = None, device: str | torch.device = "cpu",
-                 copy_move: CopyMoveCue | None = None, localizer: Localizer | None = None):
+                 copy_move: CopyMoveCue | None = None, localizer: Localizer | None = None,
+                 evidence: EvidenceCue | None = None):
         self.module = module.eval()
         self.card = card
         self.name = card.get("name", "detector")
@@ -124,6 +126,7 @@ class ShippedDetector(Detector):
         self.retrieval_weights = retrieval_weights(card) if bank is not None else {"synthetic": 0.0, "manipulated": 0.0}
         self.anomaly = anomaly
         self.localizer = localizer  # the network the explain mask comes from, when the card names one
+        self.evidence = evidence  # the localizer evidence cue (detection.evidence), applied last in `predict`
         self._lock = threading.Lock()  # Grad-CAM registers hooks; one explain at a time
         self._with_cue: ShippedDetector | None = None  # with_copy_move()'s detector, made on first use
 
@@ -172,7 +175,8 @@ class ShippedDetector(Detector):
         bank = self.bank.copy() if self.bank is not None else ReferenceBank(
             center=self.anomaly.mean if self.anomaly is not None else None)
         bank.add(self.embed(images), labels)
-        det = ShippedDetector(self.module, self.card, bank, self.anomaly, self.device, self.copy_move, self.localizer)
+        det = ShippedDetector(self.module, self.card, bank, self.anomaly, self.device, self.copy_move, self.localizer,
+                               self.evidence)
         det.version = self.version
         det._lock = self._lock  # the same network
         if self.bank is None:  # no shipped bank: references alone, default weight
@@ -188,7 +192,7 @@ class ShippedDetector(Detector):
                                f"medfake train detector --init-from CARD --steps 0 --copy-move-cue)")
         if self._with_cue is None:  # made once: a server asks for it on every request, and it shares the explain lock
             det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device,
-                                  CopyMoveCue.from_card(section), self.localizer)
+                                  CopyMoveCue.from_card(section), self.localizer, self.evidence)
             det.version = f"{self.version}+copy-move"  # what a row or a report says was run
             det._lock = self._lock  # one network: one Grad-CAM at a time across both
             self._with_cue = det
@@ -201,7 +205,8 @@ class ShippedDetector(Detector):
         if wanted is False:
             if self.copy_move is None:
                 return self
-            det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device, None, self.localizer)
+            det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device, None, self.localizer,
+                                  self.evidence)
             det.version = self.version.removesuffix("+copy-move")
             det._lock = self._lock
             return det
@@ -209,12 +214,26 @@ class ShippedDetector(Detector):
             return self
         return self.with_copy_move()
 
+    def with_evidence(self, evidence: EvidenceCue | None) -> "ShippedDetector":
+        """A copy sharing the network with this evidence cue (None: without one)."""
+        if evidence is self.evidence:
+            return self
+        det = ShippedDetector(self.module, self.card, self.bank, self.anomaly, self.device, self.copy_move,
+                              self.localizer, evidence)
+        det.version, det._lock = self.version, self._lock
+        return det
+
     # ---------------------------------------------------------------- the contract
     def predict(self, images: Sequence[Image], *, explain: bool = False, batch_size: int = 64) -> list[Prediction]:
         preds: list[Prediction] = []
         batch_size = self.compute_batch(batch_size)
         for i in range(0, len(images), batch_size):
-            preds += self._predict_batch(images[i:i + batch_size], explain)
+            chunk = images[i:i + batch_size]
+            x = self.canonical_batch(chunk)
+            got = self._predict_batch(chunk, explain, x=x)
+            if self.evidence is not None:
+                self.evidence.apply(self, chunk, x, got)
+            preds += got
         return preds
 
     def _predict_batch(self, images: Sequence[Image], explain: bool, x: torch.Tensor | None = None,
@@ -372,7 +391,7 @@ def load_detector(name: str = "default", models_dir: str | Path | None = None, d
     card = read_card(p)
     if card.get("kind") == ENSEMBLE_KIND:  # members load (and cache) on their own; then the ensemble is cached
         det = build_ensemble(card, lambda member: load_detector(member, p.parent, device),
-                             lambda member: read_card(member, p.parent))
+                             lambda member: read_card(member, p.parent), evidence_of(card, p.parent, device))
         with _CACHE_LOCK:
             return _CACHE.setdefault(key, det)
     with _CACHE_LOCK:
@@ -390,7 +409,8 @@ def load_detector(name: str = "default", models_dir: str | Path | None = None, d
             anomaly = MahalanobisScorer.load(p.parent / a)
         for prm in module.parameters():
             prm.requires_grad_(False)
-        det = ShippedDetector(module, card, bank, anomaly, device, localizer=localizer_of(card, p.parent, device))
+        det = ShippedDetector(module, card, bank, anomaly, device, localizer=localizer_of(card, p.parent, device),
+                              evidence=evidence_of(card, p.parent, device))
         _CACHE[key] = det
         return det
 

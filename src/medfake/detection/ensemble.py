@@ -54,6 +54,7 @@ from .scores import apply_manipulation_score
 ENSEMBLE_KIND = "detector-ensemble"
 HEADS = (("synthetic", "p_synthetic"), ("manipulated", "p_manipulated"))
 _EPS = 1e-9
+_SAME = object()  # `_with`: keep the ensemble's evidence cue
 
 
 def _logit(p):
@@ -116,8 +117,9 @@ class VetoEnsemble(Detector):
     """`primary` and `second` (one detector, or a list of them whose mean is the second opinion) have the
     `ShippedDetector` interface; `card` the ensemble's card. `second` is the first second network, `seconds` all."""
 
-    def __init__(self, primary, second, card: dict):
+    def __init__(self, primary, second, card: dict, evidence=None):
         self.primary, self.card = primary, card
+        self.evidence = evidence  # the localizer evidence cue (detection.evidence): applied after the veto
         self.seconds = list(second) if isinstance(second, (list, tuple)) else [second]
         if not self.seconds:
             raise MedfakeError(f"ensemble {card.get('name')}: no second network")
@@ -164,10 +166,16 @@ class VetoEnsemble(Detector):
         return {h: (None if t.get(h) is None else float(t[h])) for h, _ in HEADS}
 
     # ---------------------------------------------------------------- variants (all members alike)
-    def _with(self, primary, seconds: list) -> "VetoEnsemble":
-        if primary is self.primary and all(a is b for a, b in zip(seconds, self.seconds)):
+    def _with(self, primary, seconds: list, evidence=_SAME) -> "VetoEnsemble":
+        evidence = self.evidence if evidence is _SAME else evidence
+        if (primary is self.primary and all(a is b for a, b in zip(seconds, self.seconds))
+                and evidence is self.evidence):
             return self
-        return VetoEnsemble(primary, seconds, self.card)
+        return VetoEnsemble(primary, seconds, self.card, evidence)
+
+    def with_evidence(self, evidence) -> "VetoEnsemble":
+        """The ensemble with this evidence cue (None: without one)."""
+        return self._with(self.primary, self.seconds, evidence)
 
     def with_references(self, images: Sequence[Image], labels: Sequence[str]) -> "VetoEnsemble":
         """Every member's retrieval bank also holds these labelled references (`--reference`)."""
@@ -209,6 +217,8 @@ class VetoEnsemble(Detector):
                 b = mean_opinion([s._predict_batch([chunk[j] for j in ask], False, x=x[ask], cue=scores)
                                   for s in self.seconds])
                 self._combine([chunk[j] for j in ask], [a[j] for j in ask], b)
+            if self.evidence is not None:  # last: the veto cannot remove the cue's catches
+                self.evidence.apply(self, chunk, x, a)
             preds += a
         return preds
 
@@ -260,9 +270,9 @@ class VetoEnsemble(Detector):
         return log_fake - log_not_fake
 
 
-def build_ensemble(card: dict, load, read) -> VetoEnsemble:
+def build_ensemble(card: dict, load, read, evidence=None) -> VetoEnsemble:
     """The ensemble a card describes; `load(name)` loads a member detector by card name and `read(name)` reads its
-    card (both from the ensemble card's folder)."""
+    card (both from the ensemble card's folder); `evidence` its evidence cue (`detection.evidence`), if any."""
     members = card.get("members") or {}
     where = card.get('_path', card.get('name'))
     raw = members.get("second")
@@ -280,7 +290,7 @@ def build_ensemble(card: dict, load, read) -> VetoEnsemble:
     for role, name in [("primary", members["primary"])] + [("second", n) for n in seconds]:
         if read(name).get("kind") == ENSEMBLE_KIND:  # checked before loading: a card naming itself would never load
             raise MedfakeError(f"{where}: the {role} member {name!r} is itself an ensemble")
-    return VetoEnsemble(load(members["primary"]), [load(n) for n in seconds], card)
+    return VetoEnsemble(load(members["primary"]), [load(n) for n in seconds], card, evidence)
 
 
 def fit_veto(primary_preds, second_preds, kinds: Sequence[str], kept: float = 0.95) -> dict:
@@ -308,7 +318,7 @@ def fit_ensemble(primary: str, second: str | Sequence[str], data, models_dir, *,
     from pathlib import Path
 
     from ..io.readers import read_image
-    from ..models.cards import write_card
+    from ..models.cards import read_card, write_card
     from .detector import clear_cache, load_detector, use_copy_move
     from .train import load_records
 
@@ -356,7 +366,10 @@ def fit_ensemble(primary: str, second: str | Sequence[str], data, models_dir, *,
     card["val_check"]["ensemble"] = rates(pa)
     card["command"] = command
     card["minutes"] = round((time.time() - t0) / 60, 2)
-    write_card(models_dir / f"{name}.json", card)
+    previous = models_dir / f"{name}.json"
+    if previous.is_file() and read_card(previous).get("evidence"):  # the evidence cue's cuts do not depend on the veto
+        card["evidence"] = read_card(previous)["evidence"]
+    write_card(previous, card)
     clear_cache()
     return card
 

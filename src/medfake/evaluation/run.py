@@ -63,7 +63,7 @@ def task_metrics(kinds: list[str], modalities: list[str], preds, thresholds: dic
 
 SIDE_SCORES = ("p_synthetic_classifier", "p_manipulated_classifier", "manipulation_head_logit",
                "segmentation_top_logit", "knn_synthetic", "knn_manipulated", "anomaly",
-               "copy_move")  # keys of Prediction.scores reported beside the verdict score
+               "copy_move", "localizer_evidence")  # keys of Prediction.scores reported beside the verdict score
 
 
 def score_table(preds) -> dict[str, np.ndarray]:
