@@ -22,6 +22,10 @@ an image the primary calls real keeps the primary's scores (lowering them could 
 scans, nearly all of a hospital's traffic, the ensemble then costs little more than the primary alone; the two
 members share each batch's canonical tensor and copy-move cue.
 
+A card may also carry an evidence cue (`detection.evidence`: a fast localizer's top evidence as an alarm of its
+own); it is applied after the veto, so the second opinion cannot remove its catches, and the properties below hold
+for the ensemble without it.
+
 Properties the tests check: a score never rises (the ensemble never flags an image the primary clears, so its false
 alarms on any set are at most the primary's); it equals the primary's wherever the primary says real or the second
 network is at or above its veto level; and with the cue shared it gives the scores of each member run on its own.

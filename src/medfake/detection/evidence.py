@@ -8,11 +8,14 @@ veto, so no member can remove its catches, and its false alarms are bounded on i
 real val pool above the manipulated cut, `uncertain_budget` above the uncertain one.
 
 Calibration (`fit_evidence`, CLI `medfake train evidence`): the real val images of a manifest, their shifted copies
-(the training augmentation) and acquisition copies, as the detectors' thresholds were calibrated on; per small
-input side, the real val images shrunk to that side. The section goes into the detector's (or ensemble's) card:
+(the training augmentation) and acquisition copies, as the detectors' thresholds were calibrated on; per predicted
+modality its own reals; per small input side, the real val images shrunk to that side. The section goes into the
+detector's (or ensemble's) card; the shipped one is `models/detector-evidence.json`, an opt-in variant of the
+default (the cue costs about a third of the detection speed; RESULTS.md, "Stop 50"):
 
-    "evidence": {"localizer": "<card name>", "top_k": 64, "cut": c, "cut_uncertain": c_u, "budget": 0.005,
-                 "uncertain_budget": 0.01, "by_input_side": {"32": {"cut": ..., "cut_uncertain": ...}, ...},
+    "evidence": {"localizer": "<card name>", "top_k": 64, "cut": c, "cut_uncertain": c_u, "budget": 0.003,
+                 "uncertain_budget": 0.004, "by_modality": {"lung_ct": {"cut": ..., "cut_uncertain": ...}, ...},
+                 "by_input_side": {"32": {"cut": ..., "cut_uncertain": ...}, ...},
                  "val": {...}, "command": ...}
 """
 
@@ -27,8 +30,8 @@ import torch
 from ..io.errors import MedfakeError
 from .localizer import TOP_K, Localizer, load_localizer
 
-EVIDENCE_BUDGET = 0.005  # the share of real val images (and their shifted copies) the cue alone may call manipulated
-EVIDENCE_UNCERTAIN_BUDGET = 0.01  # ... or uncertain
+EVIDENCE_BUDGET = 0.003  # the share of real val images (and of their copies) the cue alone may call manipulated
+EVIDENCE_UNCERTAIN_BUDGET = 0.004  # ... or uncertain (the shipped cue's; 0.005 / 0.01 let too many through)
 MIN_REAL_VAL = 50  # real val images at least (with their copies, 200 in the pool the cuts are quantiles of)
 
 
@@ -137,7 +140,10 @@ def batched_evidence(localizer: Localizer, images: np.ndarray, top_k: int = TOP_
 
 
 def _cuts(e: np.ndarray, budget: float, uncertain_budget: float) -> tuple[float, float]:
-    return float(np.quantile(e, 1 - budget)), float(np.quantile(e, 1 - uncertain_budget))
+    """(cut, uncertain cut): the (1 − budget) and (1 − uncertain budget) quantiles, the second strictly below the
+    first (tied top scores would make them equal)."""
+    c = float(np.quantile(e, 1 - budget))
+    return c, min(float(np.quantile(e, 1 - uncertain_budget)), c - 1e-6)
 
 
 def fit_evidence(detector: str, localizer: str, data, models_dir, *, budget: float = EVIDENCE_BUDGET,
