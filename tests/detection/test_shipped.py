@@ -65,7 +65,35 @@ def test_shipped_ensemble_card_and_predictions(card_path):
     det = load_detector(card_path.stem, MODELS)
     assert isinstance(det, VetoEnsemble)
     images = read_images(get_testdata_file("CT_small.dcm")) + read_images(get_testdata_file("MR_small.dcm"))
-    got, ref = det.predict(images), det.primary.predict(images)
+    plain = det.with_evidence(None)  # the veto alone: never above the primary
+    got, ref = plain.predict(images), det.primary.predict(images)
     for g, r in zip(got, ref):
         assert 0.0 <= g.p_synthetic <= r.p_synthetic + 1e-12 and 0.0 <= g.p_manipulated <= r.p_manipulated + 1e-12
         assert g.verdict in VERDICTS and (r.verdict != "real" or g.verdict == "real")
+    if card.get("evidence"):  # an evidence cue after the veto: it can only raise p_manipulated
+        sec = card["evidence"]
+        assert sec["cut_uncertain"] < sec["cut"] and (MODELS / f"{sec['localizer']}.json").is_file()
+        assert sec["command"].startswith("medfake train evidence") and sec["val"]["detector"]["with"]
+        for e, g in zip(det.predict(images), got):
+            assert e.p_synthetic == g.p_synthetic and 1.0 >= e.p_manipulated >= g.p_manipulated
+            assert "localizer_evidence" in e.scores and e.verdict in VERDICTS
+
+
+LOCALIZER_CARDS = sorted(p for p in MODELS.glob("*.json") if json.loads(p.read_text()).get("kind") == "localizer")
+
+
+@pytest.mark.parametrize("card_path", LOCALIZER_CARDS, ids=lambda p: p.stem)
+def test_shipped_localizer_cards(card_path):
+    """Each shipped localizer documents how it was made and measured, loads strictly and maps an image to a
+    probability map of its size."""
+    import torch
+
+    from medfake.detection.localizer import load_localizer
+
+    card = json.loads(card_path.read_text())
+    for key in ("version", "architecture", "config", "data", "steps", "command", "metrics", "trained_where",
+                "gpu_command", "threshold", "role"):
+        assert card.get(key) not in (None, ""), (card_path.name, key)
+    assert card["dtype"] == "float16" and (MODELS / card["weights"]).is_file()
+    maps = load_localizer(card_path.stem, MODELS).maps(torch.rand(2, 1, 128, 128))
+    assert maps.shape == (2, 128, 128) and ((maps >= 0) & (maps <= 1)).all()
