@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..io.errors import MedfakeError
+from .ensemble import _logit
 from .localizer import TOP_K, Localizer, load_localizer
 
 EVIDENCE_BUDGET = 0.003  # the share of real val images (and of their copies) the cue alone may call manipulated
@@ -40,11 +41,6 @@ def top_evidence(localizer: Localizer, x: torch.Tensor, top_k: int = TOP_K) -> n
     with torch.no_grad():
         z = localizer.module(x.to(localizer.device).float()).float().flatten(1)
         return z.topk(min(top_k, z.shape[1]), 1).values.mean(1).cpu().numpy().astype(np.float64)
-
-
-def _logit(p: float) -> float:
-    p = min(max(float(p), 1e-9), 1 - 1e-9)
-    return float(np.log(p / (1 - p)))
 
 
 class EvidenceCue:
@@ -89,7 +85,7 @@ class EvidenceCue:
 
     def probability(self, e: float, t: float, u: float, side: int | None = None, modality: str | None = None) -> float:
         cut, cut_u = self.cuts(side, modality)
-        lu, lt = _logit(u), _logit(t)
+        lu, lt = float(_logit(u)), float(_logit(t))
         z = lu + (float(e) - cut_u) / max(cut - cut_u, 1e-9) * max(lt - lu, 1e-6)
         return float(1.0 / (1.0 + np.exp(-np.clip(z, -50, 50))))
 
