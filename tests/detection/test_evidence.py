@@ -55,6 +55,21 @@ def test_the_fast_localizer_folds_pixels_and_returns_full_size_maps():
     assert torch.allclose(z, torch.nn.functional.interpolate(half, size=(128, 128), mode="bilinear"), atol=1e-5)
 
 
+def test_the_stem_localizer_keeps_a_full_resolution_stem_and_head_around_the_folded_unet():
+    net = create("localizer-stem", features=(4, 4, 8, 8, 16, 4), stem=3)
+    assert net.cfg.fold == 2 and net.unet.conv_0.conv_0.conv.in_channels == 12
+    assert net.unet.final_conv.out_channels == 12  # 3 stem channels × 2×2 blocks, in and out
+    shapes = {}
+    for part in ("stem", "unet", "head"):
+        getattr(net, part).register_forward_hook(lambda m, i, o, part=part: shapes.update({part: tuple(o.shape)}))
+    with torch.no_grad():
+        z = net(torch.rand(2, 1, 128, 128))
+    assert z.shape == (2, 1, 128, 128)
+    assert shapes == {"stem": (2, 3, 128, 128), "unet": (2, 12, 64, 64), "head": (2, 1, 128, 128)}
+    with pytest.raises(ValueError, match="stem must be"):
+        create("localizer-unet", stem=4)
+
+
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory, tiny_models_dir):
     """A generated set with enough real val images for the cue's cuts, a tiny fast localizer trained on it, and a
