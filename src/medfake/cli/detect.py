@@ -217,8 +217,9 @@ def train_localizer_cmd(
                                                   "split=train and split=val"),
     out: Path = typer.Option(Path("runs/localizer"), "--out"),
     name: str = typer.Option("localizer", help="model name (the card a detector names as its localizer)"),
-    config: str = typer.Option("localizer-unet", "--config", help="architecture: localizer-unet, or localizer-fast "
-                                                                  "(~4.5x faster: for the detectors' evidence cue)"),
+    config: str = typer.Option("localizer-unet", "--config", help="architecture: localizer-unet, localizer-fast "
+                                                                  "(~4.5x faster: for the detectors' evidence cue), "
+                                                                  "or localizer-stem (experimental)"),
     steps: int = typer.Option(3000, min=1),
     batch_size: int = typer.Option(16),
     lr: float = typer.Option(2e-3, help="peak learning rate (one-cycle)"),
@@ -261,7 +262,8 @@ def train_localizer_cmd(
 @train_app.command("evidence")
 def train_evidence_cmd(
     data: Path = typer.Option(..., "--data", help="data-set manifest with a val split (real images at least)"),
-    localizer: str = typer.Option("localizer-fast", help="card name of the localizer whose evidence is the cue"),
+    localizer: str = typer.Option("localizer-fast", help="card name of the localizer whose evidence is the cue "
+                                                         "(shipped: localizer-fast, localizer)"),
     detector: str = typer.Option("default", help="card name of the detector (or ensemble) that gets the cue"),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", help="folder with both cards; the detector's "
                                                                          "card is rewritten there"),

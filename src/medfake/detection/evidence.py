@@ -10,8 +10,10 @@ real val pool above the manipulated cut, `uncertain_budget` above the uncertain 
 Calibration (`fit_evidence`, CLI `medfake train evidence`): the real val images of a manifest, their shifted copies
 (the training augmentation) and acquisition copies, as the detectors' thresholds were calibrated on; per predicted
 modality its own reals; per small input side, the real val images shrunk to that side. The section goes into the
-detector's (or ensemble's) card; the shipped one is `models/detector-evidence.json`, an opt-in variant of the
-default (the cue costs about a third of the detection speed; RESULTS.md, "Stop 50"):
+detector's (or ensemble's) card. Two shipped cards are opt-in variants of the default: `models/detector-evidence.json`
+(the cue of `localizer-fast`: about a third of the detection speed; RESULTS.md, "Stop 50") and
+`models/detector-thorough.json` (the cue of the full-resolution `localizer`: more caught, under half the speed;
+"Stop 51"):
 
     "evidence": {"localizer": "<card name>", "top_k": 64, "cut": c, "cut_uncertain": c_u, "budget": 0.003,
                  "uncertain_budget": 0.004, "by_modality": {"lung_ct": {"cut": ..., "cut_uncertain": ...}, ...},
