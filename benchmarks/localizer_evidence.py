@@ -4,7 +4,10 @@ AUC of test reals against each method and generator, and the share of each metho
 percentile (1 % FPR, chosen on val, not test), and of the outside reals above it.
 
     python benchmarks/localizer_evidence.py --data data_cache/bench/manifest.csv [--models-dir models]
-        [--name localizer] [--external-more data_cache/external/files]
+        [--name localizer] [--external-more data_cache/external/files] [--degrade jpeg75]
+
+`--degrade NAME` first applies one of `medfake eval`'s robustness degradations (JPEG 75, resize ×0.5, ...) to every
+image, val and outside reals included: do the masks and the evidence survive recompression and resampling?
 
 The verdict does not use this score (docs/detection.md, "Manipulation localizer"); this measures whether it could.
 """
@@ -35,6 +38,16 @@ def evidence(loc, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.n
     return np.concatenate(masks), np.concatenate(top)
 
 
+def degraded(images: np.ndarray, name: str) -> np.ndarray:
+    """Canonical images (N, H, W) in [0, 1] after `medfake eval`'s robustness degradation `name` (the same seed per
+    image index, whatever its class), clipped to [0, 1]."""
+    from medfake.evaluation.robustness import DEGRADATIONS
+
+    f = DEGRADATIONS[name]
+    return np.stack([np.clip(f(im, np.random.default_rng(i)), 0.0, 1.0) for i, im in enumerate(images)]
+                    ).astype(np.float32)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="benchmark manifest (test and val splits)")
@@ -42,9 +55,15 @@ def main() -> None:
     ap.add_argument("--name", default="localizer")
     ap.add_argument("--external-more", default="data_cache/external/files",
                     help="the fetched second outside set (benchmarks/external_fetch.py); skipped when missing")
+    ap.add_argument("--degrade", default="clean", help="a robustness degradation applied to every image first "
+                                                         "(medfake.evaluation.robustness.DEGRADATIONS)")
     ap.add_argument("--no-record", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(2)
+    from medfake.evaluation.robustness import DEGRADATIONS
+
+    if a.degrade not in DEGRADATIONS:
+        ap.error(f"--degrade: choose from {', '.join(DEGRADATIONS)}")
     from sklearn.metrics import roc_auc_score
 
     from medfake.data.canonical import to_canonical
@@ -57,9 +76,9 @@ def main() -> None:
     recs = load_records(a.data)
     val = cache_records([r for r in recs if r.split == "val" and r.get("kind") == "real"], "load val reals")
     test = cache_records([r for r in recs if r.split == "test"], "load test")
-    _, top_val = evidence(loc, val.images)
+    _, top_val = evidence(loc, degraded(val.images, a.degrade))
     cut = float(np.quantile(top_val, 0.99))
-    masks, top = evidence(loc, test.images)
+    masks, top = evidence(loc, degraded(test.images, a.degrade))
     real = test.kind == 0
     rows = []
     for g in sorted(set(test.group[~real])):
@@ -76,9 +95,10 @@ def main() -> None:
                          ("second outside set", external_reals_more(a.external_more, lambda m: None)
                           if Path(a.external_more).is_dir() else [])):
         if items:
-            _, t = evidence(loc, np.stack([to_canonical(im) for _, _, im in items]))
+            _, t = evidence(loc, degraded(np.stack([to_canonical(im) for _, _, im in items]), a.degrade))
             outside.append(f"{label}: {int((t > cut).sum())} of {len(t)} ({float((t > cut).mean()):.1%}) above it")
-    body = (f"Localizer `{loc.name}` {loc.version} (mask threshold {loc.threshold}); test split of `{a.data}`: "
+    body = (f"Localizer `{loc.name}` {loc.version} (mask threshold {loc.threshold}); test split of `{a.data}`"
+            + ("" if a.degrade == "clean" else f", every image (val, test, outside) degraded by `{a.degrade}`") + ": "
             f"{int(real.sum())} reals, {int(man.sum())} manipulated with masks. Pixel-F1 of its mask alone, all "
             f"manipulated: **{all_f1:.3f}**. Top-64 evidence: the val reals' 99th percentile is {cut:.3f}; test "
             f"reals above it {float((top[real] > cut).mean()):.1%}; " + "; ".join(outside) + ".\n\n"
@@ -87,8 +107,8 @@ def main() -> None:
     if a.no_record:
         print(body)
     else:
-        append("Manipulation localizer: test pixel-F1 and top-64 evidence (benchmarks/localizer_evidence.py)",
-               body)
+        append("Manipulation localizer: test pixel-F1 and top-64 evidence (benchmarks/localizer_evidence.py"
+               + ("" if a.degrade == "clean" else f", {a.degrade}") + ")", body)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from localizer_evidence import evidence  # noqa: E402
+from localizer_evidence import degraded, evidence  # noqa: E402
 
 from medfake.detection.localizer import TOP_K, Localizer  # noqa: E402
 from medfake.models import create  # noqa: E402
@@ -27,3 +27,13 @@ def test_evidence_masks_and_top_k():
         z = module(torch.as_tensor(images[:1])[:, None]).flatten()
     assert np.isclose(top[0], float(z.topk(TOP_K).values.mean()), atol=1e-5)
     assert np.array_equal(masks[0], (torch.sigmoid(z) >= 0.5).numpy().reshape(128, 128))
+
+
+def test_degraded_applies_the_robustness_degradations():
+    images = np.random.default_rng(1).random((3, 128, 128)).astype(np.float32)
+    assert np.array_equal(degraded(images, "clean"), images)
+    j = degraded(images, "jpeg75")
+    assert j.shape == images.shape and j.dtype == np.float32 and 0 <= j.min() and j.max() <= 1
+    assert np.abs(j - images).mean() > 0.01  # JPEG 75 of noise changes it
+    r = degraded(images, "resize0.5")
+    assert r.std() < images.std()  # halving and bicubic upsampling smooths noise
