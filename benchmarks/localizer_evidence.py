@@ -24,6 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import append  # noqa: E402
 
+from medfake.evaluation.robustness import DEGRADATIONS  # noqa: E402
+
 
 def evidence(loc, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """(masks (N, 128, 128) at the card's threshold, top-64 mean logit (N,)) of canonical images."""
@@ -41,8 +43,6 @@ def evidence(loc, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.n
 def degraded(images: np.ndarray, name: str) -> np.ndarray:
     """Canonical images (N, H, W) in [0, 1] after `medfake eval`'s robustness degradation `name` (the same seed per
     image index, whatever its class), clipped to [0, 1]."""
-    from medfake.evaluation.robustness import DEGRADATIONS
-
     f = DEGRADATIONS[name]
     return np.stack([np.clip(f(im, np.random.default_rng(i)), 0.0, 1.0) for i, im in enumerate(images)]
                     ).astype(np.float32)
@@ -55,15 +55,11 @@ def main() -> None:
     ap.add_argument("--name", default="localizer")
     ap.add_argument("--external-more", default="data_cache/external/files",
                     help="the fetched second outside set (benchmarks/external_fetch.py); skipped when missing")
-    ap.add_argument("--degrade", default="clean", help="a robustness degradation applied to every image first "
-                                                         "(medfake.evaluation.robustness.DEGRADATIONS)")
+    ap.add_argument("--degrade", default="clean", choices=list(DEGRADATIONS),
+                    help="a robustness degradation (medfake eval's) applied to every image first")
     ap.add_argument("--no-record", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    from medfake.evaluation.robustness import DEGRADATIONS
-
-    if a.degrade not in DEGRADATIONS:
-        ap.error(f"--degrade: choose from {', '.join(DEGRADATIONS)}")
     from sklearn.metrics import roc_auc_score
 
     from medfake.data.canonical import to_canonical
