@@ -156,6 +156,14 @@ def test_train_localizer_cli(tiny_dataset, tmp_path):
     card = json.loads((out / "loc.json").read_text())
     assert card["kind"] == "localizer" and card["steps"] == 2 and (out / "loc.safetensors").exists()
     assert card["command"].startswith("medfake ")  # the process's own argv (pytest's under CliRunner)
+    r = runner.invoke(app, ["train", "localizer", "--data", str(tiny_dataset), "--out", str(out), "--steps", "1",
+                            "--batch-size", "4", "--device", "cpu", "--name", "ft", "--init-from",
+                            str(out / "loc.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "ft.json").read_text())["init_from"]["version"] == card["version"]
+    r = runner.invoke(app, ["train", "localizer", "--data", str(tiny_dataset), "--out", str(out), "--steps", "1",
+                            "--config", "localizer-fast", "--device", "cpu", "--init-from", str(out / "loc.json")])
+    assert r.exit_code == 2 and "same architecture" in r.output
     r = runner.invoke(app, ["train", "localizer", "--data", str(tmp_path / "none.csv"), "--out", str(out)])
     assert r.exit_code == 2 and "not found" in r.output
 

@@ -56,6 +56,18 @@ def test_localizer_masks_have_the_threshold(tiny_localizer):
     assert np.array_equal(masks, maps >= card["threshold"])
 
 
+def test_a_fine_tune_starts_from_the_given_localizer(tiny_localizer, tiny_dataset, tmp_path):
+    out, card = tiny_localizer
+    # one step at a vanishing learning rate: the map is the base's (a fresh network would be near chance)
+    ft = train_localizer(tiny_dataset, tmp_path / "ft", name="ft", config=TINY_LOC, steps=1, batch_size=8, lr=1e-9,
+                         device="cpu", init_from=out / "loc.json", log=lambda m: None)
+    assert ft["init_from"]["version"] == card["version"] and ft["total_steps"] == card["steps"] + 1
+    assert abs(ft["metrics"]["pixel_f1"] - card["metrics"]["pixel_f1"]) < 0.02
+    with pytest.raises(MedfakeError, match="same architecture"):
+        train_localizer(tiny_dataset, tmp_path / "o", config={"features": [4, 4, 8, 8, 16, 8]}, steps=1,
+                        device="cpu", init_from=out / "loc.json", log=lambda m: None)
+
+
 def test_localizer_needs_manipulated_rows(tmp_path, tiny_dataset):
     rows = tiny_dataset.read_text().splitlines()
     keep = [rows[0]] + [r for r in rows[1:] if ",manipulated," not in r]

@@ -234,6 +234,8 @@ def train_localizer_cmd(
                                             "manipulated images (the rest real)"),
     augment: bool = typer.Option(False, help="add the detectors' augmentation (JPEG, resampling, blur, noise, "
                                              "contrast) to the mirrors and quarter turns every batch gets"),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="fine-tune: start from this localizer card's "
+                                                                       "weights (same --config and config)"),
 ):
     """Train a manipulation localizer (a per-pixel map network) and choose its mask threshold on split=val. A
     detector card that names it (`"localizer": NAME`) takes its mask from it (docs/detection.md)."""
@@ -249,7 +251,7 @@ def train_localizer_cmd(
         card = train_localizer(data, out, name=name, architecture=config, steps=steps, batch_size=batch_size, lr=lr,
                                seed=seed, device=device, online_manipulations=online_manipulations,
                                manipulated_share=manipulated_share, max_minutes=max_minutes,
-                               augment=AugmentConfig() if augment else None,
+                               augment=AugmentConfig() if augment else None, init_from=init_from,
                                command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

@@ -26,9 +26,9 @@ import torch
 
 from .. import __version__
 from ..io.errors import MedfakeError
-from ..models.cards import load_model, write_card
+from ..models.cards import load_model, read_card, write_card
 from ..models.registry import create, entry, make_config, names
-from ..models.weights import save_weights
+from ..models.weights import load_weights, save_weights
 
 THRESHOLD_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
 TOP_K = 64  # pixels of the map's top evidence in the card's per-method AUC
@@ -114,8 +114,8 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
                     architecture: str = "localizer-unet", config: dict | None = None, steps: int = 3000,
                     batch_size: int = 16, lr: float = 2e-3, seed: int = 0, device: str = "auto",
                     manipulated_share: float = 0.75, online_manipulations: float = 0.0,
-                    max_minutes: float | None = None, augment=None, command: str | None = None,
-                    log=print) -> dict:
+                    max_minutes: float | None = None, augment=None, init_from: str | Path | None = None,
+                    command: str | None = None, log=print) -> dict:
     """Train a localizer on `data`'s split=train real and manipulated rows; choose its mask threshold on
     split=val; write `<name>.safetensors` (fp16) and `<name>.json` to `out_dir`. Returns the card.
 
@@ -123,7 +123,10 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
     adds the detectors' augmentation (JPEG, resampling, blur, noise, contrast), None leaves it out:
     it cost most of the map at CPU budgets (a run with it and half real draws: val pixel-F1 0.27; the shipped run
     without it 0.65; benchmarks/RESULTS.md, "Stop 49").
-    `manipulated_share`: the share of the draws that are manipulated images (the rest real)."""
+    `manipulated_share`: the share of the draws that are manipulated images (the rest real).
+    `init_from` (a localizer card of the same architecture and config) starts from its weights: a fine-tune, e.g.
+    of a clean-trained map with the augmentation, so that it learns recompressed and resampled inputs without
+    relearning the map from scratch."""
     from monai.losses import DiceCELoss
 
     from ..settings import torch_device
@@ -150,7 +153,17 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
         raise MedfakeError(f"{architecture} is not a localizer architecture (registered: "
                            f"{', '.join(names('localizer'))})")
     cfg = make_config(architecture, config or {})
-    model = create(architecture, cfg).to(dev)
+    model = create(architecture, cfg)
+    init_card = None
+    if init_from is not None:
+        init_card = read_card(init_from)
+        if init_card.get("kind") != "localizer" or init_card.get("architecture") != architecture or \
+                make_config(architecture, init_card.get("config", {})) != cfg:
+            raise MedfakeError(f"--init-from {init_from}: that model is {init_card.get('kind')!r} "
+                               f"{init_card.get('architecture')!r} with its own config; a fine-tune needs a localizer "
+                               f"of the same architecture ({architecture}) and config")
+        load_weights(model, Path(init_card["_path"]).with_name(init_card["weights"]))
+    model = model.to(dev)
     train = cache_records(train_recs, "load train")
     val = cache_records(val_recs, "load val")
     keep = (train.kind == 0) | train.has_mask  # a manipulated row without a mask cannot teach a map
@@ -216,6 +229,9 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
         "val_images": {"real": metrics["n_real"], "manipulated": metrics["n_manipulated"]},
         "methods": sorted(set(train.group[train.kind == 2])) if train.group is not None else [],
         "steps": step,
+        "total_steps": step + int((init_card or {}).get("total_steps") or (init_card or {}).get("steps") or 0),
+        "init_from": ({"name": init_card.get("name"), "version": init_card.get("version"),
+                       "steps": init_card.get("steps"), "minutes": init_card.get("minutes")} if init_card else None),
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
