@@ -148,6 +148,14 @@ def test_the_cli_calibrates_and_bad_cards_are_clear_errors(calibrated, tmp_path)
     clear_cache()
     with pytest.raises(MedfakeError, match="evidence cue names the localizer 'missing'"):
         load_detector("detector-default", bad)
+    # a retrained localizer under the same name: the cuts were chosen in the old network's logits
+    card["evidence"]["localizer"] = "fast"
+    (bad / "detector-default.json").write_text(json.dumps(card))
+    loc = json.loads((bad / "fast.json").read_text())
+    (bad / "fast.json").write_text(json.dumps({**loc, "version": loc["version"] + "-retrained"}))
+    clear_cache()
+    with pytest.raises(MedfakeError, match="calibrated on localizer fast .*choose its cuts again"):
+        load_detector("detector-default", bad)
     clear_cache()
 
 

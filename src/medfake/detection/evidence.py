@@ -119,7 +119,8 @@ class EvidenceCue:
 
 def evidence_of(card: dict, models_dir: str | Path, device) -> EvidenceCue | None:
     """The evidence cue a detector (or ensemble) card calibrated (`"evidence"` section naming a localizer in the
-    same folder); None when it has none."""
+    same folder); None when it has none. A localizer of another version than the cue was calibrated on is an error:
+    its logits, and so the cuts, are another network's."""
     section = card.get("evidence")
     if not section:
         return None
@@ -127,7 +128,13 @@ def evidence_of(card: dict, models_dir: str | Path, device) -> EvidenceCue | Non
     if not lname or not (Path(models_dir) / f"{lname}.json").is_file():
         raise MedfakeError(f"{card.get('name')}: its evidence cue names the localizer {lname!r}, but {models_dir} "
                            f"has no {lname}.json")
-    return EvidenceCue(load_localizer(lname, models_dir, device), section)
+    loc = load_localizer(lname, models_dir, device)
+    want = section.get("localizer_version")
+    if want is not None and str(want) != loc.version:  # the cuts are in one network's logits
+        raise MedfakeError(f"{card.get('name')}: its evidence cue was calibrated on localizer {lname} {want}, but "
+                           f"{models_dir} has {lname} {loc.version}; choose its cuts again for this one: medfake "
+                           f"train evidence --localizer {lname} --detector {card.get('name')} --data MANIFEST")
+    return EvidenceCue(loc, section)
 
 
 def batched_evidence(localizer: Localizer, images: np.ndarray, top_k: int = TOP_K, batch: int = 64) -> np.ndarray:
