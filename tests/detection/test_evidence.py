@@ -174,4 +174,7 @@ def test_refitting_an_ensemble_keeps_its_evidence_cue(calibrated):
     (d / "ens-ev.json").write_text(json.dumps({**card, "veto": {**card["veto"], "synthetic": 0.5, "manipulated": 0.5}}))
     ens = load_detector("ens-ev", d)
     assert isinstance(ens, VetoEnsemble) and ens.evidence is not None and ens.evidence.cut == sec["cut"]
+    # what a row or a report says was run names the cue's localizer; without the cue it does not
+    assert ens.version.endswith(f" + evidence fast {sec['localizer_version']}")
+    assert "evidence" not in ens.with_evidence(None).version
     clear_cache()

@@ -131,6 +131,8 @@ class VetoEnsemble(Detector):
         self.name = card.get("name", "ensemble")
         self.version = (f"{card.get('version', '0')} ({primary.name} {primary.version} + "
                         + " + ".join(f"{s.name} {s.version}" for s in self.seconds) + ")")
+        if evidence is not None:  # the cue's network too: a retrained localizer changes the verdicts
+            self.version += f" + evidence {evidence.localizer.name} {evidence.localizer.version}"
         veto = card.get("veto") or {}
         self.veto = {h: (None if veto.get(h) is None else float(veto[h])) for h, _ in HEADS}
 
