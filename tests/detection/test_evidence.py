@@ -156,6 +156,11 @@ def test_the_cli_calibrates_and_bad_cards_are_clear_errors(calibrated, tmp_path)
     clear_cache()
     with pytest.raises(MedfakeError, match="calibrated on localizer fast .*choose its cuts again"):
         load_detector("detector-default", bad)
+    # ... which calibrating again does, and then the detector loads with the new cuts
+    again = fit_evidence("detector-default", "fast", manifest, bad, command="test")
+    assert again["localizer_version"] == loc["version"] + "-retrained"
+    clear_cache()
+    assert load_detector("detector-default", bad).evidence.cut == again["cut"]
     clear_cache()
 
 

@@ -380,18 +380,22 @@ def resolve_card(name: str = "default", models_dir: str | Path | None = None) ->
         raise
 
 
-def load_detector(name: str = "default", models_dir: str | Path | None = None, device: str = "cpu"):
+def load_detector(name: str = "default", models_dir: str | Path | None = None, device: str = "cpu",
+                  evidence: bool = True):
     """Load (once per card file and modification time) a detector by card name (`resolve_card`).
-    A card of kind `detector-ensemble` gives a `VetoEnsemble` of the two member cards it names (same folder)."""
+    A card of kind `detector-ensemble` gives a `VetoEnsemble` of the two member cards it names (same folder).
+    `evidence=False` leaves the card's evidence cue out (`fit_evidence` recalibrates it, also for a localizer that
+    was retrained since)."""
     p = resolve_card(name, models_dir).resolve()
-    key = (str(p), p.stat().st_mtime_ns, str(device))
+    key = (str(p), p.stat().st_mtime_ns, str(device), evidence)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
     card = read_card(p)
     if card.get("kind") == ENSEMBLE_KIND:  # members load (and cache) on their own; then the ensemble is cached
         det = build_ensemble(card, lambda member: load_detector(member, p.parent, device),
-                             lambda member: read_card(member, p.parent), evidence_of(card, p.parent, device))
+                             lambda member: read_card(member, p.parent),
+                             evidence_of(card, p.parent, device) if evidence else None)
         with _CACHE_LOCK:
             return _CACHE.setdefault(key, det)
     with _CACHE_LOCK:
@@ -410,7 +414,7 @@ def load_detector(name: str = "default", models_dir: str | Path | None = None, d
         for prm in module.parameters():
             prm.requires_grad_(False)
         det = ShippedDetector(module, card, bank, anomaly, device, localizer=localizer_of(card, p.parent, device),
-                              evidence=evidence_of(card, p.parent, device))
+                              evidence=evidence_of(card, p.parent, device) if evidence else None)
         _CACHE[key] = det
         return det
 

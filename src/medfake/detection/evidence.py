@@ -223,7 +223,7 @@ def fit_evidence(detector: str, localizer: str, data, models_dir, *, budget: flo
                            for i, m in enumerate(MODALITY_NAMES) if (real & (val.modality == i)).any()},
                        "manipulated": by_method}}
     # the detector as `medfake detect` runs it, on the val images as it reads them: without and with the cue
-    det = use_copy_move(load_detector(detector, models_dir), None)
+    det = use_copy_move(load_detector(detector, models_dir, evidence=False), None)  # its old cue may be stale
     kinds = np.array([(r.get("kind") or "").strip().lower().replace("fake", "synthetic") for r in recs])
     images = [read_image(r.path) for r in recs]
     check = {}
