@@ -120,9 +120,10 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
     split=val; write `<name>.safetensors` (fp16) and `<name>.json` to `out_dir`. Returns the card.
 
     Every batch gets a random mirror and quarter turn (image and mask alike); `augment` (an `AugmentConfig`)
-    adds the detectors' augmentation (JPEG, resampling, blur, noise, contrast), None leaves it out:
-    it cost most of the map at CPU budgets (a run with it and half real draws: val pixel-F1 0.27; the shipped run
-    without it 0.65; benchmarks/RESULTS.md, "Stop 49").
+    adds the detectors' augmentation (JPEG, resampling, blur, noise, contrast), None leaves it out. From scratch at
+    CPU budgets it cost most of the map (a run with it and half real draws: val pixel-F1 0.27, without it 0.65;
+    benchmarks/RESULTS.md "Stop 49"); as a fine-tune of a clean-trained map it keeps it (the shipped localizer,
+    "Stop 52").
     `manipulated_share`: the share of the draws that are manipulated images (the rest real).
     `init_from` (a localizer card of the same architecture and config) starts from its weights: a fine-tune, e.g.
     of a clean-trained map with the augmentation, so that it learns recompressed and resampled inputs without
@@ -131,7 +132,7 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
 
     from ..settings import torch_device
     from ._progress import progress_bar
-    from .train import _forever, _hardware, _kind, _TorchSet, cache_records, load_records
+    from .train import _forever, _hardware, _kind, _TorchSet, cache_records, load_records, total_steps
 
     records = load_records(data)
     train_recs = [r for r in records if r.split == "train" and _kind(r) in (0, 2)]
@@ -229,9 +230,10 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
         "val_images": {"real": metrics["n_real"], "manipulated": metrics["n_manipulated"]},
         "methods": sorted(set(train.group[train.kind == 2])) if train.group is not None else [],
         "steps": step,
-        "total_steps": step + int((init_card or {}).get("total_steps") or (init_card or {}).get("steps") or 0),
+        "total_steps": step + total_steps(init_card),
         "init_from": ({"name": init_card.get("name"), "version": init_card.get("version"),
-                       "steps": init_card.get("steps"), "minutes": init_card.get("minutes")} if init_card else None),
+                       "steps": init_card.get("steps"), "total_steps": total_steps(init_card),
+                       "minutes": init_card.get("minutes")} if init_card else None),
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,

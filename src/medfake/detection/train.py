@@ -433,8 +433,8 @@ def _dice(pred: np.ndarray, target: np.ndarray) -> float:
 
 # ------------------------------------------------------------------ main entry
 def total_steps(card: dict | None) -> int:
-    """Training steps since random initialisation of a detector card: its own plus those of the chain it was
-    fine-tuned from (cards before `total_steps` existed record only their direct base)."""
+    """Training steps since random initialisation of a model card (detector or localizer): its own plus those of
+    the chain it was fine-tuned from (cards before `total_steps` existed record only their direct base)."""
     if not card:
         return 0
     if card.get("total_steps") is not None:
