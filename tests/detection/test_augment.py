@@ -104,10 +104,31 @@ def test_cli_augmentation_defaults_are_the_library_defaults():
 
     from medfake.cli import app
 
-    detector = typer.main.get_command(app).commands["train"].commands["detector"]
-    defaults = {p.name: p.default for p in detector.params}
+    train = typer.main.get_command(app).commands["train"].commands
+    defaults = {p.name: p.default for p in train["detector"].params}
     for f in dataclasses.fields(AugmentConfig):
         assert defaults[f.name] == f.default, f.name
+    localizer = {p.name: p.default for p in train["localizer"].params}
+    for k in ("jpeg_p", "resample_p"):  # the two knobs a localizer's --augment exposes
+        assert localizer[k] == getattr(AugmentConfig, k), k
+
+
+def test_jpeg_p_sets_how_often_images_are_recompressed():
+    """`--jpeg-p`: at 1.0 every image goes through a JPEG round trip (its 8×8 blocks show), at 0.0 none does; the
+    default keeps the probability every earlier detector and localizer trained with (0.25)."""
+    from medfake.detection.augment import RandJPEGd
+
+    def jpeg(p):
+        return [t for t in detector_transforms(True, AugmentConfig(jpeg_p=p)).transforms if isinstance(t, RandJPEGd)]
+
+    assert jpeg(0.25)[0].prob == 0.25 and AugmentConfig().jpeg_p == 0.25
+    assert jpeg(0.7)[0].prob == 0.7 and AugmentConfig(jpeg_p=0.7).changed() == {"jpeg_p": 0.7}
+    x = _img(3)
+    for p, changed in ((1.0, True), (0.0, False)):
+        t = RandJPEGd("image", prob=p, quality=(50, 50))
+        t.set_random_state(seed=0)
+        y = t({"image": x.copy()})["image"]
+        assert (np.abs(np.asarray(y) - x).max() > 1e-3) == changed, p
 
 
 def test_augment_config_checks_ranges_and_reports_changes():

@@ -150,6 +150,8 @@ def train_detector_cmd(
                                             "the manipulation score (docs/detection.md)"),
     resample_p: float = typer.Option(0.25, min=0.0, max=1.0, help="training augmentation: probability of the "
                                      "resize-down-up (blur: 0.4 × it), for real and fake images alike"),
+    jpeg_p: float = typer.Option(0.25, min=0.0, max=1.0, help="training augmentation: probability of the JPEG round "
+                                 "trip (quality 50–95), for every kind alike"),
     lowres_noise_p: float = typer.Option(0.0, min=0.0, max=1.0, help="training augmentation: share of those "
                                          "resizes that add noise at the small size (a natively small scan's noise)"),
     overlay_p: float = typer.Option(0.0, min=0.0, max=1.0, help="training augmentation: probability of burned-in "
@@ -198,7 +200,7 @@ def train_detector_cmd(
             other_reals_share=other_reals_share, per_modality_thresholds=per_modality_thresholds,
             copy_move_cue=copy_move_cue, seg_mix=seg_mix,
             augment=AugmentConfig(resample_p=resample_p, lowres_noise_p=lowres_noise_p, overlay_p=overlay_p,
-                                  acquisition_p=acquisition_p),
+                                  acquisition_p=acquisition_p, jpeg_p=jpeg_p),
             anchor=anchor, interpolate=interpolate, interpolate_weight=interpolate_weight,
             test_time_flip=test_time_flip, acquisition_shifts=acquisition_shifts,
             train_only=tuple(p.strip() for p in train_only.split(",") if p.strip()),
@@ -236,6 +238,9 @@ def train_localizer_cmd(
                                              "contrast) to the mirrors and quarter turns every batch gets"),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="fine-tune: start from this localizer card's "
                                                                        "weights (same --config and config)"),
+    jpeg_p: float = typer.Option(0.25, min=0.0, max=1.0, help="with --augment: probability of the JPEG round trip"),
+    resample_p: float = typer.Option(0.25, min=0.0, max=1.0, help="with --augment: probability of the "
+                                     "resize-down-up (blur: 0.4 × it)"),
 ):
     """Train a manipulation localizer (a per-pixel map network) and choose its mask threshold on split=val. A
     detector card that names it (`"localizer": NAME`) takes its mask from it (docs/detection.md)."""
@@ -247,11 +252,14 @@ def train_localizer_cmd(
 
     if not data.exists():
         fail(f"data-set manifest not found: {data}")
+    if not augment and (jpeg_p, resample_p) != (0.25, 0.25):
+        fail("--jpeg-p and --resample-p set the augmentation's probabilities: add --augment")
     try:
         card = train_localizer(data, out, name=name, architecture=config, steps=steps, batch_size=batch_size, lr=lr,
                                seed=seed, device=device, online_manipulations=online_manipulations,
                                manipulated_share=manipulated_share, max_minutes=max_minutes,
-                               augment=AugmentConfig() if augment else None, init_from=init_from,
+                               augment=AugmentConfig(jpeg_p=jpeg_p, resample_p=resample_p) if augment else None,
+                               init_from=init_from,
                                command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

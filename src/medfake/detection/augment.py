@@ -211,12 +211,14 @@ class AugmentConfig:
     `overlay_p`: probability of burned-in annotations (`RandOverlayd`); 0 leaves it out of the pipeline, so the
     random stream of the other transforms (and earlier runs) is unchanged.
     `acquisition_p`: probability of each of the acquisition artifacts (`acquisition_transforms`), for every kind
-    alike; 0 leaves them out, as `overlay_p` does."""
+    alike; 0 leaves them out, as `overlay_p` does.
+    `jpeg_p`: probability of the JPEG round trip (`RandJPEGd`, quality 50–95), for every kind alike."""
 
     resample_p: float = 0.25
     lowres_noise_p: float = 0.0
     overlay_p: float = 0.0
     acquisition_p: float = 0.0
+    jpeg_p: float = 0.25
 
     def __post_init__(self):
         for k, v in asdict(self).items():
@@ -245,7 +247,7 @@ def detector_transforms(augment: bool = True, cfg: AugmentConfig | None = None):
         if cfg.acquisition_p > 0:  # at acquisition: before any re-encoding or resampling
             ts += [acquisition_transforms(cfg.acquisition_p, keys="image")]
         ts += [
-            RandJPEGd("image", prob=0.25),
+            RandJPEGd("image", prob=cfg.jpeg_p),
             RandResizeDownUpd("image", prob=cfg.resample_p, noise_p=cfg.lowres_noise_p),
             RandGaussianSmoothd("image", prob=0.4 * cfg.resample_p, sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0)),
             RandGaussianNoised("image", prob=0.2, mean=0.0, std=0.02),
