@@ -158,11 +158,13 @@ def test_train_localizer_cli(tiny_dataset, tmp_path):
     assert card["command"].startswith("medfake ")  # the process's own argv (pytest's under CliRunner)
     r = runner.invoke(app, ["train", "localizer", "--data", str(tiny_dataset), "--out", str(out), "--steps", "1",
                             "--batch-size", "4", "--device", "cpu", "--name", "ft", "--init-from",
-                            str(out / "loc.json"), "--augment", "--jpeg-p", "0.6", "--resample-p", "0.5"])
+                            str(out / "loc.json"), "--augment", "--jpeg-p", "0.6", "--resample-p", "0.5",
+                            "--method-balance", "0.5"])
     assert r.exit_code == 0, r.output
     ft = json.loads((out / "ft.json").read_text())
     assert ft["init_from"]["version"] == card["version"]
     assert "'jpeg_p': 0.6" in ft["augment"] and "'resample_p': 0.5" in ft["augment"]  # the card says what it saw
+    assert ft["method_balance"] == 0.5
     r = runner.invoke(app, ["train", "localizer", "--data", str(tiny_dataset), "--out", str(out), "--steps", "1",
                             "--device", "cpu", "--jpeg-p", "0.6"])
     assert r.exit_code == 2 and "add --augment" in " ".join(r.output.split())

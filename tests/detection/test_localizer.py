@@ -68,6 +68,37 @@ def test_a_fine_tune_starts_from_the_given_localizer(tiny_localizer, tiny_datase
                         device="cpu", init_from=out / "loc.json", log=lambda m: None)
 
 
+def test_method_balance_evens_out_the_methods_draws(tiny_dataset, tmp_path):
+    """`method_balance`: a method with few training rows gets a share of the manipulated draws ∝ n^(1 − b); at 0
+    the draws follow the data (the earlier sampler), at 1 every method alike. The card records the shares."""
+    import csv
+
+    rows = list(csv.DictReader(tiny_dataset.open()))
+    man_train = [r for r in rows if r["kind"] == "manipulated" and r["split"] == "train"]
+    for r in man_train[:2]:
+        r["generator"] = "rare"
+    m = tiny_dataset.parent / "two_methods.csv"  # beside it: the rows' paths are relative to the manifest
+    with m.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    n = len(man_train)
+
+    def shares(b):
+        card = train_localizer(m, tmp_path / f"b{b}", name="b", config=TINY_LOC, steps=1, batch_size=4,
+                               device="cpu", method_balance=b, log=lambda s: None)
+        assert card["method_balance"] == b
+        return card["method_draw_shares"]
+
+    assert shares(0.0) == pytest.approx({"checker": (n - 2) / n, "rare": 2 / n}, abs=1e-4)
+    assert shares(1.0) == pytest.approx({"checker": 0.5, "rare": 0.5}, abs=1e-4)
+    half = shares(0.5)
+    assert 2 / n < half["rare"] < 0.5 and half["rare"] == pytest.approx(2 ** 0.5 / (2 ** 0.5 + (n - 2) ** 0.5),
+                                                                          abs=1e-4)
+    with pytest.raises(MedfakeError, match="method_balance"):
+        train_localizer(m, tmp_path / "x", steps=1, device="cpu", method_balance=1.5, log=lambda s: None)
+
+
 def test_localizer_needs_manipulated_rows(tmp_path, tiny_dataset):
     rows = tiny_dataset.read_text().splitlines()
     keep = [rows[0]] + [r for r in rows[1:] if ",manipulated," not in r]

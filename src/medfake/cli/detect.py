@@ -238,6 +238,9 @@ def train_localizer_cmd(
                                              "contrast) to the mirrors and quarter turns every batch gets"),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="fine-tune: start from this localizer card's "
                                                                        "weights (same --config and config)"),
+    method_balance: float = typer.Option(0.0, min=0.0, max=1.0, help="within the manipulated draws a method of n "
+                                         "rows gets a share ∝ n^(1 − this): 0 = as the data come, 1 = every method "
+                                         "alike"),
     jpeg_p: float = typer.Option(0.25, min=0.0, max=1.0, help="with --augment: probability of the JPEG round trip"),
     resample_p: float = typer.Option(0.25, min=0.0, max=1.0, help="with --augment: probability of the "
                                      "resize-down-up (blur: 0.4 × it)"),
@@ -259,7 +262,7 @@ def train_localizer_cmd(
                                seed=seed, device=device, online_manipulations=online_manipulations,
                                manipulated_share=manipulated_share, max_minutes=max_minutes,
                                augment=AugmentConfig(jpeg_p=jpeg_p, resample_p=resample_p) if augment else None,
-                               init_from=init_from,
+                               init_from=init_from, method_balance=method_balance,
                                command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

@@ -115,7 +115,7 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
                     batch_size: int = 16, lr: float = 2e-3, seed: int = 0, device: str = "auto",
                     manipulated_share: float = 0.75, online_manipulations: float = 0.0,
                     max_minutes: float | None = None, augment=None, init_from: str | Path | None = None,
-                    command: str | None = None, log=print) -> dict:
+                    method_balance: float = 0.0, command: str | None = None, log=print) -> dict:
     """Train a localizer on `data`'s split=train real and manipulated rows; choose its mask threshold on
     split=val; write `<name>.safetensors` (fp16) and `<name>.json` to `out_dir`. Returns the card.
 
@@ -125,6 +125,10 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
     benchmarks/RESULTS.md "Stop 49"); as a fine-tune of a clean-trained map it keeps it (the shipped localizer,
     "Stop 52").
     `manipulated_share`: the share of the draws that are manipulated images (the rest real).
+    `method_balance` (0–1): within the manipulated draws a method (the manifest's generator column: copy-move,
+    splice, retouch, repaint, repaint-ddim, ...) of n rows gets a share ∝ n^(1 − method_balance), as the detectors'
+    `generator_balance` (`sampling_weights`): 0 = as the data come, 1 = every method alike (a small one's rows
+    repeat).
     `init_from` (a localizer card of the same architecture and config) starts from its weights: a fine-tune, e.g.
     of a clean-trained map with the augmentation, so that it learns recompressed and resampled inputs without
     relearning the map from scratch."""
@@ -132,7 +136,9 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
 
     from ..settings import torch_device
     from ._progress import progress_bar
-    from .train import _forever, _hardware, _kind, _TorchSet, cache_records, load_records, total_steps
+    from .train import (
+        _forever, _hardware, _kind, _TorchSet, cache_records, load_records, sampling_weights, total_steps,
+    )
 
     records = load_records(data)
     train_recs = [r for r in records if r.split == "train" and _kind(r) in (0, 2)]
@@ -148,6 +154,8 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
         raise MedfakeError("steps must be at least 1")
     if not 0.0 < manipulated_share < 1.0:
         raise MedfakeError(f"manipulated_share must be in (0, 1), not {manipulated_share}")
+    if not 0.0 <= method_balance <= 1.0:
+        raise MedfakeError(f"method_balance must be in [0, 1], not {method_balance}")
     dev = torch_device(device)
     torch.manual_seed(seed)
     if entry(architecture).kind != "localizer":
@@ -173,7 +181,8 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
         train = dataclasses.replace(train, **{f.name: getattr(train, f.name)[keep]
                                               for f in dataclasses.fields(train) if getattr(train, f.name) is not None})
     man = train.kind == 2
-    w = np.where(man, manipulated_share / man.sum(), (1.0 - manipulated_share) / (~man).sum())
+    w = sampling_weights(train.kind, train.group, method_balance)  # each kind sums to 1
+    w = np.where(man, manipulated_share * w, (1.0 - manipulated_share) * w)
     sampler = torch.utils.data.WeightedRandomSampler(torch.as_tensor(w), num_samples=max(len(w), batch_size),
                                                      replacement=True, generator=torch.Generator().manual_seed(seed))
     ds = _TorchSet(train, augment is not None, 1, seed, online_manipulations, "classical", augment)
@@ -238,6 +247,9 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
         "lr": lr,
         "seed": seed,
         "manipulated_share": manipulated_share,
+        "method_balance": method_balance,
+        "method_draw_shares": {m: round(float(w[man & (train.group == m)].sum() / w[man].sum()), 4)
+                               for m in sorted(set(train.group[man]))} if train.group is not None else {},
         "online_manipulations": online_manipulations,
         "augment": "flips and quarter turns" + ("" if augment is None else f" + the detectors' ({augment.changed()})"),
         "hardware": _hardware(dev),
