@@ -28,14 +28,17 @@ from medfake.evaluation.robustness import DEGRADATIONS  # noqa: E402
 
 
 def evidence(loc, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(masks (N, 128, 128) at the card's threshold, top-64 mean logit (N,)) of canonical images."""
+    """(masks (N, 128, 128) at the card's threshold, over its test-time views as `Localizer.masks` makes them;
+    top-64 mean logit of the plain view (N,), as the evidence cue reads it) of canonical images."""
     from medfake.detection.localizer import TOP_K
 
     masks, top = [], []
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            z = loc.module(torch.as_tensor(images[i:i + batch])[:, None].float()).float()
-            masks.append((torch.sigmoid(z)[:, 0] >= loc.threshold).numpy())
+            x = torch.as_tensor(images[i:i + batch])[:, None].float()
+            z = loc.module(x).float()
+            masks.append(loc.maps(x) >= loc.threshold if loc.tta_views > 1 else
+                         (torch.sigmoid(z)[:, 0] >= loc.threshold).numpy())
             top.append(z.flatten(1).topk(TOP_K, 1).values.mean(1).numpy())
     return np.concatenate(masks), np.concatenate(top)
 
@@ -93,7 +96,8 @@ def main() -> None:
         if items:
             _, t = evidence(loc, degraded(np.stack([to_canonical(im) for _, _, im in items]), a.degrade))
             outside.append(f"{label}: {int((t > cut).sum())} of {len(t)} ({float((t > cut).mean()):.1%}) above it")
-    body = (f"Localizer `{loc.name}` {loc.version} (mask threshold {loc.threshold}); test split of `{a.data}`"
+    body = (f"Localizer `{loc.name}` {loc.version} (mask threshold {loc.threshold}, {loc.tta_views} test-time "
+            f"view{'s' if loc.tta_views > 1 else ''}); test split of `{a.data}`"
             + ("" if a.degrade == "clean" else f", every image (val, test, outside) degraded by `{a.degrade}`") + ": "
             f"{int(real.sum())} reals, {int(man.sum())} manipulated with masks. Pixel-F1 of its mask alone, all "
             f"manipulated: **{all_f1:.3f}**. Top-64 evidence: the val reals' 99th percentile is {cut:.3f}; test "

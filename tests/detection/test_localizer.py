@@ -68,6 +68,54 @@ def test_a_fine_tune_starts_from_the_given_localizer(tiny_localizer, tiny_datase
                         device="cpu", init_from=out / "loc.json", log=lambda m: None)
 
 
+def test_tta_maps_average_the_turned_views_and_turn_them_back():
+    """`tta_maps`: the D4 average is equivariant (a turned or mirrored input gives the turned or mirrored map),
+    which holds only if every view's map is turned back the right way; 1 view is the plain map."""
+    from medfake.detection.localizer import tta_maps
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 5, padding=2), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 3, padding=1))
+    x = torch.rand(2, 1, 32, 32)
+    plain = tta_maps(net, x, 1)
+    assert torch.allclose(plain, torch.sigmoid(net(x)))
+    for views, ops in ((8, (lambda t: torch.rot90(t, 1, (-2, -1)), lambda t: t.flip(-1), lambda t: t.flip(-2))),
+                       (2, (lambda t: t.flip(-1),))):
+        m = tta_maps(net, x, views)
+        assert m.shape == x.shape and ((m >= 0) & (m <= 1)).all()
+        for op in ops:
+            assert torch.allclose(tta_maps(net, op(x), views), op(m), atol=1e-6)
+    assert not torch.allclose(tta_maps(net, torch.rot90(x, 1, (-2, -1)), 1), torch.rot90(plain, 1, (-2, -1)),
+                              atol=1e-4)  # the plain net is not equivariant: the average above is what made it so
+    with pytest.raises(MedfakeError, match="views"):
+        tta_maps(net, x, 4)
+
+
+def test_zero_steps_choose_the_threshold_again_for_test_time_views(tiny_localizer, tiny_dataset, tmp_path):
+    """`steps=0` with `init_from`: the base's weights unchanged, the threshold and val pixel-F1 chosen on the
+    requested views; the card records them and the loaded localizer's masks use them."""
+    from safetensors.torch import load_file
+
+    out, card = tiny_localizer
+    assert card["tta_views"] == 8 and load_localizer("loc", out).tta_views == 8  # the default for new localizers
+    same = train_localizer(tiny_dataset, tmp_path / "v8", name="v8", config=TINY_LOC, steps=0, device="cpu",
+                           init_from=out / "loc.json", tta_views=8, log=lambda m: None)
+    assert same["steps"] == 0 and same["loss_first"] is None and same["total_steps"] == card["total_steps"]
+    assert same["metrics"]["pixel_f1"] == card["metrics"]["pixel_f1"] and same["threshold"] == card["threshold"]
+    base_w, w = load_file(out / "loc.safetensors"), load_file(tmp_path / "v8" / "v8.safetensors")
+    assert all(torch.equal(base_w[k], w[k]) for k in base_w)
+    plain = train_localizer(tiny_dataset, tmp_path / "v1", name="v1", config=TINY_LOC, steps=0, device="cpu",
+                            init_from=out / "loc.json", tta_views=1, log=lambda m: None)
+    assert plain["tta_views"] == 1 and plain["metrics"]["tta_views"] == 1
+    assert plain["metrics"]["pixel_f1_by_threshold"] != card["metrics"]["pixel_f1_by_threshold"]
+    loc, loc1 = load_localizer("v8", tmp_path / "v8"), load_localizer("v1", tmp_path / "v1")
+    x = torch.rand(2, 1, 128, 128)
+    turned = torch.rot90(x, 1, (-2, -1))
+    np.testing.assert_allclose(loc.maps(turned), np.rot90(loc.maps(x), 1, (-2, -1)), atol=1e-5)
+    np.testing.assert_allclose(loc1.maps(x), torch.sigmoid(loc1.module(x))[:, 0].numpy(), atol=1e-6)
+    with pytest.raises(MedfakeError, match="init_from"):
+        train_localizer(tiny_dataset, tmp_path / "z", config=TINY_LOC, steps=0, device="cpu", log=lambda m: None)
+
+
 def test_method_balance_evens_out_the_methods_draws(tiny_dataset, tmp_path):
     """`method_balance`: a method with few training rows gets a share of the manipulated draws ∝ n^(1 − b); at 0
     the draws follow the data (the earlier sampler), at 1 every method alike. The card records the shares."""

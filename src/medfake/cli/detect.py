@@ -222,7 +222,8 @@ def train_localizer_cmd(
     config: str = typer.Option("localizer-unet", "--config", help="architecture: localizer-unet, localizer-fast "
                                                                   "(~4.5x faster: for the detectors' evidence cue), "
                                                                   "or localizer-stem (experimental)"),
-    steps: int = typer.Option(3000, min=1),
+    steps: int = typer.Option(3000, min=0, help="training steps (0 with --init-from: train nothing, choose the "
+                                                "threshold of its weights again, e.g. for other --tta-views)"),
     batch_size: int = typer.Option(16),
     lr: float = typer.Option(2e-3, help="peak learning rate (one-cycle)"),
     seed: int = typer.Option(0),
@@ -241,6 +242,8 @@ def train_localizer_cmd(
     method_balance: float = typer.Option(0.0, min=0.0, max=1.0, help="within the manipulated draws a method of n "
                                          "rows gets a share ∝ n^(1 − this): 0 = as the data come, 1 = every method "
                                          "alike"),
+    tta_views: int = typer.Option(8, help="test-time views a mask averages: 1 (the image), 2 (and its mirror) or 8 "
+                                          "(all mirrors and quarter turns); the threshold is chosen on them"),
     jpeg_p: float = typer.Option(0.25, min=0.0, max=1.0, help="with --augment: probability of the JPEG round trip"),
     resample_p: float = typer.Option(0.25, min=0.0, max=1.0, help="with --augment: probability of the "
                                      "resize-down-up (blur: 0.4 × it)"),
@@ -262,7 +265,7 @@ def train_localizer_cmd(
                                seed=seed, device=device, online_manipulations=online_manipulations,
                                manipulated_share=manipulated_share, max_minutes=max_minutes,
                                augment=AugmentConfig(jpeg_p=jpeg_p, resample_p=resample_p) if augment else None,
-                               init_from=init_from, method_balance=method_balance,
+                               init_from=init_from, method_balance=method_balance, tta_views=tta_views,
                                command="medfake " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     except (MedfakeError, ValueError) as e:
         fail(str(e))

@@ -32,6 +32,23 @@ from ..models.weights import load_weights, save_weights
 
 THRESHOLD_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
 TOP_K = 64  # pixels of the map's top evidence in the card's per-method AUC
+TTA_VIEWS = (1, 2, 8)  # the image alone; and its mirror; all 8 mirrors and quarter turns (the dihedral group D4)
+
+
+@torch.no_grad()
+def tta_maps(module: torch.nn.Module, x: torch.Tensor, views: int = 1) -> torch.Tensor:
+    """Probability maps (N, 1, H, W) of `x` (N, 1, H, W), averaged over `views` mirrored and turned copies, each
+    map turned back first (test-time augmentation; the localizers train on random mirrors and quarter turns, so
+    every view is in distribution). 1 = the plain map."""
+    if views not in TTA_VIEWS:
+        raise MedfakeError(f"test-time views must be one of {TTA_VIEWS}, not {views}")
+    acc = torch.zeros((), device=x.device)
+    for k in range(4 if views == 8 else 1):
+        for flip in ((False, True) if views > 1 else (False,)):
+            v = torch.rot90(x.flip(-1) if flip else x, k, (-2, -1))
+            p = torch.rot90(torch.sigmoid(module(v).float()), -k, (-2, -1))
+            acc = acc + (p.flip(-1) if flip else p)
+    return acc / views
 
 
 class Localizer:
@@ -46,11 +63,13 @@ class Localizer:
         self.name = card.get("name", "localizer")
         self.version = str(card.get("version", "0"))
         self.threshold = float(card.get("threshold", 0.5))
+        self.tta_views = int(card.get("tta_views", 1))  # cards before test-time augmentation: the plain map
         self.device = torch.device(device)
 
     @torch.no_grad()
     def maps(self, x: torch.Tensor) -> np.ndarray:
-        return torch.sigmoid(self.module(x.to(self.device).float())).float().cpu().numpy()[:, 0]
+        """Probability maps (N, H, W), averaged over the card's `tta_views` (its threshold was chosen on them)."""
+        return tta_maps(self.module, x.to(self.device).float(), self.tta_views).cpu().numpy()[:, 0]
 
     def masks(self, x: torch.Tensor) -> np.ndarray:
         return self.maps(x) >= self.threshold
@@ -64,27 +83,35 @@ def load_localizer(name: str, models_dir: str | Path, device: str | torch.device
 
 
 @torch.no_grad()
-def _predict_maps(model, images: np.ndarray, device, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(probability maps (N, 128, 128), top-k mean logit (N,)) of canonical images (N, 128, 128)."""
+def _predict_maps(model, images: np.ndarray, device, batch: int = 64, views: int = 1,
+                  n_maps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(probability maps (n_maps, 128, 128) of the first `n_maps` images (default all), averaged over `views`
+    (`tta_maps`), top-k mean logit of the plain view (N,)) of canonical images (N, 128, 128). The top-k evidence is
+    the plain view's, as the detectors' evidence cue reads it."""
+    n_maps = len(images) if n_maps is None else n_maps
     maps, top = [], []
     for i in range(0, len(images), batch):
-        z = model(torch.as_tensor(images[i:i + batch])[:, None].to(device)).float()
-        maps.append(torch.sigmoid(z)[:, 0].cpu().numpy())
+        x = torch.as_tensor(images[i:i + batch])[:, None].to(device)
+        z = model(x).float()
         top.append(z.flatten(1).topk(min(TOP_K, z[0].numel()), 1).values.mean(1).cpu().numpy())
+        if i < n_maps:
+            x = x[:n_maps - i]
+            p = torch.sigmoid(z[:len(x)]) if views == 1 else tta_maps(model, x, views)
+            maps.append(p[:, 0].cpu().numpy())
     return np.concatenate(maps), np.concatenate(top)
 
 
-def validate(model, val, device) -> dict:
-    """The threshold of best mean pixel-F1 on val's manipulated images, pixel-F1 per method at it, and the AUC of
-    the top-k evidence of val reals against each method's images. Pixel-F1 is the detectors' segmentation Dice
-    (`train._dice`: both masks empty count 1.0, as `evaluation.metrics.pixel_scores`)."""
+def validate(model, val, device, tta_views: int = 1) -> dict:
+    """The threshold of best mean pixel-F1 on val's manipulated images (maps averaged over `tta_views`), pixel-F1
+    per method at it, and the AUC of the top-k evidence of val reals against each method's images. Pixel-F1 is the
+    detectors' segmentation Dice (`train._dice`: both masks empty count 1.0, as `evaluation.metrics.pixel_scores`)."""
     from .train import _auc, _dice
 
     man = np.flatnonzero((val.kind == 2) & val.has_mask)
     real = np.flatnonzero(val.kind == 0)
     if len(man) == 0:
         raise MedfakeError("the validation split has no manipulated images with masks")
-    maps, top = _predict_maps(model, val.images[np.r_[man, real]], device)
+    maps, top = _predict_maps(model, val.images[np.r_[man, real]], device, views=tta_views, n_maps=len(man))
     gts = val.masks[man] > 0.5
     f1 = {t: np.array([_dice(maps[j] >= t, gts[j]) for j in range(len(man))]) for t in THRESHOLD_GRID}
     best = max(THRESHOLD_GRID, key=lambda t: (round(float(f1[t].mean()), 6), -abs(t - 0.5)))
@@ -99,7 +126,7 @@ def validate(model, val, device) -> dict:
     return {"threshold": best, "pixel_f1": round(float(f1[best].mean()), 4),
             "pixel_f1_by_threshold": {str(t): round(float(v.mean()), 4) for t, v in f1.items()},
             "by_method": by_method, "n_manipulated": int(len(man)), "n_real": int(len(real)),
-            "top_k": TOP_K}
+            "top_k": TOP_K, "tta_views": tta_views}
 
 
 def _flip_rot(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +142,8 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
                     batch_size: int = 16, lr: float = 2e-3, seed: int = 0, device: str = "auto",
                     manipulated_share: float = 0.75, online_manipulations: float = 0.0,
                     max_minutes: float | None = None, augment=None, init_from: str | Path | None = None,
-                    method_balance: float = 0.0, command: str | None = None, log=print) -> dict:
+                    method_balance: float = 0.0, tta_views: int = 8, command: str | None = None,
+                    log=print) -> dict:
     """Train a localizer on `data`'s split=train real and manipulated rows; choose its mask threshold on
     split=val; write `<name>.safetensors` (fp16) and `<name>.json` to `out_dir`. Returns the card.
 
@@ -131,7 +159,10 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
     repeat).
     `init_from` (a localizer card of the same architecture and config) starts from its weights: a fine-tune, e.g.
     of a clean-trained map with the augmentation, so that it learns recompressed and resampled inputs without
-    relearning the map from scratch."""
+    relearning the map from scratch. With `init_from`, `steps=0` trains nothing: the base's weights get their
+    threshold chosen again (e.g. for other `tta_views`) and a card of their own.
+    `tta_views` (1, 2 or 8): the mirrored and turned views a mask averages (`tta_maps`); the threshold is chosen on
+    them and the card records them, so that `Localizer.maps` uses the same."""
     from monai.losses import DiceCELoss
 
     from ..settings import torch_device
@@ -150,8 +181,10 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
     if not val_recs:
         raise MedfakeError("a localizer needs a split=val with manipulated images (its mask threshold is chosen "
                            "there)")
-    if steps < 1:
-        raise MedfakeError("steps must be at least 1")
+    if steps < 0 or (steps == 0 and init_from is None):
+        raise MedfakeError("steps must be at least 1 (0 only with init_from: the base's threshold chosen again)")
+    if tta_views not in TTA_VIEWS:
+        raise MedfakeError(f"tta_views must be one of {TTA_VIEWS}, not {tta_views}")
     if not 0.0 < manipulated_share < 1.0:
         raise MedfakeError(f"manipulated_share must be in (0, 1), not {manipulated_share}")
     if not 0.0 <= method_balance <= 1.0:
@@ -190,7 +223,7 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
                                                    drop_last=True))
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
     loss_fn = DiceCELoss(sigmoid=True, batch=True)
     losses: list[float] = []
     t0 = time.time()
@@ -217,7 +250,7 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
             if t.is_floating_point():
                 t.copy_(t.half().float())
     model.eval()
-    metrics = validate(model, val, dev)
+    metrics = validate(model, val, dev, tta_views)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = save_weights(model, out_dir / f"{name}.safetensors", fp16=True)
@@ -233,6 +266,7 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
         "dtype": "float16",
         "parameters": sum(p.numel() for p in model.parameters()),
         "threshold": metrics["threshold"],
+        "tta_views": tta_views,
         "metrics": metrics,
         "data": str(data),
         "train_images": {"real": int((train.kind == 0).sum()), "manipulated": int((train.kind == 2).sum())},
@@ -255,8 +289,8 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
         "hardware": _hardware(dev),
         "minutes": round(minutes, 2),
         "command": command,
-        "loss_first": round(float(np.mean(losses[:n_first])), 4),
-        "loss_last": round(float(np.mean(losses[-n_first:])), 4),
+        "loss_first": round(float(np.mean(losses[:n_first])), 4) if losses else None,  # None: steps=0
+        "loss_last": round(float(np.mean(losses[-n_first:])), 4) if losses else None,
         "loss_curve": [round(float(np.mean(losses[i:i + 50])), 4) for i in range(0, len(losses), 50)],
         "medfake_version": __version__,
     }
