@@ -27,20 +27,22 @@ from _common import append  # noqa: E402
 from medfake.evaluation.robustness import DEGRADATIONS  # noqa: E402
 
 
-def evidence(loc, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(masks (N, 128, 128) at the card's threshold, over its test-time views as `Localizer.masks` makes them;
-    top-64 mean logit of the plain view (N,), as the evidence cue reads it) of canonical images."""
+def evidence(loc, images: np.ndarray, batch: int = 64, masks: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """(masks (N, 128, 128) at the card's threshold, over its test-time views as `Localizer.masks` makes them (None
+    with `masks=False`); top-64 mean logit of the plain view (N,), as the evidence cue reads it) of canonical
+    images."""
     from medfake.detection.localizer import TOP_K
 
-    masks, top = [], []
+    out, top = [], []
     with torch.no_grad():
         for i in range(0, len(images), batch):
             x = torch.as_tensor(images[i:i + batch])[:, None].float()
             z = loc.module(x).float()
-            masks.append(loc.maps(x) >= loc.threshold if loc.tta_views > 1 else
-                         (torch.sigmoid(z)[:, 0] >= loc.threshold).numpy())
+            if masks:
+                out.append(loc.maps(x) >= loc.threshold if loc.tta_views > 1 else
+                           (torch.sigmoid(z)[:, 0] >= loc.threshold).numpy())
             top.append(z.flatten(1).topk(TOP_K, 1).values.mean(1).numpy())
-    return np.concatenate(masks), np.concatenate(top)
+    return (np.concatenate(out) if masks else None), np.concatenate(top)
 
 
 def degraded(images: np.ndarray, name: str) -> np.ndarray:
@@ -75,7 +77,7 @@ def main() -> None:
     recs = load_records(a.data)
     val = cache_records([r for r in recs if r.split == "val" and r.get("kind") == "real"], "load val reals")
     test = cache_records([r for r in recs if r.split == "test"], "load test")
-    _, top_val = evidence(loc, degraded(val.images, a.degrade))
+    _, top_val = evidence(loc, degraded(val.images, a.degrade), masks=False)
     cut = float(np.quantile(top_val, 0.99))
     masks, top = evidence(loc, degraded(test.images, a.degrade))
     real = test.kind == 0
@@ -94,7 +96,7 @@ def main() -> None:
                          ("second outside set", external_reals_more(a.external_more, lambda m: None)
                           if Path(a.external_more).is_dir() else [])):
         if items:
-            _, t = evidence(loc, degraded(np.stack([to_canonical(im) for _, _, im in items]), a.degrade))
+            _, t = evidence(loc, degraded(np.stack([to_canonical(im) for _, _, im in items]), a.degrade), masks=False)
             outside.append(f"{label}: {int((t > cut).sum())} of {len(t)} ({float((t > cut).mean()):.1%}) above it")
     body = (f"Localizer `{loc.name}` {loc.version} (mask threshold {loc.threshold}, {loc.tta_views} test-time "
             f"view{'s' if loc.tta_views > 1 else ''}); test split of `{a.data}`"

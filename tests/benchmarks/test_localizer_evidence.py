@@ -27,6 +27,14 @@ def test_evidence_masks_and_top_k():
         z = module(torch.as_tensor(images[:1])[:, None]).flatten()
     assert np.isclose(top[0], float(z.topk(TOP_K).values.mean()), atol=1e-5)
     assert np.array_equal(masks[0], (torch.sigmoid(z) >= 0.5).numpy().reshape(128, 128))
+    # a card with 8 test-time views: the masks are the detectors' (`Localizer.masks`), the evidence the plain view's
+    loc8 = Localizer(module, {"name": "t", "version": "0", "threshold": 0.5, "tta_views": 8})
+    masks8, top8 = evidence(loc8, images, batch=2)
+    np.testing.assert_array_equal(masks8, loc8.masks(torch.as_tensor(images)[:, None]))
+    np.testing.assert_allclose(top8, top, atol=1e-6)
+    assert not np.array_equal(masks8, masks)
+    none, top_only = evidence(loc8, images, batch=2, masks=False)
+    assert none is None and np.allclose(top_only, top, atol=1e-6)
 
 
 def test_degraded_applies_the_robustness_degradations():
