@@ -6,7 +6,9 @@ manipulated image with its mask, a real image with an empty one; drawn with `man
 mirrored and turned a random quarter (image and mask alike), optionally through the detectors' augmentation
 (`detector_transforms`) and with fresh classical manipulations of real images made on the fly
 (`online_manipulations`, `pseudo.classical_manipulation`). Loss: MONAI's `DiceCELoss` (sigmoid, batch Dice).
-The mask threshold is chosen on split=val (mean per-image pixel-F1 over the manipulated images), and the card
+A mask averages the map over the card's test-time views (`tta_maps`: 8 mirrors and quarter turns for localizers
+trained since stop 53, the plain map for older cards). The mask threshold is chosen on split=val over the same
+views (mean per-image pixel-F1 over the manipulated images), and the card
 records val pixel-F1 per method and the AUC of the map's top-k evidence (reals against each method).
 
 A detector card that names a localizer (`"localizer": "<card name>"`, same folder) uses its mask instead of the
