@@ -31,16 +31,17 @@ def evidence(loc, images: np.ndarray, batch: int = 64, masks: bool = True) -> tu
     """(masks (N, 128, 128) at the card's threshold, over its test-time views as `Localizer.masks` makes them (None
     with `masks=False`); top-64 mean logit of the plain view (N,), as the evidence cue reads it) of canonical
     images."""
-    from medfake.detection.localizer import TOP_K
+    from medfake.detection.localizer import TOP_K, view_maps
 
     out, top = [], []
     with torch.no_grad():
         for i in range(0, len(images), batch):
             x = torch.as_tensor(images[i:i + batch])[:, None].float()
-            z = loc.module(x).float()
-            if masks:
-                out.append(loc.maps(x) >= loc.threshold if loc.tta_views > 1 else
-                           (torch.sigmoid(z)[:, 0] >= loc.threshold).numpy())
+            if masks:  # one pass: the plain view's logits and the views' average map
+                z, m = view_maps(loc.module, x, loc.tta_views)
+                out.append((m[loc.tta_views][:, 0] >= loc.threshold).numpy())
+            else:
+                z = loc.module(x).float()
             top.append(z.flatten(1).topk(TOP_K, 1).values.mean(1).numpy())
     return (np.concatenate(out) if masks else None), np.concatenate(top)
 
@@ -62,6 +63,8 @@ def main() -> None:
                     help="the fetched second outside set (benchmarks/external_fetch.py); skipped when missing")
     ap.add_argument("--degrade", default="clean", choices=list(DEGRADATIONS),
                     help="a robustness degradation (medfake eval's) applied to every image first")
+    ap.add_argument("--views", type=int, default=None, choices=(1, 2, 8),
+                    help="test-time views of the masks (default: the card's; others need the card's threshold for them)")
     ap.add_argument("--no-record", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(2)
@@ -73,7 +76,7 @@ def main() -> None:
     from medfake.evaluation.external import external_reals, external_reals_more
     from medfake.evaluation.metrics import pixel_scores
 
-    loc = load_localizer(a.name, a.models_dir)
+    loc = load_localizer(a.name, a.models_dir, views=a.views)
     recs = load_records(a.data)
     val = cache_records([r for r in recs if r.split == "val" and r.get("kind") == "real"], "load val reals")
     test = cache_records([r for r in recs if r.split == "test"], "load test")

@@ -42,6 +42,17 @@ class Settings:
         default_factory=lambda: tuple(o for o in _env("CORS_ORIGINS", "").split(",") if o.strip())
     )
     device: str = field(default_factory=lambda: _env("DEVICE", "auto"))
+    # test-time views of the explain masks (1, 2 or 8; unset: the localizer card's): fewer views, faster explained
+    # predictions and slightly less accurate masks (benchmarks/RESULTS.md "Stop 54")
+    mask_views: int | None = field(default_factory=lambda: _views(_env("MASK_VIEWS", "")))
+
+
+def _views(value: str) -> int | None:
+    if not value.strip():
+        return None
+    if value.strip() not in ("1", "2", "8"):
+        raise ValueError(f"MEDFAKE_MASK_VIEWS must be 1, 2 or 8 (or unset: the localizer card's), not {value!r}")
+    return int(value)
 
 
 def get_settings() -> Settings:

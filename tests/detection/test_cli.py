@@ -226,3 +226,9 @@ def test_detect_folder_of_manipulations_scores_the_images_not_their_masks(tiny_m
     r = runner.invoke(app, ["detect", str(out / "CT_small_copy-move_mask.png"), "--out", str(res), "--models-dir",
                             str(tiny_models_dir)])  # named on its own: scored
     assert r.exit_code == 0 and len(_rows(res)) == 1, r.output
+
+
+def test_detect_mask_views_must_be_a_view_count(inputs, tiny_models_dir):
+    r = runner.invoke(app, ["detect", str(inputs / "img0.png"), "--models-dir", str(tiny_models_dir),
+                            "--mask-views", "4"])
+    assert r.exit_code != 0 and "--mask-views must be 1, 2 or 8, not 4" in r.output

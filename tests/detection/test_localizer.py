@@ -116,6 +116,65 @@ def test_zero_steps_choose_the_threshold_again_for_test_time_views(tiny_localize
         train_localizer(tiny_dataset, tmp_path / "z", config=TINY_LOC, steps=0, device="cpu", log=lambda m: None)
 
 
+def test_one_pass_gives_every_view_count_and_the_plain_logits():
+    """`view_maps`: the 8-view pass holds the 1- and 2-view averages (the image, then its mirror) and the plain
+    view's logits, equal to separate passes; `_predict_maps` gives them in one pass over batches that split the
+    mapped and unmapped images unevenly, its top-k evidence the plain network's."""
+    from medfake.detection.localizer import TOP_K, _predict_maps, tta_maps, view_maps
+    from medfake.models.registry import create, make_config
+
+    torch.manual_seed(0)
+    net = create("localizer-unet", make_config("localizer-unet", TINY_LOC)).eval()
+    x = torch.rand(5, 1, 128, 128)
+    plain, maps = view_maps(net, x, 8)
+    assert sorted(maps) == [1, 2, 8]
+    with torch.no_grad():
+        assert torch.equal(plain, net(x).float())
+    for v in (1, 2, 8):
+        assert torch.equal(maps[v], tta_maps(net, x, v))
+    assert sorted(view_maps(net, x, 2)[1]) == [1, 2] and sorted(view_maps(net, x, 1)[1]) == [1]
+    assert not torch.allclose(maps[1], maps[2]) and not torch.allclose(maps[2], maps[8])
+    got, top = _predict_maps(net, x[:, 0].numpy(), "cpu", batch=2, views=8, n_maps=3)
+    assert sorted(got) == [1, 2, 8]
+    for v in (1, 2, 8):
+        np.testing.assert_allclose(got[v], maps[v][:3, 0].numpy(), atol=1e-6)
+    with torch.no_grad():
+        want = net(x).flatten(1).topk(TOP_K, 1).values.mean(1).numpy()
+    np.testing.assert_allclose(top, want, atol=1e-5)
+
+
+def test_the_card_has_a_threshold_per_view_count_and_masks_use_the_chosen_one(tiny_localizer, tmp_path):
+    """A card chosen on 8 views records val pixel-F1 and the threshold for 1 and 2 views too (same pass);
+    `Localizer(views=...)` / `load_localizer(views=...)` mask at that count's threshold. A count the card has no
+    threshold for is an error that names the fix; so is a count that is not 1, 2 or 8."""
+    out, card = tiny_localizer
+    by = card["metrics"]["by_views"]
+    assert sorted(by, key=int) == ["1", "2", "8"] and card["thresholds_by_views"] == {
+        v: by[v]["threshold"] for v in by}
+    assert by["8"]["threshold"] == card["threshold"] and by["8"]["pixel_f1"] == card["metrics"]["pixel_f1"]
+    assert set(by["1"]["pixel_f1_by_method"]) == {"checker"}
+    x = torch.rand(2, 1, 128, 128)
+    for v in (1, 2, 8):
+        loc = load_localizer("loc", out, views=v)
+        assert loc.tta_views == v and loc.threshold == card["thresholds_by_views"][str(v)]
+        np.testing.assert_array_equal(loc.masks(x), loc.maps(x) >= loc.threshold)
+    base = load_localizer("loc", out)
+    assert base.with_views(None) is base and base.with_views(8) is base
+    one = base.with_views(1)
+    assert one.module is base.module and one.tta_views == 1
+    np.testing.assert_allclose(one.maps(x), torch.sigmoid(base.module(x))[:, 0].numpy(), atol=1e-6)
+    with pytest.raises(MedfakeError, match="must be one of"):
+        load_localizer("loc", out, views=4)
+    old = {k: v for k, v in card.items() if k not in ("thresholds_by_views", "_path")}
+    d = tmp_path / "old"
+    d.mkdir()
+    (d / "loc.json").write_text(json.dumps(old))
+    shutil.copy(out / "loc.safetensors", d / "loc.safetensors")
+    assert load_localizer("loc", d).threshold == card["threshold"]
+    with pytest.raises(MedfakeError, match="--steps 0 --init-from loc.json --tta-views 2"):
+        load_localizer("loc", d, views=2)
+
+
 def test_method_balance_evens_out_the_methods_draws(tiny_dataset, tmp_path):
     """`method_balance`: a method with few training rows gets a share of the manipulated draws ∝ n^(1 − b); at 0
     the draws follow the data (the earlier sampler), at 1 every method alike. The card records the shares."""
@@ -195,4 +254,37 @@ def test_detector_takes_masks_from_its_localizer(tmp_path, tiny_models_dir, tiny
     clear_cache()
     with pytest.raises(MedfakeError, match="names the localizer 'loc'"):
         load_detector("detector-default", d)
+    clear_cache()
+
+
+def test_load_detector_mask_views_sets_the_localizers_views(tmp_path, tiny_models_dir, tiny_localizer):
+    """`load_detector(mask_views=...)` (the CLI's --mask-views, the service's MEDFAKE_MASK_VIEWS): the explain mask
+    is the localizer's at that view count and its threshold; verdicts do not change; each count is its own cached
+    detector."""
+    from medfake.detection.detector import to_input_size
+
+    loc_dir, card = tiny_localizer
+    d = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, d)
+    for f in loc_dir.glob("loc.*"):
+        shutil.copy(f, d / f.name)
+    det_card = json.loads((d / "detector-default.json").read_text())
+    det_card["localizer"] = "loc"
+    det_card.pop("copy_move", None)
+    (d / "detector-default.json").write_text(json.dumps(det_card))
+    clear_cache()
+    rng = np.random.default_rng(5)
+    a, _ = make_example("manipulated", rng, size=128)
+    im = Image(a)
+    x = torch.as_tensor(to_canonical(im))[None, None]
+    preds = {}
+    for v in (None, 1, 2):
+        det = load_detector("detector-default", d, mask_views=v)
+        assert det.localizer.tta_views == (v or 8)
+        assert det.localizer.threshold == card["thresholds_by_views"][str(v or 8)]
+        preds[v] = det.predict([im], explain=True)[0]
+        want = load_localizer("loc", d, views=v).masks(x)[0]
+        assert np.array_equal(preds[v].mask, to_input_size(want.astype(np.float32), a.shape, nearest=True) >= 0.5)
+    assert load_detector("detector-default", d, mask_views=1) is not load_detector("detector-default", d)
+    assert len({(p.verdict, p.p_synthetic, p.p_manipulated) for p in preds.values()}) == 1
     clear_cache()

@@ -460,3 +460,62 @@ def test_v1_manipulate_a_lesion_over_several_frames(client):
     out = pydicom.dcmread(io.BytesIO(z.read("result.dcm")))
     assert "frame_number=5,6,7 of 10" in out.DerivationDescription
     assert [i for i in range(10) if not np.array_equal(out.pixel_array[i], src.pixel_array[i])] == [4, 5, 6]
+
+
+def test_mask_views_setting_chooses_the_localizers_test_time_views(tmp_path, tiny_models):
+    """MEDFAKE_MASK_VIEWS (Settings.mask_views) reaches the detector's localizer: a real server at 1 view returns
+    the 1-view mask at the card's 1-view threshold, unset it uses the card's 8 views; a view count the card has no
+    threshold for is a clear 503 and the server stays up."""
+    import shutil
+
+    import torch
+
+    from medfake.data.canonical import to_canonical
+    from medfake.detection.localizer import load_localizer
+    from medfake.io import read_image
+    from medfake.models.registry import create, make_config
+    from medfake.models.weights import save_weights
+
+    from .service_helpers import live
+
+    d = tmp_path / "models"
+    shutil.copytree(tiny_models, d)
+    card = json.loads((d / "detector-default.json").read_text())
+    card["localizer"] = "loc"
+    card.pop("copy_move", None)  # the mask is then the localizer's alone
+    (d / "detector-default.json").write_text(json.dumps(card))
+    torch.manual_seed(0)
+    cfg = {"features": [4, 4, 8, 8, 16, 4]}
+    save_weights(create("localizer-unet", make_config("localizer-unet", cfg)), d / "loc.safetensors")
+    (d / "loc.json").write_text(json.dumps({
+        "name": "loc", "kind": "localizer", "architecture": "localizer-unet", "version": "t1", "config": cfg,
+        "weights": "loc.safetensors", "dtype": "float16", "threshold": 0.5, "tta_views": 8,
+        "thresholds_by_views": {"1": 0.5, "8": 0.5}}))
+    (tmp_path / "a.png").write_bytes(png_bytes_of(smooth_image(4)))  # as the server decodes it: 8-bit
+    x = torch.as_tensor(to_canonical(read_image(tmp_path / "a.png")))[None, None]
+    want = {v: load_localizer("loc", d, views=v).masks(x)[0] for v in (1, 8)}
+    assert not np.array_equal(want[1], want[8])  # the two view counts give other masks here
+    files = {"files": ("a.png", (tmp_path / "a.png").read_bytes(), "image/png")}
+    for views in (1, None):
+        with live(d, mask_views=views) as (_, c):
+            r = c.post("/v1/detect", files=files, data={"explain": "true"})
+            assert r.status_code == 200, r.text
+            got = png_array(from_data_url(r.json()["results"][0]["mask"])) > 0
+            assert np.array_equal(got, want[views or 8])
+    with live(d, mask_views=2) as (_, c):
+        r = c.post("/v1/detect", files=files, data={"explain": "true"})
+        assert_json_error(r, 503)
+        assert "no mask threshold for 2 test-time views" in r.json()["detail"]
+        assert c.get("/healthz").status_code == 200
+
+
+def test_mask_views_environment_is_checked(monkeypatch):
+    from medfake.settings import Settings
+
+    monkeypatch.setenv("MEDFAKE_MASK_VIEWS", "2")
+    assert Settings().mask_views == 2
+    monkeypatch.setenv("MEDFAKE_MASK_VIEWS", "")
+    assert Settings().mask_views is None
+    monkeypatch.setenv("MEDFAKE_MASK_VIEWS", "4")
+    with pytest.raises(ValueError, match="MEDFAKE_MASK_VIEWS must be 1, 2 or 8"):
+        Settings()

@@ -38,6 +38,9 @@ def detect_cmd(
                                            "detector's per-image 1 %), uncertain with any such image; a file "
                                            "without "
                                            "UIDs is its own group"),
+    mask_views: Optional[int] = typer.Option(None, "--mask-views", help="test-time views the --heatmaps masks "
+                                             "average: 1, 2 or 8 (default: MEDFAKE_MASK_VIEWS, else the localizer "
+                                             "card's; fewer is faster, slightly less accurate)"),
     group_by: str = typer.Option("series", "--group-by", help="what --summary groups by: series, study or file"),
     slices: str = typer.Option("middle", "--slices", help="NIfTI, NRRD and MetaImage volumes and Siemens mosaic "
                                                           "DICOMs: the "
@@ -52,6 +55,8 @@ def detect_cmd(
 
     if group_by not in GROUP_BY:
         fail(f"--group-by must be one of {', '.join(GROUP_BY)}, not {group_by!r}")
+    if mask_views is not None and mask_views not in (1, 2, 8):
+        fail(f"--mask-views must be 1, 2 or 8, not {mask_views}")
     missing = [str(p) for p in paths if not p.exists()]
     if missing and len(missing) == len(paths):
         fail(f"no such file or folder: {', '.join(missing)}")
@@ -59,7 +64,8 @@ def detect_cmd(
     try:
         rows = detect_paths(paths, detector=detector, models_dir=models_dir, reference=reference,
                             batch_size=batch_size, heatmaps=heatmaps, progress=out is not None,
-                            copy_move=copy_move, device=device, nifti_slices=slices, left_out=left_out)
+                            copy_move=copy_move, device=device, nifti_slices=slices, left_out=left_out,
+                            mask_views=mask_views)
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     if not rows:

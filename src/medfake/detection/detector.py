@@ -381,19 +381,20 @@ def resolve_card(name: str = "default", models_dir: str | Path | None = None) ->
 
 
 def load_detector(name: str = "default", models_dir: str | Path | None = None, device: str = "cpu",
-                  evidence: bool = True):
+                  evidence: bool = True, mask_views: int | None = None):
     """Load (once per card file and modification time) a detector by card name (`resolve_card`).
     A card of kind `detector-ensemble` gives a `VetoEnsemble` of the two member cards it names (same folder).
     `evidence=False` leaves the card's evidence cue out (`fit_evidence` recalibrates it, also for a localizer that
-    was retrained since)."""
+    was retrained since). `mask_views` (1, 2 or 8; None = the localizer card's) sets the test-time views of the
+    explain masks (`Localizer`): fewer views, faster explained predictions, a little less accurate masks."""
     p = resolve_card(name, models_dir).resolve()
-    key = (str(p), p.stat().st_mtime_ns, str(device), evidence)
+    key = (str(p), p.stat().st_mtime_ns, str(device), evidence, mask_views)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
     card = read_card(p)
     if card.get("kind") == ENSEMBLE_KIND:  # members load (and cache) on their own; then the ensemble is cached
-        det = build_ensemble(card, lambda member: load_detector(member, p.parent, device),
+        det = build_ensemble(card, lambda member: load_detector(member, p.parent, device, mask_views=mask_views),
                              lambda member: read_card(member, p.parent),
                              evidence_of(card, p.parent, device) if evidence else None)
         with _CACHE_LOCK:
@@ -413,7 +414,8 @@ def load_detector(name: str = "default", models_dir: str | Path | None = None, d
             anomaly = MahalanobisScorer.load(p.parent / a)
         for prm in module.parameters():
             prm.requires_grad_(False)
-        det = ShippedDetector(module, card, bank, anomaly, device, localizer=localizer_of(card, p.parent, device),
+        loc = localizer_of(card, p.parent, device, mask_views)
+        det = ShippedDetector(module, card, bank, anomaly, device, localizer=loc,
                               evidence=evidence_of(card, p.parent, device) if evidence else None)
         _CACHE[key] = det
         return det

@@ -38,76 +38,136 @@ TTA_VIEWS = (1, 2, 8)  # the image alone; and its mirror; all 8 mirrors and quar
 
 
 @torch.no_grad()
+def view_maps(module: torch.nn.Module, x: torch.Tensor,
+              views: int = 8) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """One pass over `views` mirrored and turned copies of `x` (N, 1, H, W): (the plain view's logits (N, 1, H, W),
+    {v: the probability map averaged over the first v views} for every v of `TTA_VIEWS` up to `views`). Each view's
+    map is turned back before it is summed; the first view is the image, the second its mirror, so the 8-view pass
+    holds the 1- and 2-view maps too (a card's threshold per view count is chosen from one pass)."""
+    if views not in TTA_VIEWS:
+        raise MedfakeError(f"test-time views must be one of {TTA_VIEWS}, not {views}")
+    acc = torch.zeros((), device=x.device)
+    plain, out, n = None, {}, 0
+    for k in range(4 if views == 8 else 1):
+        for flip in ((False, True) if views > 1 else (False,)):
+            v = torch.rot90(x.flip(-1) if flip else x, k, (-2, -1))
+            z = module(v).float()
+            plain = z if plain is None else plain
+            p = torch.rot90(torch.sigmoid(z), -k, (-2, -1))
+            acc = acc + (p.flip(-1) if flip else p)
+            n += 1
+            if n in TTA_VIEWS:
+                out[n] = acc / n
+    return plain, out
+
+
 def tta_maps(module: torch.nn.Module, x: torch.Tensor, views: int = 1) -> torch.Tensor:
     """Probability maps (N, 1, H, W) of `x` (N, 1, H, W), averaged over `views` mirrored and turned copies, each
     map turned back first (test-time augmentation; the localizers train on random mirrors and quarter turns, so
     every view is in distribution). 1 = the plain map."""
-    if views not in TTA_VIEWS:
-        raise MedfakeError(f"test-time views must be one of {TTA_VIEWS}, not {views}")
-    acc = torch.zeros((), device=x.device)
-    for k in range(4 if views == 8 else 1):
-        for flip in ((False, True) if views > 1 else (False,)):
-            v = torch.rot90(x.flip(-1) if flip else x, k, (-2, -1))
-            p = torch.rot90(torch.sigmoid(module(v).float()), -k, (-2, -1))
-            acc = acc + (p.flip(-1) if flip else p)
-    return acc / views
+    return view_maps(module, x, views)[1][views]
 
 
 class Localizer:
     """A loaded localizer: `maps(x)` probabilities and `masks(x)` at the card's threshold, x (N, 1, 128, 128) in
-    [0, 1] (canonical images)."""
+    [0, 1] (canonical images).
 
-    def __init__(self, module: torch.nn.Module, card: dict, device: str | torch.device = "cpu"):
+    `views` (1, 2 or 8; None = the card's `tta_views`) trades mask accuracy for time: each view is one more pass of
+    the network. A view count other than the card's needs its own threshold, which cards since stop 54 record
+    (`thresholds_by_views`, chosen on val from the same pass); choose one again for an older card with `medfake
+    train localizer --steps 0 --init-from CARD --tta-views N`."""
+
+    def __init__(self, module: torch.nn.Module, card: dict, device: str | torch.device = "cpu",
+                 views: int | None = None):
         self.module = module.eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.card = card
         self.name = card.get("name", "localizer")
         self.version = str(card.get("version", "0"))
-        self.threshold = float(card.get("threshold", 0.5))
-        self.tta_views = int(card.get("tta_views", 1))  # cards before test-time augmentation: the plain map
+        card_views = int(card.get("tta_views", 1))  # cards before test-time augmentation: the plain map
+        self.tta_views = card_views if views is None else int(views)
+        if self.tta_views == card_views:
+            self.threshold = float(card.get("threshold", 0.5))
+        else:
+            by_views = card.get("thresholds_by_views") or {}
+            if self.tta_views not in TTA_VIEWS:
+                raise MedfakeError(f"test-time views must be one of {TTA_VIEWS}, not {self.tta_views}")
+            if str(self.tta_views) not in by_views:
+                has = ", ".join(sorted(set(by_views) | {str(card_views)}, key=int))
+                raise MedfakeError(
+                    f"localizer {self.name} {self.version}: no mask threshold for {self.tta_views} test-time views "
+                    f"(its card has one for {has}); choose one with: medfake train localizer --steps 0 "
+                    f"--init-from {self.name}.json --tta-views {self.tta_views}")
+            self.threshold = float(by_views[str(self.tta_views)])
         self.device = torch.device(device)
 
     @torch.no_grad()
     def maps(self, x: torch.Tensor) -> np.ndarray:
-        """Probability maps (N, H, W), averaged over the card's `tta_views` (its threshold was chosen on them)."""
+        """Probability maps (N, H, W), averaged over `tta_views` (the threshold was chosen on them)."""
         return tta_maps(self.module, x.to(self.device).float(), self.tta_views).cpu().numpy()[:, 0]
 
     def masks(self, x: torch.Tensor) -> np.ndarray:
         return self.maps(x) >= self.threshold
 
+    def with_views(self, views: int | None) -> "Localizer":
+        """This localizer's network with masks over `views` test-time views (None or the same: itself)."""
+        if views is None or views == self.tta_views:
+            return self
+        return Localizer(self.module, self.card, self.device, views)
 
-def load_localizer(name: str, models_dir: str | Path, device: str | torch.device = "cpu") -> Localizer:
+
+def load_localizer(name: str, models_dir: str | Path, device: str | torch.device = "cpu",
+                   views: int | None = None) -> Localizer:
     module, card = load_model(name, Path(models_dir), device=str(device))
     if card.get("kind") != "localizer":
         raise MedfakeError(f"{card['_path']}: not a localizer model card (kind={card.get('kind')!r})")
-    return Localizer(module, card, device)
+    return Localizer(module, card, device, views)
 
 
 @torch.no_grad()
 def _predict_maps(model, images: np.ndarray, device, batch: int = 64, views: int = 1,
-                  n_maps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(probability maps (n_maps, 128, 128) of the first `n_maps` images (default all), averaged over `views`
-    (`tta_maps`), top-k mean logit of the plain view (N,)) of canonical images (N, 128, 128). The top-k evidence is
-    the plain view's, as the detectors' evidence cue reads it."""
+                  n_maps: int | None = None) -> tuple[dict[int, np.ndarray], np.ndarray]:
+    """({v: probability maps (n_maps, 128, 128) averaged over v views} for every v of `TTA_VIEWS` up to `views`, of
+    the first `n_maps` images (default all); top-k mean logit of the plain view (N,)) of canonical images
+    (N, 128, 128). The top-k evidence is the plain view's, as the detectors' evidence cue reads it; one pass of
+    `view_maps` gives both for an image with maps."""
     n_maps = len(images) if n_maps is None else n_maps
-    maps, top = [], []
+    maps: dict[int, list[np.ndarray]] = {}
+    top = []
     for i in range(0, len(images), batch):
         x = torch.as_tensor(images[i:i + batch])[:, None].to(device)
-        z = model(x).float()
-        top.append(z.flatten(1).topk(min(TOP_K, z[0].numel()), 1).values.mean(1).cpu().numpy())
+        zs = []
         if i < n_maps:
-            x = x[:n_maps - i]
-            p = torch.sigmoid(z[:len(x)]) if views == 1 else tta_maps(model, x, views)
-            maps.append(p[:, 0].cpu().numpy())
-    return np.concatenate(maps), np.concatenate(top)
+            z, m = view_maps(model, x[:n_maps - i], views)
+            zs.append(z)
+            for v, p in m.items():
+                maps.setdefault(v, []).append(p[:, 0].cpu().numpy())
+        if len(x) > max(n_maps - i, 0):
+            zs.append(model(x[max(n_maps - i, 0):]).float())
+        z = torch.cat(zs)
+        top.append(z.flatten(1).topk(min(TOP_K, z[0].numel()), 1).values.mean(1).cpu().numpy())
+    empty = np.zeros((0,) + images.shape[1:], np.float32)
+    return ({v: np.concatenate(ms) for v, ms in maps.items()} if maps else {v: empty for v in TTA_VIEWS if v <= views},
+            np.concatenate(top))
+
+
+def _threshold_scores(maps: np.ndarray, gts: np.ndarray) -> tuple[float, dict[float, np.ndarray]]:
+    """(the threshold of `THRESHOLD_GRID` with the best mean pixel-F1 (ties: the one nearer 0.5), {threshold:
+    per-image pixel-F1}) of probability maps against ground-truth masks."""
+    from .train import _dice
+
+    f1 = {t: np.array([_dice(maps[j] >= t, gts[j]) for j in range(len(gts))]) for t in THRESHOLD_GRID}
+    return max(THRESHOLD_GRID, key=lambda t: (round(float(f1[t].mean()), 6), -abs(t - 0.5))), f1
 
 
 def validate(model, val, device, tta_views: int = 1) -> dict:
     """The threshold of best mean pixel-F1 on val's manipulated images (maps averaged over `tta_views`), pixel-F1
     per method at it, and the AUC of the top-k evidence of val reals against each method's images. Pixel-F1 is the
-    detectors' segmentation Dice (`train._dice`: both masks empty count 1.0, as `evaluation.metrics.pixel_scores`)."""
-    from .train import _auc, _dice
+    detectors' segmentation Dice (`train._dice`: both masks empty count 1.0, as `evaluation.metrics.pixel_scores`).
+    `by_views`: the same choice for each smaller view count of the pass (threshold, pixel-F1, per method), which
+    `Localizer(views=...)` uses."""
+    from .train import _auc
 
     man = np.flatnonzero((val.kind == 2) & val.has_mask)
     real = np.flatnonzero(val.kind == 0)
@@ -115,9 +175,16 @@ def validate(model, val, device, tta_views: int = 1) -> dict:
         raise MedfakeError("the validation split has no manipulated images with masks")
     maps, top = _predict_maps(model, val.images[np.r_[man, real]], device, views=tta_views, n_maps=len(man))
     gts = val.masks[man] > 0.5
-    f1 = {t: np.array([_dice(maps[j] >= t, gts[j]) for j in range(len(man))]) for t in THRESHOLD_GRID}
-    best = max(THRESHOLD_GRID, key=lambda t: (round(float(f1[t].mean()), 6), -abs(t - 0.5)))
     groups = val.group[man] if val.group is not None else np.array(["manipulated"] * len(man))
+    by_views = {}
+    for v, vm in maps.items():
+        t, f = _threshold_scores(vm, gts)
+        by_views[str(v)] = {"threshold": t, "pixel_f1": round(float(f[t].mean()), 4),
+                            "pixel_f1_by_threshold": {str(k): round(float(x.mean()), 4) for k, x in f.items()},
+                            "pixel_f1_by_method": {g: round(float(f[t][groups == g].mean()), 4)
+                                                   for g in sorted(set(groups))}}
+        if v == tta_views:
+            best, f1 = t, f
     top_real = top[len(man):]
     by_method = {}
     for g in sorted(set(groups)):
@@ -128,7 +195,7 @@ def validate(model, val, device, tta_views: int = 1) -> dict:
     return {"threshold": best, "pixel_f1": round(float(f1[best].mean()), 4),
             "pixel_f1_by_threshold": {str(t): round(float(v.mean()), 4) for t, v in f1.items()},
             "by_method": by_method, "n_manipulated": int(len(man)), "n_real": int(len(real)),
-            "top_k": TOP_K, "tta_views": tta_views}
+            "top_k": TOP_K, "tta_views": tta_views, "by_views": by_views}
 
 
 def _flip_rot(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,6 +336,7 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
         "parameters": sum(p.numel() for p in model.parameters()),
         "threshold": metrics["threshold"],
         "tta_views": tta_views,
+        "thresholds_by_views": {v: m["threshold"] for v, m in metrics["by_views"].items()},
         "metrics": metrics,
         "data": str(data),
         "train_images": {"real": int((train.kind == 0).sum()), "manipulated": int((train.kind == 2).sum())},
@@ -300,16 +368,18 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
     return card
 
 
-def localizer_of(card: dict, models_dir: str | Path, device) -> Localizer | None:
-    """The localizer a detector card names (`"localizer"`), loaded from the same folder; None when it names none.
-    A named localizer that is missing is an error: the card was shipped with it."""
+def localizer_of(card: dict, models_dir: str | Path, device, views: int | None = None) -> Localizer | None:
+    """The localizer a detector card names (`"localizer"`), loaded from the same folder with masks over `views`
+    test-time views (None: its card's); None when it names none. A named localizer that is missing is an error: the
+    card was shipped with it."""
     lname = card.get("localizer")
     if not lname:
         return None
     if not (Path(models_dir) / f"{lname}.json").is_file():
         raise MedfakeError(f"{card.get('name')}: its card names the localizer {lname!r}, but {models_dir} has no "
                            f"{lname}.json")
-    return load_localizer(lname, models_dir, device)
+    return load_localizer(lname, models_dir, device, views)
 
 
-__all__ = ["Localizer", "load_localizer", "train_localizer", "validate", "localizer_of", "THRESHOLD_GRID"]
+__all__ = ["Localizer", "load_localizer", "train_localizer", "validate", "localizer_of", "view_maps", "tta_maps",
+           "THRESHOLD_GRID", "TTA_VIEWS"]

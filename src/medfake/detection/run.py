@@ -132,12 +132,15 @@ def detect_images(detector: Detector, items: Sequence[tuple[str, Image]], *, hea
 def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "default", models_dir=None,
                  reference: str | Path | None = None, batch_size: int = 64, heatmaps: str | Path | None = None,
                  progress: bool = False, copy_move: bool | None = None, device: str | None = None,
-                 nifti_slices: str = "middle", left_out: list | None = None) -> list[dict]:
+                 nifti_slices: str = "middle", left_out: list | None = None,
+                 mask_views: int | None = None) -> list[dict]:
     """Files and folders (recursive) → one row per image/frame (see module doc). The model loads once; images are
     decoded and scored in batches of `batch_size`. `copy_move`: the copy-move cue on (True), off (False) or, by
     default, on when the card has it calibrated (`ShippedDetector.with_copy_move_if`). `device` (for a detector
     given by name): auto (a CUDA GPU when there is one; the default, from settings), cpu, cuda, cuda:N.
     `nifti_slices`: a NIfTI volume's middle axial slice ("middle") or every axial slice ("all", rows `path#k`).
+    `mask_views` (1, 2 or 8; default from settings, else the localizer card's): test-time views of the `heatmaps`
+    masks, for a detector given by name.
     Masks and heat maps that medfake wrote into a searched folder are not scored; `left_out` (a list) receives them.
     With `heatmaps`, the folder's `index.json` lists what was written there (so a later run leaves it out)."""
     from ..settings import get_settings, torch_device
@@ -149,8 +152,10 @@ def detect_paths(paths: Iterable[str | Path], *, detector: Detector | str = "def
     if nifti_slices not in ("middle", "all"):
         raise ValueError(f"NIfTI slices must be 'middle' or 'all', not {nifti_slices!r}")
     if isinstance(detector, str):
-        dev = torch_device(device if device is not None else get_settings().device)
-        det = load_detector(detector, models_dir, device=str(dev))
+        settings = get_settings()
+        dev = torch_device(device if device is not None else settings.device)
+        det = load_detector(detector, models_dir, device=str(dev),
+                            mask_views=mask_views if mask_views is not None else settings.mask_views)
     else:
         det = detector
     det = use_copy_move(det, copy_move)

@@ -170,7 +170,8 @@ def detector(name: str | None, settings: Settings):
     except ValueError as e:
         raise HTTPException(503, f"detector {name or 'default'!r} cannot be loaded: {e}") from None
     try:
-        return load_detector(name or "default", models_dir=settings.models_dir, device=device)
+        return load_detector(name or "default", models_dir=settings.models_dir, device=device,
+                             mask_views=settings.mask_views)
     except MedfakeError as e:
         raise HTTPException(503, f"detector {name or 'default'!r} cannot be loaded: {redact(str(e), settings)}") from None
 
