@@ -159,6 +159,8 @@ def main() -> None:
     ap.add_argument("--explain", action="store_true", help="ask for heatmaps and masks (Grad-CAM) too")
     ap.add_argument("--copy-move", action=argparse.BooleanOptionalAction, default=None,
                     help="send copy_move=true/false (default: send nothing, the server's default: on)")
+    ap.add_argument("--mask-views", type=int, choices=(1, 2, 8), default=None,
+                    help="MEDFAKE_MASK_VIEWS of the server: test-time views of the explain masks (default: the card's)")
     ap.add_argument("--threads", type=int, default=None, help="OMP/torch threads of the server process")
     ap.add_argument("--no-append", action="store_true", help="do not append to RESULTS.md")
     ap.add_argument("--note", default="", help="free text added to the RESULTS.md entry")
@@ -175,6 +177,8 @@ def main() -> None:
         env["MEDFAKE_MODELS_DIR"] = str(models)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
+    if args.mask_views is not None:
+        env["MEDFAKE_MASK_VIEWS"] = str(args.mask_views)
     key = "bench-key"
     env["MEDFAKE_API_KEYS"] = key
     env["MEDFAKE_MAX_FILES"] = env.get("MEDFAKE_MAX_FILES", "64")
@@ -223,6 +227,7 @@ def main() -> None:
     body = (
         f"Detector: `{det['name']}` version {det['version']} ({det.get('architecture')}); image: {what}; "
         f"explain={args.explain}; copy_move={'default (on)' if args.copy_move is None else args.copy_move}; "
+        + (f"MEDFAKE_MASK_VIEWS={args.mask_views}; " if args.mask_views is not None else "") +
         f"server: 1 uvicorn worker, subprocess"
         + (f", OMP threads {args.threads}" if args.threads else "") + ".\n"
         + (f"{args.note}\n" if args.note else "")

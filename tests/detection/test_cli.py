@@ -165,6 +165,13 @@ def test_train_localizer_cli(tiny_dataset, tmp_path):
     assert ft["init_from"]["version"] == card["version"]
     assert "'jpeg_p': 0.6" in ft["augment"] and "'resample_p': 0.5" in ft["augment"]  # the card says what it saw
     assert ft["method_balance"] == 0.5
+    assert "2 views" in " ".join(r.output.split())  # the training line gives val pixel-F1 per view count
+    r = runner.invoke(app, ["train", "localizer", "--data", str(tiny_dataset), "--out", str(tmp_path / "again"),
+                            "--steps", "0", "--device", "cpu", "--init-from", str(out / "loc.json"), "--tta-views", "2"])
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "again" / "localizer.json").read_text())
+    assert (again["version"], again["steps"], again["tta_views"]) == (card["version"], 2, 2)
+    assert "chose the thresholds of" in " ".join(r.output.split()) and again["threshold_choice"]["tta_views"] == 2
     r = runner.invoke(app, ["train", "localizer", "--data", str(tiny_dataset), "--out", str(out), "--steps", "1",
                             "--device", "cpu", "--jpeg-p", "0.6"])
     assert r.exit_code == 2 and "add --augment" in " ".join(r.output.split())

@@ -99,7 +99,11 @@ def test_zero_steps_choose_the_threshold_again_for_test_time_views(tiny_localize
     assert card["tta_views"] == 8 and load_localizer("loc", out).tta_views == 8  # the default for new localizers
     same = train_localizer(tiny_dataset, tmp_path / "v8", name="v8", config=TINY_LOC, steps=0, device="cpu",
                            init_from=out / "loc.json", tta_views=8, log=lambda m: None)
-    assert same["steps"] == 0 and same["loss_first"] is None and same["total_steps"] == card["total_steps"]
+    # the base's weights, version and training record; the thresholds chosen again (here: the same ones)
+    assert (same["version"], same["steps"], same["loss_first"], same["total_steps"]) == (
+        card["version"], card["steps"], card["loss_first"], card["total_steps"])
+    assert same["threshold_choice"]["tta_views"] == 8 and same["name"] == "v8" and same["weights"] == "v8.safetensors"
+    assert same["thresholds_by_views"] == card["thresholds_by_views"]
     assert same["metrics"]["pixel_f1"] == card["metrics"]["pixel_f1"] and same["threshold"] == card["threshold"]
     base_w, w = load_file(out / "loc.safetensors"), load_file(tmp_path / "v8" / "v8.safetensors")
     assert all(torch.equal(base_w[k], w[k]) for k in base_w)

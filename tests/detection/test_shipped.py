@@ -97,3 +97,18 @@ def test_shipped_localizer_cards(card_path):
     assert card["dtype"] == "float16" and (MODELS / card["weights"]).is_file()
     maps = load_localizer(card_path.stem, MODELS).maps(torch.rand(2, 1, 128, 128))
     assert maps.shape == (2, 128, 128) and ((maps >= 0) & (maps <= 1)).all()
+
+
+def test_shipped_localizer_has_a_threshold_for_each_view_count():
+    """The shipped explain localizer records a val-chosen threshold for 1, 2 and 8 test-time views (the service's
+    MEDFAKE_MASK_VIEWS, `medfake detect --mask-views`), and each loads; the 8-view figures are its card's own."""
+    from medfake.detection.localizer import load_localizer
+
+    card = json.loads((MODELS / "localizer.json").read_text())
+    by = card["metrics"]["by_views"]
+    assert sorted(card["thresholds_by_views"], key=int) == ["1", "2", "8"]
+    assert by[str(card["tta_views"])]["pixel_f1"] == card["metrics"]["pixel_f1"]
+    for v in (1, 2, 8):
+        loc = load_localizer("localizer", MODELS, views=v)
+        assert (loc.tta_views, loc.threshold) == (v, card["thresholds_by_views"][str(v)])
+        assert 0.5 < by[str(v)]["pixel_f1"] <= 1.0

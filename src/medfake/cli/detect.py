@@ -276,9 +276,15 @@ def train_localizer_cmd(
     except (MedfakeError, ValueError) as e:
         fail(str(e))
     m = card["metrics"]
+    views = ", ".join(f"{v} view{'s' if v != '1' else ''} {b['pixel_f1']} at {b['threshold']}"
+                      for v, b in m["by_views"].items())
+    if steps == 0:
+        Console().print(f"chose the thresholds of {card['name']} {card['version']} again on val (weights unchanged): "
+                        f"pixel-F1 {views}; masks use {card['tta_views']}; wrote {out}/{card['name']}.json")
+        return
     Console().print(f"trained {card['name']}: {card['steps']} steps in {card['minutes']} min on {card['hardware']}; "
                     f"loss {card['loss_first']} → {card['loss_last']}; val pixel-F1 {m['pixel_f1']} at threshold "
-                    f"{m['threshold']}; wrote {out}/{card['name']}.json")
+                    f"{m['threshold']} ({views}); wrote {out}/{card['name']}.json")
 
 
 @train_app.command("evidence")

@@ -228,8 +228,11 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
     repeat).
     `init_from` (a localizer card of the same architecture and config) starts from its weights: a fine-tune, e.g.
     of a clean-trained map with the augmentation, so that it learns recompressed and resampled inputs without
-    relearning the map from scratch. With `init_from`, `steps=0` trains nothing: the base's weights get their
-    threshold chosen again (e.g. for other `tta_views`) and a card of their own.
+    relearning the map from scratch. With `init_from`, `steps=0` trains nothing (nor loads the training images):
+    the base's weights get their thresholds chosen again on val (e.g. for other `tta_views`, or to record
+    `thresholds_by_views` on an older card). The new card is the base's with the new thresholds and metrics and a
+    `threshold_choice` record; it keeps the base's version and training record, since the weights (and so the
+    logits an evidence cue was calibrated on) are the base's bit for bit.
     `tta_views` (1, 2 or 8): the mirrored and turned views a mask averages (`tta_maps`); the threshold is chosen on
     them and the card records them, so that `Localizer.maps` uses the same."""
     from monai.losses import DiceCELoss
@@ -275,6 +278,9 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
                                f"of the same architecture ({architecture}) and config")
         load_weights(model, Path(init_card["_path"]).with_name(init_card["weights"]))
     model = model.to(dev)
+    if steps == 0:
+        return _choose_thresholds_again(model, init_card, cache_records(val_recs, "load val"), dev, tta_views,
+                                        name, Path(out_dir), data, command)
     train = cache_records(train_recs, "load train")
     val = cache_records(val_recs, "load val")
     keep = (train.kind == 0) | train.has_mask  # a manipulated row without a mask cannot teach a map
@@ -359,11 +365,40 @@ def train_localizer(data: str | Path, out_dir: str | Path, *, name: str = "local
         "hardware": _hardware(dev),
         "minutes": round(minutes, 2),
         "command": command,
-        "loss_first": round(float(np.mean(losses[:n_first])), 4) if losses else None,  # None: steps=0
+        "loss_first": round(float(np.mean(losses[:n_first])), 4) if losses else None,
         "loss_last": round(float(np.mean(losses[-n_first:])), 4) if losses else None,
         "loss_curve": [round(float(np.mean(losses[i:i + 50])), 4) for i in range(0, len(losses), 50)],
         "medfake_version": __version__,
     }
+    write_card(out_dir / f"{name}.json", card)
+    return card
+
+
+def _choose_thresholds_again(model, base: dict, val, dev, tta_views: int, name: str, out_dir: Path, data,
+                             command: str | None) -> dict:
+    """`train_localizer(steps=0)`: the base card with thresholds and val metrics chosen again over `tta_views`."""
+    model.eval()
+    metrics = validate(model, val, dev, tta_views)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = save_weights(model, out_dir / f"{name}.safetensors", fp16=True)
+    base_weights = Path(base["_path"]).with_name(base["weights"])
+    if weights.resolve() != base_weights.resolve() and \
+            hashlib.sha256(weights.read_bytes()).digest() != hashlib.sha256(base_weights.read_bytes()).digest():
+        raise MedfakeError(f"{base_weights} did not round-trip bit for bit; train a step instead of --steps 0")
+    card = {k: v for k, v in base.items() if not k.startswith("_")}
+    card.update({
+        "name": name,
+        "weights": weights.name,
+        "threshold": metrics["threshold"],
+        "tta_views": tta_views,
+        "thresholds_by_views": {v: m["threshold"] for v, m in metrics["by_views"].items()},
+        "metrics": metrics,
+        "val_images": {"real": metrics["n_real"], "manipulated": metrics["n_manipulated"]},
+        "threshold_choice": {"date": time.strftime("%Y-%m-%d"), "data": str(data), "tta_views": tta_views,
+                             "command": command, "medfake_version": __version__,
+                             "note": "the weights and version are the base's (steps=0); the thresholds and val "
+                                     "metrics were chosen again"},
+    })
     write_card(out_dir / f"{name}.json", card)
     return card
 
