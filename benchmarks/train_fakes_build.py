@@ -36,6 +36,19 @@ BUILDS = {  # folder: (extra `medfake dataset build` options, generator renames)
 SEED = 48
 
 
+def read_rows(manifest: Path) -> tuple[list[str], list[dict]]:
+    with open(manifest, newline="") as fh:
+        r = csv.DictReader(fh)
+        return list(r.fieldnames), list(r)
+
+
+def write_rows(manifest: Path, cols: list[str], rows: list[dict]) -> None:
+    with open(manifest, "w", newline="") as fh:
+        w = csv.DictWriter(fh, cols)
+        w.writeheader()
+        w.writerows(rows)
+
+
 def train_rows(manifest: Path, renames: dict[str, str], out: Path, cols: list[str]) -> list[dict]:
     """The synthetic rows of a build's manifest as training rows of `out` (paths relative to its folder)."""
     rows = []
@@ -60,20 +73,14 @@ def main() -> None:
     ap.add_argument("--models-dir", default="models")
     args = ap.parse_args()
     medfake = str(Path(sys.executable).parent / "medfake")
-    with open(args.base, newline="") as fh:
-        r = csv.DictReader(fh)
-        cols = list(r.fieldnames)
-        rows = list(r)
+    cols, rows = read_rows(args.base)
     n = len(rows)
     for folder, (opts, renames) in BUILDS.items():
         subprocess.run([medfake, "dataset", "build", "--real", args.real, "--out", str(args.root / folder),
                         "--manipulated", "", "--real-per-modality", "1", "--seed", str(SEED), "--workers", "2",
                         "--models-dir", args.models_dir, *opts], check=True)
         rows += train_rows(args.root / folder / "manifest.csv", renames, args.out, cols)
-    with open(args.out, "w", newline="") as fh:
-        w = csv.DictWriter(fh, cols)
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(args.out, cols, rows)
     print(f"{args.out}: {n} rows of {args.base} and {len(rows) - n} training fakes "
           f"{dict(sorted(Counter(r['generator'] for r in rows[n:]).items()))}")
 

@@ -21,6 +21,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_fakes_build import read_rows, write_rows  # noqa: E402
+
 SEED = 54
 RENAMES = {"repaint": "repaint-v", "repaint-ddim": "repaint-ddim-v"}
 BUILD = ["--synthetic", "", "--manipulated", "repaint,repaint-ddim", "--count", "repaint=20,repaint-ddim=40",
@@ -29,15 +32,10 @@ BUILD = ["--synthetic", "", "--manipulated", "repaint,repaint-ddim", "--count", 
 
 def train_reals(real: Path, out: Path) -> Path:
     """medimg128's split=train rows with absolute paths (the build's only sources)."""
-    with open(real, newline="") as fh:
-        r = csv.DictReader(fh)
-        cols, rows = list(r.fieldnames), [x for x in r if x["split"] == "train"]
+    cols, rows = read_rows(real)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as fh:
-        w = csv.DictWriter(fh, cols)
-        w.writeheader()
-        for x in rows:
-            w.writerow({**x, "path": str((real.parent / x["path"]).resolve())})
+    write_rows(out, cols, [{**x, "path": str((real.parent / x["path"]).resolve())} for x in rows
+                           if x["split"] == "train"])
     return out
 
 
@@ -68,18 +66,13 @@ def main() -> None:
     ap.add_argument("--models-dir", default="models")
     args = ap.parse_args()
     medfake = str(Path(sys.executable).parent / "medfake")
-    with open(args.base, newline="") as fh:
-        r = csv.DictReader(fh)
-        cols, rows = list(r.fieldnames), list(r)
+    cols, rows = read_rows(args.base)
     n = len(rows)
     reals = train_reals(args.real, args.root / "real_train54.csv")
     subprocess.run([medfake, "dataset", "build", "--real", str(reals), "--out", str(args.root / "rp54"), "--seed",
                     str(SEED), "--workers", "2", "--models-dir", args.models_dir, *BUILD], check=True)
     rows += manipulated_rows(args.root / "rp54" / "manifest.csv", args.out, cols)
-    with open(args.out, "w", newline="") as fh:
-        w = csv.DictWriter(fh, cols)
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(args.out, cols, rows)
     print(f"{args.out}: {n} rows of {args.base} and {len(rows) - n} training edits "
           f"{dict(sorted(Counter(r['generator'] for r in rows[n:]).items()))}")
 

@@ -222,17 +222,23 @@ def test_localizer_needs_manipulated_rows(tmp_path, tiny_dataset):
                         log=lambda s: None)
 
 
-def test_detector_takes_masks_from_its_localizer(tmp_path, tiny_models_dir, tiny_localizer):
-    loc_dir, _ = tiny_localizer
+def _models_with_localizer(tmp_path, tiny_models_dir, loc_dir):
+    """A copy of the tiny models folder whose detector-default names the tiny localizer `loc` (copied beside it) and
+    has no copy-move cue, so that its explain mask is the localizer's alone. Returns (folder, detector card)."""
     d = tmp_path / "models"
     shutil.copytree(tiny_models_dir, d)
     for f in loc_dir.glob("loc.*"):
         shutil.copy(f, d / f.name)
     card = json.loads((d / "detector-default.json").read_text())
     card["localizer"] = "loc"
-    card.pop("copy_move", None)  # the mask is the localizer's alone without the copy-move cue
+    card.pop("copy_move", None)
     (d / "detector-default.json").write_text(json.dumps(card))
     clear_cache()
+    return d, card
+
+
+def test_detector_takes_masks_from_its_localizer(tmp_path, tiny_models_dir, tiny_localizer):
+    d, card = _models_with_localizer(tmp_path, tiny_models_dir, tiny_localizer[0])
     det = load_detector("detector-default", d)
     assert det.localizer is not None and det.localizer.name == "loc"
     rng = np.random.default_rng(3)
@@ -268,15 +274,7 @@ def test_load_detector_mask_views_sets_the_localizers_views(tmp_path, tiny_model
     from medfake.detection.detector import to_input_size
 
     loc_dir, card = tiny_localizer
-    d = tmp_path / "models"
-    shutil.copytree(tiny_models_dir, d)
-    for f in loc_dir.glob("loc.*"):
-        shutil.copy(f, d / f.name)
-    det_card = json.loads((d / "detector-default.json").read_text())
-    det_card["localizer"] = "loc"
-    det_card.pop("copy_move", None)
-    (d / "detector-default.json").write_text(json.dumps(det_card))
-    clear_cache()
+    d, _ = _models_with_localizer(tmp_path, tiny_models_dir, loc_dir)
     rng = np.random.default_rng(5)
     a, _ = make_example("manipulated", rng, size=128)
     im = Image(a)
