@@ -162,11 +162,8 @@ def test_the_card_has_a_threshold_per_view_count_and_masks_use_the_chosen_one(ti
         loc = load_localizer("loc", out, views=v)
         assert loc.tta_views == v and loc.threshold == card["thresholds_by_views"][str(v)]
         np.testing.assert_array_equal(loc.masks(x), loc.maps(x) >= loc.threshold)
-    base = load_localizer("loc", out)
-    assert base.with_views(None) is base and base.with_views(8) is base
-    one = base.with_views(1)
-    assert one.module is base.module and one.tta_views == 1
-    np.testing.assert_allclose(one.maps(x), torch.sigmoid(base.module(x))[:, 0].numpy(), atol=1e-6)
+    one = load_localizer("loc", out, views=1)
+    np.testing.assert_allclose(one.maps(x), torch.sigmoid(one.module(x))[:, 0].numpy(), atol=1e-6)
     with pytest.raises(MedfakeError, match="must be one of"):
         load_localizer("loc", out, views=4)
     old = {k: v for k, v in card.items() if k not in ("thresholds_by_views", "_path")}

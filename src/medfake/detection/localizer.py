@@ -110,12 +110,6 @@ class Localizer:
     def masks(self, x: torch.Tensor) -> np.ndarray:
         return self.maps(x) >= self.threshold
 
-    def with_views(self, views: int | None) -> "Localizer":
-        """This localizer's network with masks over `views` test-time views (None or the same: itself)."""
-        if views is None or views == self.tta_views:
-            return self
-        return Localizer(self.module, self.card, self.device, views)
-
 
 def load_localizer(name: str, models_dir: str | Path, device: str | torch.device = "cpu",
                    views: int | None = None) -> Localizer:
@@ -147,9 +141,7 @@ def _predict_maps(model, images: np.ndarray, device, batch: int = 64, views: int
             zs.append(model(x[max(n_maps - i, 0):]).float())
         z = torch.cat(zs)
         top.append(z.flatten(1).topk(min(TOP_K, z[0].numel()), 1).values.mean(1).cpu().numpy())
-    empty = np.zeros((0,) + images.shape[1:], np.float32)
-    return ({v: np.concatenate(ms) for v, ms in maps.items()} if maps else {v: empty for v in TTA_VIEWS if v <= views},
-            np.concatenate(top))
+    return {v: np.concatenate(ms) for v, ms in maps.items()}, np.concatenate(top)
 
 
 def _threshold_scores(maps: np.ndarray, gts: np.ndarray) -> tuple[float, dict[float, np.ndarray]]:
