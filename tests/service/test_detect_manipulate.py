@@ -465,7 +465,7 @@ def test_v1_manipulate_a_lesion_over_several_frames(client):
 def test_mask_views_setting_chooses_the_localizers_test_time_views(tmp_path, tiny_models):
     """MEDFAKE_MASK_VIEWS (Settings.mask_views) reaches the detector's localizer: a real server at 1 view returns
     the 1-view mask at the card's 1-view threshold, unset it uses the card's 8 views; a view count the card has no
-    threshold for is a clear 503 and the server stays up."""
+    threshold for is a clear 503 (and /readyz names it) and the server stays up."""
     import shutil
 
     import torch
@@ -502,11 +502,16 @@ def test_mask_views_setting_chooses_the_localizers_test_time_views(tmp_path, tin
             assert r.status_code == 200, r.text
             got = png_array(from_data_url(r.json()["results"][0]["mask"])) > 0
             assert np.array_equal(got, want[views or 8])
+            loc_row = next(m for m in c.get("/readyz").json()["models"] if m["name"] == "loc")
+            assert loc_row["ok"], loc_row
     with live(d, mask_views=2) as (_, c):
         r = c.post("/v1/detect", files=files, data={"explain": "true"})
         assert_json_error(r, 503)
         assert "no mask threshold for 2 test-time views" in r.json()["detail"]
         assert c.get("/healthz").status_code == 200
+        ready = c.get("/readyz")  # the misconfiguration shows before the first explained request too
+        loc_row = next(m for m in ready.json()["models"] if m["name"] == "loc")
+        assert ready.status_code == 503 and not loc_row["ok"] and "MEDFAKE_MASK_VIEWS=2" in loc_row["problem"]
 
 
 def test_mask_views_environment_is_checked(monkeypatch):

@@ -68,6 +68,25 @@ def tta_maps(module: torch.nn.Module, x: torch.Tensor, views: int = 1) -> torch.
     return view_maps(module, x, views)[1][views]
 
 
+def threshold_for_views(card: dict, views: int) -> float:
+    """A localizer card's mask threshold for masks over `views` test-time views: its own (`threshold`) at its
+    `tta_views` (cards before test-time augmentation: 1), else `thresholds_by_views` (cards since stop 54). A count
+    it has no threshold for is an error that names the command which chooses one."""
+    card_views = int(card.get("tta_views", 1))
+    if views == card_views:
+        return float(card.get("threshold", 0.5))
+    if views not in TTA_VIEWS:
+        raise MedfakeError(f"test-time views must be one of {TTA_VIEWS}, not {views}")
+    by_views = card.get("thresholds_by_views") or {}
+    if str(views) not in by_views:
+        name = card.get("name", "localizer")
+        has = ", ".join(sorted(set(by_views) | {str(card_views)}, key=int))
+        raise MedfakeError(f"localizer {name} {card.get('version', '0')}: no mask threshold for {views} test-time "
+                           f"views (its card has one for {has}); choose one with: medfake train localizer --steps 0 "
+                           f"--init-from {name}.json --tta-views {views}")
+    return float(by_views[str(views)])
+
+
 class Localizer:
     """A loaded localizer: `maps(x)` probabilities and `masks(x)` at the card's threshold, x (N, 1, 128, 128) in
     [0, 1] (canonical images).
@@ -85,21 +104,8 @@ class Localizer:
         self.card = card
         self.name = card.get("name", "localizer")
         self.version = str(card.get("version", "0"))
-        card_views = int(card.get("tta_views", 1))  # cards before test-time augmentation: the plain map
-        self.tta_views = card_views if views is None else int(views)
-        if self.tta_views == card_views:
-            self.threshold = float(card.get("threshold", 0.5))
-        else:
-            by_views = card.get("thresholds_by_views") or {}
-            if self.tta_views not in TTA_VIEWS:
-                raise MedfakeError(f"test-time views must be one of {TTA_VIEWS}, not {self.tta_views}")
-            if str(self.tta_views) not in by_views:
-                has = ", ".join(sorted(set(by_views) | {str(card_views)}, key=int))
-                raise MedfakeError(
-                    f"localizer {self.name} {self.version}: no mask threshold for {self.tta_views} test-time views "
-                    f"(its card has one for {has}); choose one with: medfake train localizer --steps 0 "
-                    f"--init-from {self.name}.json --tta-views {self.tta_views}")
-            self.threshold = float(by_views[str(self.tta_views)])
+        self.tta_views = int(card.get("tta_views", 1)) if views is None else int(views)
+        self.threshold = threshold_for_views(card, self.tta_views)
         self.device = torch.device(device)
 
     @torch.no_grad()
@@ -408,5 +414,5 @@ def localizer_of(card: dict, models_dir: str | Path, device, views: int | None =
     return load_localizer(lname, models_dir, device, views)
 
 
-__all__ = ["Localizer", "load_localizer", "train_localizer", "validate", "localizer_of", "view_maps", "tta_maps",
+__all__ = ["Localizer", "load_localizer", "threshold_for_views", "train_localizer", "validate", "localizer_of", "view_maps", "tta_maps",
            "THRESHOLD_GRID", "TTA_VIEWS"]

@@ -110,12 +110,30 @@ def _ensemble_loadable(card_file: Path) -> str | None:
         return redact(str(e).replace(str(card_file.parent), "models"))[:300]
 
 
+def _mask_views_problem(card_file: Path, views: int) -> str | None:
+    """A localizer card without a mask threshold for MEDFAKE_MASK_VIEWS: explained detections would answer 503."""
+    import json
+
+    from ..detection.localizer import threshold_for_views
+
+    card = json.loads(card_file.read_text())
+    if card.get("kind") != "localizer":
+        return None
+    try:
+        threshold_for_views(card, views)
+        return None
+    except MedfakeError as e:
+        return f"MEDFAKE_MASK_VIEWS={views}: {e}"[:300]
+
+
 def model_check(settings: Settings) -> list[dict]:
     """Readiness: every model card in models_dir rebuilds its architecture and loads its weights strictly."""
     d = Path(settings.models_dir)
     out = []
     for p in sorted(d.glob("*.json")) if d.is_dir() else []:
         problem = _loadable(p)
+        if problem is None and settings.mask_views is not None:
+            problem = _mask_views_problem(p, settings.mask_views)
         out.append({"name": p.stem, "ok": problem is None, "problem": problem})
     return out
 
