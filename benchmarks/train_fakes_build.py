@@ -49,15 +49,23 @@ def write_rows(manifest: Path, cols: list[str], rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def train_rows(manifest: Path, renames: dict[str, str], out: Path, cols: list[str]) -> list[dict]:
-    """The synthetic rows of a build's manifest as training rows of `out` (paths relative to its folder)."""
+def train_rows(manifest: Path, renames: dict[str, str], out: Path, cols: list[str],
+               kind: str = "synthetic") -> list[dict]:
+    """The `kind` rows of a build's manifest as training rows of `out` (image and mask paths relative to its folder,
+    generators renamed). A synthetic row is a class-conditional sample of its own seed; a manipulated row must come
+    from a training real already (its split is the source's), else this stops: no val or test image may leak."""
     rows = []
     with open(manifest, newline="") as fh:
         for r in csv.DictReader(fh):
-            if r["kind"] != "synthetic":
+            if r["kind"] != kind:
                 continue
+            if kind != "synthetic" and r["split"] != "train":
+                raise SystemExit(f"{manifest}: a {kind} row of split {r['split']!r}; its source must be a training "
+                                 "real")
             r = {c: r.get(c, "") for c in cols}
-            r["path"] = os.path.relpath(manifest.parent / r["path"], out.parent)
+            for c in ("path", "mask"):
+                if r[c]:
+                    r[c] = os.path.relpath(manifest.parent / r[c], out.parent)
             r["generator"] = renames.get(r["generator"], r["generator"])
             r["split"] = "train"
             rows.append(r)

@@ -14,15 +14,13 @@ git-ignored output, never committed.
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_fakes_build import read_rows, write_rows  # noqa: E402
+from train_fakes_build import read_rows, train_rows, write_rows  # noqa: E402
 
 SEED = 54
 RENAMES = {"repaint": "repaint-v", "repaint-ddim": "repaint-ddim-v"}
@@ -39,24 +37,6 @@ def train_reals(real: Path, out: Path) -> Path:
     return out
 
 
-def manipulated_rows(manifest: Path, out: Path, cols: list[str]) -> list[dict]:
-    """The build's manipulated rows as rows of `out` (image and mask paths relative to its folder)."""
-    rows = []
-    with open(manifest, newline="") as fh:
-        for r in csv.DictReader(fh):
-            if r["kind"] != "manipulated":
-                continue
-            if r["split"] != "train":
-                raise SystemExit(f"{manifest}: a manipulated row of split {r['split']!r}; the sources must be train")
-            r = {c: r.get(c, "") for c in cols}
-            for c in ("path", "mask"):
-                if r[c]:
-                    r[c] = os.path.relpath(manifest.parent / r[c], out.parent)
-            r["generator"] = RENAMES.get(r["generator"], r["generator"])
-            rows.append(r)
-    return rows
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", type=Path, default=Path("data_cache/bench_v48x.csv"))
@@ -71,7 +51,7 @@ def main() -> None:
     reals = train_reals(args.real, args.root / "real_train54.csv")
     subprocess.run([medfake, "dataset", "build", "--real", str(reals), "--out", str(args.root / "rp54"), "--seed",
                     str(SEED), "--workers", "2", "--models-dir", args.models_dir, *BUILD], check=True)
-    rows += manipulated_rows(args.root / "rp54" / "manifest.csv", args.out, cols)
+    rows += train_rows(args.root / "rp54" / "manifest.csv", RENAMES, args.out, cols, kind="manipulated")
     write_rows(args.out, cols, rows)
     print(f"{args.out}: {n} rows of {args.base} and {len(rows) - n} training edits "
           f"{dict(sorted(Counter(r['generator'] for r in rows[n:]).items()))}")
